@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine with Python 3.11: `make demo` and `make test`.
+PY      ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST  := $(BIN)/python -m pytest
+
+.PHONY: setup demo test test-slow test-all bench clean
+
+# torch is installed first and pinned: 2.13.0 is the CPU wheel on disk here; an unpinned
+# torch (or a package asking for one) would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## The default experiment end to end: emoji suggestions, non-private and DP-SGD at ε = 8.
+demo: $(STAMP)
+	$(BIN)/python -m sandbox -m privacy=none,dpsgd hydra.sweep.dir=outputs/demo
+	@$(BIN)/python -m sandbox.summary outputs/demo
+
+## The test suite (fast: minutes). pytest exits non-zero when no test ran.
+test: $(STAMP)
+	$(PYTEST)
+
+## Slow suites (full-size corpus, long training runs).
+test-slow: $(STAMP)
+	$(PYTEST) -m slow
+
+test-all: $(STAMP)
+	$(PYTEST) -m 'slow or not slow'
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

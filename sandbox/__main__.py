@@ -1,0 +1,39 @@
+"""`python -m sandbox [overrides]`: one training run (or a sweep with `-m`), configured by Hydra.
+
+Bad configuration or data stops with ``error: ...`` on stderr and exit code 2, no
+traceback, and no ``record.json`` (a record only exists for a run that completed).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from sandbox.config import ConfigError, resolve
+from sandbox.data import CorpusError
+from sandbox.privacy import PrivacyInputError
+from sandbox.summary import describe_run
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    from sandbox.run import run  # torch/opacus import after Hydra has parsed the command line
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run_cfg = resolve(cfg)
+        record = run(run_cfg, out_dir=out_dir, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    except (ConfigError, CorpusError, PrivacyInputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(describe_run(record, out_dir))
+
+
+if __name__ == "__main__":
+    main()

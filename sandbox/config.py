@@ -1,0 +1,130 @@
+"""Typed configuration at the boundary: Hydra's ``DictConfig`` → frozen dataclasses, validated once.
+
+Only the entry point sees ``DictConfig``; everything below it takes these dataclasses.
+Errors name the config key (``privacy.delta``), say what is allowed, and are raised as
+``ConfigError`` so the CLI prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from omegaconf import DictConfig, OmegaConf
+
+from sandbox.data.synthetic import SyntheticConfig
+from sandbox.privacy import ACCOUNTANTS
+from sandbox.tasks.emoji import EmojiTaskConfig
+from sandbox.train.central import TrainConfig
+
+MECHANISMS = ("none", "dpsgd")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message names the key."""
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Hydra group ``privacy/``: ``none`` or ``dpsgd`` (example-level, central)."""
+
+    mechanism: str = "none"
+    unit: str = "example"
+    accountant: str = "rdp"
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float | None = None  # None: the largest power of ten ≤ 1/(10 N)
+    clip_norm: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Hydra group ``data/``: ``synthetic`` (generated from ``synthetic.seed``) or ``files`` (a corpus directory)."""
+
+    source: str = "synthetic"
+    path: str | None = None
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int
+    mode: str
+    task: EmojiTaskConfig
+    data: DataConfig
+    privacy: PrivacyConfig
+    train: TrainConfig
+    progress: bool
+
+
+def _typed(cls, node, key: str):
+    """Build dataclass ``cls`` from a config node; unknown or mistyped keys name ``key.field``."""
+    known = {f.name for f in fields(cls)}
+    values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+    except Exception as exc:  # OmegaConf's ValidationError names the field; keep its text
+        raise ConfigError(f"{key}: {getattr(exc, 'msg', exc)}") from None
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _validate_privacy(p: PrivacyConfig) -> None:
+    _check(p.mechanism in MECHANISMS, "privacy.mechanism", f"must be one of {MECHANISMS}, got {p.mechanism!r}")
+    if p.mechanism == "none":
+        return
+    _check(p.accountant in ACCOUNTANTS, "privacy.accountant", f"must be one of {ACCOUNTANTS}, got {p.accountant!r}")
+    _check(p.unit == "example", "privacy.unit", "central DP-SGD protects one example (message); "
+           "user- or workspace-level DP is federated (mode=federated)")
+    _check((p.noise_multiplier is None) != (p.target_epsilon is None), "privacy",
+           "set exactly one of privacy.noise_multiplier and privacy.target_epsilon")
+    if p.noise_multiplier is not None:
+        _check(math.isfinite(p.noise_multiplier) and p.noise_multiplier > 0,
+               "privacy.noise_multiplier", f"must be > 0, got {p.noise_multiplier}")
+    if p.target_epsilon is not None:
+        _check(math.isfinite(p.target_epsilon) and p.target_epsilon > 0,
+               "privacy.target_epsilon", f"must be > 0, got {p.target_epsilon}")
+    if p.delta is not None:
+        _check(0 < p.delta < 1, "privacy.delta", f"must be in (0, 1), got {p.delta}")
+    _check(p.clip_norm > 0, "privacy.clip_norm", f"must be > 0, got {p.clip_norm}")
+
+
+def _validate_train(t: TrainConfig) -> None:
+    _check(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}")
+    _check(t.batch_size >= 1, "train.batch_size", f"must be ≥ 1, got {t.batch_size}")
+    _check(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    _check(t.optimizer in ("adam", "sgd"), "train.optimizer", f"must be 'adam' or 'sgd', got {t.optimizer!r}")
+
+
+def _data_config(node) -> DataConfig:
+    values = dict(OmegaConf.to_container(node, resolve=True))
+    source = values.pop("source", "synthetic")
+    path = values.pop("path", None)
+    _check(source in ("synthetic", "files"), "data.source", f"must be 'synthetic' or 'files', got {source!r}")
+    if source == "files":
+        _check(bool(path), "data.path", "a corpus directory is required with data=files")
+        _check(not values, f"data.{next(iter(values), '')}", "unknown key for data=files")
+        return DataConfig(source=source, path=str(path))
+    return DataConfig(source=source, synthetic=_typed(SyntheticConfig, OmegaConf.create(values), "data"))
+
+
+def resolve(cfg: DictConfig) -> RunConfig:
+    """Validate the composed Hydra config and return the typed run config."""
+    _check(cfg.get("mode", "central") == "central", "mode",
+           f"only 'central' is implemented so far, got {cfg.get('mode')!r}")
+    privacy = _typed(PrivacyConfig, cfg.privacy, "privacy")
+    train = _typed(TrainConfig, cfg.train, "train")
+    task = _typed(EmojiTaskConfig, cfg.task, "task")
+    _validate_privacy(privacy)
+    _validate_train(train)
+    _check(task.name == "emoji", "task", f"only 'emoji' is implemented so far, got {task.name!r}")
+    _check(0 < task.test_fraction < 1, "task.test_fraction", f"must be in (0, 1), got {task.test_fraction}")
+    _check(task.n_buckets >= 2, "task.n_buckets", f"must be ≥ 2, got {task.n_buckets}")
+    return RunConfig(seed=int(cfg.seed), mode="central", task=task, data=_data_config(cfg.data),
+                     privacy=privacy, train=train, progress=bool(cfg.get("progress", True)))

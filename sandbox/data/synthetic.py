@@ -1,0 +1,180 @@
+"""The default synthetic corpus: a federated, non-IID, heavy-tailed chat log with canaries.
+
+Population (who talks about what, who reacts how) is drawn first, then messages:
+
+- workspaces get a sparse topic mix and an emoji preference (Dirichlet around a Zipf
+  popularity over the reaction emoji); each user perturbs their workspace's;
+- users get a lognormal number of messages (most a handful, a few thousands);
+- each message draws a topic and a primary reaction from its user; its text holds topic and
+  filler words and, with probability `keyword_rate`, 1–2 keywords of its primary reaction
+  (sometimes also a distractor keyword of another emoji);
+- canaries are appended to their hosts' messages; each user's messages are then shuffled
+  and given increasing timestamps, so nothing in the corpus marks a canary.
+
+Every draw comes from named child streams of `np.random.default_rng(seed)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sandbox.data.canaries import CanaryManifest, draw_canary_manifest
+from sandbox.data.lexicon import REACTION_EMOJI, topic_vocabulary
+from sandbox.data.population import Population, draw_population
+from sandbox.data.schema import Corpus
+from sandbox.data.text import MessageDraft, draft_messages
+
+SECONDS_PER_DAY = 86_400
+_STREAMS = ("population", "messages", "canaries", "layout")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Knobs of the synthetic corpus; field names are the Hydra keys of conf/data/synthetic.yaml."""
+
+    seed: int = 0
+    n_workspaces: int = 200
+    n_users: int = 6000
+    n_emoji: int = 40
+    messages_per_user_median: float = 12.0  # lognormal, clipped to [1, max_messages_per_user]
+    messages_per_user_sigma: float = 1.4
+    max_messages_per_user: int = 5000
+    reaction_rate: float = 0.7  # share of messages with at least one reaction
+    keyword_rate: float = 0.65  # share of messages holding keywords of their primary reaction
+    workspace_opt_out_rate: float = 0.05
+    user_opt_out_rate: float = 0.03
+    n_canaries: int = 10
+    canary_users: int = 1  # k: users per canary (distinct across canaries)
+    canary_repeats: int = 10  # r: copies per host user
+    n_fresh_canaries: int = 100
+    start_timestamp: int = 1_700_000_000
+    activity_days: float = 90.0  # typical span of one user's messages
+    workspace_size_sigma: float = 1.0  # lognormal spread of users per workspace
+    n_topics: int = 40
+    words_per_topic: int = 60
+    workspace_topic_concentration: float = 0.3  # Dirichlet α per topic; small = few topics
+    user_topic_concentration: float = 20.0  # user mix ~ Dirichlet(c * workspace mix)
+    emoji_zipf_exponent: float = 0.7  # overall popularity ∝ rank^-s; sets the top-5 baseline
+    workspace_emoji_concentration: float = 20.0  # workspace pref ~ Dirichlet(c * popularity)
+    user_emoji_concentration: float = 20.0  # user pref ~ Dirichlet(c * workspace pref)
+    words_per_message: float = 7.0  # mean topic + filler words per message (at least 1)
+    filler_rate: float = 0.35  # share of those words that are everyday filler
+    distractor_rate: float = 0.1  # share of messages with a keyword of another emoji
+    extra_reaction_rate: float = 0.3  # chance of a 2nd reaction (squared: of a 3rd)
+    topic_channels_per_workspace: int = 3
+    topic_channel_rate: float = 0.7  # chance a message on a channel topic goes to its channel
+
+    def __post_init__(self) -> None:
+        positive = ("n_workspaces", "n_users", "n_emoji", "messages_per_user_median",
+                    "max_messages_per_user", "n_topics", "words_per_topic", "activity_days",
+                    "workspace_topic_concentration", "user_topic_concentration",
+                    "workspace_emoji_concentration", "user_emoji_concentration",
+                    "words_per_message", "canary_users", "canary_repeats")
+        rates = ("reaction_rate", "keyword_rate", "workspace_opt_out_rate", "user_opt_out_rate",
+                 "filler_rate", "distractor_rate", "extra_reaction_rate", "topic_channel_rate")
+        non_negative = ("seed", "n_canaries", "n_fresh_canaries", "messages_per_user_sigma",
+                        "workspace_size_sigma", "emoji_zipf_exponent",
+                        "topic_channels_per_workspace", "start_timestamp")
+        for name in positive:
+            _require(self, name, getattr(self, name) > 0, "must be > 0")
+        for name in rates:
+            _require(self, name, 0.0 <= getattr(self, name) <= 1.0, "must be in [0, 1]")
+        for name in non_negative:
+            _require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        _require(self, "n_users", self.n_users >= self.n_workspaces, "must be >= n_workspaces")
+        _require(self, "n_emoji", 2 <= self.n_emoji <= len(REACTION_EMOJI),
+                 f"must be in [2, {len(REACTION_EMOJI)}]")
+        vocabulary = len(topic_vocabulary())
+        _require(self, "n_topics", self.n_topics <= vocabulary // 2, f"must be <= {vocabulary // 2}")
+        _require(self, "words_per_topic", self.words_per_topic <= vocabulary - self.n_topics,
+                 f"must be <= {vocabulary - self.n_topics}")
+        _require(self, "topic_channels_per_workspace",
+                 self.topic_channels_per_workspace <= self.n_topics, "must be <= n_topics")
+
+
+def _require(config: SyntheticConfig, name: str, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ValueError(f"SyntheticConfig.{name}={getattr(config, name)!r}: {rule}")
+
+
+def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
+    """Draw the corpus and its canary manifest; identical configs give identical corpora.
+
+    The corpus contains the canary messages like any other; only the manifest says which.
+    Raises ValueError if there are fewer consenting users than n_canaries * canary_users.
+    """
+    root = np.random.default_rng(config.seed)
+    streams = dict(zip(_STREAMS, root.spawn(len(_STREAMS))))
+    reactions = REACTION_EMOJI[: config.n_emoji]
+    population = draw_population(config, streams["population"])
+    drafts = draft_messages(config, population, streams["messages"])
+    consenting = np.flatnonzero(population.user_consented())
+    manifest = draw_canary_manifest(
+        consenting_user_ids=[_user_id(u) for u in consenting],
+        n_canaries=config.n_canaries,
+        users_per_canary=config.canary_users,
+        repeats=config.canary_repeats,
+        n_fresh=config.n_fresh_canaries,
+        reactions=reactions,
+        rng=streams["canaries"],
+    )
+    drafts = drafts.concatenate(_canary_drafts(manifest, population.n_users, streams["canaries"]))
+    return _lay_out(config, population, drafts, streams["layout"]), manifest
+
+
+def _user_id(index: int) -> str:
+    return f"user-{index:05d}"
+
+
+def _canary_drafts(manifest: CanaryManifest, n_users: int, rng: np.random.Generator) -> MessageDraft:
+    index_of_user = {_user_id(u): u for u in range(n_users)}
+    users, texts, reactions = [], [], []
+    for canary in manifest.inserted:
+        for user_id in canary.user_ids:
+            users += [index_of_user[user_id]] * canary.repeats
+            texts += [canary.text] * canary.repeats
+            reactions += [(canary.reaction,)] * canary.repeats
+    # Canaries land in the two channels every workspace has (#general, #random).
+    channels = rng.integers(2, size=len(users))
+    return MessageDraft(user=np.asarray(users, dtype=np.int64), channel=channels,
+                        texts=texts, reactions=reactions)
+
+
+def _lay_out(config: SyntheticConfig, population: Population, drafts: MessageDraft,
+             rng: np.random.Generator) -> Corpus:
+    """Shuffle each user's messages, give them increasing timestamps and ids."""
+    order = np.lexsort((rng.random(len(drafts.user)), drafts.user))
+    user = drafts.user[order]
+    timestamps = _increasing_timestamps(config, user, population.n_users, rng)
+    width = max(7, len(str(len(user))))
+    texts = np.empty(len(user), dtype=object)
+    texts[:] = [drafts.texts[i] for i in order]
+    return Corpus(
+        workspace_ids=np.array([f"ws-{w:04d}" for w in range(population.n_workspaces)], dtype=object),
+        workspace_opted_out=population.workspace_opted_out,
+        user_ids=np.array([_user_id(u) for u in range(population.n_users)], dtype=object),
+        user_workspace=population.user_workspace,
+        user_opted_out=population.user_opted_out,
+        message_ids=np.array([f"msg-{m:0{width}d}" for m in range(len(user))], dtype=object),
+        message_user=user,
+        channels=population.channel_names[drafts.channel[order]],
+        timestamps=timestamps,
+        texts=texts,
+        reactions=tuple(drafts.reactions[i] for i in order),
+    )
+
+
+def _increasing_timestamps(config: SyntheticConfig, user: np.ndarray, n_users: int,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Strictly increasing unix seconds within each user's (contiguous) block of messages."""
+    counts = np.bincount(user, minlength=n_users)
+    span = config.activity_days * SECONDS_PER_DAY
+    user_start = config.start_timestamp + rng.integers(0, int(span / 3) + 1, size=n_users)
+    mean_gap = span / np.maximum(counts, 1)
+    gaps = 1 + np.floor(rng.exponential(size=len(user)) * mean_gap[user]).astype(np.int64)
+    elapsed = np.cumsum(gaps)
+    block_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    elapsed_before_block = np.concatenate(([0], elapsed))[block_start]
+    return user_start[user] + elapsed - elapsed_before_block[user]

@@ -1,0 +1,44 @@
+"""Human-readable summaries of run records; `python -m sandbox.summary DIR` tabulates a run or a sweep."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _privacy_text(privacy: dict) -> str:
+    if privacy.get("epsilon") is None:
+        return "not private"
+    return (f"ε = {privacy['epsilon']:.2f} (δ = {privacy['delta']:.0e}, {privacy['unit']}-level, "
+            f"{privacy['accountant']}, {privacy['sampling']} q = {privacy['sample_rate']:.4g}, "
+            f"σ = {privacy['noise_multiplier']:.3f}, {privacy['steps']} steps)")
+
+
+def describe_run(record: dict, run_dir: Path) -> str:
+    """One paragraph: task, utility next to the baseline, privacy, where the results are."""
+    m, base = record["metrics"], record["metrics"]["baseline"]
+    k = next(key for key in m if key.startswith("top") and key != "top1")
+    return (f"{record['task']} · {record['mode']} · {record['privacy']['mechanism']}: "
+            f"{k} accuracy {m[k]:.3f} (most-frequent baseline {base[k]:.3f}), "
+            f"top1 {m['top1']:.3f} (baseline {base['top1']:.3f})\n"
+            f"  privacy: {_privacy_text(record['privacy'])}\n"
+            f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m sandbox.summary RUN_OR_SWEEP_DIR", file=sys.stderr)
+        return 2
+    records = sorted(Path(args[0]).glob("**/record.json"))
+    if not records:
+        print(f"error: no record.json under {args[0]}", file=sys.stderr)
+        return 2
+    for path in records:
+        print(describe_run(json.loads(path.read_text(encoding="utf-8")), path.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Central training: plain SGD-family training, or example-level DP-SGD with Opacus.
+
+DP-SGD uses Opacus' Poisson-sampling data loader (each example joins each batch
+independently with probability q, which is what the subsampled-Gaussian accountants
+assume), per-example clipping by ghost clipping, and Gaussian noise σ·C on the summed
+clipped gradients. Every optimizer step that actually ran is recorded in a ``PrivacyBook``
+by a hook on Opacus' optimizer; ε is computed from that record, nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from sandbox.privacy import PrivacyBook, noise_multiplier_for
+
+ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hydra group ``train/``."""
+
+    epochs: float = 5.0
+    batch_size: int = 512  # expected batch size under Poisson sampling
+    lr: float = 2e-3
+    optimizer: str = "adam"  # adam | sgd
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class DPSGDSettings:
+    """What DP-SGD needs, resolved and validated by the caller (``run.py``)."""
+
+    clip_norm: float
+    delta: float
+    accountant: str
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: nn.Module  # the plain module (no Opacus wrapper), trained
+    steps: int  # optimizer steps that ran
+    book: PrivacyBook | None  # None when not private
+    sample_rate: float | None
+    noise_multiplier: float | None
+
+
+class TensorRows(Dataset):
+    """Rows of equally long tensors; ``__getitems__`` returns a whole batch at once (no per-row collate)."""
+
+    def __init__(self, *tensors: torch.Tensor):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return int(self.tensors[0].shape[0])
+
+    def __getitem__(self, i):
+        return tuple(t[i] for t in self.tensors)
+
+    def __getitems__(self, indices):
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def _as_batch(batch):
+    return batch
+
+
+def make_loader(dataset: TensorRows, *, batch_size: int, generator: torch.Generator) -> DataLoader:
+    """Shuffled batches; under DP Opacus replaces the sampler with Poisson sampling at q = 1/len(loader)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
+                      collate_fn=_as_batch)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    raise ValueError(f"train.optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+
+
+def planned_steps(*, n_examples: int, batch_size: int, epochs: float) -> tuple[int, float]:
+    """(steps, sample rate) for Poisson sampling with expected batch ``batch_size``: q = 1/⌈N/B⌉."""
+    batches_per_epoch = math.ceil(n_examples / batch_size)
+    return max(1, round(epochs * batches_per_epoch)), 1.0 / batches_per_epoch
+
+
+def _run_steps(loader: DataLoader, *, steps: int, step_fn: Callable, progress: ProgressFn | None) -> int:
+    done = 0
+    while done < steps:
+        for tokens, labels in loader:
+            loss = step_fn(tokens, labels)
+            done += 1
+            if progress:
+                progress(done, steps, loss)
+            if done == steps:
+                break
+    return done
+
+
+def train_nonprivate(
+    model: nn.Module, data: TensorRows, *, cfg: TrainConfig, generator: torch.Generator,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    optimizer = _optimizer(model, cfg)
+    criterion = nn.CrossEntropyLoss()
+    loader = make_loader(data, batch_size=cfg.batch_size, generator=generator)
+    steps, _ = planned_steps(n_examples=len(data), batch_size=cfg.batch_size, epochs=cfg.epochs)
+
+    def step(tokens, labels):
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(model(tokens), labels)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    ran = _run_steps(loader, steps=steps, step_fn=step, progress=progress)
+    return TrainResult(model=model, steps=ran, book=None, sample_rate=None, noise_multiplier=None)
+
+
+def train_dpsgd(
+    model: nn.Module, data: TensorRows, *, cfg: TrainConfig, dp: DPSGDSettings, book: PrivacyBook,
+    generator: torch.Generator, noise_generator: torch.Generator, progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Example-level DP-SGD. σ is given, or calibrated by Opacus for ``dp.target_epsilon`` over the planned steps.
+
+    Each step that runs is recorded in ``book`` (which must be empty and match ``dp``).
+    """
+    if book.steps or book.delta != dp.delta or book.accountant != dp.accountant:
+        raise ValueError("train_dpsgd needs a fresh PrivacyBook with the run's delta and accountant")
+    steps, q = planned_steps(n_examples=len(data), batch_size=cfg.batch_size, epochs=cfg.epochs)
+    sigma = dp.noise_multiplier
+    if sigma is None:
+        sigma = noise_multiplier_for(target_epsilon=dp.target_epsilon, delta=dp.delta,
+                                     sample_rate=q, steps=steps, accountant=dp.accountant)
+    engine = PrivacyEngine(accountant=dp.accountant)
+    gsm, optimizer, criterion, loader = engine.make_private(
+        module=model, optimizer=_optimizer(model, cfg), criterion=nn.CrossEntropyLoss(),
+        data_loader=make_loader(data, batch_size=cfg.batch_size, generator=generator),
+        noise_multiplier=sigma, max_grad_norm=dp.clip_norm, poisson_sampling=True,
+        grad_sample_mode="ghost", noise_generator=noise_generator,
+    )
+    assert abs(loader.sample_rate - q) < 1e-12, (loader.sample_rate, q)
+    _chain_step_hook(optimizer, book, sample_rate=q)
+
+    def step(tokens, labels):
+        gsm.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(gsm(tokens), labels)
+        loss.backward()  # ghost clipping: per-example norms, clipped, in two passes
+        optimizer.step()  # noise σ·C added; the hook records the step
+        return float(loss.detach())
+
+    with warnings.catch_warnings():  # Opacus' ghost clipping triggers this torch warning every step
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        ran = _run_steps(loader, steps=steps, step_fn=step, progress=progress)
+    _check_against_opacus(book, engine)
+    return TrainResult(model=gsm._module, steps=ran, book=book, sample_rate=q, noise_multiplier=sigma)
+
+
+def _chain_step_hook(optimizer, book: PrivacyBook, *, sample_rate: float) -> None:
+    """Record each step that Opacus' optimizer really took (skipped steps call no hook)."""
+    opacus_hook = optimizer.step_hook
+
+    def hook(opt):
+        opacus_hook(opt)
+        book.record(noise_multiplier=opt.noise_multiplier,
+                    sample_rate=sample_rate * opt.accumulated_iterations)
+
+    optimizer.attach_step_hook(hook)
+
+
+def _check_against_opacus(book: PrivacyBook, engine: PrivacyEngine) -> None:
+    """Our record and Opacus' own accountant history must describe the same steps."""
+    ours = [(e.noise_multiplier, e.sample_rate, e.steps) for e in book.events]
+    theirs = engine.accountant.history
+    if sum(s for *_, s in theirs) != book.steps or {h[:2] for h in theirs} != {o[:2] for o in ours}:
+        raise RuntimeError(f"privacy record {ours} disagrees with Opacus' accountant {theirs}")

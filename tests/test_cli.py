@@ -1,0 +1,101 @@
+"""`python -m sandbox` end to end on a tiny config: record, model, ε, sweeps and clean errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import dp_accounting
+import pytest
+import torch
+
+from tests.conftest import TINY
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sandbox", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def independent_rdp_epsilon(privacy: dict) -> float:
+    """ε from dp_accounting (Google's library, not Opacus) for what the record says ran."""
+    accountant = dp_accounting.rdp.RdpAccountant()
+    for event in privacy["events"]:
+        gaussian = dp_accounting.GaussianDpEvent(event["noise_multiplier"])
+        sampled = dp_accounting.PoissonSampledDpEvent(event["sample_rate"], gaussian)
+        accountant.compose(dp_accounting.SelfComposedDpEvent(sampled, event["steps"]))
+    return accountant.get_epsilon(privacy["delta"])
+
+
+REQUIRED = {"schema_version", "task", "mode", "engine", "seed", "status", "config", "versions",
+            "data", "privacy", "metrics", "curve"}
+
+
+def test_dpsgd_run_writes_record_model_and_honest_epsilon(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli([*TINY, "privacy=dpsgd", "privacy.target_epsilon=4", f"hydra.run.dir={out}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "record.json").read_text())
+    assert REQUIRED <= set(record)
+    assert record["status"] == "completed" and record["engine"] == "central"
+    p = record["privacy"]
+    assert p["unit"] == "example" and p["sampling"] == "poisson" and p["accountant"] == "rdp"
+    assert p["delta"] < 1 / record["data"]["n_examples"]
+    # The ε recorded is what an independent accountant gives for the (q, σ, steps, δ) that ran...
+    assert p["epsilon"] == pytest.approx(independent_rdp_epsilon(p), rel=1e-3)
+    # ...the steps that ran are the planned ones, and calibration met the target from below.
+    assert sum(e["steps"] for e in p["events"]) == p["steps"] > 0
+    assert 3.5 < p["epsilon"] <= 4.0 + 1e-6
+    assert {"epsilon", "step", "top1", "top5"} <= set(record["curve"][-1])
+    assert record["curve"][-1]["epsilon"] == pytest.approx(p["epsilon"])
+    for key in ("top1", "top5"):
+        assert 0 <= record["metrics"][key] <= 1 and 0 <= record["metrics"]["baseline"][key] <= 1
+    state = torch.load(out / "model.pt")
+    assert "embedding.weight" in state and state["embedding.weight"].shape[0] == 4096
+    assert "top5 accuracy" in proc.stdout and "ε = " in proc.stdout
+
+
+def test_nonprivate_run_says_not_private(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli([*TINY, "privacy=none", f"hydra.run.dir={out}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "record.json").read_text())
+    assert record["privacy"]["mechanism"] == "none" and record["privacy"]["epsilon"] is None
+    assert "not private" in proc.stdout
+
+
+def test_multirun_sweeps_target_epsilon(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", *TINY, "privacy.target_epsilon=1,8", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/record.json"))]
+    assert [r["privacy"]["target_epsilon"] for r in records] == [1.0, 8.0]
+    sigmas = [r["privacy"]["noise_multiplier"] for r in records]
+    assert sigmas[0] > sigmas[1]  # a smaller budget needs more noise
+    assert all(r["privacy"]["epsilon"] <= r["privacy"]["target_epsilon"] + 1e-6 for r in records)
+
+
+@pytest.mark.parametrize(
+    "overrides, names",
+    [
+        (["privacy.delta=0.5"], "privacy.delta"),
+        (["privacy.target_epsilon=-1"], "privacy.target_epsilon"),
+        (["privacy.noise_multiplier=1.0"], "privacy"),  # both σ and a target ε set
+        (["privacy.accountant=moments"], "privacy.accountant"),
+        (["train.batch_size=0"], "train.batch_size"),
+        (["+privacy.colour=blue"], "privacy.colour"),
+        (["data=files", "data.path=/nonexistent/corpus"], "/nonexistent/corpus"),
+    ],
+)
+def test_bad_config_is_a_clear_error_without_record(tmp_path, overrides, names):
+    out = tmp_path / "run"
+    base = [o for o in TINY if not o.startswith("data.")] if "data=files" in overrides else TINY
+    proc = run_cli([*base, *overrides, f"hydra.run.dir={out}"], tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.startswith("error:") and names in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "record.json").exists() and not (out / "model.pt").exists()

@@ -6,6 +6,7 @@ traceback, and no ``record.json`` (a record only exists for a run that completed
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sandbox.config import ConfigError, resolve
 from sandbox.data import CorpusError
-from sandbox.privacy import PrivacyInputError
+from sandbox.privacy import AccountingError, PrivacyInputError
 from sandbox.summary import describe_run
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -25,11 +26,13 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def main(cfg: DictConfig) -> None:
     from sandbox.run import run  # torch/opacus import after Hydra has parsed the command line
 
+    logging.getLogger("opacus").setLevel(logging.WARNING)  # per-layer INFO lines on every run
+
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run_cfg = resolve(cfg)
         record = run(run_cfg, out_dir=out_dir, resolved_config=OmegaConf.to_container(cfg, resolve=True))
-    except (ConfigError, CorpusError, PrivacyInputError) as exc:
+    except (ConfigError, CorpusError, PrivacyInputError, AccountingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(describe_run(record, out_dir))

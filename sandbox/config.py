@@ -13,11 +13,13 @@ from dataclasses import dataclass, fields
 from omegaconf import DictConfig, OmegaConf
 
 from sandbox.data.synthetic import SyntheticConfig
+from sandbox.federated.server import FederationConfig
 from sandbox.privacy import ACCOUNTANTS
 from sandbox.tasks.emoji import EmojiTaskConfig
 from sandbox.train.central import TrainConfig
 
-MECHANISMS = ("none", "dpsgd")
+MECHANISMS = ("none", "dpsgd", "dpfedavg")
+MODES = ("central", "federated")
 
 
 class ConfigError(ValueError):
@@ -26,7 +28,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """Hydra group ``privacy/``: ``none`` or ``dpsgd`` (example-level, central)."""
+    """Hydra group ``privacy/``: ``none``, ``dpsgd`` (example-level, central) or ``dpfedavg`` (user-level, federated)."""
 
     mechanism: str = "none"
     unit: str = "example"
@@ -35,6 +37,12 @@ class PrivacyConfig:
     target_epsilon: float | None = None
     delta: float | None = None  # None: the largest power of ten ≤ 1/(10 N)
     clip_norm: float = 1.0
+    # DP-FedAvg only
+    clipping: str = "fixed"  # fixed | adaptive (Andrew et al. 2021)
+    clipping_site: str = "client"  # client | server
+    target_quantile: float = 0.5
+    clip_lr: float = 0.2
+    count_noise_multiplier: float | None = None  # None: expected clients per round / 20
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class RunConfig:
     data: DataConfig
     privacy: PrivacyConfig
     train: TrainConfig
+    federation: FederationConfig
     progress: bool
 
 
@@ -67,7 +76,10 @@ def _typed(cls, node, key: str):
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
     except Exception as exc:  # OmegaConf's ValidationError names the field; keep its text
-        raise ConfigError(f"{key}: {getattr(exc, 'msg', exc)}") from None
+        message = str(getattr(exc, "msg", exc)).splitlines()[0].replace(f"{cls.__name__}.", f"{key}.")
+        if getattr(exc, "full_key", None):
+            message = f"{key}.{exc.full_key}: {message}"
+        raise ConfigError(message if message.startswith(f"{key}.") else f"{key}: {message}") from None
 
 
 def _check(condition: bool, key: str, message: str) -> None:
@@ -80,10 +92,21 @@ def _validate_privacy(p: PrivacyConfig) -> None:
     if p.mechanism == "none":
         return
     _check(p.accountant in ACCOUNTANTS, "privacy.accountant", f"must be one of {ACCOUNTANTS}, got {p.accountant!r}")
-    _check(p.unit == "example", "privacy.unit", "central DP-SGD protects one example (message); "
-           "user- or workspace-level DP is federated (mode=federated)")
-    _check((p.noise_multiplier is None) != (p.target_epsilon is None), "privacy",
-           "set exactly one of privacy.noise_multiplier and privacy.target_epsilon")
+    if p.mechanism == "dpsgd":
+        _check(p.unit == "example", "privacy.unit", "central DP-SGD protects one example (message); "
+               "user- or workspace-level DP is federated (mode=federated privacy=dpfedavg)")
+        _check((p.noise_multiplier is None) != (p.target_epsilon is None), "privacy",
+               "set exactly one of privacy.noise_multiplier and privacy.target_epsilon")
+    else:
+        _check(p.unit in ("user", "workspace"), "privacy.unit", f"DP-FedAvg protects a whole client: "
+               f"'user' or 'workspace', got {p.unit!r}")
+        _check(p.noise_multiplier is not None or p.target_epsilon is not None, "privacy",
+               "set privacy.noise_multiplier, privacy.target_epsilon, or both (σ given + target: "
+               "training stops before the next round would exceed the target)")
+        _check(p.clipping in ("fixed", "adaptive"), "privacy.clipping", f"must be 'fixed' or 'adaptive', got {p.clipping!r}")
+        _check(p.clipping_site in ("client", "server"), "privacy.clipping_site",
+               f"must be 'client' or 'server', got {p.clipping_site!r}")
+        _check(0 < p.target_quantile < 1, "privacy.target_quantile", f"must be in (0, 1), got {p.target_quantile}")
     if p.noise_multiplier is not None:
         _check(math.isfinite(p.noise_multiplier) and p.noise_multiplier > 0,
                "privacy.noise_multiplier", f"must be > 0, got {p.noise_multiplier}")
@@ -102,6 +125,22 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.optimizer in ("adam", "sgd"), "train.optimizer", f"must be 'adam' or 'sgd', got {t.optimizer!r}")
 
 
+def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
+    _check(f.engine in ("inprocess", "flower"), "federation.engine", f"must be 'inprocess' or 'flower', got {f.engine!r}")
+    _check(f.unit in ("user", "workspace"), "federation.unit", f"must be 'user' or 'workspace', got {f.unit!r}")
+    _check(0 < f.sample_rate <= 1, "federation.sample_rate", f"must be in (0, 1], got {f.sample_rate}")
+    _check(f.rounds >= 1, "federation.rounds", f"must be ≥ 1, got {f.rounds}")
+    _check(f.local_epochs >= 1, "federation.local_epochs", f"must be ≥ 1, got {f.local_epochs}")
+    _check(f.local_batch_size >= 1, "federation.local_batch_size", f"must be ≥ 1, got {f.local_batch_size}")
+    _check(f.server_optimizer in ("fedavg", "fedavgm", "fedadam"), "federation.server_optimizer",
+           f"must be fedavg, fedavgm or fedadam, got {f.server_optimizer!r}")
+    _check(privacy.mechanism != "dpsgd", "privacy", "privacy=dpsgd is central example-level DP-SGD; "
+           "federated training uses privacy=dpfedavg (user level) or privacy=none")
+    if privacy.mechanism == "dpfedavg":
+        _check(privacy.unit == f.unit, "privacy.unit", f"is {privacy.unit!r} but clients are "
+               f"{f.unit!r}s (federation.unit): the DP unit is the client")
+
+
 def _data_config(node) -> DataConfig:
     values = dict(OmegaConf.to_container(node, resolve=True))
     source = values.pop("source", "synthetic")
@@ -116,15 +155,21 @@ def _data_config(node) -> DataConfig:
 
 def resolve(cfg: DictConfig) -> RunConfig:
     """Validate the composed Hydra config and return the typed run config."""
-    _check(cfg.get("mode", "central") == "central", "mode",
-           f"only 'central' is implemented so far, got {cfg.get('mode')!r}")
+    mode = cfg.get("mode", "central")
+    _check(mode in MODES, "mode", f"must be one of {MODES}, got {mode!r}")
     privacy = _typed(PrivacyConfig, cfg.privacy, "privacy")
+    federation = _typed(FederationConfig, cfg.get("federation"), "federation")
     train = _typed(TrainConfig, cfg.train, "train")
     task = _typed(EmojiTaskConfig, cfg.task, "task")
     _validate_privacy(privacy)
     _validate_train(train)
+    if mode == "federated":
+        _validate_federation(federation, privacy)
+    else:
+        _check(privacy.mechanism != "dpfedavg", "privacy", "privacy=dpfedavg is federated: add mode=federated")
     _check(task.name == "emoji", "task", f"only 'emoji' is implemented so far, got {task.name!r}")
     _check(0 < task.test_fraction < 1, "task.test_fraction", f"must be in (0, 1), got {task.test_fraction}")
     _check(task.n_buckets >= 2, "task.n_buckets", f"must be ≥ 2, got {task.n_buckets}")
-    return RunConfig(seed=int(cfg.seed), mode="central", task=task, data=_data_config(cfg.data),
-                     privacy=privacy, train=train, progress=bool(cfg.get("progress", True)))
+    return RunConfig(seed=int(cfg.seed), mode=mode, task=task, data=_data_config(cfg.data),
+                     privacy=privacy, train=train, federation=federation,
+                     progress=bool(cfg.get("progress", True)))

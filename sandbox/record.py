@@ -11,9 +11,13 @@ import os
 import platform
 import tempfile
 from importlib import metadata
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
+
+from sandbox.privacy import PrivacyBook
 
 SCHEMA_VERSION = 1
 
@@ -30,18 +34,42 @@ def versions() -> dict:
             "opacus": version("opacus"), "flwr": version("flwr"), "sandbox": version("sandbox")}
 
 
-def privacy_section(*, mechanism: str, unit: str, epsilon: float | None, delta: float | None,
-                    accountant: str | None, noise_multiplier: float | None, sample_rate: float | None,
-                    sampling: str | None, steps: int, clip_norm: float | None,
-                    target_epsilon: float | None, events: list | None) -> dict:
-    """The ``privacy`` section. ``epsilon`` is None exactly when the run was not private."""
+@dataclass(frozen=True)
+class Outcome:
+    """What a trainer hands back to ``run``: the model and the record sections it owns."""
+
+    model: nn.Module
+    curve: list[dict]
+    privacy: dict
+    status: str  # completed | stopped_budget
+    engine: str  # central | inprocess | flower | deployment
+    data: dict = field(default_factory=dict)  # extra data counts (e.g. number of clients)
+    timing: dict = field(default_factory=dict)
+
+
+def privacy_section(*, mechanism: str, unit: str, book: PrivacyBook | None, steps: int,
+                    noise_multiplier: float | None = None, sample_rate: float | None = None,
+                    clip_norm: float | None = None, target_epsilon: float | None = None,
+                    **extra) -> dict:
+    """The ``privacy`` section, read off the ``PrivacyBook`` (the one place ε comes from).
+
+    ``epsilon`` is None exactly when the run was not private. ``steps`` are optimizer steps
+    (central) or rounds (federated) that ran.
+    """
+    if book is None:
+        return {"mechanism": mechanism, "unit": unit, "epsilon": None, "delta": None, "accountant": None,
+                "noise_multiplier": None, "sample_rate": None, "sampling": None, "steps": steps,
+                "clip_norm": None, "neighbouring_relation": None, "events": []}
     return {
-        "mechanism": mechanism, "unit": unit, "epsilon": epsilon, "delta": delta,
-        "accountant": accountant, "noise_multiplier": noise_multiplier,
-        "sample_rate": sample_rate, "sampling": sampling, "steps": steps,
-        "clip_norm": clip_norm, "target_epsilon": target_epsilon,
-        "neighbouring_relation": "add/remove one example" if mechanism != "none" else None,
-        "events": events or [],
+        "mechanism": mechanism, "unit": book.unit, "epsilon": book.epsilon() if book.steps else 0.0,
+        "delta": book.delta, "accountant": book.accountant, "noise_multiplier": noise_multiplier,
+        "sample_rate": sample_rate, "sampling": "poisson", "steps": book.steps, "clip_norm": clip_norm,
+        "target_epsilon": target_epsilon, "neighbouring_relation": f"add/remove one {book.unit}",
+        # noise and sampling come from seeded PRNGs so runs replay; a deployment would use a
+        # CSPRNG (Opacus' secure_mode) and retrain once
+        "secure_rng": False,
+        "events": [asdict(e) for e in book.events],
+        **extra,
     }
 
 

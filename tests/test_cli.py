@@ -87,6 +87,8 @@ def test_multirun_sweeps_target_epsilon(tmp_path):
         (["privacy.noise_multiplier=1.0"], "privacy"),  # both σ and a target ε set
         (["privacy.accountant=moments"], "privacy.accountant"),
         (["train.batch_size=0"], "train.batch_size"),
+        (["train.epochs=abc"], "train.epochs"),
+        (["data.n_users=-5"], "data.n_users"),
         (["+privacy.colour=blue"], "privacy.colour"),
         (["data=files", "data.path=/nonexistent/corpus"], "/nonexistent/corpus"),
     ],

@@ -147,7 +147,9 @@ def train_dpsgd(
     if sigma is None:
         sigma = noise_multiplier_for(target_epsilon=dp.target_epsilon, delta=dp.delta,
                                      sample_rate=q, steps=steps, accountant=dp.accountant)
-    engine = PrivacyEngine(accountant=dp.accountant)
+    with warnings.catch_warnings():  # seeded noise on purpose (replayable runs); recorded as secure_rng: false
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=dp.accountant)
     gsm, optimizer, criterion, loader = engine.make_private(
         module=model, optimizer=_optimizer(model, cfg), criterion=nn.CrossEntropyLoss(),
         data_loader=make_loader(data, batch_size=cfg.batch_size, generator=generator),

@@ -1,0 +1,33 @@
+"""The in-process engine: the shared client and server functions, called in one process.
+
+One scratch model serves every client (no model copy per user is kept), and the server
+folds each update into a running sum, so memory does not grow with the number of users.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from sandbox.federated.client import LocalConfig, local_update
+from sandbox.federated.clients import ClientPartition
+from sandbox.federated.server import FederatedServer
+from sandbox.tasks.emoji import EmojiExamples
+
+RoundCallback = Callable[[dict, torch.Tensor], None]  # (round summary, global params)
+
+
+def run_inprocess(server: FederatedServer, *, partition: ClientPartition, examples: EmojiExamples,
+                  model: nn.Module, local: LocalConfig, on_round: RoundCallback | None = None) -> None:
+    """Run rounds until the server stops (rounds done, or the privacy budget reached)."""
+    while (plan := server.next_round()) is not None:
+        for client, seed in zip(plan.clients, plan.client_seeds):
+            update = local_update(server.params, partition.data(int(client), examples), model=model,
+                                  cfg=local, generator=torch.Generator().manual_seed(seed),
+                                  clip_norm=plan.clip_norm)
+            server.receive(update)
+        summary = server.finish_round()
+        if on_round is not None:
+            on_round(summary, server.params)

@@ -1,0 +1,177 @@
+"""The server side of federated training, shared by every engine.
+
+``FederatedServer`` owns everything random and everything private on the server:
+Poisson client sampling, the per-client seeds it hands out, clipping, the Gaussian
+noise, the clip-norm schedule, the server optimizer and the ``PrivacyBook``. An engine
+asks it for a round plan, delivers each sampled client's ``Update`` to it, and closes the
+round. Because the engines only move data, the same seed gives the same model in all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sandbox.federated.aggregate import (
+    Update, clip_update, gaussian_noise, next_clip_norm, noisy_mean, update_noise_multiplier,
+)
+from sandbox.federated.client import LocalConfig
+from sandbox.federated.sampling import poisson_sample_clients
+from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Hydra group ``federation/``."""
+
+    engine: str = "inprocess"  # inprocess | flower
+    unit: str = "user"  # user (cross-device) | workspace (cross-silo): what one client is
+    rounds: int = 100
+    sample_rate: float = 0.05  # Poisson: each client joins a round with probability q
+    local_epochs: int = 1
+    local_batch_size: int = 16
+    local_lr: float = 0.1
+    server_optimizer: str = "fedavg"  # fedavg | fedavgm | fedadam
+    server_lr: float = 1.0
+    server_momentum: float = 0.9
+    eval_every: int = 5
+
+    @property
+    def local(self) -> LocalConfig:
+        return LocalConfig(epochs=self.local_epochs, batch_size=self.local_batch_size, lr=self.local_lr)
+
+
+@dataclass(frozen=True)
+class DPFedAvgSettings:
+    """User-level DP-FedAvg, resolved by the caller (σ calibrated if a target ε was given)."""
+
+    noise_multiplier: float  # z: total, as the accountant sees it
+    clip_norm: float  # initial C
+    clipping: str = "fixed"  # fixed | adaptive (Andrew et al. 2021)
+    clipping_site: str = "client"  # client | server
+    target_quantile: float = 0.5
+    clip_lr: float = 0.2
+    count_noise_multiplier: float | None = None  # σ_b for the unclipped-count query (adaptive)
+    stop_at_epsilon: float | None = None  # stop before a round would push ε past this
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    round: int  # 1-based
+    clients: np.ndarray  # indices of sampled clients
+    client_seeds: tuple[int, ...]  # one per sampled client, for its local generator
+    clip_norm: float | None  # the clip norm clients use this round (client-side clipping)
+
+
+class FederatedServer:
+    """Rounds of (Poisson-sample → local updates → clip → noise → average → server step)."""
+
+    def __init__(self, *, params: torch.Tensor, n_clients: int, cfg: FederationConfig,
+                 dp: DPFedAvgSettings | None, book: PrivacyBook | None, seed: int):
+        if (dp is None) != (book is None):
+            raise ValueError("DP-FedAvg needs a PrivacyBook and a non-private run must not have one")
+        sampling, noise, clients = np.random.SeedSequence([seed, 0xFEDA]).spawn(3)
+        self.params = params.detach().clone()
+        self.n_clients, self.cfg, self.dp, self.book = n_clients, cfg, dp, book
+        self.sampling_rng = np.random.default_rng(sampling)
+        self.noise = torch.Generator().manual_seed(int(noise.generate_state(1)[0]))
+        self.client_entropy = int(clients.generate_state(1)[0])
+        self.clip_norm = dp.clip_norm if dp else None
+        self.round = 0
+        self.status = "completed"
+        self._global = torch.nn.Parameter(self.params.clone())
+        self._optimizer = server_optimizer(self._global, cfg)
+        self._reset_sums()
+
+    # -- planning ---------------------------------------------------------------------------
+    def next_round(self) -> RoundPlan | None:
+        """The next round's plan, or None when the rounds are done or the budget would be exceeded."""
+        if self.round >= self.cfg.rounds:
+            return None
+        if self._would_exceed_budget():
+            self.status = "stopped_budget"
+            return None
+        self.round += 1
+        clients = poisson_sample_clients(self.n_clients, sample_rate=self.cfg.sample_rate,
+                                         rng=self.sampling_rng)
+        seeds = tuple(int(np.random.SeedSequence([self.client_entropy, self.round, int(c)])
+                          .generate_state(1)[0]) for c in clients)
+        site_clip = self.clip_norm if self.dp and self.dp.clipping_site == "client" else None
+        self._reset_sums()
+        return RoundPlan(round=self.round, clients=clients, client_seeds=seeds, clip_norm=site_clip)
+
+    def _would_exceed_budget(self) -> bool:
+        if self.dp is None or self.dp.stop_at_epsilon is None:
+            return False
+        event = SubsampledGaussianEvent(noise_multiplier=self.dp.noise_multiplier,
+                                        sample_rate=self.cfg.sample_rate, steps=1)
+        eps = epsilon_for(events=[*self.book.events, event], delta=self.book.delta,
+                          accountant=self.book.accountant)
+        return eps > self.dp.stop_at_epsilon
+
+    # -- aggregation ------------------------------------------------------------------------
+    def _reset_sums(self) -> None:
+        self._sum = torch.zeros_like(self.params)
+        self._weight = 0.0
+        self._n_unclipped = 0
+        self._n_received = 0
+        self._loss = 0.0
+
+    def receive(self, update: Update) -> None:
+        """Fold one client's update into the round's running sum (memory: one vector)."""
+        self._n_received += 1
+        self._loss += update.loss
+        if self.dp is None:  # FedAvg: weighted by the client's example count
+            self._sum += update.n_examples * update.delta
+            self._weight += update.n_examples
+            return
+        delta, unclipped = clip_update(update.delta, self.clip_norm)  # no-op if the client clipped
+        self._sum += delta
+        self._n_unclipped += int(update.unclipped and unclipped)
+
+    def finish_round(self) -> dict:
+        """Noise, average, server step, clip-norm update, privacy record; returns the round's summary."""
+        clip_used = self.clip_norm
+        if self.dp is None:
+            mean = self._sum / self._weight if self._weight else torch.zeros_like(self._sum)
+        else:
+            mean = self._dp_mean()
+        self._server_step(mean)
+        return {"round": self.round, "clients": self._n_received, "clip_norm": clip_used,
+                "epsilon": self.book.epsilon() if self.book else None,
+                "train_loss": self._loss / self._n_received if self._n_received else None}
+
+    def _dp_mean(self) -> torch.Tensor:
+        dp, expected = self.dp, self.cfg.sample_rate * self.n_clients  # fixed denominator q·N
+        z_update = dp.noise_multiplier
+        if dp.clipping == "adaptive":
+            z_update = update_noise_multiplier(dp.noise_multiplier, dp.count_noise_multiplier)
+        mean = noisy_mean(self._sum, noise_std=z_update * self.clip_norm, denominator=expected,
+                          generator=self.noise)
+        if dp.clipping == "adaptive":
+            count_noise = float(gaussian_noise((1,), std=dp.count_noise_multiplier, generator=self.noise))
+            self.clip_norm = next_clip_norm(
+                self.clip_norm, unclipped_fraction=(self._n_unclipped + count_noise) / expected,
+                target_quantile=dp.target_quantile, learning_rate=dp.clip_lr)
+        self.book.record(noise_multiplier=dp.noise_multiplier, sample_rate=self.cfg.sample_rate)
+        return mean
+
+    def _server_step(self, mean_delta: torch.Tensor) -> None:
+        """Apply the averaged delta with a torch optimizer on the pseudo-gradient −delta."""
+        self._global.grad = -mean_delta
+        self._optimizer.step()
+        self.params = self._global.detach().clone()
+
+
+def server_optimizer(params: torch.nn.Parameter, cfg: FederationConfig) -> torch.optim.Optimizer:
+    """FedAvg = SGD(server_lr); FedAvgM = SGD with momentum; FedAdam (Reddi et al. 2021) = Adam, τ = 1e-3."""
+    if cfg.server_optimizer == "fedavg":
+        return torch.optim.SGD([params], lr=cfg.server_lr)
+    if cfg.server_optimizer == "fedavgm":
+        return torch.optim.SGD([params], lr=cfg.server_lr, momentum=cfg.server_momentum)
+    if cfg.server_optimizer == "fedadam":
+        return torch.optim.Adam([params], lr=cfg.server_lr, betas=(0.9, 0.99), eps=1e-3)
+    raise ValueError(f"federation.server_optimizer must be fedavg, fedavgm or fedadam, "
+                     f"got {cfg.server_optimizer!r}")

@@ -1,0 +1,103 @@
+"""Federated training of a run: clients from the split, a server, an engine, a learning curve.
+
+FedAvg when ``privacy=none``; user-level (or workspace-level) DP-FedAvg when
+``privacy=dpfedavg``. The engine (in-process or Flower) only moves data between the shared
+client and server functions.
+"""
+
+from __future__ import annotations
+
+import time
+
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from sandbox.config import RunConfig
+from sandbox.federated.clients import ClientPartition, partition_clients
+from sandbox.federated.inprocess import run_inprocess
+from sandbox.federated.server import DPFedAvgSettings, FederatedServer
+from sandbox.prepare import Prepared, Seeds, resolve_delta
+from sandbox.privacy import PrivacyBook, noise_multiplier_for
+from sandbox.record import Outcome, privacy_section
+from sandbox.tasks import emoji
+from sandbox.train.progress import progress_bar
+
+
+def dp_settings(cfg: RunConfig, n_clients: int) -> tuple[DPFedAvgSettings, PrivacyBook]:
+    """Resolve δ, σ (calibrated by Opacus if only a target ε is given) and the stop rule."""
+    p, fed = cfg.privacy, cfg.federation
+    delta = resolve_delta(cfg, n=n_clients, unit=fed.unit)
+    book = PrivacyBook(unit=fed.unit, delta=delta, accountant=p.accountant)
+    sigma = p.noise_multiplier
+    if sigma is None:
+        sigma = noise_multiplier_for(target_epsilon=p.target_epsilon, delta=delta,
+                                     sample_rate=fed.sample_rate, steps=fed.rounds, accountant=p.accountant)
+    count_sigma = p.count_noise_multiplier
+    if p.clipping == "adaptive" and count_sigma is None:
+        count_sigma = fed.sample_rate * n_clients / 20  # Andrew et al. 2021's suggestion
+    settings = DPFedAvgSettings(
+        noise_multiplier=sigma, clip_norm=p.clip_norm, clipping=p.clipping, clipping_site=p.clipping_site,
+        target_quantile=p.target_quantile, clip_lr=p.clip_lr, count_noise_multiplier=count_sigma,
+        stop_at_epsilon=p.target_epsilon if p.noise_multiplier is not None else None)
+    return settings, book
+
+
+class _FederatedCurve:
+    """Per round: clients sampled, clip norm in use, ε so far; held-out-user metrics every k rounds."""
+
+    def __init__(self, eval_model, test: emoji.EmojiExamples, *, k: int, every: int, rounds: int, show):
+        self.eval_model, self.test, self.k, self.every, self.rounds = eval_model, test, k, every, rounds
+        self.show = show
+        self.points: list[dict] = []
+
+    def __call__(self, summary: dict, params) -> None:
+        point = dict(summary)
+        if summary["round"] % self.every == 0 or summary["round"] == self.rounds:
+            point.update(self.evaluate(params))
+        self.points.append(point)
+        self.show(summary["round"], self.rounds, summary["train_loss"])
+
+    def evaluate(self, params) -> dict:
+        vector_to_parameters(params.clone(), self.eval_model.parameters())
+        return emoji.evaluate(self.eval_model, self.test, k=self.k)
+
+
+def run_engine(engine: str, server: FederatedServer, *, partition: ClientPartition, data: Prepared,
+               model, cfg: RunConfig, on_round) -> None:
+    if engine == "inprocess":
+        run_inprocess(server, partition=partition, examples=data.train, model=model,
+                      local=cfg.federation.local, on_round=on_round)
+    else:
+        from sandbox.federated.flower_app import run_flower_simulation
+        run_flower_simulation(server, partition=partition, cfg=cfg, on_round=on_round)
+
+
+def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
+    fed = cfg.federation
+    partition = partition_clients(data.corpus, data.train, unit=fed.unit)
+    model = data.new_model(cfg, seeds)
+    dp, book = dp_settings(cfg, len(partition)) if cfg.privacy.mechanism == "dpfedavg" else (None, None)
+    server = FederatedServer(params=parameters_to_vector(model.parameters()).detach(),
+                             n_clients=len(partition), cfg=fed, dp=dp, book=book, seed=seeds.federation)
+    started = time.perf_counter()
+    with progress_bar(cfg.progress, unit="rounds") as show:
+        curve = _FederatedCurve(data.new_model(cfg, seeds), data.test, k=cfg.task.top_k,
+                                every=fed.eval_every, rounds=fed.rounds, show=show)
+        run_engine(fed.engine, server, partition=partition, data=data, model=model, cfg=cfg, on_round=curve)
+    seconds = time.perf_counter() - started
+    if curve.points and "top1" not in curve.points[-1]:  # stopped early: evaluate where it stopped
+        curve.points[-1].update(curve.evaluate(server.params))
+    vector_to_parameters(server.params.clone(), model.parameters())
+    if dp is None:
+        privacy = privacy_section(mechanism="none", unit=fed.unit, book=None, steps=server.round)
+    else:
+        privacy = privacy_section(
+            mechanism="dpfedavg", unit=fed.unit, book=book, steps=server.round,
+            noise_multiplier=dp.noise_multiplier, sample_rate=fed.sample_rate, clip_norm=dp.clip_norm,
+            target_epsilon=cfg.privacy.target_epsilon, clipping=dp.clipping,
+            clipping_site=dp.clipping_site, final_clip_norm=server.clip_norm,
+            count_noise_multiplier=dp.count_noise_multiplier, denominator="fixed (q·N)",
+            stop_rule=dp.stop_at_epsilon is not None)
+    return Outcome(model=model, curve=curve.points, privacy=privacy, status=server.status,
+                   engine=fed.engine, data={"n_clients": len(partition), "client_unit": fed.unit},
+                   timing={"training_seconds": round(seconds, 2),
+                           "seconds_per_round": round(seconds / max(1, server.round), 4)})

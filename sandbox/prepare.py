@@ -1,0 +1,81 @@
+"""The stages every trainer shares: seeds, data, consent-aware split, featurised examples, δ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sandbox.config import ConfigError, RunConfig
+from sandbox.data import CanaryManifest, Corpus, generate_corpus, load_corpus
+from sandbox.data.partition import UserSplit, split_users
+from sandbox.privacy import check_delta, default_delta
+from sandbox.tasks import emoji
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Independent streams derived from the run seed (NumPy SeedSequence spawning)."""
+
+    split: np.random.Generator
+    init: int
+    batches: torch.Generator
+    noise: torch.Generator
+    federation: int  # the federated server's own seed (sampling, noise, client seeds)
+
+    @classmethod
+    def from_seed(cls, seed: int) -> "Seeds":
+        split, init, batches, noise, federation = np.random.SeedSequence(seed).spawn(5)
+        return cls(split=np.random.default_rng(split), init=int(init.generate_state(1)[0]),
+                   batches=torch.Generator().manual_seed(int(batches.generate_state(1)[0])),
+                   noise=torch.Generator().manual_seed(int(noise.generate_state(1)[0])),
+                   federation=int(federation.generate_state(1)[0]))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    corpus: Corpus
+    manifest: CanaryManifest | None
+    split: UserSplit
+    classes: tuple[str, ...]
+    train: emoji.EmojiExamples
+    test: emoji.EmojiExamples
+
+    def new_model(self, cfg: RunConfig, seeds: Seeds) -> emoji.EmojiModel:
+        """The initial model, from the run's init seed (global torch RNG forked, then restored)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(seeds.init)
+            return emoji.EmojiModel(config=cfg.task, n_classes=len(self.classes))
+
+
+def load_data(cfg: RunConfig) -> tuple[Corpus, CanaryManifest | None]:
+    if cfg.data.source == "files":
+        return load_corpus(Path(cfg.data.path)), None
+    try:
+        return generate_corpus(cfg.data.synthetic)
+    except ValueError as exc:  # SyntheticConfig names the field it refuses
+        raise ConfigError(f"data: {exc}".replace("data: SyntheticConfig.", "data.")) from None
+
+
+def prepare(cfg: RunConfig, seeds: Seeds) -> Prepared:
+    corpus, manifest = load_data(cfg)
+    split = split_users(corpus, test_fraction=cfg.task.test_fraction, rng=seeds.split)
+    classes = emoji.emoji_classes(corpus, users=np.concatenate([split.train_users, split.test_users]))
+    train = emoji.build_examples(corpus, users=split.train_users, classes=classes, config=cfg.task)
+    test = emoji.build_examples(corpus, users=split.test_users, classes=classes, config=cfg.task)
+    if len(train) == 0 or len(test) == 0:
+        raise ConfigError("data: no labelled messages among the training or held-out users")
+    return Prepared(corpus=corpus, manifest=manifest, split=split, classes=classes, train=train, test=test)
+
+
+def resolve_delta(cfg: RunConfig, *, n: int, unit: str) -> float:
+    """δ for a private run over ``n`` units: the configured one (refused if ≥ 1/n) or the default below 1/n."""
+    if cfg.privacy.delta is None:
+        return default_delta(n)
+    try:
+        check_delta(delta=cfg.privacy.delta, n=n, unit=unit)
+    except ValueError as exc:
+        raise ConfigError(f"privacy.delta: {exc}") from None
+    return cfg.privacy.delta

@@ -26,17 +26,30 @@ def describe_run(record: dict, run_dir: Path) -> str:
             f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)")
 
 
+def summary_table(records: list[tuple[Path, dict]]) -> str:
+    """One line per run: where, utility next to the baseline, ε."""
+    lines = [f"{'run':<32} {'mode':<10} {'top-5':>6} {'baseline':>9} {'top-1':>6}  privacy"]
+    for path, r in records:
+        m = r["metrics"]
+        p = r["privacy"]
+        eps = ("not private" if p.get("epsilon") is None else
+               f"ε = {p['epsilon']:.2f} (δ = {p['delta']:.0e}, {p['unit']} level, {p['accountant']})")
+        lines.append(f"{path.parent.name:<32} {r['mode']:<10} {m['top5']:>6.3f} "
+                     f"{m['baseline']['top5']:>9.3f} {m['top1']:>6.3f}  {eps}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m sandbox.summary RUN_OR_SWEEP_DIR", file=sys.stderr)
         return 2
-    records = sorted(Path(args[0]).glob("**/record.json"))
-    if not records:
+    paths = sorted(Path(args[0]).glob("**/record.json"))
+    if not paths:
         print(f"error: no record.json under {args[0]}", file=sys.stderr)
         return 2
-    for path in records:
-        print(describe_run(json.loads(path.read_text(encoding="utf-8")), path.parent))
+    print(f"\nResults under {args[0]}/ (record.json and model.pt in each run directory):")
+    print(summary_table([(p, json.loads(p.read_text(encoding="utf-8"))) for p in paths]))
     return 0
 
 

@@ -36,6 +36,7 @@ class FederationConfig:
     server_optimizer: str = "fedavg"  # fedavg | fedavgm | fedadam
     server_lr: float = 1.0
     server_momentum: float = 0.9
+    server_tau: float = 1e-3  # fedadam: adaptivity τ (Adam's eps); larger damps noise-only coordinates
     eval_every: int = 5
 
     @property
@@ -166,12 +167,12 @@ class FederatedServer:
 
 
 def server_optimizer(params: torch.nn.Parameter, cfg: FederationConfig) -> torch.optim.Optimizer:
-    """FedAvg = SGD(server_lr); FedAvgM = SGD with momentum; FedAdam (Reddi et al. 2021) = Adam, τ = 1e-3."""
+    """FedAvg = SGD(server_lr); FedAvgM = SGD with momentum; FedAdam (Reddi et al. 2021) = Adam with eps τ."""
     if cfg.server_optimizer == "fedavg":
         return torch.optim.SGD([params], lr=cfg.server_lr)
     if cfg.server_optimizer == "fedavgm":
         return torch.optim.SGD([params], lr=cfg.server_lr, momentum=cfg.server_momentum)
     if cfg.server_optimizer == "fedadam":
-        return torch.optim.Adam([params], lr=cfg.server_lr, betas=(0.9, 0.99), eps=1e-3)
+        return torch.optim.Adam([params], lr=cfg.server_lr, betas=(0.9, 0.99), eps=cfg.server_tau)
     raise ValueError(f"federation.server_optimizer must be fedavg, fedavgm or fedadam, "
                      f"got {cfg.server_optimizer!r}")

@@ -1,0 +1,100 @@
+"""Federated runs end to end (in-process engine) on a tiny corpus: record, accounting, stop rule, consent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from sandbox.config import ConfigError, resolve
+from sandbox.federated.clients import partition_clients
+from sandbox.prepare import Seeds, prepare
+from sandbox.run import run
+from tests.conftest import TINY, compose_config
+from tests.test_cli import independent_rdp_epsilon
+
+FED = [*TINY, "mode=federated", "federation.sample_rate=0.2", "federation.eval_every=2"]
+
+
+def _run(tmp_path, overrides):
+    cfg = compose_config([*FED, *overrides])
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return run(resolve(cfg), out_dir=tmp_path, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_dp_fedavg_record_states_user_level_poisson_and_honest_epsilon(tmp_path):
+    record = _run(tmp_path, ["privacy=dpfedavg", "privacy.noise_multiplier=1.2",
+                             "privacy.target_epsilon=null", "federation.rounds=4"])
+    p = record["privacy"]
+    assert record["mode"] == "federated" and record["engine"] == "inprocess"
+    assert p["unit"] == "user" and p["sampling"] == "poisson" and p["steps"] == 4
+    assert p["sample_rate"] == 0.2 and p["neighbouring_relation"] == "add/remove one user"
+    assert p["delta"] < 1 / record["data"]["n_clients"]
+    assert p["epsilon"] == pytest.approx(independent_rdp_epsilon(p), rel=1e-3)
+    curve = record["curve"]
+    assert [c["round"] for c in curve] == [1, 2, 3, 4]
+    assert all({"epsilon", "clients", "clip_norm"} <= set(c) for c in curve)
+    assert "top5" in curve[1] and "top5" in curve[3] and "top5" not in curve[0]
+    assert curve[0]["epsilon"] < curve[-1]["epsilon"] == pytest.approx(p["epsilon"])
+    assert (tmp_path / "model.pt").exists()
+
+
+def test_target_epsilon_with_given_noise_stops_before_exceeding(tmp_path):
+    record = _run(tmp_path, ["privacy=dpfedavg", "privacy.noise_multiplier=1.0",
+                             "privacy.target_epsilon=3", "federation.rounds=500"])
+    assert record["status"] == "stopped_budget"
+    assert record["privacy"]["epsilon"] <= 3.0 and 0 < record["privacy"]["steps"] < 500
+    assert "top5" in record["curve"][-1]  # evaluated where it stopped
+
+
+def test_target_epsilon_alone_calibrates_noise_for_the_planned_rounds(tmp_path):
+    record = _run(tmp_path, ["privacy=dpfedavg", "privacy.target_epsilon=2", "federation.rounds=5"])
+    assert record["status"] == "completed" and record["privacy"]["steps"] == 5
+    assert 1.9 < record["privacy"]["epsilon"] <= 2.0
+
+
+def test_a_budget_too_small_for_one_round_trains_nothing_and_says_so(tmp_path):
+    record = _run(tmp_path, ["privacy=dpfedavg", "privacy.noise_multiplier=0.3",
+                             "privacy.target_epsilon=0.5", "federation.rounds=5"])
+    assert record["status"] == "stopped_budget" and record["privacy"]["steps"] == 0
+    assert record["privacy"]["epsilon"] == 0.0 and record["curve"][0]["round"] == 0
+
+
+def test_cross_silo_clients_are_workspaces(tmp_path):
+    record = _run(tmp_path, ["federation=cross_silo", "privacy=dpfedavg", "privacy.target_epsilon=5",
+                             "federation.rounds=2", "federation.sample_rate=0.5"])
+    assert record["privacy"]["unit"] == "workspace"
+    assert record["data"]["client_unit"] == "workspace"
+    assert record["data"]["n_clients"] <= record["data"]["n_workspaces"]
+
+
+def test_fedavg_learns_something_nonprivate(tmp_path):
+    record = _run(tmp_path, ["privacy=none", "federation.rounds=6", "federation.sample_rate=0.5"])
+    assert record["privacy"]["epsilon"] is None and record["privacy"]["steps"] == 6
+    assert record["curve"][-1]["train_loss"] < record["curve"][0]["train_loss"]
+
+
+def test_clients_are_only_consenting_training_users():
+    cfg = resolve(compose_config([*FED, "privacy=none", "data.user_opt_out_rate=0.2"]))
+    data = prepare(cfg, Seeds.from_seed(cfg.seed))
+    partition = partition_clients(data.corpus, data.train, unit="user")
+    assert set(partition.owners) <= set(data.split.train_users)
+    assert data.corpus.user_consented()[partition.owners].all()
+    assert not set(partition.owners) & set(data.split.test_users)
+    sizes = partition.sizes()
+    assert sizes.sum() == len(data.train) and (sizes > 0).all()
+    first = partition.data(0, data.train)
+    rows = data.train.message_index[partition.rows[: sizes[0]]]
+    assert (data.corpus.message_user[rows] == partition.owners[0]).all() and len(first) == sizes[0]
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["privacy=dpsgd"], "privacy"),
+    (["privacy=dpfedavg", "federation.sample_rate=1.5"], "federation.sample_rate"),
+    (["privacy=dpfedavg", "privacy.unit=example"], "privacy.unit"),
+    (["privacy=dpfedavg", "federation.server_optimizer=sgd"], "federation.server_optimizer"),
+])
+def test_bad_federated_config_names_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        resolve(compose_config([*FED, *overrides]))

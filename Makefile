@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-slow test-all bench clean
+.PHONY: setup demo test test-slow test-all bench deploy clean
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel on disk here; an unpinned
 # torch (or a package asking for one) would pull a multi-GB CUDA build.
@@ -35,6 +35,15 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.federated
+
+## Federated DP training on Flower's Deployment Engine: a local SuperLink and one SuperNode per
+## client (here 3 workspaces = 3 clients), `flwr run .`; prints where record.json and model.pt are.
+DEPLOY_CONFIG := mode=federated federation=cross_silo data.n_workspaces=3 data.n_users=60 \
+	data.workspace_opt_out_rate=0 federation.rounds=2 federation.sample_rate=1.0 \
+	privacy=dpfedavg privacy.noise_multiplier=1.0 privacy.target_epsilon=null
+deploy: $(STAMP)
+	PYTHON=$(BIN)/python scripts/flower-deploy $(DEPLOY_CONFIG)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -20,6 +20,7 @@ from sandbox.train.central import TrainConfig
 
 MECHANISMS = ("none", "dpsgd", "dpfedavg")
 MODES = ("central", "federated")
+ENGINES = ("inprocess", "flower", "deployment")  # deployment: only inside a Flower ServerApp
 
 
 class ConfigError(ValueError):
@@ -126,7 +127,7 @@ def _validate_train(t: TrainConfig) -> None:
 
 
 def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
-    _check(f.engine in ("inprocess", "flower"), "federation.engine", f"must be 'inprocess' or 'flower', got {f.engine!r}")
+    _check(f.engine in ENGINES, "federation.engine", f"must be one of {ENGINES}, got {f.engine!r}")
     _check(f.unit in ("user", "workspace"), "federation.unit", f"must be 'user' or 'workspace', got {f.unit!r}")
     _check(0 < f.sample_rate <= 1, "federation.sample_rate", f"must be in (0, 1], got {f.sample_rate}")
     _check(f.rounds >= 1, "federation.rounds", f"must be ≥ 1, got {f.rounds}")

@@ -69,14 +69,17 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
                    engine="central")
 
 
-def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict) -> dict:
-    """Train once and write ``record.json`` + ``model.pt`` into ``out_dir``; returns the record."""
+def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> dict:
+    """Train once and write ``record.json`` + ``model.pt`` into ``out_dir``; returns the record.
+
+    ``grid``: the Flower Grid when this run is a Flower ServerApp (``federation.engine=deployment``).
+    """
     started = time.perf_counter()
     seeds = Seeds.from_seed(cfg.seed)
     data = prepare(cfg, seeds)
     if cfg.mode == "federated":
         from sandbox.federated.trainer import train_federated
-        outcome = train_federated(cfg, data, seeds)
+        outcome = train_federated(cfg, data, seeds, grid=grid)
     else:
         outcome = train_central(cfg, data, seeds)
     metrics = emoji.evaluate(outcome.model, data.test, k=cfg.task.top_k)

@@ -11,7 +11,7 @@ import time
 
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from sandbox.config import RunConfig
+from sandbox.config import ConfigError, RunConfig
 from sandbox.federated.clients import ClientPartition, partition_clients
 from sandbox.federated.inprocess import run_inprocess
 from sandbox.federated.server import DPFedAvgSettings, FederatedServer
@@ -62,16 +62,26 @@ class _FederatedCurve:
 
 
 def run_engine(engine: str, server: FederatedServer, *, partition: ClientPartition, data: Prepared,
-               model, cfg: RunConfig, on_round) -> None:
+               model, cfg: RunConfig, on_round, grid=None) -> dict:
+    """Run the server's rounds with ``engine``; returns the engine's own timing (seconds) for the record.
+
+    ``grid`` is the Flower Grid of the ServerApp this run executes in (engine ``deployment`` only).
+    """
     if engine == "inprocess":
         run_inprocess(server, partition=partition, examples=data.train, model=model,
                       local=cfg.federation.local, on_round=on_round)
-    else:
-        from sandbox.federated.flower_app import run_flower_simulation
-        run_flower_simulation(server, partition=partition, cfg=cfg, on_round=on_round)
+        return {}
+    if engine == "flower":
+        from sandbox.federated.flower_simulation import run_flower_simulation
+        return run_flower_simulation(server, n_clients=len(partition), cfg=cfg, on_round=on_round)
+    if grid is None:
+        raise ConfigError("federation.engine: 'deployment' runs inside a Flower ServerApp (scripts/flower-deploy, "
+                          "`flwr run .`); here use 'inprocess' or 'flower'")
+    from sandbox.federated.flower_app import run_flower_rounds
+    return run_flower_rounds(grid, server, n_clients=len(partition), cfg=cfg, on_round=on_round)
 
 
-def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
+def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) -> Outcome:
     fed = cfg.federation
     partition = partition_clients(data.corpus, data.train, unit=fed.unit)
     model = data.new_model(cfg, seeds)
@@ -82,9 +92,13 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
     with progress_bar(cfg.progress, unit="rounds") as show:
         curve = _FederatedCurve(data.new_model(cfg, seeds), data.test, k=cfg.task.top_k,
                                 every=fed.eval_every, rounds=fed.rounds, show=show)
-        run_engine(fed.engine, server, partition=partition, data=data, model=model, cfg=cfg, on_round=curve)
+        engine_timing = run_engine(fed.engine, server, partition=partition, data=data, model=model, cfg=cfg,
+                                   on_round=curve, grid=grid)
     seconds = time.perf_counter() - started
-    if curve.points and "top1" not in curve.points[-1]:  # stopped early: evaluate where it stopped
+    if not curve.points:  # the budget allowed no round at all: the record shows the initial model
+        curve.points.append({"round": 0, "clients": 0, "clip_norm": server.clip_norm,
+                             "epsilon": 0.0 if book else None, "train_loss": None})
+    if "top1" not in curve.points[-1]:  # stopped early: evaluate where it stopped
         curve.points[-1].update(curve.evaluate(server.params))
     vector_to_parameters(server.params.clone(), model.parameters())
     if dp is None:
@@ -100,4 +114,4 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
     return Outcome(model=model, curve=curve.points, privacy=privacy, status=server.status,
                    engine=fed.engine, data={"n_clients": len(partition), "client_unit": fed.unit},
                    timing={"training_seconds": round(seconds, 2),
-                           "seconds_per_round": round(seconds / max(1, server.round), 4)})
+                           "seconds_per_round": round(seconds / max(1, server.round), 4), **engine_timing})

@@ -1,0 +1,114 @@
+"""What crosses the Flower boundary, and nothing else: the wire format of the Flower engines.
+
+Server → client (TRAIN): the global parameters as one flat float32 array, and a
+``ConfigRecord`` with the round, the client index, the client's seed, the clip norm (absent
+when the client does not clip) and the run config the client rebuilds its own data from.
+Client → server (TRAIN reply): the update's delta as one flat float32 array, and a
+``MetricRecord`` with the example count, the mean local loss and the unclipped bit.
+Discovery (QUERY): an empty question; the reply names the node's partition id.
+
+No raw text is ever put in a record; tests/federated/test_flower.py checks every message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from omegaconf import OmegaConf
+
+from sandbox.config import RunConfig, resolve
+from sandbox.federated.aggregate import Update
+
+# Record names → the keys each record may hold (the capture test checks exactly these).
+PARAMS, INSTRUCTION, DELTA, UPDATE_STATS, NODE = "global-params", "instruction", "update", "update-stats", "node"
+RECORD_KEYS = {
+    PARAMS: {"params"},
+    INSTRUCTION: {"round", "client", "seed", "clip-norm", "run-config"},
+    DELTA: {"delta"},
+    UPDATE_STATS: {"n-examples", "loss", "unclipped"},
+    NODE: {"partition-id"},
+}
+
+
+@dataclass(frozen=True)
+class TrainInstruction:
+    """One client's task in one round, as the ClientApp reads it."""
+
+    params: torch.Tensor  # flat float32 global parameters
+    round: int
+    client: int  # client index in the ClientPartition (= the node's partition id)
+    seed: int  # seeds the client's local generator (batch order)
+    clip_norm: float | None  # client-side clipping norm, None: no clipping on the client
+    run_config: str  # run_config_text(cfg): what the client rebuilds its own data from
+
+
+def _flat_array(vector: torch.Tensor) -> Array:
+    return Array(vector.detach().to(torch.float32).contiguous().numpy())
+
+
+def _flat_tensor(array: Array) -> torch.Tensor:
+    values = array.numpy()
+    if values.dtype != np.float32 or values.ndim != 1:
+        raise ValueError(f"expected a flat float32 array, got {values.dtype} of shape {values.shape}")
+    return torch.from_numpy(values.copy())
+
+
+def train_content(task: TrainInstruction) -> RecordDict:
+    instruction = {"round": task.round, "client": task.client, "seed": task.seed, "run-config": task.run_config}
+    if task.clip_norm is not None:
+        instruction["clip-norm"] = float(task.clip_norm)
+    return RecordDict({PARAMS: ArrayRecord({"params": _flat_array(task.params)}),
+                       INSTRUCTION: ConfigRecord(instruction)})
+
+
+def read_train_content(content: RecordDict) -> TrainInstruction:
+    instruction = content[INSTRUCTION]
+    clip_norm = instruction["clip-norm"] if "clip-norm" in instruction else None
+    return TrainInstruction(params=_flat_tensor(content[PARAMS]["params"]), round=int(instruction["round"]),
+                            client=int(instruction["client"]), seed=int(instruction["seed"]),
+                            clip_norm=None if clip_norm is None else float(clip_norm),
+                            run_config=str(instruction["run-config"]))
+
+
+def update_content(update: Update) -> RecordDict:
+    stats = {"n-examples": int(update.n_examples), "loss": float(update.loss), "unclipped": int(update.unclipped)}
+    return RecordDict({DELTA: ArrayRecord({"delta": _flat_array(update.delta)}),
+                       UPDATE_STATS: MetricRecord(stats)})
+
+
+def read_update_content(content: RecordDict) -> Update:
+    stats = content[UPDATE_STATS]
+    return Update(delta=_flat_tensor(content[DELTA]["delta"]), n_examples=int(stats["n-examples"]),
+                  loss=float(stats["loss"]), unclipped=bool(stats["unclipped"]))
+
+
+def partition_content(partition_id: int) -> RecordDict:
+    return RecordDict({NODE: ConfigRecord({"partition-id": int(partition_id)})})
+
+
+def read_partition_content(content: RecordDict) -> int:
+    return int(content[NODE]["partition-id"])
+
+
+def run_config_text(cfg: RunConfig) -> str:
+    """``cfg`` as JSON in the shape of the composed Hydra config, so that ``resolve`` reads it back.
+
+    The client rebuilds its own data from this: it holds settings only (sizes, seeds, paths),
+    never data.
+    """
+    data = ({"source": "files", "path": cfg.data.path} if cfg.data.source == "files"
+            else {"source": cfg.data.source, **asdict(cfg.data.synthetic)})
+    shaped = {"seed": cfg.seed, "mode": cfg.mode, "progress": cfg.progress, "data": data,
+              **{group: asdict(getattr(cfg, group)) for group in ("task", "privacy", "train", "federation")}}
+    text = json.dumps(shaped, sort_keys=True)
+    if run_config_from_text(text) != cfg:  # a new RunConfig field this function does not carry yet
+        raise ValueError("run_config_text does not round-trip this RunConfig; update it with the config")
+    return text
+
+
+def run_config_from_text(text: str) -> RunConfig:
+    return resolve(OmegaConf.create(json.loads(text)))

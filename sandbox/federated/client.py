@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import vector_to_parameters
 
 from sandbox.federated.aggregate import Update, clip_update
 
@@ -43,7 +43,8 @@ def local_update(params: torch.Tensor, data: ClientData, *, model: nn.Module, cf
     model serves every client. With ``clip_norm`` the client clips its own delta (client-side
     clipping) and reports only whether it was within the norm.
     """
-    vector_to_parameters(params.clone(), model.parameters())  # a copy: the model's params become views of it
+    flat = params.clone()
+    vector_to_parameters(flat, model.parameters())  # the model's parameters become views into ``flat``
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     model.train()
     losses = []
@@ -55,8 +56,8 @@ def local_update(params: torch.Tensor, data: ClientData, *, model: nn.Module, cf
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-    with torch.no_grad():
-        delta = parameters_to_vector(model.parameters()) - params
+    with torch.no_grad():  # SGD stepped the views in place, so ``flat`` holds the new parameters
+        delta = flat - params
     unclipped = True
     if clip_norm is not None:
         delta, unclipped = clip_update(delta, clip_norm)

@@ -8,6 +8,7 @@ federated trainer, and writes ``record.json`` and ``model.pt`` into the run dire
 from __future__ import annotations
 
 import copy
+import resource
 import time
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         "privacy": outcome.privacy,
         "metrics": {**metrics, "baseline": baseline, "split": "held-out users"},
         "curve": outcome.curve,
-        "timing": {"seconds": round(time.perf_counter() - started, 2), **outcome.timing},
+        "timing": {"seconds": round(time.perf_counter() - started, 2), **outcome.timing,
+                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
     }
     write_state_dict(out_dir / "model.pt", outcome.model.state_dict())
     if data.manifest is not None:  # for audits; training never reads it

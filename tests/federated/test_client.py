@@ -42,23 +42,3 @@ def test_client_side_clipping_bounds_the_update_and_reports_the_bit():
                            generator=torch.Generator().manual_seed(0), clip_norm=norm / 2)
     assert float(clipped.delta.norm()) <= norm / 2 * (1 + 1e-5) and not clipped.unclipped
     torch.testing.assert_close(clipped.delta, free.delta / 2)
-
-
-def test_batched_one_step_updates_equal_the_per_client_updates():
-    from sandbox.federated.client import local_updates_one_step, takes_one_step
-
-    model, params, _ = _setup()
-    g = torch.Generator().manual_seed(1)
-    clients = [ClientData(tokens=torch.randint(0, 128, (n, 6), generator=g), labels=torch.randint(0, 5, (n,), generator=g))
-               for n in (1, 4, 16, 7)]
-    cfg = LocalConfig(batch_size=16, lr=0.7)
-    assert all(takes_one_step(c, cfg) for c in clients)
-    assert not takes_one_step(ClientData(tokens=torch.zeros(17, 6, dtype=torch.long),
-                                         labels=torch.zeros(17, dtype=torch.long)), cfg)
-    batched = local_updates_one_step(params, clients, model=model, cfg=cfg, clip_norm=0.05)
-    for c, b in zip(clients, batched):
-        single = local_update(params, c, model=model, cfg=cfg, generator=torch.Generator().manual_seed(0),
-                              clip_norm=0.05)
-        torch.testing.assert_close(b.delta, single.delta, atol=1e-6, rtol=1e-5)
-        assert b.n_examples == single.n_examples and b.unclipped == single.unclipped
-        assert abs(b.loss - single.loss) < 1e-5

@@ -26,7 +26,7 @@ from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
 class FederationConfig:
     """Hydra group ``federation/``."""
 
-    engine: str = "inprocess"  # inprocess | flower
+    engine: str = "inprocess"  # inprocess | flower (simulation) | deployment (inside a Flower ServerApp)
     unit: str = "user"  # user (cross-device) | workspace (cross-silo): what one client is
     rounds: int = 100
     sample_rate: float = 0.05  # Poisson: each client joins a round with probability q

@@ -29,11 +29,11 @@ class EmojiTaskConfig:
     """Hydra group ``task/emoji.yaml``."""
 
     name: str = "emoji"
-    n_buckets: int = 2**16
+    n_buckets: int = 2**14
     max_tokens: int = 32
     bigrams: bool = True
-    embedding_dim: int = 64
-    hidden_dim: int = 128
+    embedding_dim: int = 32
+    hidden_dim: int = 64
     test_fraction: float = 0.2
     top_k: int = 5
 

@@ -19,6 +19,7 @@ from sandbox.record import SCHEMA_VERSION, Outcome, privacy_section, versions, w
 from sandbox.tasks import emoji
 from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, train_dpsgd, train_nonprivate
 from sandbox.train.progress import progress_bar
+from sandbox.train.threads import single_threaded
 
 
 class _Curve:
@@ -82,7 +83,8 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         from sandbox.federated.trainer import train_federated
         outcome = train_federated(cfg, data, seeds, grid=grid)
     else:
-        outcome = train_central(cfg, data, seeds)
+        with single_threaded():  # bit-identical replays (see sandbox.train.threads)
+            outcome = train_central(cfg, data, seeds)
     metrics = emoji.evaluate(outcome.model, data.test, k=cfg.task.top_k)
     baseline = emoji.most_frequent_baseline(data.train, data.test, n_classes=len(data.classes),
                                             k=cfg.task.top_k)

@@ -15,25 +15,70 @@ import torch
 
 
 @dataclass(frozen=True)
-class Update:
-    """What one client sends back: a flat parameter delta (new − old) and scalars.
+class SparseDelta:
+    """A flat parameter delta that is zero outside ``index``: what one client can change.
 
-    ``norm`` is the L2 norm of the delta *before* clipping, kept only on the client side
-    for the adaptive-clipping bit; ``unclipped`` is that bit (norm ≤ clip norm in use).
+    A client touches only the embedding rows of the tokens it holds (a few hundred of
+    16,384) plus the small dense layers, so its update is ~20k numbers, not ~530k. The
+    coordinates are sorted and unique; everything else is exactly zero. Which rows changed
+    is no more than a dense delta shows through its zeros.
     """
 
-    delta: torch.Tensor
+    index: torch.Tensor  # int64 flat coordinates, sorted, unique
+    values: torch.Tensor  # float32, same length
+    size: int  # length of the dense vector
+
+    def __post_init__(self):
+        if self.index.shape != self.values.shape or self.index.ndim != 1:
+            raise ValueError(f"index {tuple(self.index.shape)} and values {tuple(self.values.shape)} "
+                             "must be 1-D and of the same length")
+
+    def to_dense(self) -> torch.Tensor:
+        return torch.zeros(self.size, dtype=self.values.dtype).index_put_((self.index,), self.values)
+
+
+Delta = torch.Tensor | SparseDelta
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one client sends back: a flat parameter delta (new − old, dense or sparse) and scalars.
+
+    ``unclipped`` is the adaptive-clipping bit: the delta's norm was ≤ the clip norm in use
+    (always True when the client did not clip).
+    """
+
+    delta: Delta
     n_examples: int
     loss: float
     unclipped: bool = True
 
 
-def clip_update(delta: torch.Tensor, clip_norm: float) -> tuple[torch.Tensor, bool]:
+def delta_norm(delta: Delta) -> float:
+    """L2 norm of a dense or sparse delta (the zeros of a sparse one add nothing)."""
+    return float(torch.linalg.vector_norm(delta.values if isinstance(delta, SparseDelta) else delta))
+
+
+def scale_delta(delta: Delta, factor: float) -> Delta:
+    if isinstance(delta, SparseDelta):
+        return SparseDelta(index=delta.index, values=delta.values * factor, size=delta.size)
+    return delta * factor
+
+
+def add_delta(total: torch.Tensor, delta: Delta, *, weight: float = 1.0) -> None:
+    """``total += weight · delta`` in place (for a sparse delta, only its coordinates are touched)."""
+    if isinstance(delta, SparseDelta):
+        total.index_add_(0, delta.index, delta.values, alpha=weight)
+    else:
+        total.add_(delta, alpha=weight)
+
+
+def clip_update(delta: Delta, clip_norm: float) -> tuple[Delta, bool]:
     """Scale ``delta`` to L2 norm ≤ ``clip_norm``; also return whether it was already within it."""
-    norm = float(torch.linalg.vector_norm(delta))
+    norm = delta_norm(delta)
     if norm <= clip_norm:
         return delta, True
-    return delta * (clip_norm / norm), False
+    return scale_delta(delta, clip_norm / norm), False
 
 
 def gaussian_noise(shape, *, std: float, generator: torch.Generator) -> torch.Tensor:

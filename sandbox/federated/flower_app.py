@@ -1,6 +1,6 @@
 """The Flower engines: a ClientApp and a ServerApp (Message API) around the shared functions.
 
-The ClientApp calls ``local_update`` on its own data; the server loop is ``run_inprocess``'s
+The ClientApp calls ``local_update`` (``LocalTrainer`` for one client) on its own data; the server loop is ``run_inprocess``'s
 loop with the updates travelling as Flower messages (see flower_messages.py for exactly
 what crosses). Neither side holds learning or privacy logic: ``FederatedServer`` samples,
 seeds, clips, noises, averages and accounts, as in the in-process engine, so the same seed

@@ -3,8 +3,10 @@
 Server → client (TRAIN): the global parameters as one flat float32 array, and a
 ``ConfigRecord`` with the round, the client index, the client's seed, the clip norm (absent
 when the client does not clip) and the run config the client rebuilds its own data from.
-Client → server (TRAIN reply): the update's delta as one flat float32 array, and a
-``MetricRecord`` with the example count, the mean local loss and the unclipped bit.
+Client → server (TRAIN reply): the update's sparse delta as two flat arrays (int64
+coordinates, sorted and unique, and their float32 values: the embedding rows of the client's
+tokens and the dense layers; every other coordinate is zero), and a ``MetricRecord`` with the
+parameter count, the example count, the mean local loss and the unclipped bit.
 Discovery (QUERY): an empty question; the reply names the node's partition id.
 
 No raw text is ever put in a record; tests/federated/test_flower.py checks every message.
@@ -21,15 +23,15 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from omegaconf import OmegaConf
 
 from sandbox.config import RunConfig, resolve
-from sandbox.federated.aggregate import Update
+from sandbox.federated.aggregate import SparseDelta, Update
 
 # Record names → the keys each record may hold (the capture test checks exactly these).
 PARAMS, INSTRUCTION, DELTA, UPDATE_STATS, NODE = "global-params", "instruction", "update", "update-stats", "node"
 RECORD_KEYS = {
     PARAMS: {"params"},
     INSTRUCTION: {"round", "client", "seed", "clip-norm", "run-config"},
-    DELTA: {"delta"},
-    UPDATE_STATS: {"n-examples", "loss", "unclipped"},
+    DELTA: {"index", "values"},
+    UPDATE_STATS: {"size", "n-examples", "loss", "unclipped"},
     NODE: {"partition-id"},
 }
 
@@ -75,15 +77,25 @@ def read_train_content(content: RecordDict) -> TrainInstruction:
 
 
 def update_content(update: Update) -> RecordDict:
-    stats = {"n-examples": int(update.n_examples), "loss": float(update.loss), "unclipped": int(update.unclipped)}
-    return RecordDict({DELTA: ArrayRecord({"delta": _flat_array(update.delta)}),
-                       UPDATE_STATS: MetricRecord(stats)})
+    delta = update.delta
+    if not isinstance(delta, SparseDelta):
+        raise TypeError(f"a client sends a SparseDelta, got {type(delta).__name__}")
+    stats = {"size": int(delta.size), "n-examples": int(update.n_examples), "loss": float(update.loss),
+             "unclipped": int(update.unclipped)}
+    arrays = {"index": Array(delta.index.to(torch.int64).contiguous().numpy()), "values": _flat_array(delta.values)}
+    return RecordDict({DELTA: ArrayRecord(arrays), UPDATE_STATS: MetricRecord(stats)})
 
 
 def read_update_content(content: RecordDict) -> Update:
-    stats = content[UPDATE_STATS]
-    return Update(delta=_flat_tensor(content[DELTA]["delta"]), n_examples=int(stats["n-examples"]),
-                  loss=float(stats["loss"]), unclipped=bool(stats["unclipped"]))
+    stats, arrays = content[UPDATE_STATS], content[DELTA]
+    size, index = int(stats["size"]), arrays["index"].numpy()
+    if index.dtype != np.int64 or index.ndim != 1:
+        raise ValueError(f"update index: expected a flat int64 array, got {index.dtype} of shape {index.shape}")
+    if len(index) and (index[0] < 0 or index[-1] >= size or np.any(np.diff(index) <= 0)):
+        raise ValueError(f"update index: coordinates must be sorted, unique and in [0, {size})")
+    delta = SparseDelta(index=torch.from_numpy(index.copy()), values=_flat_tensor(arrays["values"]), size=size)
+    return Update(delta=delta, n_examples=int(stats["n-examples"]), loss=float(stats["loss"]),
+                  unclipped=bool(stats["unclipped"]))
 
 
 def partition_content(partition_id: int) -> RecordDict:

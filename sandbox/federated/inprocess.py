@@ -1,7 +1,8 @@
 """The in-process engine: the shared client and server functions, called in one process.
 
-One scratch model serves every client (no model copy per user is kept), and the server
-folds each update into a running sum, so memory does not grow with the number of users.
+One scratch model serves every client (no model copy per user is kept; ``LocalTrainer``
+resets the few coordinates a client changed), and the server folds each sparse update into
+a running sum, so memory does not grow with the number of users.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from sandbox.federated.client import LocalConfig, local_update
+from sandbox.federated.client import LocalConfig, LocalTrainer
 from sandbox.federated.clients import ClientPartition
 from sandbox.federated.server import FederatedServer
 from sandbox.train.threads import single_threaded
@@ -31,11 +32,12 @@ def run_inprocess(server: FederatedServer, *, partition: ClientPartition, exampl
 
 
 def _rounds(server, *, partition, examples, model, local, on_round) -> None:
+    trainer = LocalTrainer(model, local)
     while (plan := server.next_round()) is not None:
+        trainer.load(server.params)
         for client, seed in zip(plan.clients, plan.client_seeds):
-            update = local_update(server.params, partition.data(int(client), examples), model=model,
-                                  cfg=local, generator=torch.Generator().manual_seed(seed),
-                                  clip_norm=plan.clip_norm)
+            update = trainer.update(partition.data(int(client), examples),
+                                    generator=torch.Generator().manual_seed(seed), clip_norm=plan.clip_norm)
             server.receive(update)
         summary = server.finish_round()
         if on_round is not None:

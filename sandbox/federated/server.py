@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sandbox.federated.aggregate import (
-    Update, clip_update, gaussian_noise, next_clip_norm, noisy_mean, update_noise_multiplier,
+    Update, add_delta, clip_update, gaussian_noise, next_clip_norm, noisy_mean, update_noise_multiplier,
 )
 from sandbox.federated.client import LocalConfig
 from sandbox.federated.sampling import poisson_sample_clients
@@ -125,11 +125,11 @@ class FederatedServer:
         self._n_received += 1
         self._loss += update.loss
         if self.dp is None:  # FedAvg: weighted by the client's example count
-            self._sum += update.n_examples * update.delta
+            add_delta(self._sum, update.delta, weight=update.n_examples)
             self._weight += update.n_examples
             return
         delta, unclipped = clip_update(update.delta, self.clip_norm)  # no-op if the client clipped
-        self._sum += delta
+        add_delta(self._sum, delta)
         self._n_unclipped += int(update.unclipped and unclipped)
 
     def finish_round(self) -> dict:

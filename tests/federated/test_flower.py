@@ -19,7 +19,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from omegaconf import OmegaConf
 
 from sandbox.config import resolve
-from sandbox.federated.aggregate import Update
+from sandbox.federated.aggregate import SparseDelta, Update
 from sandbox.federated.clients import partition_clients
 from sandbox.federated.flower_app import exchange
 from sandbox.federated.flower_capture import MESSAGE_LOG_ENV, records_as_json
@@ -108,19 +108,35 @@ def _leaks(entries: list[dict], needles: list[str]) -> list[str]:
 
 
 def _array_problems(entries: list[dict], n_params: int) -> list[str]:
+    """Arrays must be exactly: the global parameters (float32 [n_params]) or a sparse update
+    (int64 coordinates, sorted, unique, < n_params; float32 values of the same length), in canonical .npy bytes."""
     problems = []
     for entry in entries:
         for name, record in entry.get("records", {}).items():
             if record["kind"] != "array":
                 continue
+            arrays = {}
             for key, array in record["values"].items():
                 data = base64.b64decode(array["bytes"])
                 values = np.load(io.BytesIO(data), allow_pickle=False)
                 canonical = io.BytesIO()
                 np.save(canonical, values, allow_pickle=False)
-                if (array["dtype"], array["shape"], array["stype"]) != ("float32", [n_params], "numpy.ndarray") \
-                        or values.dtype != np.float32 or values.shape != (n_params,) or canonical.getvalue() != data:
-                    problems.append(f"{entry['side']} {entry['direction']} {name}.{key}: {array['dtype']} {array['shape']}")
+                if array["stype"] != "numpy.ndarray" or canonical.getvalue() != data \
+                        or [array["dtype"], array["shape"]] != [str(values.dtype), list(values.shape)]:
+                    problems.append(f"{entry['side']} {entry['direction']} {name}.{key}: not canonical")
+                arrays[key] = values
+            where = f"{entry['side']} {entry['direction']} {name}"
+            if name == "global-params":
+                if arrays["params"].dtype != np.float32 or arrays["params"].shape != (n_params,):
+                    problems.append(f"{where}: {arrays['params'].dtype} {arrays['params'].shape}")
+            elif name == "update":
+                index, values = arrays["index"], arrays["values"]
+                if index.dtype != np.int64 or values.dtype != np.float32 or index.shape != values.shape \
+                        or index.ndim != 1 or (len(index) and (index[0] < 0 or index[-1] >= n_params)) \
+                        or np.any(np.diff(index) <= 0):
+                    problems.append(f"{where}: index {index.dtype} {index.shape}, values {values.dtype} {values.shape}")
+            else:
+                problems.append(f"{where}: unexpected array record")
     return problems
 
 
@@ -189,12 +205,13 @@ def test_the_leak_check_finds_text_smuggled_into_a_record():
     secret = "my verification code is 4 8 1 9 2 7"
     as_bytes = np.frombuffer(secret.encode(), dtype=np.uint8).copy()
     content = RecordDict({"instruction": ConfigRecord({"note": secret}),
-                          "update": ArrayRecord({"delta": Array(as_bytes)})})
+                          "update": ArrayRecord({"index": Array(np.arange(len(as_bytes), dtype=np.int64)),
+                                                 "values": Array(as_bytes)})})
     entry = {"side": "client", "direction": "sent", "records": records_as_json(content)}
     assert _leaks([entry], [secret]) == [secret]
     del entry["records"]["instruction"]
     assert _leaks([entry], [secret]) == [secret]  # found in the array's bytes too
-    assert _array_problems([entry], n_params=len(as_bytes)) != []  # and the array is not float32
+    assert _array_problems([entry], n_params=len(as_bytes)) != []  # and the values are not float32
 
 
 # -- the wire format and the loop's failure modes (no Ray) ---------------------------------------
@@ -204,11 +221,22 @@ def test_run_config_round_trips_through_its_text():
 
 
 def test_update_round_trips_exactly():
-    update = Update(delta=torch.randn(17, generator=torch.Generator().manual_seed(0)), n_examples=5,
-                    loss=1.2345678901234567, unclipped=False)
+    delta = SparseDelta(index=torch.tensor([0, 3, 4, 16]), size=17,
+                        values=torch.randn(4, generator=torch.Generator().manual_seed(0)))
+    update = Update(delta=delta, n_examples=5, loss=1.2345678901234567, unclipped=False)
     back = read_update_content(update_content(update))
-    assert torch.equal(back.delta, update.delta) and back.delta.dtype == torch.float32
+    assert torch.equal(back.delta.index, delta.index) and torch.equal(back.delta.values, delta.values)
+    assert back.delta.values.dtype == torch.float32 and back.delta.size == 17
     assert (back.n_examples, back.loss, back.unclipped) == (5, update.loss, False)
+
+
+@pytest.mark.parametrize("index", [[0, 3, 3, 16], [0, 3, 17, 2], [-1, 0, 1, 2]])
+def test_a_malformed_update_index_is_rejected(index):
+    content = update_content(Update(delta=SparseDelta(index=torch.tensor([0, 1, 2, 3]), values=torch.ones(4), size=17),
+                                    n_examples=1, loss=0.0))
+    content["update"]["index"] = Array(np.array(index, dtype=np.int64))
+    with pytest.raises(ValueError, match="update index"):
+        read_update_content(content)
 
 
 class _ScriptedGrid:

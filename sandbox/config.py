@@ -18,7 +18,7 @@ from sandbox.privacy import ACCOUNTANTS
 from sandbox.tasks.emoji import EmojiTaskConfig
 from sandbox.train.central import TrainConfig
 
-MECHANISMS = ("none", "dpsgd", "dpfedavg")
+MECHANISMS = ("none", "dpsgd", "dpfedavg", "client_dpsgd")
 MODES = ("central", "federated")
 ENGINES = ("inprocess", "flower", "deployment")  # deployment: only inside a Flower ServerApp
 
@@ -29,7 +29,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """Hydra group ``privacy/``: ``none``, ``dpsgd`` (example-level, central) or ``dpfedavg`` (user-level, federated)."""
+    """Hydra group ``privacy/``: ``none``, ``dpsgd`` (example-level, central), ``dpfedavg`` (user-level,
+    federated) or ``client_dpsgd`` (example-level DP-SGD inside each client, federated)."""
 
     mechanism: str = "none"
     unit: str = "example"
@@ -44,6 +45,8 @@ class PrivacyConfig:
     target_quantile: float = 0.5
     clip_lr: float = 0.2
     count_noise_multiplier: float | None = None  # None: expected clients per round / 20
+    # client-level DP-SGD only: each example joins each local step with this probability
+    local_sample_rate: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,13 @@ def _validate_privacy(p: PrivacyConfig) -> None:
     if p.mechanism == "none":
         return
     _check(p.accountant in ACCOUNTANTS, "privacy.accountant", f"must be one of {ACCOUNTANTS}, got {p.accountant!r}")
-    if p.mechanism == "dpsgd":
-        _check(p.unit == "example", "privacy.unit", "central DP-SGD protects one example (message); "
+    if p.mechanism in ("dpsgd", "client_dpsgd"):
+        _check(p.unit == "example", "privacy.unit", "DP-SGD protects one example (message); "
                "user- or workspace-level DP is federated (mode=federated privacy=dpfedavg)")
         _check((p.noise_multiplier is None) != (p.target_epsilon is None), "privacy",
                "set exactly one of privacy.noise_multiplier and privacy.target_epsilon")
+        _check(0 < p.local_sample_rate <= 1, "privacy.local_sample_rate",
+               f"must be in (0, 1], got {p.local_sample_rate}")
     else:
         _check(p.unit in ("user", "workspace"), "privacy.unit", f"DP-FedAvg protects a whole client: "
                f"'user' or 'workspace', got {p.unit!r}")
@@ -136,7 +141,8 @@ def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
     _check(f.server_optimizer in ("fedavg", "fedavgm", "fedadam"), "federation.server_optimizer",
            f"must be fedavg, fedavgm or fedadam, got {f.server_optimizer!r}")
     _check(privacy.mechanism != "dpsgd", "privacy", "privacy=dpsgd is central example-level DP-SGD; "
-           "federated training uses privacy=dpfedavg (user level) or privacy=none")
+           "federated training uses privacy=dpfedavg (user level), privacy=client_dpsgd (example level, "
+           "inside each client) or privacy=none")
     if privacy.mechanism == "dpfedavg":
         _check(privacy.unit == f.unit, "privacy.unit", f"is {privacy.unit!r} but clients are "
                f"{f.unit!r}s (federation.unit): the DP unit is the client")
@@ -167,7 +173,8 @@ def resolve(cfg: DictConfig) -> RunConfig:
     if mode == "federated":
         _validate_federation(federation, privacy)
     else:
-        _check(privacy.mechanism != "dpfedavg", "privacy", "privacy=dpfedavg is federated: add mode=federated")
+        _check(privacy.mechanism not in ("dpfedavg", "client_dpsgd"), "privacy",
+               f"privacy={privacy.mechanism} is federated: add mode=federated")
     _check(task.name == "emoji", "task", f"only 'emoji' is implemented so far, got {task.name!r}")
     _check(0 < task.test_fraction < 1, "task.test_fraction", f"must be in (0, 1), got {task.test_fraction}")
     _check(task.n_buckets >= 2, "task.n_buckets", f"must be ≥ 2, got {task.n_buckets}")

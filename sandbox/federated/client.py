@@ -1,6 +1,6 @@
 """The client side of federated training: one local update on one client's own data.
 
-``local_update`` is shared by every engine (in-process, Flower simulation, Flower
+``LocalTrainer`` (and ``client_dp.PrivateLocalTrainer``) is shared by every engine (in-process, Flower simulation, Flower
 deployment): engines only move parameters and updates, never the client's messages.
 """
 

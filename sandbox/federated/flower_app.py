@@ -1,7 +1,7 @@
 """The Flower engines: a ClientApp and a ServerApp (Message API) around the shared functions.
 
-The ClientApp calls ``local_update`` (``LocalTrainer`` for one client) on its own data; the server loop is ``run_inprocess``'s
-loop with the updates travelling as Flower messages (see flower_messages.py for exactly
+The ClientApp runs the in-process engine's client trainer (``make_trainer``) on its own data;
+the server loop is ``run_inprocess``'s loop with the updates travelling as Flower messages (see flower_messages.py for exactly
 what crosses). Neither side holds learning or privacy logic: ``FederatedServer`` samples,
 seeds, clips, noises, averages and accounts, as in the in-process engine, so the same seed
 gives the same model.
@@ -37,7 +37,8 @@ from torch import nn
 
 from sandbox.config import ConfigError, RunConfig, resolve
 from sandbox.federated.aggregate import Update
-from sandbox.federated.client import LocalConfig, local_update
+from sandbox.federated.client import LocalConfig
+from sandbox.federated.client_dp import LocalDPSGD, make_trainer
 from sandbox.federated.clients import ClientPartition, partition_clients
 from sandbox.federated.flower_capture import MESSAGE_LOG_ENV, RecordingGrid, message_log_mod
 from sandbox.federated.flower_messages import (
@@ -76,6 +77,13 @@ def client_side(run_config: str) -> ClientSide:
                       local=cfg.federation.local)
 
 
+@functools.lru_cache(maxsize=1)
+def client_trainer(run_config: str, local_dp: LocalDPSGD | None):
+    """The process' client trainer on its scratch model (``make_trainer``, as in-process)."""
+    side = client_side(run_config)
+    return make_trainer(side.model, side.local, local_dp)
+
+
 client_app = ClientApp(mods=[message_log_mod])
 
 
@@ -93,9 +101,10 @@ def train_locally(msg: Message, context: Context) -> Message:
     if task.client != client:
         raise ValueError(f"round {task.round}: sent to client {client} but addressed to client {task.client}")
     side = client_side(task.run_config)
-    update = local_update(task.params, side.partition.data(client, side.examples), model=side.model,
-                          cfg=side.local, generator=torch.Generator().manual_seed(task.seed),
-                          clip_norm=task.clip_norm)
+    trainer = client_trainer(task.run_config, task.local_dp)
+    trainer.load(task.params)
+    update = trainer.update(side.partition.data(client, side.examples),
+                            generator=torch.Generator().manual_seed(task.seed), clip_norm=task.clip_norm)
     return Message(update_content(update), reply_to=msg)
 
 
@@ -152,7 +161,8 @@ def train_round(grid: Grid, plan: RoundPlan, params: torch.Tensor, *, nodes: dic
     """The sampled clients' updates, in the plan's (ascending client-index) order, as in-process."""
     messages = [
         Message(train_content(TrainInstruction(params=params, round=plan.round, client=int(client), seed=seed,
-                                               clip_norm=plan.clip_norm, run_config=run_config)),
+                                               clip_norm=plan.clip_norm, run_config=run_config,
+                                               local_dp=plan.local_dp)),
                 dst_node_id=nodes[int(client)], message_type=MessageType.TRAIN, group_id=str(plan.round))
         for client, seed in zip(plan.clients, plan.client_seeds)]
     replies = exchange(grid, messages, what=f"round {plan.round}")

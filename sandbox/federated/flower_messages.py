@@ -5,8 +5,9 @@ Server → client (TRAIN): the global parameters as one flat float32 array, and 
 when the client does not clip) and the run config the client rebuilds its own data from.
 Client → server (TRAIN reply): the update's sparse delta as two flat arrays (int64
 coordinates, sorted and unique, and their float32 values: the embedding rows of the client's
-tokens and the dense layers; every other coordinate is zero), and a ``MetricRecord`` with the
-parameter count, the example count, the mean local loss and the unclipped bit.
+tokens and the dense layers; every other coordinate is zero), or, under client-level DP-SGD,
+the dense delta (values only); and a ``MetricRecord`` with the parameter count (sparse only),
+the example count, the mean local loss and the unclipped bit.
 Discovery (QUERY): an empty question; the reply names the node's partition id.
 
 No raw text is ever put in a record; tests/federated/test_flower.py checks every message.
@@ -24,12 +25,14 @@ from omegaconf import OmegaConf
 
 from sandbox.config import RunConfig, resolve
 from sandbox.federated.aggregate import SparseDelta, Update
+from sandbox.federated.client_dp import LocalDPSGD
 
 # Record names → the keys each record may hold (the capture test checks exactly these).
 PARAMS, INSTRUCTION, DELTA, UPDATE_STATS, NODE = "global-params", "instruction", "update", "update-stats", "node"
 RECORD_KEYS = {
     PARAMS: {"params"},
-    INSTRUCTION: {"round", "client", "seed", "clip-norm", "run-config"},
+    INSTRUCTION: {"round", "client", "seed", "clip-norm", "run-config",
+                  "local-noise-multiplier", "local-clip-norm", "local-sample-rate", "local-steps"},
     DELTA: {"index", "values"},
     UPDATE_STATS: {"size", "n-examples", "loss", "unclipped"},
     NODE: {"partition-id"},
@@ -46,6 +49,7 @@ class TrainInstruction:
     seed: int  # seeds the client's local generator (batch order)
     clip_norm: float | None  # client-side clipping norm, None: no clipping on the client
     run_config: str  # run_config_text(cfg): what the client rebuilds its own data from
+    local_dp: LocalDPSGD | None = None  # client-level DP-SGD settings, None: plain local SGD
 
 
 def _flat_array(vector: torch.Tensor) -> Array:
@@ -63,6 +67,11 @@ def train_content(task: TrainInstruction) -> RecordDict:
     instruction = {"round": task.round, "client": task.client, "seed": task.seed, "run-config": task.run_config}
     if task.clip_norm is not None:
         instruction["clip-norm"] = float(task.clip_norm)
+    if task.local_dp is not None:
+        instruction.update({"local-noise-multiplier": float(task.local_dp.noise_multiplier),
+                            "local-clip-norm": float(task.local_dp.clip_norm),
+                            "local-sample-rate": float(task.local_dp.sample_rate),
+                            "local-steps": int(task.local_dp.steps)})
     return RecordDict({PARAMS: ArrayRecord({"params": _flat_array(task.params)}),
                        INSTRUCTION: ConfigRecord(instruction)})
 
@@ -70,24 +79,34 @@ def train_content(task: TrainInstruction) -> RecordDict:
 def read_train_content(content: RecordDict) -> TrainInstruction:
     instruction = content[INSTRUCTION]
     clip_norm = instruction["clip-norm"] if "clip-norm" in instruction else None
+    local_dp = None
+    if "local-steps" in instruction:
+        local_dp = LocalDPSGD(noise_multiplier=float(instruction["local-noise-multiplier"]),
+                              clip_norm=float(instruction["local-clip-norm"]),
+                              sample_rate=float(instruction["local-sample-rate"]),
+                              steps=int(instruction["local-steps"]))
     return TrainInstruction(params=_flat_tensor(content[PARAMS]["params"]), round=int(instruction["round"]),
                             client=int(instruction["client"]), seed=int(instruction["seed"]),
                             clip_norm=None if clip_norm is None else float(clip_norm),
-                            run_config=str(instruction["run-config"]))
+                            run_config=str(instruction["run-config"]), local_dp=local_dp)
 
 
 def update_content(update: Update) -> RecordDict:
     delta = update.delta
-    if not isinstance(delta, SparseDelta):
-        raise TypeError(f"a client sends a SparseDelta, got {type(delta).__name__}")
-    stats = {"size": int(delta.size), "n-examples": int(update.n_examples), "loss": float(update.loss),
-             "unclipped": int(update.unclipped)}
-    arrays = {"index": Array(delta.index.to(torch.int64).contiguous().numpy()), "values": _flat_array(delta.values)}
+    stats = {"n-examples": int(update.n_examples), "loss": float(update.loss), "unclipped": int(update.unclipped)}
+    if isinstance(delta, SparseDelta):
+        stats["size"] = int(delta.size)
+        arrays = {"index": Array(delta.index.to(torch.int64).contiguous().numpy()), "values": _flat_array(delta.values)}
+    else:  # dense (client-level DP-SGD: noise on every coordinate)
+        arrays = {"values": _flat_array(delta)}
     return RecordDict({DELTA: ArrayRecord(arrays), UPDATE_STATS: MetricRecord(stats)})
 
 
 def read_update_content(content: RecordDict) -> Update:
     stats, arrays = content[UPDATE_STATS], content[DELTA]
+    if "index" not in arrays:
+        return Update(delta=_flat_tensor(arrays["values"]), n_examples=int(stats["n-examples"]),
+                      loss=float(stats["loss"]), unclipped=bool(stats["unclipped"]))
     size, index = int(stats["size"]), arrays["index"].numpy()
     if index.dtype != np.int64 or index.ndim != 1:
         raise ValueError(f"update index: expected a flat int64 array, got {index.dtype} of shape {index.shape}")

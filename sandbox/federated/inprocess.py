@@ -12,7 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from sandbox.federated.client import LocalConfig, LocalTrainer
+from sandbox.federated.client import LocalConfig
+from sandbox.federated.client_dp import make_trainer
 from sandbox.federated.clients import ClientPartition
 from sandbox.federated.server import FederatedServer
 from sandbox.train.threads import single_threaded
@@ -32,7 +33,7 @@ def run_inprocess(server: FederatedServer, *, partition: ClientPartition, exampl
 
 
 def _rounds(server, *, partition, examples, model, local, on_round) -> None:
-    trainer = LocalTrainer(model, local)
+    trainer = make_trainer(model, local, server.local_dp)
     while (plan := server.next_round()) is not None:
         trainer.load(server.params)
         for client, seed in zip(plan.clients, plan.client_seeds):

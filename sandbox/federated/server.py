@@ -18,6 +18,7 @@ from sandbox.federated.aggregate import (
     Update, add_delta, clip_update, gaussian_noise, next_clip_norm, noisy_mean, update_noise_multiplier,
 )
 from sandbox.federated.client import LocalConfig
+from sandbox.federated.client_dp import LocalDPSGD
 from sandbox.federated.sampling import poisson_sample_clients
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
 
@@ -64,15 +65,27 @@ class RoundPlan:
     clients: np.ndarray  # indices of sampled clients
     client_seeds: tuple[int, ...]  # one per sampled client, for its local generator
     clip_norm: float | None  # the clip norm clients use this round (client-side clipping)
+    local_dp: LocalDPSGD | None = None  # client-level DP-SGD: every client runs it with these settings
 
 
 class FederatedServer:
-    """Rounds of (Poisson-sample → local updates → clip → noise → average → server step)."""
+    """Rounds of (Poisson-sample → local updates → clip → noise → average → server step).
+
+    With ``dp`` (DP-FedAvg) the server clips, noises and accounts per client (user level).
+    With ``local_dp`` (client-level DP-SGD) the clients are private already: the server takes
+    the plain mean of their updates and accounts, per example, for the client that took part
+    in the most rounds (no amplification by client sampling is claimed).
+    """
 
     def __init__(self, *, params: torch.Tensor, n_clients: int, cfg: FederationConfig,
-                 dp: DPFedAvgSettings | None, book: PrivacyBook | None, seed: int):
-        if (dp is None) != (book is None):
-            raise ValueError("DP-FedAvg needs a PrivacyBook and a non-private run must not have one")
+                 dp: DPFedAvgSettings | None, book: PrivacyBook | None, seed: int,
+                 local_dp: LocalDPSGD | None = None):
+        if dp is not None and local_dp is not None:
+            raise ValueError("DP-FedAvg and client-level DP-SGD are alternatives, not both")
+        if (dp is None and local_dp is None) != (book is None):
+            raise ValueError("a private run needs a PrivacyBook and a non-private run must not have one")
+        self.local_dp = local_dp
+        self.participation = np.zeros(n_clients, dtype=np.int64)  # rounds each client took part in
         sampling, noise, clients = np.random.SeedSequence([seed, 0xFEDA]).spawn(3)
         self.params = params.detach().clone()
         self.n_clients, self.cfg, self.dp, self.book = n_clients, cfg, dp, book
@@ -101,7 +114,10 @@ class FederatedServer:
                           .generate_state(1)[0]) for c in clients)
         site_clip = self.clip_norm if self.dp and self.dp.clipping_site == "client" else None
         self._reset_sums()
-        return RoundPlan(round=self.round, clients=clients, client_seeds=seeds, clip_norm=site_clip)
+        self._worst_before = int(self.participation.max(initial=0))
+        self.participation[clients] += 1
+        return RoundPlan(round=self.round, clients=clients, client_seeds=seeds, clip_norm=site_clip,
+                         local_dp=self.local_dp)
 
     def _would_exceed_budget(self) -> bool:
         if self.dp is None or self.dp.stop_at_epsilon is None:
@@ -124,6 +140,10 @@ class FederatedServer:
         """Fold one client's update into the round's running sum (memory: one vector)."""
         self._n_received += 1
         self._loss += update.loss
+        if self.local_dp is not None:  # client-level DP-SGD: a plain mean (a client's size is private)
+            add_delta(self._sum, update.delta)
+            self._weight += 1.0
+            return
         if self.dp is None:  # FedAvg: weighted by the client's example count
             add_delta(self._sum, update.delta, weight=update.n_examples)
             self._weight += update.n_examples
@@ -137,12 +157,19 @@ class FederatedServer:
         clip_used = self.clip_norm
         if self.dp is None:
             mean = self._sum / self._weight if self._weight else torch.zeros_like(self._sum)
+            self._record_local_dp()
         else:
             mean = self._dp_mean()
         self._server_step(mean)
         return {"round": self.round, "clients": self._n_received, "clip_norm": clip_used,
                 "epsilon": self.book.epsilon() if self.book else None,
                 "train_loss": self._loss / self._n_received if self._n_received else None}
+
+    def _record_local_dp(self) -> None:
+        """Client-level DP-SGD: the book follows the client with the most rounds (one more round → its steps)."""
+        if self.local_dp is not None and int(self.participation.max(initial=0)) > self._worst_before:
+            ld = self.local_dp
+            self.book.record(noise_multiplier=ld.noise_multiplier, sample_rate=ld.sample_rate, steps=ld.steps)
 
     def _dp_mean(self) -> torch.Tensor:
         dp, expected = self.dp, self.cfg.sample_rate * self.n_clients  # fixed denominator q·N

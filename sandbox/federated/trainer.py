@@ -1,7 +1,7 @@
 """Federated training of a run: clients from the split, a server, an engine, a learning curve.
 
 FedAvg when ``privacy=none``; user-level (or workspace-level) DP-FedAvg when
-``privacy=dpfedavg``. The engine (in-process or Flower) only moves data between the shared
+``privacy=dpfedavg``; example-level DP-SGD inside each client when ``privacy=client_dpsgd``. The engine (in-process or Flower) only moves data between the shared
 client and server functions.
 """
 
@@ -12,6 +12,7 @@ import time
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sandbox.config import ConfigError, RunConfig
+from sandbox.federated.client_dp import LocalDPSGD, local_steps
 from sandbox.federated.clients import ClientPartition, partition_clients
 from sandbox.federated.inprocess import run_inprocess
 from sandbox.federated.server import DPFedAvgSettings, FederatedServer
@@ -39,6 +40,19 @@ def dp_settings(cfg: RunConfig, n_clients: int) -> tuple[DPFedAvgSettings, Priva
         target_quantile=p.target_quantile, clip_lr=p.clip_lr, count_noise_multiplier=count_sigma,
         stop_at_epsilon=p.target_epsilon if p.noise_multiplier is not None else None)
     return settings, book
+
+
+def client_dpsgd_settings(cfg: RunConfig, n_examples: int) -> tuple[LocalDPSGD, PrivacyBook]:
+    """σ calibrated (by Opacus) so that a client taking part in every round stays within the target ε."""
+    p, fed = cfg.privacy, cfg.federation
+    delta = resolve_delta(cfg, n=n_examples, unit="example")
+    steps = local_steps(epochs=fed.local_epochs, sample_rate=p.local_sample_rate)
+    sigma = p.noise_multiplier
+    if sigma is None:
+        sigma = noise_multiplier_for(target_epsilon=p.target_epsilon, delta=delta, sample_rate=p.local_sample_rate,
+                                     steps=steps * fed.rounds, accountant=p.accountant)
+    local = LocalDPSGD(noise_multiplier=sigma, clip_norm=p.clip_norm, sample_rate=p.local_sample_rate, steps=steps)
+    return local, PrivacyBook(unit="example", delta=delta, accountant=p.accountant)
 
 
 class _FederatedCurve:
@@ -85,9 +99,14 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
     fed = cfg.federation
     partition = partition_clients(data.corpus, data.train, unit=fed.unit)
     model = data.new_model(cfg, seeds)
-    dp, book = dp_settings(cfg, len(partition)) if cfg.privacy.mechanism == "dpfedavg" else (None, None)
+    dp, local_dp, book = None, None, None
+    if cfg.privacy.mechanism == "dpfedavg":
+        dp, book = dp_settings(cfg, len(partition))
+    elif cfg.privacy.mechanism == "client_dpsgd":
+        local_dp, book = client_dpsgd_settings(cfg, len(data.train))
     server = FederatedServer(params=parameters_to_vector(model.parameters()).detach(),
-                             n_clients=len(partition), cfg=fed, dp=dp, book=book, seed=seeds.federation)
+                             n_clients=len(partition), cfg=fed, dp=dp, book=book, seed=seeds.federation,
+                             local_dp=local_dp)
     started = time.perf_counter()
     with progress_bar(cfg.progress, unit="rounds") as show:
         curve = _FederatedCurve(data.new_model(cfg, seeds), data.test, k=cfg.task.top_k,
@@ -101,7 +120,16 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
     if "top1" not in curve.points[-1]:  # stopped early: evaluate where it stopped
         curve.points[-1].update(curve.evaluate(server.params))
     vector_to_parameters(server.params.clone(), model.parameters())
-    if dp is None:
+    if local_dp is not None:
+        privacy = privacy_section(
+            mechanism="client_dpsgd", unit="example", book=book, steps=book.steps,
+            noise_multiplier=local_dp.noise_multiplier, sample_rate=local_dp.sample_rate,
+            clip_norm=local_dp.clip_norm, target_epsilon=cfg.privacy.target_epsilon,
+            sampling="poisson (each client's examples, per local step)", rounds=server.round,
+            local_steps_per_round=local_dp.steps, worst_client_rounds=int(server.participation.max(initial=0)),
+            epsilon_scope="the client that took part in the most rounds; every other example has ε ≤ this",
+            amplification_by_client_sampling=False, denominator="fixed (q·n of the client)")
+    elif dp is None:
         privacy = privacy_section(mechanism="none", unit=fed.unit, book=None, steps=server.round)
     else:
         privacy = privacy_section(

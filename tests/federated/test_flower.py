@@ -37,6 +37,7 @@ FEDERATED_TINY = [*TINY, "task.n_buckets=1024", "data.n_users=40", "data.n_works
 PRIVACY = {
     "none": ["privacy=none"],
     "dpfedavg": ["privacy=dpfedavg", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null"],
+    "client_dpsgd": ["privacy=client_dpsgd", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null"],
 }
 
 
@@ -69,7 +70,8 @@ def test_flower_simulation_gives_the_inprocess_model(runs, privacy):
     (inproc, inproc_dir), (flower, flower_dir) = runs[privacy]["inprocess"], runs[privacy]["flower"]
     assert flower["engine"] == "flower" and inproc["engine"] == "inprocess"
     assert flower["status"] == inproc["status"] == "completed"
-    assert flower["privacy"]["steps"] == inproc["privacy"]["steps"] == 3
+    assert flower["privacy"]["steps"] == inproc["privacy"]["steps"]
+    assert len(flower["curve"]) == len(inproc["curve"]) == 3
     assert flower["privacy"]["epsilon"] == inproc["privacy"]["epsilon"]
     assert [p["clients"] for p in flower["curve"]] == [p["clients"] for p in inproc["curve"]]
     a, b = torch.load(inproc_dir / "model.pt"), torch.load(flower_dir / "model.pt")
@@ -170,6 +172,9 @@ def test_every_message_is_logged_on_both_sides(captured):
     assert not [e for e in entries if "error" in e]
 
 
+OPTIONAL_INSTRUCTION = {"clip-norm", "local-noise-multiplier", "local-clip-norm", "local-sample-rate", "local-steps"}
+
+
 def test_only_the_expected_records_and_keys_cross(captured):
     record = captured["record"]
     for entry in captured["entries"]:
@@ -177,8 +182,8 @@ def test_only_the_expected_records_and_keys_cross(captured):
         expected = _expected_records(entry)
         if "instruction" in expected and record["privacy"]["clipping_site"] == "client":
             assert "clip-norm" in got["instruction"]
-        if "instruction" in got:
-            got["instruction"] |= {"clip-norm"}  # optional: absent when the client does not clip
+        if "instruction" in got:  # optional: clip-norm absent when the client does not clip, the
+            got["instruction"] |= OPTIONAL_INSTRUCTION  # local-* keys only under client-level DP-SGD
         assert got == expected, entry["message_type"]
     n_params = sum(v.numel() for v in torch.load(captured["out_dir"] / "model.pt").values())
     assert _array_problems(captured["entries"], n_params) == []
@@ -228,6 +233,14 @@ def test_update_round_trips_exactly():
     assert torch.equal(back.delta.index, delta.index) and torch.equal(back.delta.values, delta.values)
     assert back.delta.values.dtype == torch.float32 and back.delta.size == 17
     assert (back.n_examples, back.loss, back.unclipped) == (5, update.loss, False)
+
+
+def test_a_dense_update_round_trips_exactly():
+    update = Update(delta=torch.randn(17, generator=torch.Generator().manual_seed(1)), n_examples=2, loss=0.5)
+    content = update_content(update)
+    assert set(content["update"]) == {"values"}  # client-level DP-SGD: noise on every coordinate
+    back = read_update_content(content)
+    assert torch.equal(back.delta, update.delta) and back.n_examples == 2
 
 
 @pytest.mark.parametrize("index", [[0, 3, 3, 16], [0, 3, 17, 2], [-1, 0, 1, 2]])

@@ -98,3 +98,33 @@ def test_clients_are_only_consenting_training_users():
 def test_bad_federated_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         resolve(compose_config([*FED, *overrides]))
+
+
+def test_client_level_dpsgd_records_example_level_epsilon_of_the_busiest_client(tmp_path):
+    record = _run(tmp_path, ["privacy=client_dpsgd", "privacy.noise_multiplier=1.5", "privacy.target_epsilon=null",
+                             "privacy.local_sample_rate=0.5", "federation.rounds=4"])
+    p = record["privacy"]
+    assert p["mechanism"] == "client_dpsgd" and p["unit"] == "example"
+    assert p["neighbouring_relation"] == "add/remove one example" and not p["amplification_by_client_sampling"]
+    assert p["local_steps_per_round"] == 2 and 1 <= p["worst_client_rounds"] <= 4 and p["rounds"] == 4
+    assert p["steps"] == p["worst_client_rounds"] * 2 and p["sample_rate"] == 0.5
+    assert p["epsilon"] == pytest.approx(independent_rdp_epsilon(p), rel=1e-3)
+    assert len(record["curve"]) == 4
+
+
+def test_client_level_dpsgd_target_is_met_even_by_a_client_in_every_round(tmp_path):
+    record = _run(tmp_path, ["privacy=client_dpsgd", "privacy.target_epsilon=3", "federation.rounds=3",
+                             "federation.sample_rate=1.0"])
+    p = record["privacy"]
+    assert p["worst_client_rounds"] == 3  # q = 1: every client in every round, the calibrated worst case
+    assert 2.9 < p["epsilon"] <= 3.0
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["mode=central", "privacy=client_dpsgd"], "privacy"),
+    (["privacy=client_dpsgd", "privacy.local_sample_rate=0"], "privacy.local_sample_rate"),
+    (["privacy=client_dpsgd", "privacy.unit=user"], "privacy.unit"),
+])
+def test_bad_client_dpsgd_config_names_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        resolve(compose_config([*FED, *overrides]))

@@ -1,0 +1,1 @@
+"""Privacy audits: membership-inference attacks against trained models and their metrics."""

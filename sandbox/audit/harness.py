@@ -1,0 +1,241 @@
+"""The audit of a run's own model: attack → scores → metrics with CIs → empirical ε → control → result.
+
+``run_audit`` is called by ``sandbox.run`` after training, on the very model the run trained.
+It returns the record's ``audit`` section and writes ``roc.png`` beside the record.
+
+* **Attacks**: ``loss`` (no shadows), ``lira`` and ``rmia`` (shadows trained by the run's own
+  harness, ``sandbox.audit.shadows``), ``canary`` (planted vs fresh canaries, exposure).
+* **Empirical ε**: the threshold is chosen on one half of the targets (best TPR at
+  ``audit.threshold_fpr``) and counted on the other; ``eps_lower_bound`` turns the counts
+  into a Clopper–Pearson bound at confidence 1 − alpha and at the run's δ. As in many-target
+  audits, the targets are treated as independent trials of one training run.
+* **Positive control**: the same attack on the same pipeline without DP (the run itself when
+  it is not private). If the control does not catch members (lower CI end of TPR at 1% FPR
+  ≤ ``audit.control_tpr_floor``) the result is ``inconclusive``: a weak attack is not
+  evidence of privacy.
+* **DP bug check**: an empirical lower bound above the accountant's ε (for a comparable
+  unit) means the privacy claim is wrong somewhere: the result is ``dp_bug`` and the run fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sandbox.audit.attacks import lira_offline, lira_online, loss_attack, rmia
+from sandbox.audit.bounds import eps_lower_bound
+from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank
+from sandbox.audit.metrics import attack_metrics, choose_threshold, plot_roc, rates_at_threshold, split_for_threshold
+from sandbox.audit.shadows import train_shadows
+from sandbox.audit.targets import build_population, example_stats, model_logits, trained_user_mask, unit_stats
+from sandbox.config import ConfigError, PrivacyConfig, RunConfig
+from sandbox.prepare import Prepared, Seeds
+from sandbox.tasks import emoji
+from sandbox.train.progress import progress_bar
+
+FPRS = (0.001, 0.01)
+
+
+class ProbableDPBug(RuntimeError):
+    """An empirical ε lower bound above the accountant's ε: the DP claim does not hold as implemented."""
+
+    def __init__(self, audit: dict):
+        lb, eps = audit["eps_lower_bound"], audit["accountant_epsilon"]
+        super().__init__(f"PROBABLE DP BUG: the {audit['attack']} audit measured ε ≥ {lb:.3f} with confidence "
+                         f"{1 - audit['eps_lower_bound_inputs']['alpha']:.0%}, above the accountant's ε = {eps:.3f} "
+                         f"({audit['unit_compared']}); see record.json → audit")
+
+
+@dataclass
+class AttackResult:
+    scores: np.ndarray
+    members: np.ndarray  # bool, the truth
+    metrics: dict
+    details: dict = field(default_factory=dict)
+
+
+def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy: dict) -> dict:
+    """Audit ``outcome.model`` as ``cfg.audit`` says; returns the record's ``audit`` section."""
+    a, started = cfg.audit, time.perf_counter()
+    with progress_bar(cfg.progress, unit="shadows") as show:
+        main = attack_model(cfg, data, outcome.model, outcome.trained_users, show=show)
+        control = positive_control(cfg, data, main, show=show)
+    bound = empirical_epsilon(main, cfg, delta=privacy["delta"] or 0.0)
+    comparable, unit_compared = comparable_unit(cfg, data, privacy)
+    curves = {f"{a.attack} ({_privacy_label(privacy)})": (main.scores, main.members)}
+    if control["ran_on"] == "control run":
+        curves[f"{a.attack} control (no DP)"] = (control.pop("_scores"), control.pop("_members"))
+    plot_roc(curves, out_dir / "roc.png", title=f"{a.attack}, {a.level} level, {a.threat} threat")
+    eps = privacy["epsilon"]
+    if comparable and eps is not None and bound["eps_lower_bound"] > eps:
+        result, reason = "dp_bug", "empirical ε lower bound exceeds the accountant's ε"
+    elif not control["passed"]:
+        result, reason = "inconclusive", control["reason"]
+    else:
+        result, reason = "measured", "control caught members; lower bound within the accountant's ε" \
+            if comparable else "control caught members; no accountant ε for this unit to compare with"
+    m, shadow_timing = main.metrics, main.details.pop("timing", {})
+    return {
+        "attack": a.attack, "level": a.level, "threat": a.threat, "online": a.online if a.attack in ("lira", "rmia")
+        else None, "auc": m["auc"], "auc_ci": m["auc_ci"],
+        "tpr_at_0.1pct_fpr": m["tpr_at_fpr"]["0.001"], "tpr_at_0.1pct_fpr_ci": m["tpr_at_fpr_ci"]["0.001"],
+        "tpr_at_1pct_fpr": m["tpr_at_fpr"]["0.01"], "tpr_at_1pct_fpr_ci": m["tpr_at_fpr_ci"]["0.01"],
+        "n_members": m["n_members"], "n_nonmembers": m["n_nonmembers"], "bootstrap": m["bootstrap"],
+        "eps_lower_bound": bound["eps_lower_bound"], "eps_lower_bound_inputs": bound,
+        "accountant_epsilon": eps, "comparable": comparable, "unit_compared": unit_compared,
+        "control": control, "result": result, "reason": reason,
+        "verdict_inputs": {"control_passed": control["passed"], "eps_lower_bound": bound["eps_lower_bound"],
+                           "accountant_epsilon": eps, "delta": privacy["delta"], "unit": privacy["unit"]},
+        "roc_plot": "roc.png", **main.details,
+        "timing": {"audit_seconds": round(time.perf_counter() - started, 2), **shadow_timing},
+    }
+
+
+def attack_model(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *, show=None) -> AttackResult:
+    """Run ``cfg.audit.attack`` against ``model`` (trained on ``trained_users``)."""
+    a = cfg.audit
+    if a.attack == "canary":
+        return canary_attack(cfg, data, model, trained_users)
+    population = build_population(data, level=a.level)
+    members = population.units_of_users(trained_user_mask(population, trained_users))
+    target = unit_stats(model, population, threat=a.threat, k=a.topk)
+    details: dict = {"population": {"units": population.n_units, "users": len(population.users)}}
+    if a.attack == "loss":
+        scores = loss_attack(target.confidence)
+    else:
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x5AD0]))
+        shadows = train_shadows(cfg, data, population, n_shadows=a.shadows, threat=a.threat, k=a.topk,
+                                workers=a.workers, rng=rng, progress=lambda i, n: show and show(i, n, None))
+        details.update(shadows={"n": a.shadows, "workers": a.workers, "seconds": round(shadows.seconds, 1),
+                                "engine": "inprocess" if cfg.mode == "federated" else "central"},
+                       timing={"shadows_seconds": round(shadows.seconds, 1)})
+        if a.attack == "lira":
+            lira = lira_online if a.online else lira_offline
+            scores = lira(target.confidence, shadows.confidence, shadows.keep)
+        else:
+            scores = rmia(target.probability, shadows.probability, shadows.keep,
+                          population_prob=target.probability, population_shadow_probs=shadows.probability,
+                          gamma=a.rmia_gamma, offline_a=None if a.online else a.rmia_offline_a)
+    return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
+
+
+def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray) -> AttackResult:
+    """Planted canaries whose host trained (members) vs fresh same-space canaries (non-members)."""
+    a, manifest = cfg.audit, data.manifest
+    if manifest is None or not manifest.inserted or not manifest.fresh:
+        raise ConfigError("audit=canary needs a corpus with planted and fresh canaries (data=synthetic, "
+                         "data.n_canaries ≥ 1, data.n_fresh_canaries ≥ 1)")
+    class_id = {c: i for i, c in enumerate(data.classes)}
+    user_index = {u: i for i, u in enumerate(data.corpus.user_ids)}
+    planted = [c for c in manifest.inserted if c.reaction in class_id]
+    trained = np.isin([[user_index[u] for u in c.user_ids] for c in planted], trained_users).any(axis=1)
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xCA7A]))
+    fresh_labels = rng.integers(len(data.classes), size=len(manifest.fresh))  # same law as the planted ones
+    planted_logits = model_logits(model, emoji.featurize([c.text for c in planted], config=cfg.task))
+    fresh_logits = model_logits(model, emoji.featurize(list(manifest.fresh), config=cfg.task))
+    labels = np.array([class_id[c.reaction] for c in planted])
+
+    def stat(logits, y):
+        return example_stats(logits, _as_labels(y), threat=a.threat, k=a.topk)[0]
+
+    scores = np.concatenate([stat(planted_logits, labels), stat(fresh_logits, fresh_labels)])
+    members = np.concatenate([trained, np.zeros(len(manifest.fresh), bool)])
+    # exposure: each planted canary ranked among the fresh texts scored with its own reaction
+    reference = [stat(fresh_logits, np.full(len(manifest.fresh), y)) for y in labels]
+    rank = np.array([exposure_by_rank(scores[i:i + 1], reference[i])[0] for i in range(len(planted))])
+    fit = np.array([exposure_by_fit(scores[i:i + 1], reference[i])[0] for i in range(len(planted))])
+    details = {"canaries": {
+        "planted": len(planted), "planted_in_trained_users": int(trained.sum()), "fresh": len(manifest.fresh),
+        "repeats": planted[0].repeats if planted else None, "users_per_canary": len(planted[0].user_ids) if planted else None,
+        "exposure_by_rank": _summary(rank, trained), "exposure_by_fit": _summary(fit, trained),
+        "max_exposure_possible_by_rank": float(np.log2(len(manifest.fresh) + 1)),
+        "one_run_eps_lower_bound": None,
+        "one_run_note": "not computed: Steinke et al. 2023 need each canary included independently with "
+                        "probability 1/2; this corpus plants a fixed subset"}}
+    return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
+
+
+def positive_control(cfg: RunConfig, data: Prepared, main: AttackResult, *, show=None) -> dict:
+    """The same attack on the same pipeline without DP; passes when it catches members."""
+    a = cfg.audit
+    if cfg.privacy.mechanism == "none":
+        metrics, ran_on, extra = main.metrics, "this run (not private)", {}
+    elif not a.control:
+        return {"ran_on": "none", "passed": False, "reason": "positive control disabled (audit.control=false)"}
+    else:
+        from sandbox.run import train_model
+
+        control_cfg = dataclasses.replace(cfg, progress=False, privacy=PrivacyConfig(
+            mechanism="none", unit="example" if cfg.mode == "central" else cfg.federation.unit))
+        outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
+        result = attack_model(control_cfg, data, outcome.model, outcome.trained_users, show=show)
+        metrics, ran_on = result.metrics, "control run"
+        extra = {"_scores": result.scores, "_members": result.members}
+    low = metrics["tpr_at_fpr_ci"]["0.01"][0]
+    passed = low > a.control_tpr_floor
+    reason = (f"control caught members: TPR at 1% FPR {metrics['tpr_at_fpr']['0.01']:.3f}, CI from {low:.3f} "
+              f"> {a.control_tpr_floor}" if passed else
+              f"positive control failed: without DP the attack's TPR at 1% FPR is "
+              f"{metrics['tpr_at_fpr']['0.01']:.3f} (CI from {low:.3f}, needs > {a.control_tpr_floor}); "
+              "the attack is too weak for this audit to support any claim")
+    return {"ran_on": ran_on, "privacy": "none", "auc": metrics["auc"], "auc_ci": metrics["auc_ci"],
+            "tpr_at_1pct_fpr": metrics["tpr_at_fpr"]["0.01"], "tpr_at_1pct_fpr_ci": metrics["tpr_at_fpr_ci"]["0.01"],
+            "tpr_floor": a.control_tpr_floor, "passed": bool(passed), "reason": reason, **extra}
+
+
+def empirical_epsilon(result: AttackResult, cfg: RunConfig, *, delta: float) -> dict:
+    """Threshold chosen on one half (best TPR at ``threshold_fpr``), counted on the other → Clopper–Pearson ε."""
+    a = cfg.audit
+    choose, evaluate = split_for_threshold(len(result.scores), seed=cfg.seed)
+    inputs = {"alpha": a.alpha, "delta": delta, "threshold_fpr": a.threshold_fpr, "split": "random halves"}
+    try:
+        threshold = choose_threshold(result.scores[choose], result.members[choose], fpr=a.threshold_fpr)
+        tp, n_pos, fp, n_neg = rates_at_threshold(result.scores[evaluate], result.members[evaluate], threshold)
+    except ValueError as exc:  # a half without members or non-members: nothing can be claimed
+        return {**inputs, "eps_lower_bound": 0.0, "note": str(exc)}
+    lb = eps_lower_bound(tp, n_pos, fp, n_neg, alpha=a.alpha, delta=delta)
+    return {**inputs, "threshold": threshold, "tp": tp, "n_pos": n_pos, "fp": fp, "n_neg": n_neg,
+            "eps_lower_bound": lb}
+
+
+def comparable_unit(cfg: RunConfig, data: Prepared, privacy: dict) -> tuple[bool, str]:
+    """Can the audit's unit be compared with the accountant's ε? (A user is a group of examples.)"""
+    if privacy["epsilon"] is None:
+        return False, "not private"
+    unit = privacy["unit"]
+    if cfg.audit.attack == "canary":
+        k = len(data.manifest.inserted[0].user_ids) if data.manifest and data.manifest.inserted else 1
+        if unit in ("user", "workspace") and k == 1:
+            return True, f"canary in one {unit}'s data vs {unit}-level ε"
+        return False, f"a canary spans {k} user(s) × its repeats: group privacy of the {unit}-level ε applies"
+    if cfg.audit.level == "example" or unit in ("user", "workspace"):
+        return True, f"{cfg.audit.level} membership vs {unit}-level ε"
+    return False, f"user-level membership vs {unit}-level ε: a user is a group of examples"
+
+
+def _metrics(scores: np.ndarray, members: np.ndarray, cfg: RunConfig) -> dict:
+    a = cfg.audit
+    return attack_metrics(scores, members, fprs=FPRS, resamples=a.resamples, confidence=a.confidence,
+                          seed=cfg.seed).to_dict()
+
+
+def _summary(values: np.ndarray, trained: np.ndarray) -> dict:
+    def stats(v):
+        return {"n": int(len(v)), "mean": float(np.mean(v)) if len(v) else None,
+                "max": float(np.max(v)) if len(v) else None}
+    return {"trained_hosts": stats(values[trained]), "untrained_hosts": stats(values[~trained])}
+
+
+def _as_labels(y):
+    import torch
+    return torch.as_tensor(np.asarray(y), dtype=torch.int64)
+
+
+def _privacy_label(privacy: dict) -> str:
+    if privacy["epsilon"] is None:
+        return "not private"
+    return f"{privacy['mechanism']}, ε = {privacy['epsilon']:.2f} ({privacy['unit']})"

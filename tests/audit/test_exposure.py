@@ -1,0 +1,100 @@
+"""Canary exposure and one-run guesses against hand-computed and scipy-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sandbox.audit import exposure as exposure_module
+from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank, one_run_guesses
+
+
+def test_exposure_by_rank_hand_cases():
+    refs = np.arange(99, dtype=float)  # 0, 1, ..., 98
+    out = exposure_by_rank([1000.0, 98.0, 49.5, -1.0], refs)
+    # ranks: 1 (above all), 2 (tie with 98 counts against), 1 + 49 = 50, 1 + 99 = 100.
+    expected = math.log2(100) - np.log2([1, 2, 50, 100])
+    np.testing.assert_allclose(out, expected)
+    assert out[0] == pytest.approx(math.log2(100)) and out[-1] == 0.0
+
+
+def test_exposure_by_rank_matches_counting():
+    rng = np.random.default_rng(0)
+    refs, canaries = rng.normal(size=500).round(1), rng.normal(size=40).round(1)
+    ranks = np.array([1 + sum(r >= c for r in refs) for c in canaries])
+    np.testing.assert_allclose(exposure_by_rank(canaries, refs),
+                               np.log2(len(refs) + 1) - np.log2(ranks))
+
+
+def normal_refs(seed: int = 0, n: int = 5000):
+    return np.random.default_rng(seed).normal(3.0, 2.0, size=n)
+
+
+def test_exposure_by_fit_close_to_rank_in_the_bulk():
+    refs = normal_refs()
+    canaries = 3.0 + 2.0 * np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    np.testing.assert_allclose(exposure_by_fit(canaries, refs), exposure_by_rank(canaries, refs),
+                               atol=0.15)
+
+
+def test_exposure_by_fit_extrapolates_past_rank_ceiling():
+    refs = normal_refs()
+    canary = 3.0 + 2.0 * 5.0  # five standard deviations out: P ~ 2.9e-7
+    ceiling = math.log2(len(refs) + 1)
+    assert exposure_by_rank([canary], refs)[0] == pytest.approx(ceiling)
+    expected = -math.log2(stats.norm.sf(canary, refs.mean(), refs.std()))
+    got = exposure_by_fit([canary], refs)[0]
+    assert got > ceiling + 5
+    assert got == pytest.approx(expected, rel=0.1)
+
+
+def test_exposure_by_fit_finite_far_in_the_tail():
+    refs, canary = normal_refs(), 3.0 + 2.0 * 60  # sf ~ 1e-785 underflows float64
+    assert stats.skewnorm.sf(canary, *stats.skewnorm.fit(refs)) == 0.0
+    expected = -stats.norm.logsf(canary, refs.mean(), refs.std()) / math.log(2)  # ~2600 bits
+    got = exposure_by_fit([canary], refs)[0]
+    assert np.isfinite(got) and got == pytest.approx(expected, rel=0.2)
+
+
+def test_exposure_by_fit_falls_back_to_normal(monkeypatch):
+    def broken_fit(*args, **kwargs):
+        raise RuntimeError("no convergence")
+
+    monkeypatch.setattr(exposure_module.stats.skewnorm, "fit", broken_fit)
+    refs, canaries = normal_refs(1, 300), np.array([3.0, 9.0, 3.0 + 2.0 * 60])
+    expected = -stats.norm.logsf(canaries, refs.mean(), refs.std()) / math.log(2)
+    # Exact up to the last canary, where the tail expansion replaces an underflowed logsf.
+    np.testing.assert_allclose(exposure_by_fit(canaries, refs), expected, rtol=1e-6)
+
+
+def test_exposure_input_errors():
+    with pytest.raises(ValueError, match="all equal"):
+        exposure_by_fit([1.0], [2.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="at least 3"):
+        exposure_by_fit([1.0], [2.0, 3.0])
+    with pytest.raises(ValueError, match="finite"):
+        exposure_by_rank([np.nan], [1.0, 2.0])
+
+
+def test_one_run_guesses_hand_case():
+    scores = np.array([0.9, 0.1, 0.5, 0.8, 0.2, 0.7, 0.3])
+    included = np.array([1, 0, 1, 0, 1, 1, 0], dtype=bool)
+    # Ranked high to low: 0.9 in, 0.8 out, 0.7 in, 0.5 in, 0.3 out, 0.2 in, 0.1 out.
+    assert one_run_guesses(scores, included, n_guess_in=3, n_guess_out=2) == (5, 3)
+    assert one_run_guesses(scores, included, n_guess_in=1, n_guess_out=0) == (1, 1)
+    assert one_run_guesses(scores, included, n_guess_in=0, n_guess_out=3) == (3, 2)
+    assert one_run_guesses(scores, included, n_guess_in=0, n_guess_out=0) == (0, 0)
+    assert one_run_guesses(scores, included, n_guess_in=4, n_guess_out=3) == (7, 5)
+
+
+def test_one_run_guesses_validation():
+    scores, included = np.zeros(4), np.array([True, False, True, False])
+    with pytest.raises(ValueError, match="exceeds m = 4"):
+        one_run_guesses(scores, included, n_guess_in=3, n_guess_out=2)
+    with pytest.raises(ValueError, match="n_guess_in"):
+        one_run_guesses(scores, included, n_guess_in=-1, n_guess_out=0)
+    with pytest.raises(ValueError, match="included must have shape"):
+        one_run_guesses(scores, included[:3], n_guess_in=1, n_guess_out=1)

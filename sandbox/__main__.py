@@ -1,7 +1,8 @@
 """`python -m sandbox [overrides]`: one training run (or a sweep with `-m`), configured by Hydra.
 
 Bad configuration or data stops with ``error: ...`` on stderr and exit code 2, no
-traceback, and no ``record.json`` (a record only exists for a run that completed).
+traceback, and no ``record.json`` (a record only exists for a run that completed). An audit
+that finds a probable DP bug writes its record (status ``failed``) and exits 1, loudly.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
+    from sandbox.audit.harness import ProbableDPBug
     from sandbox.run import run  # torch/opacus import after Hydra has parsed the command line
 
     logging.getLogger("opacus").setLevel(logging.WARNING)  # per-layer INFO lines on every run
@@ -35,6 +37,9 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, CorpusError, PrivacyInputError, AccountingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except ProbableDPBug as exc:  # the record is written (status "failed") so the evidence stays
+        print(f"\n*** {exc} ***\nrecord: {out_dir / 'record.json'}", file=sys.stderr)
+        sys.exit(1)
     print(describe_run(record, out_dir))
 
 

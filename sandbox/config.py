@@ -59,6 +59,27 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Hydra group ``audit/``: a membership or memorisation audit of the run's own model."""
+
+    attack: str = "none"  # none | loss | lira | rmia | canary
+    level: str = "user"  # user (a user's records together) | example (one message)
+    threat: str = "scores"  # whitebox | scores (full output distribution) | topk (suggestions shown)
+    topk: int = 3  # threat=topk: how many suggestions the product shows
+    shadows: int = 16  # lira / rmia: shadow models, each on a random half of the users
+    online: bool = False  # lira: online (IN and OUT shadows) or offline (OUT only); rmia: all refs or OUT
+    rmia_gamma: float = 1.0
+    rmia_offline_a: float = 0.3  # rmia offline: Pr(x) ≈ ((1 + a)·Pr_OUT(x) + (1 − a)) / 2
+    threshold_fpr: float = 0.01  # the ε lower bound's threshold: best TPR at this FPR, on a separate split
+    alpha: float = 0.05  # the ε lower bound holds with confidence 1 − alpha
+    resamples: int = 1000  # bootstrap resamples for the confidence intervals
+    confidence: float = 0.95
+    control: bool = True  # positive control: the same attack on the same pipeline without DP
+    control_tpr_floor: float = 0.02  # control passes when the CI's lower end of TPR at 1% FPR is above it
+    workers: int = 2  # processes training shadows (each single-threaded)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seed: int
     mode: str
@@ -68,6 +89,7 @@ class RunConfig:
     train: TrainConfig
     federation: FederationConfig
     progress: bool
+    audit: AuditConfig = AuditConfig()
 
 
 def _typed(cls, node, key: str):
@@ -131,6 +153,27 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.optimizer in ("adam", "sgd"), "train.optimizer", f"must be 'adam' or 'sgd', got {t.optimizer!r}")
 
 
+ATTACKS = ("none", "loss", "lira", "rmia", "canary")
+
+
+def _validate_audit(a: AuditConfig) -> None:
+    _check(a.attack in ATTACKS, "audit.attack", f"must be one of {ATTACKS}, got {a.attack!r}")
+    _check(a.level in ("user", "example"), "audit.level", f"must be 'user' or 'example', got {a.level!r}")
+    _check(a.threat in ("whitebox", "scores", "topk"), "audit.threat",
+           f"must be whitebox, scores or topk, got {a.threat!r}")
+    _check(a.topk >= 1, "audit.topk", f"must be ≥ 1, got {a.topk}")
+    if a.attack in ("lira", "rmia"):
+        _check(a.shadows >= 2 and a.shadows % 2 == 0, "audit.shadows",
+               f"must be an even number ≥ 2 (each user IN for half of them), got {a.shadows}")
+    _check(0 < a.threshold_fpr < 1, "audit.threshold_fpr", f"must be in (0, 1), got {a.threshold_fpr}")
+    _check(0 < a.alpha < 1, "audit.alpha", f"must be in (0, 1), got {a.alpha}")
+    _check(0 < a.confidence < 1, "audit.confidence", f"must be in (0, 1), got {a.confidence}")
+    _check(a.resamples >= 1, "audit.resamples", f"must be ≥ 1, got {a.resamples}")
+    _check(a.rmia_gamma > 0, "audit.rmia_gamma", f"must be > 0, got {a.rmia_gamma}")
+    _check(0 <= a.rmia_offline_a <= 1, "audit.rmia_offline_a", f"must be in [0, 1], got {a.rmia_offline_a}")
+    _check(a.workers >= 1, "audit.workers", f"must be ≥ 1, got {a.workers}")
+
+
 def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
     _check(f.engine in ENGINES, "federation.engine", f"must be one of {ENGINES}, got {f.engine!r}")
     _check(f.unit in ("user", "workspace"), "federation.unit", f"must be 'user' or 'workspace', got {f.unit!r}")
@@ -168,6 +211,8 @@ def resolve(cfg: DictConfig) -> RunConfig:
     federation = _typed(FederationConfig, cfg.get("federation"), "federation")
     train = _typed(TrainConfig, cfg.train, "train")
     task = _typed(EmojiTaskConfig, cfg.task, "task")
+    audit = _typed(AuditConfig, cfg.get("audit"), "audit")
+    _validate_audit(audit)
     _validate_privacy(privacy)
     _validate_train(train)
     if mode == "federated":
@@ -180,4 +225,4 @@ def resolve(cfg: DictConfig) -> RunConfig:
     _check(task.n_buckets >= 2, "task.n_buckets", f"must be ≥ 2, got {task.n_buckets}")
     return RunConfig(seed=int(cfg.seed), mode=mode, task=task, data=_data_config(cfg.data),
                      privacy=privacy, train=train, federation=federation,
-                     progress=bool(cfg.get("progress", True)))
+                     progress=bool(cfg.get("progress", True)), audit=audit)

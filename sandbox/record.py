@@ -14,6 +14,7 @@ from importlib import metadata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,6 +46,7 @@ class Outcome:
     engine: str  # central | inprocess | flower | deployment
     data: dict = field(default_factory=dict)  # extra data counts (e.g. number of clients)
     timing: dict = field(default_factory=dict)
+    trained_users: np.ndarray | None = None  # corpus user indices whose data took part (audits' members)
 
 
 def privacy_section(*, mechanism: str, unit: str, book: PrivacyBook | None, steps: int,

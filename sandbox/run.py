@@ -68,7 +68,16 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
                                   noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
                                   clip_norm=cfg.privacy.clip_norm, target_epsilon=cfg.privacy.target_epsilon)
     return Outcome(model=result.model, curve=curve.points, privacy=privacy, status="completed",
-                   engine="central")
+                   engine="central", trained_users=data.split.train_users)
+
+
+def train_model(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) -> Outcome:
+    """Central or federated training as configured: the one harness runs, shadows and controls share."""
+    if cfg.mode == "federated":
+        from sandbox.federated.trainer import train_federated
+        return train_federated(cfg, data, seeds, grid=grid)
+    with single_threaded():  # bit-identical replays (see sandbox.train.threads)
+        return train_central(cfg, data, seeds)
 
 
 def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> dict:
@@ -79,12 +88,7 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     started = time.perf_counter()
     seeds = Seeds.from_seed(cfg.seed)
     data = prepare(cfg, seeds)
-    if cfg.mode == "federated":
-        from sandbox.federated.trainer import train_federated
-        outcome = train_federated(cfg, data, seeds, grid=grid)
-    else:
-        with single_threaded():  # bit-identical replays (see sandbox.train.threads)
-            outcome = train_central(cfg, data, seeds)
+    outcome = train_model(cfg, data, seeds, grid=grid)
     metrics = emoji.evaluate(outcome.model, data.test, k=cfg.task.top_k)
     baseline = emoji.most_frequent_baseline(data.train, data.test, n_classes=len(data.classes),
                                             k=cfg.task.top_k)
@@ -101,7 +105,16 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     write_state_dict(out_dir / "model.pt", outcome.model.state_dict())
     if data.manifest is not None:  # for audits; training never reads it
         write_json(out_dir / "canaries.json", data.manifest.to_json())
+    if cfg.audit.attack != "none":
+        from sandbox.audit.harness import run_audit
+        record["audit"] = run_audit(cfg, data, outcome, out_dir=out_dir, privacy=record["privacy"])
+        record["timing"]["seconds"] = round(time.perf_counter() - started, 2)
+        if record["audit"]["result"] == "dp_bug":
+            record["status"] = "failed"
     write_json(out_dir / "record.json", record)  # last: its presence means the run finished
+    if record["status"] == "failed":
+        from sandbox.audit.harness import ProbableDPBug
+        raise ProbableDPBug(record["audit"])
     return record
 
 

@@ -23,7 +23,19 @@ def describe_run(record: dict, run_dir: Path) -> str:
             f"{k} accuracy {m[k]:.3f} (most-frequent baseline {base[k]:.3f}), "
             f"top1 {m['top1']:.3f} (baseline {base['top1']:.3f})\n"
             f"  privacy: {_privacy_text(record['privacy'])}\n"
-            f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)")
+            + (f"  audit: {audit_text(record['audit'])}\n" if record.get("audit") else "")
+            + f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)")
+
+
+def audit_text(a: dict) -> str:
+    """The audit in one line: who was attacked how, what it found, and whether it can be trusted."""
+    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
+    eps = a["accountant_epsilon"]
+    return (f"{a['attack']} ({a['level']} level, {a['threat']}): AUC {a['auc']:.3f} {ci(a['auc_ci'])}, "
+            f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f} {ci(a['tpr_at_1pct_fpr_ci'])}; "
+            f"empirical ε ≥ {a['eps_lower_bound']:.2f}"
+            + (f" (accountant ε = {eps:.2f})" if eps is not None else "")
+            + f" → {a['result'].upper()}: {a['reason']}")
 
 
 def summary_table(records: list[tuple[Path, dict]]) -> str:

@@ -34,6 +34,11 @@ class ClientPartition:
         rows = self.rows[self.offsets[client] : self.offsets[client + 1]]
         return ClientData(tokens=examples.tokens[rows], labels=examples.labels[rows])
 
+    def users_of(self, clients: np.ndarray, corpus: Corpus, examples: EmojiExamples) -> np.ndarray:
+        """Sorted corpus user indices whose examples belong to ``clients`` (a workspace: its training users)."""
+        rows = np.concatenate([self.rows[self.offsets[c]:self.offsets[c + 1]] for c in clients] or [np.zeros(0, int)])
+        return np.unique(corpus.message_user[examples.message_index[rows]])
+
     def sizes(self) -> np.ndarray:
         return np.diff(self.offsets)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sandbox.config import ConfigError, RunConfig
@@ -139,7 +141,9 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
             clipping_site=dp.clipping_site, final_clip_norm=server.clip_norm,
             count_noise_multiplier=dp.count_noise_multiplier, denominator="fixed (q·N)",
             stop_rule=dp.stop_at_epsilon is not None)
+    took_part = np.flatnonzero(server.participation > 0)
     return Outcome(model=model, curve=curve.points, privacy=privacy, status=server.status,
+                   trained_users=partition.users_of(took_part, data.corpus, data.train),
                    engine=fed.engine, data={"n_clients": len(partition), "client_unit": fed.unit},
                    timing={"training_seconds": round(seconds, 2),
                            "seconds_per_round": round(seconds / max(1, server.round), 4), **engine_timing})

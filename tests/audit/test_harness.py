@@ -1,0 +1,127 @@
+"""Tiny end-to-end audits: the record's audit section, the positive control, the DP-bug alarm, shadows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from sandbox.audit.harness import ProbableDPBug, comparable_unit
+from sandbox.audit.shadows import keep_mask, train_shadows
+from sandbox.audit.targets import build_population
+from sandbox.config import ConfigError, resolve
+from sandbox.prepare import Seeds, prepare
+from sandbox.run import run
+from tests.conftest import TINY, compose_config
+
+# canaries planted 20× in one user each, and enough central epochs that a non-private model memorises them
+MEMORISING = [*TINY, "data.n_canaries=40", "data.n_fresh_canaries=200", "data.canary_repeats=20",
+              "train.epochs=10", "train.batch_size=64", "audit.resamples=200"]
+
+
+def _run(tmp_path, overrides):
+    cfg = compose_config(overrides)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return run(resolve(cfg), out_dir=tmp_path, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_canary_audit_of_a_memorising_model_catches_members_and_records_everything(tmp_path):
+    record = _run(tmp_path, [*MEMORISING, "privacy=none", "audit=canary"])
+    a = record["audit"]
+    assert a["attack"] == "canary" and a["level"] == "user" and a["threat"] == "scores"
+    assert a["auc"] > 0.9 and a["auc_ci"][0] <= a["auc"] <= a["auc_ci"][1]
+    assert a["tpr_at_1pct_fpr"] > 0.5 and a["control"]["passed"] and a["control"]["ran_on"].startswith("this run")
+    assert a["result"] == "measured" and a["accountant_epsilon"] is None and not a["comparable"]
+    c = a["canaries"]  # planted in a held-out user: not trained on, so a non-member like the fresh ones
+    assert a["n_members"] == c["planted_in_trained_users"] < c["planted"] == 40
+    assert a["n_nonmembers"] == 200 + c["planted"] - c["planted_in_trained_users"]
+    trained = a["canaries"]["exposure_by_rank"]["trained_hosts"]
+    assert trained["mean"] > a["canaries"]["exposure_by_rank"]["untrained_hosts"]["mean"]
+    inputs = a["eps_lower_bound_inputs"]
+    assert inputs["tp"] <= inputs["n_pos"] and inputs["fp"] <= inputs["n_neg"] and a["eps_lower_bound"] > 0.5
+    assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "record.json").read_text())["audit"]["result"] == "measured"
+
+
+def test_a_weak_attack_is_inconclusive_never_evidence_of_privacy(tmp_path):
+    # one epoch, no repeats to speak of: the loss attack cannot separate users, so the control fails
+    record = _run(tmp_path, [*TINY, "privacy=none", "audit=loss", "audit.resamples=200"])
+    a = record["audit"]
+    assert not a["control"]["passed"] and a["result"] == "inconclusive"
+    assert "positive control failed" in a["reason"]
+
+
+def test_a_dp_run_gets_a_separate_non_private_control_run(tmp_path):
+    record = _run(tmp_path, [*MEMORISING, "privacy=dpsgd", "privacy.noise_multiplier=2.0",
+                             "privacy.target_epsilon=null", "train.epochs=2", "train.batch_size=256", "audit=canary"])
+    a = record["audit"]
+    assert a["control"]["ran_on"] == "control run" and a["control"]["privacy"] == "none"
+    assert a["accountant_epsilon"] == record["privacy"]["epsilon"]
+    assert not a["comparable"]  # a canary repeated 20× is a group of examples: no example-level comparison
+
+
+def test_an_accounting_bug_is_caught_loudly_and_the_run_fails(tmp_path, monkeypatch):
+    # DP-SGD with almost no noise, but an accountant that under-reports ε: the audit must refuse it
+    monkeypatch.setattr("sandbox.privacy.PrivacyBook.epsilon", lambda self: 0.05)
+    with pytest.raises(ProbableDPBug, match="PROBABLE DP BUG"):
+        _run(tmp_path, [*MEMORISING, "privacy=dpsgd", "privacy.noise_multiplier=0.05",
+                        "privacy.target_epsilon=null", "train.batch_size=64", "train.lr=0.01",
+                        "audit=loss", "audit.level=example", "audit.control=false", "audit.threshold_fpr=0.2"])
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["status"] == "failed" and record["audit"]["result"] == "dp_bug"
+    assert record["audit"]["eps_lower_bound"] > record["audit"]["accountant_epsilon"] == 0.05
+
+
+def test_lira_and_rmia_run_on_shadows_from_the_same_harness(tmp_path):
+    lira = _run(tmp_path / "lira", [*TINY, "privacy=none", "audit=lira", "audit.shadows=4", "audit.workers=1",
+                                    "audit.resamples=100"])["audit"]
+    assert lira["shadows"] == {"n": 4, "workers": 1, "seconds": lira["shadows"]["seconds"], "engine": "central"}
+    assert 0 <= lira["auc"] <= 1 and lira["population"]["units"] == lira["n_members"] + lira["n_nonmembers"]
+    rmia = _run(tmp_path / "rmia", [*TINY, "privacy=none", "audit=rmia", "audit.shadows=2", "audit.workers=1",
+                                    "audit.online=true", "audit.resamples=100", "audit.level=example"])["audit"]
+    assert rmia["level"] == "example" and rmia["population"]["units"] > rmia["population"]["users"]
+
+
+def test_keep_mask_puts_every_user_in_exactly_half_the_shadows():
+    keep = keep_mask(8, 50, np.random.default_rng(0))
+    assert keep.shape == (8, 50) and (keep.sum(axis=0) == 4).all()
+    assert not (keep == keep[0]).all()  # shadows differ
+    with pytest.raises(ValueError, match="even"):
+        keep_mask(3, 5, np.random.default_rng(0))
+
+
+@pytest.mark.slow
+def test_shadows_are_the_same_whatever_the_number_of_worker_processes():
+    cfg = resolve(compose_config([*TINY, "privacy=none", "mode=federated", "federation.rounds=2"]))
+    data = prepare(cfg, Seeds.from_seed(cfg.seed))
+    population = build_population(data, level="user")
+    one, two = (train_shadows(cfg, data, population, n_shadows=2, threat="scores", k=3, workers=w,
+                              rng=np.random.default_rng(1)) for w in (1, 2))
+    assert np.array_equal(one.confidence, two.confidence) and np.array_equal(one.keep, two.keep)
+
+
+@pytest.mark.parametrize("overrides, comparable", [
+    (["mode=federated", "privacy=dpfedavg", "audit=lira"], True),
+    (["mode=federated", "privacy=dpfedavg", "audit=canary"], True),
+    (["privacy=dpsgd", "audit=lira"], False),  # user-level membership vs example-level ε
+    (["privacy=dpsgd", "audit=lira", "audit.level=example"], True),
+])
+def test_only_comparable_units_are_checked_against_the_accountant(overrides, comparable):
+    cfg = resolve(compose_config([*TINY, *overrides]))
+    data = prepare(cfg, Seeds.from_seed(cfg.seed))
+    unit = "user" if "privacy=dpfedavg" in overrides else "example"
+    assert comparable_unit(cfg, data, {"epsilon": 1.0, "unit": unit})[0] is comparable
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["audit=lira", "audit.shadows=3"], "audit.shadows"),
+    (["audit=loss", "audit.threat=greybox"], "audit.threat"),
+    (["audit=loss", "audit.level=workspace"], "audit.level"),
+    (["audit.attack=mia"], "audit.attack"),
+    (["audit=loss", "audit.threshold_fpr=0"], "audit.threshold_fpr"),
+])
+def test_bad_audit_config_names_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        resolve(compose_config([*TINY, *overrides]))

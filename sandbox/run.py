@@ -12,7 +12,7 @@ import resource
 import time
 from pathlib import Path
 
-from sandbox.config import RunConfig
+from sandbox.config import ConfigError, RunConfig
 from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
 from sandbox.privacy import PrivacyBook
 from sandbox.record import SCHEMA_VERSION, Outcome, privacy_section, versions, write_json, write_state_dict
@@ -80,6 +80,15 @@ def train_model(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) -> O
         return train_central(cfg, data, seeds)
 
 
+def check_finite(model, cfg: RunConfig) -> None:
+    """A diverged model (inf/NaN parameters) is not a result: stop with the keys that usually cause it."""
+    bad = [name for name, p in model.named_parameters() if not bool(p.detach().isfinite().all())]
+    if bad:
+        keys = ("federation.local_lr, federation.server_lr, federation.local_epochs" if cfg.mode == "federated"
+                else "train.lr")
+        raise ConfigError(f"training diverged: non-finite parameters in {', '.join(bad)}; lower {keys}")
+
+
 def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> dict:
     """Train once and write ``record.json`` + ``model.pt`` into ``out_dir``; returns the record.
 
@@ -89,6 +98,7 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     seeds = Seeds.from_seed(cfg.seed)
     data = prepare(cfg, seeds)
     outcome = train_model(cfg, data, seeds, grid=grid)
+    check_finite(outcome.model, cfg)
     metrics = emoji.evaluate(outcome.model, data.test, k=cfg.task.top_k)
     baseline = emoji.most_frequent_baseline(data.train, data.test, n_classes=len(data.classes),
                                             k=cfg.task.top_k)

@@ -31,9 +31,12 @@ from sandbox.audit.bounds import eps_lower_bound
 from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank
 from sandbox.audit.metrics import attack_metrics, choose_threshold, plot_roc, rates_at_threshold, split_for_threshold
 from sandbox.audit.shadows import train_shadows
-from sandbox.audit.targets import build_population, example_stats, model_logits, trained_user_mask, unit_stats
+from sandbox.audit.targets import (
+    build_population, example_stats, model_logits, moved_rows_stats, trained_user_mask, unit_stats,
+)
 from sandbox.config import ConfigError, PrivacyConfig, RunConfig
 from sandbox.prepare import Prepared, Seeds
+from sandbox.record import write_atomic
 from sandbox.tasks import emoji
 from sandbox.train.progress import progress_bar
 
@@ -61,7 +64,7 @@ class AttackResult:
 def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy: dict) -> dict:
     """Audit ``outcome.model`` as ``cfg.audit`` says; returns the record's ``audit`` section."""
     a, started = cfg.audit, time.perf_counter()
-    with progress_bar(cfg.progress, unit="shadows") as show:
+    with progress_bar(cfg.progress, unit="shadows trained", label="audit", show_loss=False) as show:
         main = attack_model(cfg, data, outcome.model, outcome.trained_users, show=show)
         control = positive_control(cfg, data, main, show=show)
     bound = empirical_epsilon(main, cfg, delta=privacy["delta"] or 0.0)
@@ -70,6 +73,7 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
     if control["ran_on"] == "control run":
         curves[f"{a.attack} control (no DP)"] = (control.pop("_scores"), control.pop("_members"))
     plot_roc(curves, out_dir / "roc.png", title=f"{a.attack}, {a.level} level, {a.threat} threat")
+    write_atomic(out_dir / "audit_scores.npz", lambda p: _save_scores(p, curves))
     eps = privacy["epsilon"]
     if comparable and eps is not None and bound["eps_lower_bound"] > eps:
         result, reason = "dp_bug", "empirical ε lower bound exceeds the accountant's ε"
@@ -90,7 +94,7 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
         "control": control, "result": result, "reason": reason,
         "verdict_inputs": {"control_passed": control["passed"], "eps_lower_bound": bound["eps_lower_bound"],
                            "accountant_epsilon": eps, "delta": privacy["delta"], "unit": privacy["unit"]},
-        "roc_plot": "roc.png", **main.details,
+        "roc_plot": "roc.png", "scores_file": "audit_scores.npz", **main.details,
         "timing": {"audit_seconds": round(time.perf_counter() - started, 2), **shadow_timing},
     }
 
@@ -102,7 +106,8 @@ def attack_model(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarra
         return canary_attack(cfg, data, model, trained_users)
     population = build_population(data, level=a.level)
     members = population.units_of_users(trained_user_mask(population, trained_users))
-    target = unit_stats(model, population, threat=a.threat, k=a.topk)
+    initial = data.new_model(cfg, Seeds.from_seed(cfg.seed))  # the run's own initialisation (white box)
+    target = unit_stats(model, population, threat=a.threat, k=a.topk, initial=initial)
     details: dict = {"population": {"units": population.n_units, "users": len(population.users)}}
     if a.attack == "loss":
         scores = loss_attack(target.confidence)
@@ -135,12 +140,20 @@ def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarr
     trained = np.isin([[user_index[u] for u in c.user_ids] for c in planted], trained_users).any(axis=1)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xCA7A]))
     fresh_labels = rng.integers(len(data.classes), size=len(manifest.fresh))  # same law as the planted ones
-    planted_logits = model_logits(model, emoji.featurize([c.text for c in planted], config=cfg.task))
-    fresh_logits = model_logits(model, emoji.featurize(list(manifest.fresh), config=cfg.task))
+    planted_tokens = emoji.featurize([c.text for c in planted], config=cfg.task)
+    fresh_tokens = emoji.featurize(list(manifest.fresh), config=cfg.task)
     labels = np.array([class_id[c.reaction] for c in planted])
+    if a.threat == "whitebox":  # how far the rows of each canary's words moved from the initialisation
+        initial = data.new_model(cfg, Seeds.from_seed(cfg.seed))
 
-    def stat(logits, y):
-        return example_stats(logits, _as_labels(y), threat=a.threat, k=a.topk)[0]
+        def stat(tokens, y):
+            return moved_rows_stats(model, initial, tokens, np.arange(len(tokens)), len(tokens)).confidence
+        planted_logits, fresh_logits = planted_tokens, fresh_tokens
+    else:
+        planted_logits, fresh_logits = model_logits(model, planted_tokens), model_logits(model, fresh_tokens)
+
+        def stat(logits, y):
+            return example_stats(logits, _as_labels(y), threat=a.threat, k=a.topk)[0]
 
     scores = np.concatenate([stat(planted_logits, labels), stat(fresh_logits, fresh_labels)])
     members = np.concatenate([trained, np.zeros(len(manifest.fresh), bool)])
@@ -215,6 +228,15 @@ def comparable_unit(cfg: RunConfig, data: Prepared, privacy: dict) -> tuple[bool
     if cfg.audit.level == "example" or unit in ("user", "workspace"):
         return True, f"{cfg.audit.level} membership vs {unit}-level ε"
     return False, f"user-level membership vs {unit}-level ε: a user is a group of examples"
+
+
+def _save_scores(path: Path, curves: dict) -> None:
+    """Every curve's scores and truth, so plots and claims can be redone from the run directory."""
+    arrays = {}
+    for i, (name, (scores, members)) in enumerate(curves.items()):
+        arrays.update({f"scores_{i}": scores, f"members_{i}": members})
+    with open(path, "wb") as f:
+        np.savez(f, names=np.array(list(curves)), **arrays)
 
 
 def _metrics(scores: np.ndarray, members: np.ndarray, cfg: RunConfig) -> dict:

@@ -80,7 +80,8 @@ def _train_one(index: int, keep_users: np.ndarray, seed: int) -> tuple[int, Unit
     w = _WORKER
     with single_threaded():
         outcome = train_on_users(w["cfg"], w["data"], w["population"], keep_users, seed)
-        stats = unit_stats(outcome.model, w["population"], threat=w["threat"], k=w["k"])
+        initial = w["data"].new_model(w["cfg"], Seeds.from_seed(seed))
+        stats = unit_stats(outcome.model, w["population"], threat=w["threat"], k=w["k"], initial=initial)
     trained = trained_user_mask(w["population"], outcome.trained_users)
     return index, stats, w["population"].units_of_users(trained)
 

@@ -9,9 +9,13 @@ Held-out users and never-sampled users are non-members: that is the truth, not a
 The statistic of a unit under a model is computed from the model's outputs on the unit's
 messages, as the threat model allows:
 
-* ``scores`` / ``whitebox``: the full output distribution, so LiRA's logit-scaled confidence
-  ``log p_y − log Σ_{j≠y} p_j`` (and the label probability for RMIA). Our white-box attacks
-  use the same outputs: weights add nothing to these attacks (noted in the record);
+* ``scores``: the full output distribution, so LiRA's logit-scaled confidence
+  ``log p_y − log Σ_{j≠y} p_j`` (and the label probability for RMIA);
+* ``whitebox``: the weights, and the initialisation (known to whoever trains: it comes from
+  the run's seed). A unit's statistic is the mean, over the distinct hash buckets of its
+  messages, of ``log ‖θ_b − θ⁰_b‖`` for embedding row b: a row moves only if some training
+  message used it, so a user whose rare words' rows never moved did not train (without DP,
+  an untouched row stays exactly at its initial value; DP noise moves every row);
 * ``topk``: only the ranked top-k suggestions a product shows: ``(k − rank)/k`` when the
   true emoji is shown, else 0.
 
@@ -97,14 +101,49 @@ def example_stats(logits: torch.Tensor, labels: torch.Tensor, *, threat: str, k:
     return logit_confidence(logits, labels), label_probability(logits, labels)
 
 
-def unit_stats(model: nn.Module, population: Population, *, threat: str, k: int) -> UnitStats:
-    """Statistics of every unit of ``population`` under ``model`` (a user's: the mean over their messages)."""
+def unit_stats(model: nn.Module, population: Population, *, threat: str, k: int,
+               initial: nn.Module | None = None) -> UnitStats:
+    """Statistics of every unit of ``population`` under ``model`` (a user's: the mean over their messages).
+
+    ``initial``: the model's initialisation, needed by the white-box statistic.
+    """
+    if threat == "whitebox":
+        if initial is None:
+            raise ValueError("the white-box statistic needs the model's initialisation")
+        return whitebox_stats(model, initial, population)
     logits = model_logits(model, population.examples.tokens)
     confidence, probability = example_stats(logits, population.examples.labels, threat=threat, k=k)
     if population.level == "example":
         return UnitStats(confidence=confidence, probability=probability)
     unit, n = population.example_user, len(population.users)
     return UnitStats(confidence=mean_by_unit(confidence, unit, n), probability=mean_by_unit(probability, unit, n))
+
+
+MOVED_FLOOR = 1e-12  # log of a row that did not move at all
+
+
+@torch.no_grad()
+def whitebox_stats(model: nn.Module, initial: nn.Module, population: Population) -> UnitStats:
+    """Per unit: mean over its distinct token buckets of log ‖embedding row − its initial value‖."""
+    return moved_rows_stats(model, initial, population.examples.tokens, population.unit_of_example(),
+                            population.n_units)
+
+
+@torch.no_grad()
+def moved_rows_stats(model: nn.Module, initial: nn.Module, tokens: torch.Tensor, unit: np.ndarray,
+                     n_units: int) -> UnitStats:
+    """White-box statistic of groups of messages (``unit[i]`` is message i's group)."""
+    moved = (model.embedding.weight - initial.embedding.weight).norm(dim=1).double().numpy()
+    tokens = tokens.numpy()
+    rows, cols = np.nonzero(tokens != emoji.PAD)
+    n_buckets = len(moved)
+    pairs = np.unique(np.asarray(unit)[rows].astype(np.int64) * n_buckets + tokens[rows, cols])
+    group, bucket = pairs // n_buckets, pairs % n_buckets
+    log_moved = mean_by_unit(np.log(moved[bucket] + MOVED_FLOOR), group, n_units)
+    mean_moved = mean_by_unit(moved[bucket], group, n_units)
+    empty = np.isnan(log_moved)  # a message with no token at all: nothing could move
+    log_moved[empty], mean_moved[empty] = np.log(MOVED_FLOOR), 0.0
+    return UnitStats(confidence=log_moved, probability=mean_moved + MOVED_FLOOR)
 
 
 def trained_user_mask(population: Population, trained_users: np.ndarray) -> np.ndarray:

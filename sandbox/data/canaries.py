@@ -19,19 +19,33 @@ from sandbox.data.schema import CorpusError
 CANARY_TEMPLATE = "my verification code is {secret}"
 SECRET_DIGITS = 6
 SECRET_SPACE_SIZE = 10**SECRET_DIGITS
+SECRET_FORMATS = ("spaced", "compact")
 SECRET_SPACE = f"{SECRET_DIGITS} digits 0-9, space-separated (10^{SECRET_DIGITS})"
 
 
-def format_secret(value: int) -> str:
-    """Render a secret in [0, 10^6) as space-separated digits: 4819 -> '0 0 4 8 1 9'."""
+def secret_space(secret_format: str = "spaced") -> str:
+    """The manifest's description of the space secrets are drawn from."""
+    layout = "space-separated" if secret_format == "spaced" else "as one word"
+    return f"{SECRET_DIGITS} digits 0-9, {layout} (10^{SECRET_DIGITS})"
+
+
+def format_secret(value: int, secret_format: str = "spaced") -> str:
+    """Render a secret in [0, 10^6): spaced '0 0 4 8 1 9' (six one-digit words) or compact '004819' (one word).
+
+    A bag-of-words model sees a spaced secret as digits and digit pairs shared by every
+    canary; a compact secret is one word of its own, which such a model can memorise.
+    """
     if not 0 <= value < SECRET_SPACE_SIZE:
         raise ValueError(f"secret {value} outside [0, {SECRET_SPACE_SIZE})")
-    return " ".join(f"{value:0{SECRET_DIGITS}d}")
+    if secret_format not in SECRET_FORMATS:
+        raise ValueError(f"secret format must be one of {SECRET_FORMATS}, got {secret_format!r}")
+    digits = f"{value:0{SECRET_DIGITS}d}"
+    return " ".join(digits) if secret_format == "spaced" else digits
 
 
-def secret_pattern(template: str = CANARY_TEMPLATE) -> re.Pattern[str]:
+def secret_pattern(template: str = CANARY_TEMPLATE, secret_format: str = "spaced") -> re.Pattern[str]:
     """Regex matching exactly the texts of the secret space (secret digits in group 1)."""
-    digits = r"\d(?: \d){%d}" % (SECRET_DIGITS - 1)
+    digits = r"\d(?: \d){%d}" % (SECRET_DIGITS - 1) if secret_format == "spaced" else r"\d{%d}" % SECRET_DIGITS
     before, after = template.split("{secret}")
     return re.compile(f"^{re.escape(before)}({digits}){re.escape(after)}$")
 
@@ -92,6 +106,7 @@ def draw_canary_manifest(
     n_fresh: int,
     reactions: Sequence[str],
     rng: np.random.Generator,
+    secret_format: str = "spaced",
 ) -> CanaryManifest:
     """Draw distinct secrets, assign each inserted canary to its own k users (no user hosts two).
 
@@ -103,7 +118,7 @@ def draw_canary_manifest(
         raise ValueError(f"{n_canaries} canaries x {users_per_canary} users need {needed} "
                          f"consenting users, only {len(consenting_user_ids)} exist")
     secrets = rng.choice(SECRET_SPACE_SIZE, size=n_canaries + n_fresh, replace=False)
-    texts = [CANARY_TEMPLATE.format(secret=format_secret(int(s))) for s in secrets]
+    texts = [CANARY_TEMPLATE.format(secret=format_secret(int(s), secret_format)) for s in secrets]
     hosts = rng.choice(len(consenting_user_ids), size=needed, replace=False)
     hosts = hosts.reshape(n_canaries, users_per_canary)
     reaction_picks = rng.integers(len(reactions), size=n_canaries)
@@ -117,5 +132,5 @@ def draw_canary_manifest(
         )
         for i in range(n_canaries)
     )
-    return CanaryManifest(template=CANARY_TEMPLATE, secret_space=SECRET_SPACE,
+    return CanaryManifest(template=CANARY_TEMPLATE, secret_space=secret_space(secret_format),
                           inserted=inserted, fresh=tuple(texts[n_canaries:]))

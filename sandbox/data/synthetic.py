@@ -49,6 +49,7 @@ class SyntheticConfig:
     canary_users: int = 1  # k: users per canary (distinct across canaries)
     canary_repeats: int = 10  # r: copies per host user
     n_fresh_canaries: int = 100
+    canary_format: str = "spaced"  # spaced: "0 0 4 8 1 9" | compact: "004819" (one word)
     start_timestamp: int = 1_700_000_000
     activity_days: float = 90.0  # typical span of one user's messages
     workspace_size_sigma: float = 1.0  # lognormal spread of users per workspace
@@ -84,6 +85,7 @@ class SyntheticConfig:
         for name in non_negative:
             _require(self, name, getattr(self, name) >= 0, "must be >= 0")
         _require(self, "n_users", self.n_users >= self.n_workspaces, "must be >= n_workspaces")
+        _require(self, "canary_format", self.canary_format in ("spaced", "compact"), "must be spaced or compact")
         _require(self, "n_emoji", 2 <= self.n_emoji <= len(REACTION_EMOJI),
                  f"must be in [2, {len(REACTION_EMOJI)}]")
         vocabulary = len(topic_vocabulary())
@@ -119,6 +121,7 @@ def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
         n_fresh=config.n_fresh_canaries,
         reactions=reactions,
         rng=streams["canaries"],
+        secret_format=config.canary_format,
     )
     drafts = drafts.concatenate(_canary_drafts(manifest, population.n_users, streams["canaries"]))
     return _lay_out(config, population, drafts, streams["layout"]), manifest

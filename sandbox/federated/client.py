@@ -35,7 +35,26 @@ class ClientData:
         return int(self.labels.shape[0])
 
 
-class LocalTrainer:
+class ScratchParams:
+    """A scratch model whose parameters are views into a work copy of the loaded global parameters."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.size = sum(p.numel() for p in model.parameters())
+        self._global: torch.Tensor | None = None
+        self._work: torch.Tensor | None = None
+
+    def load(self, params: torch.Tensor) -> None:
+        """Start from these global parameters (not modified; keep them unchanged while in use)."""
+        if params.shape != (self.size,):
+            raise ValueError(f"expected {self.size} parameters, got {tuple(params.shape)}")
+        self._global = params
+        self._work = params.detach().clone()
+        vector_to_parameters(self._work, self.model.parameters())  # parameters become views into _work
+        self.model.train()
+
+
+class LocalTrainer(ScratchParams):
     """Local SGD for one client after another on one scratch model, touching only what a client can change.
 
     ``load(params)`` copies the global parameters into a work vector once (per round); the
@@ -50,7 +69,8 @@ class LocalTrainer:
     """
 
     def __init__(self, model: nn.Module, cfg: LocalConfig):
-        self.model, self.cfg = model, cfg
+        super().__init__(model)
+        self.cfg = cfg
         self._layout: list[tuple[nn.Parameter, int, bool]] = []  # (parameter, flat offset, row-sparse?)
         row_sparse = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
         for m in model.modules():
@@ -60,23 +80,11 @@ class LocalTrainer:
         for p in model.parameters():
             self._layout.append((p, offset, id(p) in row_sparse))
             offset += p.numel()
-        self.size = offset
         self._params = [p for p, _, _ in self._layout]
         self._sparse = [i for i, (_, _, sparse) in enumerate(self._layout) if sparse]
         self._dense = [i for i, (_, _, sparse) in enumerate(self._layout) if not sparse]
         self._dense_index = {i: torch.arange(o, o + p.numel()) for i, (p, o, sparse) in enumerate(self._layout)
                              if not sparse}
-        self._global: torch.Tensor | None = None
-        self._work: torch.Tensor | None = None
-
-    def load(self, params: torch.Tensor) -> None:
-        """Start from these global parameters (not modified; keep them unchanged while in use)."""
-        if params.shape != (self.size,):
-            raise ValueError(f"expected {self.size} parameters, got {tuple(params.shape)}")
-        self._global = params
-        self._work = params.detach().clone()
-        vector_to_parameters(self._work, self.model.parameters())  # parameters become views into _work
-        self.model.train()
 
     def update(self, data: ClientData, *, generator: torch.Generator, clip_norm: float | None = None) -> Update:
         """Local SGD on ``data`` from the loaded parameters; the delta (new − old) as a ``SparseDelta``.

@@ -24,10 +24,9 @@ from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.optimizers import DPOptimizerFastGradientClipping
 from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 from torch import nn
-from torch.nn.utils import vector_to_parameters
 
 from sandbox.federated.aggregate import Update
-from sandbox.federated.client import ClientData, LocalConfig
+from sandbox.federated.client import ClientData, LocalConfig, LocalTrainer, ScratchParams
 from sandbox.train.central import TensorRows, _as_batch
 
 
@@ -46,14 +45,15 @@ def local_steps(*, epochs: int, sample_rate: float) -> int:
     return max(1, round(epochs / sample_rate))
 
 
-class PrivateLocalTrainer:
+class PrivateLocalTrainer(ScratchParams):
     """Opacus DP-SGD on one client after another, on one scratch model (wrapped once)."""
 
     def __init__(self, model: nn.Module, cfg: LocalConfig, dp: LocalDPSGD):
         for m in model.modules():
             if isinstance(m, nn.Embedding):
                 m.sparse = False  # Opacus needs dense gradients; the noise is dense anyway
-        self.model, self.cfg, self.dp = model, cfg, dp
+        super().__init__(model)
+        self.cfg, self.dp = cfg, dp
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Secure RNG turned off")
             self.gsm = GradSampleModuleFastGradientClipping(
@@ -63,16 +63,6 @@ class PrivateLocalTrainer:
                 max_grad_norm=dp.clip_norm, expected_batch_size=1, loss_reduction="mean")
         self.criterion = DPLossFastGradientClipping(self.gsm, self.optimizer, nn.CrossEntropyLoss(),
                                                     loss_reduction="mean")
-        self.size = sum(p.numel() for p in model.parameters())
-        self._global: torch.Tensor | None = None
-        self._work: torch.Tensor | None = None
-
-    def load(self, params: torch.Tensor) -> None:
-        if params.shape != (self.size,):
-            raise ValueError(f"expected {self.size} parameters, got {tuple(params.shape)}")
-        self._global = params
-        self._work = params.detach().clone()
-        vector_to_parameters(self._work, self.model.parameters())
 
     def update(self, data: ClientData, *, generator: torch.Generator, clip_norm: float | None = None) -> Update:
         """``dp.steps`` DP-SGD steps from the loaded parameters; the dense delta (new − old).
@@ -116,6 +106,4 @@ class PrivateLocalTrainer:
 
 def make_trainer(model: nn.Module, cfg: LocalConfig, local_dp: LocalDPSGD | None):
     """The client trainer every engine uses: plain local SGD (sparse updates) or client-level DP-SGD."""
-    from sandbox.federated.client import LocalTrainer
-
     return LocalTrainer(model, cfg) if local_dp is None else PrivateLocalTrainer(model, cfg, local_dp)

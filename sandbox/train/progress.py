@@ -9,11 +9,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 @contextmanager
-def progress_bar(enabled: bool, *, unit: str):
+def progress_bar(enabled: bool, *, unit: str, label: str = "training", show_loss: bool = True):
     """Yields ``show(done, total, loss)``; a no-op when disabled or not on a terminal (logs, CI)."""
     console = Console(stderr=True)
-    bar = Progress(TextColumn("[bold]training"), BarColumn(),
-                   TextColumn(f"{{task.completed}}/{{task.total}} {unit}  loss {{task.fields[loss]:.3f}}"),
+    loss = "  loss {task.fields[loss]:.3f}" if show_loss else ""
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(),
+                   TextColumn(f"{{task.completed}}/{{task.total}} {unit}{loss}"),
                    TimeRemainingColumn(), console=console, transient=True,
                    disable=not (enabled and console.is_terminal))
     with bar:

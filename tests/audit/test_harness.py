@@ -42,6 +42,8 @@ def test_canary_audit_of_a_memorising_model_catches_members_and_records_everythi
     inputs = a["eps_lower_bound_inputs"]
     assert inputs["tp"] <= inputs["n_pos"] and inputs["fp"] <= inputs["n_neg"] and a["eps_lower_bound"] > 0.5
     assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = np.load(tmp_path / "audit_scores.npz")
+    assert len(saved["scores_0"]) == a["n_members"] + a["n_nonmembers"] == int(saved["members_0"].size)
     assert json.loads((tmp_path / "record.json").read_text())["audit"]["result"] == "measured"
 
 

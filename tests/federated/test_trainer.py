@@ -128,3 +128,9 @@ def test_client_level_dpsgd_target_is_met_even_by_a_client_in_every_round(tmp_pa
 def test_bad_client_dpsgd_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         resolve(compose_config([*FED, *overrides]))
+
+
+def test_a_diverged_run_stops_with_a_clear_error_and_no_record(tmp_path):
+    with pytest.raises(ConfigError, match="training diverged.*federation.local_lr"):
+        _run(tmp_path, ["privacy=none", "federation.local_lr=1e30", "federation.rounds=2"])
+    assert not (tmp_path / "record.json").exists()

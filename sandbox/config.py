@@ -77,6 +77,7 @@ class AuditConfig:
     control: bool = True  # positive control: the same attack on the same pipeline without DP
     control_tpr_floor: float = 0.02  # control passes when the CI's lower end of TPR at 1% FPR is above it
     workers: int = 2  # processes training shadows (each single-threaded)
+    one_run_guess_fraction: float = 0.2  # canary one-run bound: share of candidates guessed (half IN, half OUT)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,8 @@ def _validate_audit(a: AuditConfig) -> None:
     _check(a.rmia_gamma > 0, "audit.rmia_gamma", f"must be > 0, got {a.rmia_gamma}")
     _check(0 <= a.rmia_offline_a <= 1, "audit.rmia_offline_a", f"must be in [0, 1], got {a.rmia_offline_a}")
     _check(a.workers >= 1, "audit.workers", f"must be ≥ 1, got {a.workers}")
+    _check(0 < a.one_run_guess_fraction <= 1, "audit.one_run_guess_fraction",
+           f"must be in (0, 1], got {a.one_run_guess_fraction}")
 
 
 def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:

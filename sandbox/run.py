@@ -136,7 +136,7 @@ def _data_section(data: Prepared, outcome: Outcome) -> dict:
         "n_train_users": len(data.split.train_users), "n_test_users": len(data.split.test_users),
         "n_opted_out_users": data.split.n_excluded_users,
         "n_opted_out_workspaces": int(corpus.workspace_opted_out.sum()),
-        "n_canaries": len(data.manifest.inserted) if data.manifest else 0,
+        "n_canaries": len(data.manifest.planted) if data.manifest else 0,
         "n_classes": len(data.classes), "fingerprint": corpus.fingerprint(),
         **outcome.data,
     }

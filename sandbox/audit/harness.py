@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from sandbox.audit.attacks import lira_offline, lira_online, loss_attack, rmia
-from sandbox.audit.bounds import eps_lower_bound
-from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank
+from sandbox.audit.bounds import eps_lower_bound, one_run_eps_lower_bound
+from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank, one_run_guesses
 from sandbox.audit.metrics import attack_metrics, choose_threshold, plot_roc, rates_at_threshold, split_for_threshold
 from sandbox.audit.shadows import train_shadows
 from sandbox.audit.targets import (
@@ -47,7 +47,7 @@ class ProbableDPBug(RuntimeError):
     """An empirical ε lower bound above the accountant's ε: the DP claim does not hold as implemented."""
 
     def __init__(self, audit: dict):
-        lb, eps = audit["eps_lower_bound"], audit["accountant_epsilon"]
+        lb, eps = max(audit["eps_lower_bound"], audit["one_run_eps_lower_bound"] or 0.0), audit["accountant_epsilon"]
         super().__init__(f"PROBABLE DP BUG: the {audit['attack']} audit measured ε ≥ {lb:.3f} with confidence "
                          f"{1 - audit['eps_lower_bound_inputs']['alpha']:.0%}, above the accountant's ε = {eps:.3f} "
                          f"({audit['unit_compared']}); see record.json → audit")
@@ -68,6 +68,7 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
         main = attack_model(cfg, data, outcome.model, outcome.trained_users, show=show)
         control = positive_control(cfg, data, main, show=show)
     bound = empirical_epsilon(main, cfg, delta=privacy["delta"] or 0.0)
+    one_run = one_run_bound(main.details, delta=privacy["delta"] or 0.0)
     comparable, unit_compared = comparable_unit(cfg, data, privacy)
     curves = {f"{a.attack} ({_privacy_label(privacy)})": (main.scores, main.members)}
     if control["ran_on"] == "control run":
@@ -75,7 +76,8 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
     plot_roc(curves, out_dir / "roc.png", title=f"{a.attack}, {a.level} level, {a.threat} threat")
     write_atomic(out_dir / "audit_scores.npz", lambda p: _save_scores(p, curves))
     eps = privacy["epsilon"]
-    if comparable and eps is not None and bound["eps_lower_bound"] > eps:
+    highest = max(bound["eps_lower_bound"], one_run or 0.0)
+    if comparable and eps is not None and highest > eps:
         result, reason = "dp_bug", "empirical ε lower bound exceeds the accountant's ε"
     elif not control["passed"]:
         result, reason = "inconclusive", control["reason"]
@@ -92,7 +94,9 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
         "eps_lower_bound": bound["eps_lower_bound"], "eps_lower_bound_inputs": bound,
         "accountant_epsilon": eps, "comparable": comparable, "unit_compared": unit_compared,
         "control": control, "result": result, "reason": reason,
+        "one_run_eps_lower_bound": one_run,
         "verdict_inputs": {"control_passed": control["passed"], "eps_lower_bound": bound["eps_lower_bound"],
+                           "one_run_eps_lower_bound": one_run,
                            "accountant_epsilon": eps, "delta": privacy["delta"], "unit": privacy["unit"]},
         "roc_plot": "roc.png", "scores_file": "audit_scores.npz", **main.details,
         "timing": {"audit_seconds": round(time.perf_counter() - started, 2), **shadow_timing},
@@ -129,47 +133,86 @@ def attack_model(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarra
 
 
 def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray) -> AttackResult:
-    """Planted canaries whose host trained (members) vs fresh same-space canaries (non-members)."""
+    """Planted canaries whose host trained (members) vs fresh or left-out canaries (non-members).
+
+    Candidates are scored with their own reaction, fresh texts with a reaction drawn the same
+    way. Under ``data.canary_inclusion=bernoulli`` the candidates whose host trained also give
+    the one-run bound (Steinke et al. 2023): each was planted by a fair coin, independently.
+    """
     a, manifest = cfg.audit, data.manifest
-    if manifest is None or not manifest.inserted or not manifest.fresh:
+    if manifest is None or not manifest.planted or not manifest.fresh:
         raise ConfigError("audit=canary needs a corpus with planted and fresh canaries (data=synthetic, "
-                         "data.n_canaries ≥ 1, data.n_fresh_canaries ≥ 1)")
+                          "data.n_canaries ≥ 1, data.n_fresh_canaries ≥ 1)")
     class_id = {c: i for i, c in enumerate(data.classes)}
     user_index = {u: i for i, u in enumerate(data.corpus.user_ids)}
-    planted = [c for c in manifest.inserted if c.reaction in class_id]
-    trained = np.isin([[user_index[u] for u in c.user_ids] for c in planted], trained_users).any(axis=1)
+    candidates = [c for c in manifest.inserted if c.reaction in class_id]
+    planted = np.array([c.planted for c in candidates])
+    host_trained = np.isin([[user_index[u] for u in c.user_ids] for c in candidates], trained_users).any(axis=1)
+    trained = planted & host_trained
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xCA7A]))
     fresh_labels = rng.integers(len(data.classes), size=len(manifest.fresh))  # same law as the planted ones
-    planted_tokens = emoji.featurize([c.text for c in planted], config=cfg.task)
+    candidate_tokens = emoji.featurize([c.text for c in candidates], config=cfg.task)
     fresh_tokens = emoji.featurize(list(manifest.fresh), config=cfg.task)
-    labels = np.array([class_id[c.reaction] for c in planted])
+    labels = np.array([class_id[c.reaction] for c in candidates])
+    stat, seen = _canary_statistic(cfg, data, model, candidate_tokens, fresh_tokens)
+    scores = np.concatenate([stat(seen[0], labels), stat(seen[1], fresh_labels)])
+    members = np.concatenate([trained, np.zeros(len(manifest.fresh), bool)])
+    # exposure: each planted canary ranked among the fresh texts scored with its own reaction
+    rank, fit = np.zeros(len(candidates)), np.zeros(len(candidates))
+    for i in np.flatnonzero(planted):
+        reference = stat(seen[1], np.full(len(manifest.fresh), labels[i]))
+        rank[i] = exposure_by_rank(scores[i:i + 1], reference)[0]
+        fit[i] = exposure_by_fit(scores[i:i + 1], reference)[0]
+    details = {"canaries": {
+        "planted": int(planted.sum()), "planted_in_trained_users": int(trained.sum()),
+        "left_out_by_coin": int((~planted).sum()), "fresh": len(manifest.fresh),
+        "repeats": candidates[0].repeats, "users_per_canary": len(candidates[0].user_ids),
+        "exposure_by_rank": _summary(rank[planted], trained[planted]),
+        "exposure_by_fit": _summary(fit[planted], trained[planted]),
+        "max_exposure_possible_by_rank": float(np.log2(len(manifest.fresh) + 1)),
+        **_one_run(cfg, scores[:len(candidates)], planted, host_trained)}}
+    return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
+
+
+def _canary_statistic(cfg: RunConfig, data: Prepared, model, candidate_tokens, fresh_tokens):
+    """The threat model's statistic of (texts, reactions), and what it reads (logits, or tokens)."""
+    a = cfg.audit
     if a.threat == "whitebox":  # how far the rows of each canary's words moved from the initialisation
         initial = data.new_model(cfg, Seeds.from_seed(cfg.seed))
 
         def stat(tokens, y):
             return moved_rows_stats(model, initial, tokens, np.arange(len(tokens)), len(tokens)).confidence
-        planted_logits, fresh_logits = planted_tokens, fresh_tokens
-    else:
-        planted_logits, fresh_logits = model_logits(model, planted_tokens), model_logits(model, fresh_tokens)
+        return stat, (candidate_tokens, fresh_tokens)
 
-        def stat(logits, y):
-            return example_stats(logits, _as_labels(y), threat=a.threat, k=a.topk)[0]
+    def stat(logits, y):
+        return example_stats(logits, _as_labels(y), threat=a.threat, k=a.topk)[0]
+    return stat, (model_logits(model, candidate_tokens), model_logits(model, fresh_tokens))
 
-    scores = np.concatenate([stat(planted_logits, labels), stat(fresh_logits, fresh_labels)])
-    members = np.concatenate([trained, np.zeros(len(manifest.fresh), bool)])
-    # exposure: each planted canary ranked among the fresh texts scored with its own reaction
-    reference = [stat(fresh_logits, np.full(len(manifest.fresh), y)) for y in labels]
-    rank = np.array([exposure_by_rank(scores[i:i + 1], reference[i])[0] for i in range(len(planted))])
-    fit = np.array([exposure_by_fit(scores[i:i + 1], reference[i])[0] for i in range(len(planted))])
-    details = {"canaries": {
-        "planted": len(planted), "planted_in_trained_users": int(trained.sum()), "fresh": len(manifest.fresh),
-        "repeats": planted[0].repeats if planted else None, "users_per_canary": len(planted[0].user_ids) if planted else None,
-        "exposure_by_rank": _summary(rank, trained), "exposure_by_fit": _summary(fit, trained),
-        "max_exposure_possible_by_rank": float(np.log2(len(manifest.fresh) + 1)),
-        "one_run_eps_lower_bound": None,
-        "one_run_note": "not computed: Steinke et al. 2023 need each canary included independently with "
-                        "probability 1/2; this corpus plants a fixed subset"}}
-    return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
+
+def _one_run(cfg: RunConfig, scores: np.ndarray, planted: np.ndarray, host_trained: np.ndarray) -> dict:
+    """Steinke et al.'s one-run bound on the candidates whose host trained (their coins are fair)."""
+    if planted.all():
+        return {"one_run_eps_lower_bound": None,
+                "one_run_note": "not computed: needs data.canary_inclusion=bernoulli (each canary planted "
+                                "independently with probability 1/2); this corpus plants all of them"}
+    m = int(host_trained.sum())
+    k = max(1, round(cfg.audit.one_run_guess_fraction * m / 2))
+    if m == 0 or 2 * k > m:
+        return {"one_run_eps_lower_bound": None, "one_run_note": f"not computed: {m} candidate(s) with a trained host"}
+    r, v = one_run_guesses(scores[host_trained], planted[host_trained], n_guess_in=k, n_guess_out=k)
+    return {"one_run": {"m": m, "guesses": r, "correct": v, "guess_in": k, "guess_out": k, "alpha": cfg.audit.alpha},
+            "one_run_eps_lower_bound": None}  # filled in by run_audit, at the run's δ
+
+
+def one_run_bound(details: dict, *, delta: float) -> float | None:
+    """The one-run ε lower bound of a canary audit at δ, or None when it does not apply."""
+    one = details.get("canaries", {}).get("one_run")
+    if one is None:
+        return None
+    one["delta"] = delta
+    bound = one_run_eps_lower_bound(one["m"], one["guesses"], one["correct"], delta=delta, alpha=one["alpha"])
+    details["canaries"]["one_run_eps_lower_bound"] = bound
+    return bound
 
 
 def positive_control(cfg: RunConfig, data: Prepared, main: AttackResult, *, show=None) -> dict:

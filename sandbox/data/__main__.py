@@ -48,7 +48,7 @@ def _generate(args: argparse.Namespace) -> str:
     corpus, manifest = generate_corpus(config)
     path = write_corpus(corpus, args.out, fmt=args.format, manifest=manifest)
     return (f"wrote {path} ({args.format}): {corpus.n_workspaces} workspaces, {corpus.n_users} users, "
-            f"{corpus.n_messages} messages, {len(manifest.inserted)} canaries, "
+            f"{corpus.n_messages} messages, {len(manifest.planted)} canaries, "
             f"fingerprint {corpus.fingerprint()}")
 
 

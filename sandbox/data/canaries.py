@@ -59,16 +59,23 @@ class Canary:
     user_ids: tuple[str, ...]
     repeats: int
     reaction: str
+    planted: bool = True  # False: a candidate whose coin said "leave out" (canary_inclusion=bernoulli)
 
 
 @dataclass(frozen=True)
 class CanaryManifest:
-    """What was planted (`inserted`) and same-space texts that were not (`fresh`)."""
+    """Candidates with hosts (`inserted`; each `planted` or, under Bernoulli inclusion, left out by a fair
+    coin) and same-space texts that were never candidates (`fresh`)."""
 
     template: str
     secret_space: str
     inserted: tuple[Canary, ...]
     fresh: tuple[str, ...]
+
+    @property
+    def planted(self) -> tuple[Canary, ...]:
+        """The canaries actually written into their hosts' messages."""
+        return tuple(c for c in self.inserted if c.planted)
 
     def to_json(self) -> dict:
         return {
@@ -76,7 +83,7 @@ class CanaryManifest:
             "secret_space": self.secret_space,
             "inserted": [
                 {"canary_id": c.canary_id, "text": c.text, "user_ids": list(c.user_ids),
-                 "repeats": c.repeats, "reaction": c.reaction}
+                 "repeats": c.repeats, "reaction": c.reaction, "planted": c.planted}
                 for c in self.inserted
             ],
             "fresh": list(self.fresh),
@@ -88,7 +95,8 @@ class CanaryManifest:
             inserted = tuple(
                 Canary(canary_id=str(c["canary_id"]), text=str(c["text"]),
                        user_ids=tuple(str(u) for u in c["user_ids"]),
-                       repeats=int(c["repeats"]), reaction=str(c["reaction"]))
+                       repeats=int(c["repeats"]), reaction=str(c["reaction"]),
+                       planted=bool(c.get("planted", True)))
                 for c in d["inserted"]
             )
             return cls(template=str(d["template"]), secret_space=str(d["secret_space"]),
@@ -107,6 +115,7 @@ def draw_canary_manifest(
     reactions: Sequence[str],
     rng: np.random.Generator,
     secret_format: str = "spaced",
+    inclusion: str = "fixed",
 ) -> CanaryManifest:
     """Draw distinct secrets, assign each inserted canary to its own k users (no user hosts two).
 
@@ -122,6 +131,9 @@ def draw_canary_manifest(
     hosts = rng.choice(len(consenting_user_ids), size=needed, replace=False)
     hosts = hosts.reshape(n_canaries, users_per_canary)
     reaction_picks = rng.integers(len(reactions), size=n_canaries)
+    # Bernoulli(1/2) inclusion (Steinke et al. 2023's one-run audit); drawn last so that
+    # "fixed" manifests are unchanged
+    planted = rng.random(n_canaries) < 0.5 if inclusion == "bernoulli" else np.ones(n_canaries, bool)
     inserted = tuple(
         Canary(
             canary_id=f"canary-{i:03d}",
@@ -129,6 +141,7 @@ def draw_canary_manifest(
             user_ids=tuple(consenting_user_ids[j] for j in sorted(hosts[i])),
             repeats=repeats,
             reaction=reactions[reaction_picks[i]],
+            planted=bool(planted[i]),
         )
         for i in range(n_canaries)
     )

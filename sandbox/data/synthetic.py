@@ -50,6 +50,7 @@ class SyntheticConfig:
     canary_repeats: int = 10  # r: copies per host user
     n_fresh_canaries: int = 100
     canary_format: str = "spaced"  # spaced: "0 0 4 8 1 9" | compact: "004819" (one word)
+    canary_inclusion: str = "fixed"  # fixed: plant all n_canaries | bernoulli: plant each with probability 1/2
     start_timestamp: int = 1_700_000_000
     activity_days: float = 90.0  # typical span of one user's messages
     workspace_size_sigma: float = 1.0  # lognormal spread of users per workspace
@@ -86,6 +87,8 @@ class SyntheticConfig:
             _require(self, name, getattr(self, name) >= 0, "must be >= 0")
         _require(self, "n_users", self.n_users >= self.n_workspaces, "must be >= n_workspaces")
         _require(self, "canary_format", self.canary_format in ("spaced", "compact"), "must be spaced or compact")
+        _require(self, "canary_inclusion", self.canary_inclusion in ("fixed", "bernoulli"),
+                 "must be fixed or bernoulli")
         _require(self, "n_emoji", 2 <= self.n_emoji <= len(REACTION_EMOJI),
                  f"must be in [2, {len(REACTION_EMOJI)}]")
         vocabulary = len(topic_vocabulary())
@@ -122,6 +125,7 @@ def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
         reactions=reactions,
         rng=streams["canaries"],
         secret_format=config.canary_format,
+        inclusion=config.canary_inclusion,
     )
     drafts = drafts.concatenate(_canary_drafts(manifest, population.n_users, streams["canaries"]))
     return _lay_out(config, population, drafts, streams["layout"]), manifest
@@ -134,7 +138,7 @@ def _user_id(index: int) -> str:
 def _canary_drafts(manifest: CanaryManifest, n_users: int, rng: np.random.Generator) -> MessageDraft:
     index_of_user = {_user_id(u): u for u in range(n_users)}
     users, texts, reactions = [], [], []
-    for canary in manifest.inserted:
+    for canary in manifest.planted:
         for user_id in canary.user_ids:
             users += [index_of_user[user_id]] * canary.repeats
             texts += [canary.text] * canary.repeats

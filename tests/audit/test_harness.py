@@ -127,3 +127,21 @@ def test_only_comparable_units_are_checked_against_the_accountant(overrides, com
 def test_bad_audit_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         resolve(compose_config([*TINY, *overrides]))
+
+
+def test_bernoulli_canaries_give_the_one_run_bound_on_candidates_whose_host_trained(tmp_path):
+    record = _run(tmp_path, [*MEMORISING, "data.n_canaries=80", "data.canary_inclusion=bernoulli",
+                             "privacy=none", "audit=canary", "audit.one_run_guess_fraction=0.5"])
+    c = record["audit"]["canaries"]
+    assert 0 < c["left_out_by_coin"] < 80 and c["planted"] + c["left_out_by_coin"] == 80
+    assert record["data"]["n_canaries"] == c["planted"]
+    one = c["one_run"]
+    assert one["guesses"] == 2 * one["guess_in"] and one["correct"] <= one["guesses"] <= one["m"] < 80
+    assert one["correct"] > 0.8 * one["guesses"]  # a memorising model: almost every guess right
+    assert c["one_run_eps_lower_bound"] == record["audit"]["one_run_eps_lower_bound"] > 0.5
+
+
+def test_the_one_run_bound_needs_bernoulli_inclusion(tmp_path):
+    record = _run(tmp_path, [*MEMORISING, "privacy=none", "audit=canary"])
+    assert record["audit"]["one_run_eps_lower_bound"] is None
+    assert "bernoulli" in record["audit"]["canaries"]["one_run_note"]

@@ -129,3 +129,17 @@ def test_compact_secrets_are_one_word_from_the_same_space():
                                     n_fresh=3, reactions=["👍"], rng=np.random.default_rng(0), secret_format="compact")
     assert all(pattern.match(t) for t in [c.text for c in manifest.inserted] + list(manifest.fresh))
     assert "one word" in manifest.secret_space
+
+
+def test_bernoulli_inclusion_plants_each_candidate_by_a_fair_coin_and_only_those():
+    from dataclasses import replace
+
+    _, fixed = generate_corpus(replace(SMALL, n_canaries=40))
+    corpus, manifest = generate_corpus(replace(SMALL, n_canaries=40, canary_inclusion="bernoulli"))
+    assert [c.text for c in manifest.inserted] == [c.text for c in fixed.inserted]  # same candidates
+    assert all(c.planted for c in fixed.inserted) and 8 < len(manifest.planted) < 32
+    placements = _placements(corpus)
+    for c in manifest.inserted:
+        for user_id in c.user_ids:
+            assert placements[(c.text, user_id)] == (c.repeats if c.planted else 0)
+    assert CanaryManifest.from_json(manifest.to_json()) == manifest

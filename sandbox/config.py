@@ -184,6 +184,8 @@ def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
     _check(f.rounds >= 1, "federation.rounds", f"must be ≥ 1, got {f.rounds}")
     _check(f.local_epochs >= 1, "federation.local_epochs", f"must be ≥ 1, got {f.local_epochs}")
     _check(f.local_batch_size >= 1, "federation.local_batch_size", f"must be ≥ 1, got {f.local_batch_size}")
+    _check(f.client_batch >= 0, "federation.client_batch", f"must be ≥ 0 (0 = one client at a time), "
+           f"got {f.client_batch}")
     _check(f.server_optimizer in ("fedavg", "fedavgm", "fedadam"), "federation.server_optimizer",
            f"must be fedavg, fedavgm or fedadam, got {f.server_optimizer!r}")
     _check(privacy.mechanism != "dpsgd", "privacy", "privacy=dpsgd is central example-level DP-SGD; "

@@ -1,8 +1,10 @@
 """The in-process engine: the shared client and server functions, called in one process.
 
-One scratch model serves every client (no model copy per user is kept; ``LocalTrainer``
-resets the few coordinates a client changed), and the server folds each sparse update into
-a running sum, so memory does not grow with the number of users.
+Clients of a round are trained together, step by step (``BatchedLocalTrainer``, chunks of
+``federation.client_batch`` clients), or one after another on one scratch model
+(``LocalTrainer`` resets the few coordinates a client changed). No model copy per user is
+kept, and the server folds each sparse update into a running sum, so memory does not grow
+with the number of users.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from sandbox.federated.batched import BatchedLocalTrainer, supports_batching
 from sandbox.federated.client import LocalConfig
 from sandbox.federated.client_dp import make_trainer
 from sandbox.federated.clients import ClientPartition
@@ -23,23 +26,34 @@ RoundCallback = Callable[[dict, torch.Tensor], None]  # (round summary, global p
 
 
 def run_inprocess(server: FederatedServer, *, partition: ClientPartition, examples: EmojiExamples,
-                  model: nn.Module, local: LocalConfig, on_round: RoundCallback | None = None) -> None:
+                  model: nn.Module, local: LocalConfig, on_round: RoundCallback | None = None,
+                 client_batch: int = 64) -> None:
     """Run rounds until the server stops (rounds done, or the privacy budget reached).
 
-    Runs torch single-threaded (``sandbox.train.threads``).
+    With ``client_batch`` > 0 (``federation.client_batch``), plain local SGD runs up to that
+    many clients together (``BatchedLocalTrainer``: the same updates as one at a time, up to
+    float rounding); client-level DP-SGD and models without ``forward_stacked`` go one
+    client at a time. Runs torch single-threaded (``sandbox.train.threads``).
     """
     with single_threaded():
-        _rounds(server, partition=partition, examples=examples, model=model, local=local, on_round=on_round)
+        _rounds(server, partition=partition, examples=examples, model=model, local=local, on_round=on_round,
+                client_batch=client_batch)
 
 
-def _rounds(server, *, partition, examples, model, local, on_round) -> None:
-    trainer = make_trainer(model, local, server.local_dp)
+def _rounds(server, *, partition, examples, model, local, on_round, client_batch) -> None:
+    batched = client_batch > 0 and server.local_dp is None and supports_batching(model)
+    trainer = (BatchedLocalTrainer(model, local, chunk=client_batch) if batched
+               else make_trainer(model, local, server.local_dp))
     while (plan := server.next_round()) is not None:
         trainer.load(server.params)
-        for client, seed in zip(plan.clients, plan.client_seeds):
-            update = trainer.update(partition.data(int(client), examples),
-                                    generator=torch.Generator().manual_seed(seed), clip_norm=plan.clip_norm)
-            server.receive(update)
+        datas = [partition.data(int(client), examples) for client in plan.clients]
+        generators = [torch.Generator().manual_seed(seed) for seed in plan.client_seeds]
+        if batched:
+            for _, update in trainer.updates(datas, generators, clip_norm=plan.clip_norm):
+                server.receive(update)
+        else:
+            for data, generator in zip(datas, generators):
+                server.receive(trainer.update(data, generator=generator, clip_norm=plan.clip_norm))
         summary = server.finish_round()
         if on_round is not None:
             on_round(summary, server.params)

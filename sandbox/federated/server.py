@@ -39,6 +39,7 @@ class FederationConfig:
     server_momentum: float = 0.9
     server_tau: float = 1e-3  # fedadam: adaptivity τ (Adam's eps); larger damps noise-only coordinates
     eval_every: int = 5
+    client_batch: int = 64  # inprocess: clients trained together per batched step (0 = one at a time)
 
     @property
     def local(self) -> LocalConfig:

@@ -85,7 +85,7 @@ def run_engine(engine: str, server: FederatedServer, *, partition: ClientPartiti
     """
     if engine == "inprocess":
         run_inprocess(server, partition=partition, examples=data.train, model=model,
-                      local=cfg.federation.local, on_round=on_round)
+                      local=cfg.federation.local, on_round=on_round, client_batch=cfg.federation.client_batch)
         return {}
     if engine == "flower":
         from sandbox.federated.flower_simulation import run_flower_simulation

@@ -123,6 +123,25 @@ class EmojiModel(nn.Module):
         pooled = (self.embedding(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.mlp(pooled)
 
+    def forward_stacked(self, table: torch.Tensor, dense: list[torch.Tensor], rows: torch.Tensor,
+                        tokens: torch.Tensor) -> torch.Tensor:
+        """``forward`` for k clients at once, each with its own parameters (``federated.batched``).
+
+        ``table`` [k·R, dim] holds every client's embedding rows, ``rows`` [k, B, T] indexes it
+        (client c's tokens point into its own R rows), ``tokens`` [k, B, T] are the bucket ids
+        (for the padding mask); ``dense`` is this model's other parameters, in ``parameters()``
+        order, each with a leading client dimension. Returns logits [k, B, classes].
+        """
+        w1, b1, w2, b2 = dense
+        k, batch, _ = rows.shape
+        mask = tokens != PAD
+        lengths = mask.sum(-1).reshape(-1)  # a fused mean over non-padding tokens (empty bag → 0)
+        weights = (1.0 / lengths.clamp(min=1).to(table.dtype)).repeat_interleave(lengths)
+        pooled = nn.functional.embedding_bag(rows[mask], table, torch.cumsum(lengths, 0) - lengths, mode="sum",
+                                             per_sample_weights=weights, sparse=True).view(k, batch, -1)
+        hidden = torch.relu(torch.baddbmm(b1.unsqueeze(1), pooled, w1.transpose(1, 2)))
+        return torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))
+
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     """Share of rows whose label is among the k highest logits (ties broken by index)."""

@@ -75,6 +75,17 @@ def test_fedavg_learns_something_nonprivate(tmp_path):
     assert record["curve"][-1]["train_loss"] < record["curve"][0]["train_loss"]
 
 
+@pytest.mark.parametrize("privacy", [["privacy=none"], ["privacy=dpfedavg", "privacy.clipping=adaptive"]])
+def test_client_batched_and_one_by_one_inprocess_runs_give_the_same_model(tmp_path, privacy):
+    overrides = [*privacy, "federation.rounds=4", "federation.sample_rate=0.5", "federation.local_batch_size=4"]
+    batched = _run(tmp_path / "batched", [*overrides, "federation.client_batch=3"])
+    loop = _run(tmp_path / "loop", [*overrides, "federation.client_batch=0"])
+    assert [p["clients"] for p in batched["curve"]] == [p["clients"] for p in loop["curve"]]
+    assert [p["clip_norm"] for p in batched["curve"]] == pytest.approx([p["clip_norm"] for p in loop["curve"]])
+    a, b = torch.load(tmp_path / "batched" / "model.pt"), torch.load(tmp_path / "loop" / "model.pt")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+
+
 def test_clients_are_only_consenting_training_users():
     cfg = resolve(compose_config([*FED, "privacy=none", "data.user_opt_out_rate=0.2"]))
     data = prepare(cfg, Seeds.from_seed(cfg.seed))
@@ -94,6 +105,7 @@ def test_clients_are_only_consenting_training_users():
     (["privacy=dpfedavg", "federation.sample_rate=1.5"], "federation.sample_rate"),
     (["privacy=dpfedavg", "privacy.unit=example"], "privacy.unit"),
     (["privacy=dpfedavg", "federation.server_optimizer=sgd"], "federation.server_optimizer"),
+    (["privacy=none", "federation.client_batch=-1"], "federation.client_batch"),
 ])
 def test_bad_federated_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

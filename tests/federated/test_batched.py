@@ -1,0 +1,99 @@
+"""Client-batched local SGD gives every client the update ``LocalTrainer`` gives it alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parameters_to_vector
+
+from sandbox.federated.batched import BatchedLocalTrainer, supports_batching
+from sandbox.federated.client import ClientData, LocalConfig, LocalTrainer
+from sandbox.tasks import emoji
+
+CFG = emoji.EmojiTaskConfig(n_buckets=64, max_tokens=6, embedding_dim=8, hidden_dim=8)
+SIZES = [1, 5, 4, 9, 12, 2, 13]  # with batch size 4: 1 to 4 steps, short and full last batches
+
+
+def _clients(seed: int = 0) -> list[ClientData]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n in SIZES:
+        tokens = torch.randint(1, 64, (n, 6), generator=g)
+        lengths = torch.randint(0, 7, (n,), generator=g)  # left-aligned padding, some messages empty
+        tokens[torch.arange(6) >= lengths.unsqueeze(1)] = emoji.PAD
+        out.append(ClientData(tokens=tokens, labels=torch.randint(0, 5, (n,), generator=g)))
+    return out
+
+
+def _params():
+    torch.manual_seed(0)
+    model = emoji.EmojiModel(config=CFG, n_classes=5)
+    return parameters_to_vector(model.parameters()).detach().clone()
+
+
+def _one_by_one(params, datas, local, clip_norm=None):
+    trainer = LocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), local)
+    trainer.load(params)
+    return [trainer.update(d, generator=torch.Generator().manual_seed(10 + i), clip_norm=clip_norm)
+            for i, d in enumerate(datas)]
+
+
+def _batched(params, datas, local, chunk, clip_norm=None, first_seed=10):
+    trainer = BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), local, chunk=chunk)
+    trainer.load(params)
+    got = list(trainer.updates(datas, [torch.Generator().manual_seed(first_seed + i) for i in range(len(datas))],
+                               clip_norm=clip_norm))
+    assert sorted(i for i, _ in got) == list(range(len(datas)))  # every client exactly once
+    return dict(got)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_batched_updates_equal_one_client_at_a_time(chunk, epochs):
+    params, datas = _params(), _clients()
+    before = params.clone()
+    local = LocalConfig(epochs=epochs, batch_size=4, lr=0.5)
+    expected, got = _one_by_one(params, datas, local), _batched(params, datas, local, chunk)
+    for i, ref in enumerate(expected):
+        assert torch.equal(got[i].delta.index, ref.delta.index)  # the same coordinates: rows looked up + dense
+        torch.testing.assert_close(got[i].delta.values, ref.delta.values, atol=1e-6, rtol=1e-5)
+        assert got[i].n_examples == ref.n_examples == SIZES[i]
+        assert got[i].loss == pytest.approx(ref.loss, rel=1e-5)
+        assert float(ref.delta.values.abs().max()) > 1e-3  # the clients really trained
+    assert torch.equal(params, before)  # the global parameters are never modified
+
+
+def test_batched_client_side_clipping_matches_and_reports_the_bit():
+    params, datas = _params(), _clients(seed=1)
+    local = LocalConfig(batch_size=4, lr=2.0)
+    free = _one_by_one(params, datas, local)
+    clip = float(torch.tensor([float(u.delta.values.norm()) for u in free]).median())
+    expected, got = _one_by_one(params, datas, local, clip), _batched(params, datas, local, 4, clip)
+    bits = [u.unclipped for u in expected]
+    assert any(bits) and not all(bits)  # the median norm clips some clients and not others
+    for i, ref in enumerate(expected):
+        assert got[i].unclipped == ref.unclipped
+        assert float(got[i].delta.values.norm()) <= clip * (1 + 1e-5)
+        torch.testing.assert_close(got[i].delta.values, ref.delta.values, atol=1e-6, rtol=1e-5)
+
+
+def test_clients_stay_independent_whatever_else_is_in_the_batch():
+    params, datas = _params(), _clients()
+    local = LocalConfig(batch_size=4, lr=0.5)
+    alone = _batched(params, datas[3:4], local, 64, first_seed=13)[0]
+    together = _batched(params, datas, local, 64)[3]
+    assert torch.equal(alone.delta.index, together.delta.index)
+    torch.testing.assert_close(alone.delta.values, together.delta.values, atol=1e-6, rtol=1e-5)
+
+
+def test_models_without_a_stacked_forward_are_refused():
+    plain = nn.Sequential(nn.Embedding(8, 2), nn.Flatten(), nn.Linear(4, 2))
+    assert supports_batching(emoji.EmojiModel(config=CFG, n_classes=5)) and not supports_batching(plain)
+    with pytest.raises(ValueError, match="forward_stacked"):
+        BatchedLocalTrainer(plain, LocalConfig())
+    with pytest.raises(ValueError, match="chunk"):
+        BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), LocalConfig(), chunk=0)
+    with pytest.raises(RuntimeError, match="load"):
+        next(BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), LocalConfig()).updates(
+            _clients()[:1], [torch.Generator()]))

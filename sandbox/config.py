@@ -8,14 +8,16 @@ Errors name the config key (``privacy.delta``), say what is allowed, and are rai
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from omegaconf import DictConfig, OmegaConf
 
+from sandbox.data.jobs import JobsConfig
 from sandbox.data.synthetic import SyntheticConfig
 from sandbox.federated.server import FederationConfig
 from sandbox.privacy import ACCOUNTANTS
 from sandbox.tasks.emoji import EmojiTaskConfig
+from sandbox.tasks.recommend import TASKS as RECOMMEND_TASKS, RecommendTaskConfig
 from sandbox.train.central import TrainConfig
 
 MECHANISMS = ("none", "dpsgd", "dpfedavg", "client_dpsgd")
@@ -84,7 +86,7 @@ class AuditConfig:
 class RunConfig:
     seed: int
     mode: str
-    task: EmojiTaskConfig
+    task: EmojiTaskConfig | RecommendTaskConfig
     data: DataConfig
     privacy: PrivacyConfig
     train: TrainConfig
@@ -154,7 +156,7 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.optimizer in ("adam", "sgd"), "train.optimizer", f"must be 'adam' or 'sgd', got {t.optimizer!r}")
 
 
-ATTACKS = ("none", "loss", "lira", "rmia", "canary")
+ATTACKS = ("none", "loss", "lira", "rmia", "canary", "suggestions")
 
 
 def _validate_audit(a: AuditConfig) -> None:
@@ -175,6 +177,32 @@ def _validate_audit(a: AuditConfig) -> None:
     _check(a.workers >= 1, "audit.workers", f"must be ≥ 1, got {a.workers}")
     _check(0 < a.one_run_guess_fraction <= 1, "audit.one_run_guess_fraction",
            f"must be in (0, 1], got {a.one_run_guess_fraction}")
+
+
+def _task_config(name: str, node) -> EmojiTaskConfig | RecommendTaskConfig:
+    if name == "emoji":
+        return _typed(EmojiTaskConfig, node, "task")
+    values = dict(OmegaConf.to_container(node, resolve=True))
+    jobs = values.pop("jobs", None)  # nested frozen dataclass: typed on its own, errors name task.jobs.*
+    task = _typed(RecommendTaskConfig, OmegaConf.create(values), "task")
+    try:
+        corpus = _typed(JobsConfig, OmegaConf.create(jobs or {}), "task.jobs")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("JobsConfig.", "task.jobs.")) from None
+    return replace(task, jobs=corpus)
+
+
+def _validate_recommend(task: RecommendTaskConfig, audit: AuditConfig, federation: FederationConfig,
+                        mode: str) -> None:
+    _check(audit.attack in ("none", "suggestions"), "audit.attack",
+           f"task={task.name} is audited with audit=suggestions (membership and attribute inference "
+           f"from the suggested lists), got {audit.attack!r}")
+    _check(0 < task.holdout_fraction < 1, "task.holdout_fraction", f"must be in (0, 1), got {task.holdout_fraction}")
+    _check(task.top_k >= 1, "task.top_k", f"must be ≥ 1, got {task.top_k}")
+    _check(task.max_tokens >= 1, "task.max_tokens", f"must be ≥ 1, got {task.max_tokens}")
+    if task.name == "jobs" and mode == "federated":
+        _check(federation.unit == "user", "federation.unit",
+               "task=jobs has members only (no workspaces): use federation=cross_device")
 
 
 def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
@@ -215,7 +243,10 @@ def resolve(cfg: DictConfig) -> RunConfig:
     privacy = _typed(PrivacyConfig, cfg.privacy, "privacy")
     federation = _typed(FederationConfig, cfg.get("federation"), "federation")
     train = _typed(TrainConfig, cfg.train, "train")
-    task = _typed(EmojiTaskConfig, cfg.task, "task")
+    task_name = cfg.task.get("name", "emoji") if cfg.get("task") is not None else "emoji"
+    _check(task_name in ("emoji", *RECOMMEND_TASKS), "task",
+           f"must be one of {('emoji', *RECOMMEND_TASKS)}, got {task_name!r}")
+    task = _task_config(task_name, cfg.task)
     audit = _typed(AuditConfig, cfg.get("audit"), "audit")
     _validate_audit(audit)
     _validate_privacy(privacy)
@@ -225,7 +256,11 @@ def resolve(cfg: DictConfig) -> RunConfig:
     else:
         _check(privacy.mechanism not in ("dpfedavg", "client_dpsgd"), "privacy",
                f"privacy={privacy.mechanism} is federated: add mode=federated")
-    _check(task.name == "emoji", "task", f"only 'emoji' is implemented so far, got {task.name!r}")
+    if task.name in RECOMMEND_TASKS:
+        _validate_recommend(task, audit, federation, mode)
+    else:
+        _check(audit.attack != "suggestions", "audit.attack",
+               "audit=suggestions attacks recommenders (task=jobs or task=channels)")
     _check(0 < task.test_fraction < 1, "task.test_fraction", f"must be in (0, 1), got {task.test_fraction}")
     _check(task.n_buckets >= 2, "task.n_buckets", f"must be ≥ 2, got {task.n_buckets}")
     return RunConfig(seed=int(cfg.seed), mode=mode, task=task, data=_data_config(cfg.data),

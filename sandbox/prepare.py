@@ -13,6 +13,8 @@ from sandbox.data import CanaryManifest, Corpus, generate_corpus, load_corpus
 from sandbox.data.partition import UserSplit, split_users
 from sandbox.privacy import check_delta, default_delta
 from sandbox.tasks import emoji
+from sandbox.tasks.recommend import TASKS as RECOMMEND_TASKS, RecCorpus, RecData, RecExamples, Split
+from sandbox.tasks.recommend import channels_data, jobs_data
 
 
 @dataclass(frozen=True)
@@ -36,15 +38,22 @@ class Seeds:
 
 @dataclass(frozen=True)
 class Prepared:
-    corpus: Corpus
+    """A run's data. For task=jobs|channels: ``rec`` holds the interactions, ``classes`` are the
+    items, ``train`` the training users' history rows and ``test`` the held-out users' held-out rows."""
+
+    corpus: Corpus | RecCorpus
     manifest: CanaryManifest | None
-    split: UserSplit
+    split: UserSplit | Split
     classes: tuple[str, ...]
-    train: emoji.EmojiExamples
-    test: emoji.EmojiExamples
+    train: emoji.EmojiExamples | RecExamples
+    test: emoji.EmojiExamples | RecExamples
+    rec: RecData | None = None
 
     def new_model(self, cfg: RunConfig, seeds: Seeds) -> emoji.EmojiModel:
-        """The initial model, from the run's init seed (global torch RNG forked, then restored)."""
+        """The initial model, from the run's init seed (global torch RNG forked, then restored).
+
+        For recommendation the same network is the two-tower model: hashed user words →
+        pooled user vector → MLP → one logit per item (the item embeddings)."""
         with torch.random.fork_rng():
             torch.manual_seed(seeds.init)
             return emoji.EmojiModel(config=cfg.task, n_classes=len(self.classes))
@@ -60,6 +69,8 @@ def load_data(cfg: RunConfig) -> tuple[Corpus, CanaryManifest | None]:
 
 
 def prepare(cfg: RunConfig, seeds: Seeds) -> Prepared:
+    if cfg.task.name in RECOMMEND_TASKS:
+        return _prepare_recommend(cfg, seeds)
     corpus, manifest = load_data(cfg)
     split = split_users(corpus, test_fraction=cfg.task.test_fraction, rng=seeds.split)
     classes = emoji.emoji_classes(corpus, users=np.concatenate([split.train_users, split.test_users]))
@@ -68,6 +79,23 @@ def prepare(cfg: RunConfig, seeds: Seeds) -> Prepared:
     if len(train) == 0 or len(test) == 0:
         raise ConfigError("data: no labelled messages among the training or held-out users")
     return Prepared(corpus=corpus, manifest=manifest, split=split, classes=classes, train=train, test=test)
+
+
+def _prepare_recommend(cfg: RunConfig, seeds: Seeds) -> Prepared:
+    try:
+        if cfg.task.name == "jobs":
+            rec = jobs_data(cfg.task, seeds.split)
+        else:
+            rec = channels_data(cfg.task, load_data(cfg)[0], seeds.split)
+    except ValueError as exc:  # JobsConfig / CorpusError / a split too small: say where
+        raise ConfigError(f"task={cfg.task.name}: {exc}".replace("JobsConfig.", "task.jobs.")) from None
+    train = rec.examples(rec.split.train_users, held_out=False)
+    test = rec.examples(rec.split.test_users, held_out=True)
+    if len(train) == 0 or len(test) == 0:
+        raise ConfigError(f"task={cfg.task.name}: no interactions among the training users or none held out "
+                          "among the held-out users (task.holdout_fraction)")
+    return Prepared(corpus=rec.corpus, manifest=None, split=rec.split, classes=rec.corpus.item_names,
+                    train=train, test=test, rec=rec)
 
 
 def resolve_delta(cfg: RunConfig, *, n: int, unit: str) -> float:

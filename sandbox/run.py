@@ -17,6 +17,7 @@ from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
 from sandbox.privacy import PrivacyBook
 from sandbox.record import SCHEMA_VERSION, Outcome, privacy_section, versions, write_json, write_state_dict
 from sandbox.tasks import emoji
+from sandbox.tasks.recommend import ranking_metrics
 from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, train_dpsgd, train_nonprivate
 from sandbox.train.progress import progress_bar
 from sandbox.train.threads import single_threaded
@@ -102,8 +103,10 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     metrics = emoji.evaluate(outcome.model, data.test, k=cfg.task.top_k)
     baseline = emoji.most_frequent_baseline(data.train, data.test, n_classes=len(data.classes),
                                             k=cfg.task.top_k)
+    if data.rec is not None:  # recommenders: recall@k / NDCG@k beside the top-k hit rate above
+        metrics["ranking"] = ranking_metrics(outcome.model, data.rec, k=cfg.task.top_k)
     record = {
-        "schema_version": SCHEMA_VERSION, "task": "emoji", "mode": cfg.mode, "engine": outcome.engine,
+        "schema_version": SCHEMA_VERSION, "task": cfg.task.name, "mode": cfg.mode, "engine": outcome.engine,
         "seed": cfg.seed, "status": outcome.status, "config": resolved_config, "versions": versions(),
         "data": _data_section(data, outcome),
         "privacy": outcome.privacy,
@@ -115,7 +118,12 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     write_state_dict(out_dir / "model.pt", outcome.model.state_dict())
     if data.manifest is not None:  # for audits; training never reads it
         write_json(out_dir / "canaries.json", data.manifest.to_json())
-    if cfg.audit.attack != "none":
+    if cfg.audit.attack == "suggestions":
+        from sandbox.audit.recsys import suggestions_audit
+        record["audit"] = suggestions_audit(outcome.model, data.rec, k=cfg.task.top_k, resamples=cfg.audit.resamples,
+                                            confidence=cfg.audit.confidence, seed=cfg.seed)
+        record["timing"]["seconds"] = round(time.perf_counter() - started, 2)
+    elif cfg.audit.attack != "none":
         from sandbox.audit.harness import run_audit
         record["audit"] = run_audit(cfg, data, outcome, out_dir=out_dir, privacy=record["privacy"])
         record["timing"]["seconds"] = round(time.perf_counter() - started, 2)

@@ -15,14 +15,29 @@ def _privacy_text(privacy: dict) -> str:
             f"σ = {privacy['noise_multiplier']:.3f}, {privacy['steps']} steps)")
 
 
+def _top_key(metrics: dict) -> str:
+    return next(key for key in metrics if key.startswith("top") and key != "top1")
+
+
+def ranking_text(ranking: dict) -> str:
+    """Recall@k and NDCG@k of held-out users next to popularity (recommendation tasks)."""
+    m, pop = ranking["held_out_users"], ranking["held_out_users_popularity"]
+    r, n = (next(key for key in m if key.startswith(p)) for p in ("recall@", "ndcg@"))
+    t = ranking["training_users"]
+    return (f"held-out users {r} {m[r]:.3f} (popularity {pop[r]:.3f}), {n} {m[n]:.3f} (popularity {pop[n]:.3f}); "
+            f"training users' held-out items {r} {t[r]:.3f}")
+
+
 def describe_run(record: dict, run_dir: Path) -> str:
     """One paragraph: task, utility next to the baseline, privacy, where the results are."""
     m, base = record["metrics"], record["metrics"]["baseline"]
-    k = next(key for key in m if key.startswith("top") and key != "top1")
+    k = _top_key(m)
+    name = "most-frequent" if "ranking" not in m else "popularity"
     return (f"{record['task']} · {record['mode']} · {record['privacy']['mechanism']}: "
-            f"{k} accuracy {m[k]:.3f} (most-frequent baseline {base[k]:.3f}), "
+            f"{k} accuracy {m[k]:.3f} ({name} baseline {base[k]:.3f}), "
             f"top1 {m['top1']:.3f} (baseline {base['top1']:.3f})\n"
-            f"  privacy: {_privacy_text(record['privacy'])}\n"
+            + (f"  ranking: {ranking_text(m['ranking'])}\n" if "ranking" in m else "")
+            + f"  privacy: {_privacy_text(record['privacy'])}\n"
             + (f"  audit: {audit_text(record['audit'])}\n" if record.get("audit") else "")
             + f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)")
 
@@ -30,6 +45,16 @@ def describe_run(record: dict, run_dir: Path) -> str:
 def audit_text(a: dict) -> str:
     """The audit in one line: who was attacked how, what it found, and whether it can be trusted."""
     ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
+    if a["attack"] == "suggestions":
+        mem, attr = a["membership"], a["attribute"]
+        text = (f"suggestions (user level, {a['threat']}): membership AUC {mem['auc']:.3f} {ci(mem['auc_ci'])}, "
+                f"TPR at 1% FPR {mem['tpr_at_fpr']['0.01']:.3f}")
+        if attr.get("result") == "measured":
+            text += (f"; attribute '{attr['name']}' advantage {attr['advantage']:.3f} {ci(attr['advantage_ci'])}, "
+                     f"AUC {attr['auc']:.3f} (base rate {attr['base_rate']:.3f})")
+        else:
+            text += f"; attribute inference: {attr.get('reason', attr.get('result'))}"
+        return text
     eps = a["accountant_epsilon"]
     return (f"{a['attack']} ({a['level']} level, {a['threat']}): AUC {a['auc']:.3f} {ci(a['auc_ci'])}, "
             f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f} {ci(a['tpr_at_1pct_fpr_ci'])}; "
@@ -40,14 +65,15 @@ def audit_text(a: dict) -> str:
 
 def summary_table(records: list[tuple[Path, dict]]) -> str:
     """One line per run: where, utility next to the baseline, ε."""
-    lines = [f"{'run':<32} {'mode':<10} {'top-5':>6} {'baseline':>9} {'top-1':>6}  privacy"]
+    lines = [f"{'run':<32} {'task':<9} {'mode':<10} {'top-k':>6} {'baseline':>9} {'top-1':>6}  privacy"]
     for path, r in records:
         m = r["metrics"]
         p = r["privacy"]
+        k = _top_key(m)
         eps = ("not private" if p.get("epsilon") is None else
                f"ε = {p['epsilon']:.2f} (δ = {p['delta']:.0e}, {p['unit']} level, {p['accountant']})")
-        lines.append(f"{path.parent.name:<32} {r['mode']:<10} {m['top5']:>6.3f} "
-                     f"{m['baseline']['top5']:>9.3f} {m['top1']:>6.3f}  {eps}")
+        lines.append(f"{path.parent.name:<32} {r.get('task', 'emoji'):<9} {r['mode']:<10} {m[k]:>6.3f} "
+                     f"{m['baseline'][k]:>9.3f} {m['top1']:>6.3f}  {eps}")
     return "\n".join(lines)
 
 

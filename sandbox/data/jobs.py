@@ -81,6 +81,7 @@ class JobsConfig:
     same_band_affinity: float = 1.0  # ... of the member's education band
     same_region_affinity: float = 1.0  # ... in the member's region
     same_occupation_affinity: float = 2.0  # ... of the member's own occupation
+    seeking_senior_affinity: float = 1.5  # ... of a senior posting, for a member secretly seeking
 
     def __post_init__(self) -> None:
         for name in ("n_members", "n_postings", "messages_per_member", "max_messages_per_member",
@@ -90,7 +91,8 @@ class JobsConfig:
                      "seeking_apply_rate", "save_rate"):
             _require(self, name, 0.0 <= getattr(self, name) <= 1.0, "must be in [0, 1]")
         for name in ("seed", "messages_sigma", "interactions_sigma", "same_type_affinity",
-                     "same_band_affinity", "same_region_affinity", "same_occupation_affinity"):
+                     "same_band_affinity", "same_region_affinity", "same_occupation_affinity",
+                     "seeking_senior_affinity"):
             _require(self, name, getattr(self, name) >= 0, "must be >= 0")
 
 
@@ -259,7 +261,7 @@ def generate_jobs(config: JobsConfig) -> JobsCorpus:
     employer = r.integers(len(EMPLOYERS), size=p)
 
     messages = _messages(config, cat, occupation, experience, region, seeking, rng["messages"])
-    inter = _interactions(config, cat, occupation, region, seeking, post_occupation, post_region,
+    inter = _interactions(config, cat, occupation, region, seeking, post_occupation, post_region, seniority,
                           rng["interactions"])
     m_member, m_text = messages
     width = max(6, len(str(len(m_member))))
@@ -312,14 +314,19 @@ def _messages(config, cat, occupation, experience, region, seeking, rng):
     return member, texts
 
 
-def _interactions(config, cat, occupation, region, seeking, post_occupation, post_region, rng):
-    """Each member interacts with distinct postings: Gumbel top-k over affinity log-odds."""
+def _interactions(config, cat, occupation, region, seeking, post_occupation, post_region, seniority, rng):
+    """Each member interacts with distinct postings: Gumbel top-k over affinity log-odds.
+
+    Seeking members lean towards senior postings (``seeking_senior_affinity``): what they
+    click is how a recommender can come to reflect what only their messages say.
+    """
     types = np.unique(np.asarray(cat.type), return_inverse=True)[1]
     band = np.digitize(cat.education, EDUCATION_BANDS)
     score = (config.same_type_affinity * (types[occupation][:, None] == types[post_occupation])
              + config.same_band_affinity * (band[occupation][:, None] == band[post_occupation])
              + config.same_region_affinity * (region[:, None] == post_region)
-             + config.same_occupation_affinity * (occupation[:, None] == post_occupation))
+             + config.same_occupation_affinity * (occupation[:, None] == post_occupation)
+             + config.seeking_senior_affinity * (seeking[:, None] & (seniority == SENIORITY.index("senior"))))
     keys = score + rng.gumbel(size=score.shape)
     counts = _lognormal_counts(rng, len(occupation), config.interactions_per_member,
                                config.interactions_sigma, config.n_postings)

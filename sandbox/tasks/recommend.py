@@ -1,0 +1,269 @@
+"""Recommendation tasks: job suggestions (``task=jobs``) and channel suggestions (``task=channels``).
+
+Both are a two-tower recommender whose **user tower runs on the client**: a user is
+represented by a hashed bag of words of their own private messages (and, for jobs, their
+profile: occupation, region, experience), pooled into a vector; the item tower is an item
+embedding (the output layer). Scores are user vector · item vectors, trained with a softmax
+over all items on the user's interactions ("which posting/channel next"). Nothing per user is
+kept on the server: the tower weights and item embeddings are what federated training
+aggregates (clipped and noised under DP-FedAvg), and a user's representation is recomputed
+on the client from data that never leaves it. The network is ``EmojiModel`` (same sparse,
+batched, Opacus-friendly code path) with items as classes.
+
+Data:
+
+* jobs: ``sandbox.data.jobs`` (real occupation table); one item = one posting; a member's
+  interactions (view/save/apply) are positives; a random ``holdout_fraction`` of each member's
+  interactions is held out (the corpus has no timestamps).
+* channels: the message corpus; one item = one (workspace, channel); a user's channels are
+  where they posted; each user's latest ``holdout_fraction`` of joins is held out; suggestions
+  are restricted to the user's own workspace.
+
+Users are split into training and held-out users (``test_fraction``) after opted-out users
+(and workspaces) are removed, so they never reach training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import sparse
+
+from sandbox.data.jobs import JobsConfig, JobsCorpus, generate_jobs
+from sandbox.tasks.emoji import featurize, tokenize
+from sandbox.tasks.ranking import RankingMetrics, evaluate_ranking, popularity_scores, top_k_items
+
+TASKS = ("jobs", "channels")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class RecommendTaskConfig:
+    """Hydra group ``task/jobs.yaml`` and ``task/channels.yaml``."""
+
+    name: str = "jobs"  # jobs | channels
+    n_buckets: int = 4096  # hashed words of the user's messages (and profile)
+    max_tokens: int = 128  # distinct words kept per user, in order of first use
+    bigrams: bool = False
+    embedding_dim: int = 32
+    hidden_dim: int = 64
+    test_fraction: float = 0.2  # held-out users
+    holdout_fraction: float = 0.2  # each user's held-out interactions (jobs: random; channels: latest joins)
+    top_k: int = 10
+    topic_channels: int = 12  # channels: topic channels per workspace (data.topic_channels_per_workspace follows)
+    jobs: JobsConfig = field(default_factory=JobsConfig)  # task=jobs: the corpus' knobs
+
+
+@dataclass(frozen=True)
+class RecExamples:
+    """One row per (user, item) interaction: the user's features and the item as the label.
+
+    ``message_index`` is the row of the interaction in ``RecCorpus.message_user`` (the name the
+    federated partitioner reads), ``user`` the user index.
+    """
+
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    message_index: np.ndarray
+    user: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class RecCorpus:
+    """What the training pipeline reads of a recommendation data set (the message corpus' interface)."""
+
+    name: str
+    n_users: int
+    n_workspaces: int
+    n_messages: int
+    user_workspace: np.ndarray  # jobs: every member is their own "workspace" (no cross-silo unit)
+    workspace_opted_out: np.ndarray
+    message_user: np.ndarray  # [interactions] user of each interaction
+    item_names: tuple[str, ...]
+    item_workspace: np.ndarray | None  # channels: the workspace of each item
+    corpus_fingerprint: str
+
+    def fingerprint(self) -> str:
+        return self.corpus_fingerprint
+
+
+@dataclass(frozen=True)
+class Split:
+    train_users: np.ndarray
+    test_users: np.ndarray
+    n_excluded_users: int
+
+
+@dataclass(frozen=True)
+class RecData:
+    """A recommendation data set, split: features, history (trained on) and held-out interactions."""
+
+    corpus: RecCorpus
+    split: Split
+    features: torch.Tensor  # [n_users, max_tokens] hashed words of each user's own data
+    inter_user: np.ndarray  # [I] all interactions of consenting users
+    inter_item: np.ndarray
+    held_out: np.ndarray  # [I] bool: held out (evaluation), else history (training for training users)
+    sensitive: np.ndarray | None  # [n_users] bool attribute only the messages reveal (audits only)
+    sensitive_name: str | None
+
+    @property
+    def n_items(self) -> int:
+        return len(self.corpus.item_names)
+
+    def examples(self, users: np.ndarray, *, held_out: bool) -> RecExamples:
+        """Interactions of ``users`` (history or held out) as training-style rows."""
+        rows = np.flatnonzero(np.isin(self.inter_user, users) & (self.held_out == held_out))
+        rows = rows[np.argsort(self.inter_user[rows], kind="stable")]
+        user = self.inter_user[rows]
+        return RecExamples(tokens=self.features[user], labels=torch.from_numpy(self.inter_item[rows]),
+                           message_index=rows, user=user)
+
+    def matrix(self, users: np.ndarray, *, held_out: bool) -> np.ndarray:
+        """[len(users), n_items] bool: which items each user interacted with (history or held out)."""
+        position = np.full(self.corpus.n_users, -1)
+        position[users] = np.arange(len(users))
+        keep = (position[self.inter_user] >= 0) & (self.held_out == held_out)
+        out = np.zeros((len(users), self.n_items), dtype=bool)
+        out[position[self.inter_user[keep]], self.inter_item[keep]] = True
+        return out
+
+    def not_shown(self, users: np.ndarray) -> np.ndarray | None:
+        """[len(users), n_items] bool: items a user is never shown (channels: other workspaces)."""
+        if self.corpus.item_workspace is None:
+            return None
+        return self.corpus.user_workspace[users][:, None] != self.corpus.item_workspace[None, :]
+
+
+# -- building the data ------------------------------------------------------------------------
+def _user_features(texts_by_user: list[list[str]], config: RecommendTaskConfig) -> torch.Tensor:
+    """Each user's distinct words (in order of first use), hashed; the user tower's input."""
+    joined = []
+    for texts in texts_by_user:
+        words = dict.fromkeys(w for t in texts for w in tokenize(t, bigrams=config.bigrams))
+        joined.append(" ".join(words))
+    return featurize(np.array(joined, dtype=object), config=config)
+
+
+def _profile_word(prefix: str, value: str) -> str:
+    return prefix + _NON_ALNUM.sub("", str(value).lower())
+
+
+def _split(consenting: np.ndarray, n_excluded: int, test_fraction: float, rng: np.random.Generator) -> Split:
+    order = rng.permutation(consenting)
+    n_test = max(1, int(round(test_fraction * len(order))))
+    if n_test >= len(order):
+        raise ValueError(f"{len(order)} consenting users are too few to hold out {test_fraction:.0%}")
+    return Split(train_users=np.sort(order[n_test:]), test_users=np.sort(order[:n_test]),
+                 n_excluded_users=n_excluded)
+
+
+def _random_holdout(user: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Hold out floor(fraction · n) of each user's interactions at random, keeping at least one."""
+    key = rng.random(len(user))
+    order = np.lexsort((key, user))
+    u = user[order]
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    counts = np.diff(np.r_[starts, len(u)])
+    position = np.arange(len(u)) - np.repeat(starts, counts)
+    n_held = np.minimum(np.floor(fraction * counts).astype(np.int64), counts - 1)
+    held = np.zeros(len(user), dtype=bool)
+    held[order] = position < np.repeat(n_held, counts)
+    return held
+
+
+def jobs_data(config: RecommendTaskConfig, rng: np.random.Generator) -> RecData:
+    corpus: JobsCorpus = generate_jobs(config.jobs)
+    n = len(corpus.member_ids)
+    consenting = np.flatnonzero(~corpus.member_opted_out)
+    split = _split(consenting, n - len(consenting), config.test_fraction, rng)
+    cat = corpus.catalogue
+    texts: list[list[str]] = [[] for _ in range(n)]
+    for member in range(n):  # the profile first: always within max_tokens
+        texts[member] = [" ".join([_profile_word("occ", cat.label[corpus.member_occupation[member]]),
+                                   _profile_word("region", corpus.member_region[member]),
+                                   f"exp{min(int(corpus.member_experience[member]) // 5, 6)}"])]
+    for member, text in zip(corpus.message_member, corpus.message_text):
+        texts[member].append(text)
+    keep = np.isin(corpus.interaction_member, consenting)
+    user, item = corpus.interaction_member[keep], corpus.interaction_posting[keep]
+    names = tuple(f"{pid} ({cat.label[o]}, {s}, {r})" for pid, o, s, r in zip(
+        corpus.posting_ids, corpus.posting_occupation, corpus.posting_seniority, corpus.posting_region))
+    rec = RecCorpus(name="jobs", n_users=n, n_workspaces=n, n_messages=len(corpus.message_ids),
+                    user_workspace=np.arange(n), workspace_opted_out=corpus.member_opted_out.copy(),
+                    message_user=user, item_names=names, item_workspace=None,
+                    corpus_fingerprint=corpus.fingerprint())
+    return RecData(corpus=rec, split=split, features=_user_features(texts, config), inter_user=user,
+                   inter_item=item, held_out=_random_holdout(user, config.holdout_fraction, rng),
+                   sensitive=corpus.member_seeking.copy(), sensitive_name="seeking")
+
+
+def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator) -> RecData:
+    from sandbox.data.channels import channel_memberships, hold_out_latest
+    from sandbox.data.partition import split_users
+
+    split = split_users(corpus, test_fraction=config.test_fraction, rng=rng)
+    users = np.concatenate([split.train_users, split.test_users])
+    members = channel_memberships(corpus, users=users)
+    _, held = hold_out_latest(members, fraction=config.holdout_fraction)
+    texts: list[list[str]] = [[] for _ in range(corpus.n_users)]
+    consenting = np.zeros(corpus.n_users, dtype=bool)
+    consenting[users] = True
+    for user, text in zip(corpus.message_user, corpus.texts):
+        if consenting[user]:
+            texts[user].append(text)
+    fingerprint = hashlib.sha256(f"{corpus.fingerprint()}|channels".encode()).hexdigest()
+    rec = RecCorpus(name="channels", n_users=corpus.n_users, n_workspaces=corpus.n_workspaces,
+                    n_messages=corpus.n_messages, user_workspace=corpus.user_workspace,
+                    workspace_opted_out=corpus.workspace_opted_out, message_user=members.user,
+                    item_names=tuple(members.channel_keys()), item_workspace=members.channel_workspace,
+                    corpus_fingerprint=fingerprint)
+    return RecData(corpus=rec, split=Split(split.train_users, split.test_users, split.n_excluded_users),
+                   features=_user_features(texts, config), inter_user=members.user, inter_item=members.channel,
+                   held_out=held, sensitive=None, sensitive_name=None)
+
+
+# -- scoring and metrics ----------------------------------------------------------------------
+@torch.no_grad()
+def user_scores(model, data: RecData, users: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+    """[len(users), n_items] scores (logits) of the model for each user, from the user's own features."""
+    model.eval()
+    rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
+    return torch.cat([model(data.features[r]) for r in rows.split(batch_size)] or
+                     [torch.zeros(0, data.n_items)]).numpy()
+
+
+def _ranking(scores: np.ndarray, data: RecData, users: np.ndarray, k: int) -> RankingMetrics:
+    exclude = data.matrix(users, held_out=False)  # items the user already has are not suggested
+    hidden = data.not_shown(users)
+    if hidden is not None:
+        exclude = exclude | hidden
+    return evaluate_ranking(scores, sparse.csr_matrix(data.matrix(users, held_out=True)), k=k, exclude=exclude)
+
+
+def ranking_metrics(model, data: RecData, *, k: int) -> dict:
+    """Recall@k and NDCG@k on held-out interactions of held-out users and of training users, and popularity."""
+    out = {}
+    popularity = popularity_scores(data.matrix(data.split.train_users, held_out=False), 1)[0]
+    for name, users in (("held_out_users", data.split.test_users), ("training_users", data.split.train_users)):
+        model_m = _ranking(user_scores(model, data, users), data, users, k)
+        pop_m = _ranking(np.broadcast_to(popularity, (len(users), data.n_items)), data, users, k)
+        out[name] = {f"recall@{k}": model_m.recall, f"ndcg@{k}": model_m.ndcg,
+                     "n_users": model_m.n_users_evaluated}
+        out[f"{name}_popularity"] = {f"recall@{k}": pop_m.recall, f"ndcg@{k}": pop_m.ndcg}
+    return out
+
+
+def shown_lists(model, data: RecData, users: np.ndarray, *, k: int) -> np.ndarray:
+    """[len(users), k] the top-k items each user is shown (within their workspace for channels).
+
+    Items the user already interacted with are *not* hidden: a "for you" list may repeat them.
+    """
+    return top_k_items(user_scores(model, data, users), k, exclude=data.not_shown(users))

@@ -47,15 +47,23 @@ def shown_matrix(lists: np.ndarray, n_items: int) -> np.ndarray:
 
 
 def youden_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold maximising TPR − FPR on (scores, labels) (sklearn's ROC points)."""
+    """A threshold maximising TPR − FPR on (scores, labels): midway between the best ROC cut
+    (sklearn's ``roc_curve``) and the next lower score, so it classifies these scores the same."""
     fpr, tpr, thresholds = roc_curve(labels, scores)
     best = int(np.argmax(tpr - fpr))
-    return float(thresholds[best])
+    cut = float(thresholds[best])
+    below = np.asarray(scores)[np.asarray(scores) < cut]
+    if np.isfinite(cut) and len(below):  # midway to the next score below: a margin for new users' scores
+        return (cut + float(below.max())) / 2
+    return cut
 
 
 def advantage(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
     """TPR − FPR of "attribute if score ≥ threshold" (Yeom et al.'s advantage)."""
-    predicted = scores >= threshold
+    labels = np.asarray(labels)
+    if labels.dtype != bool:
+        raise ValueError(f"labels must be boolean, got dtype {labels.dtype}")
+    predicted = np.asarray(scores) >= threshold
     return float(predicted[labels].mean() - predicted[~labels].mean())
 
 

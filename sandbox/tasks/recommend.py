@@ -185,13 +185,15 @@ def jobs_data(config: RecommendTaskConfig, rng: np.random.Generator) -> RecData:
     consenting = np.flatnonzero(~corpus.member_opted_out)
     split = _split(consenting, n - len(consenting), config.test_fraction, rng)
     cat = corpus.catalogue
-    texts: list[list[str]] = [[] for _ in range(n)]
-    for member in range(n):  # the profile first: always within max_tokens
+    texts: list[list[str]] = [[] for _ in range(n)]  # opted-out members' stay empty: never read
+    for member in consenting:  # the profile first: always within max_tokens
         texts[member] = [" ".join([_profile_word("occ", cat.label[corpus.member_occupation[member]]),
                                    _profile_word("region", corpus.member_region[member]),
                                    f"exp{min(int(corpus.member_experience[member]) // 5, 6)}"])]
+    consents = ~corpus.member_opted_out
     for member, text in zip(corpus.message_member, corpus.message_text):
-        texts[member].append(text)
+        if consents[member]:
+            texts[member].append(text)
     keep = np.isin(corpus.interaction_member, consenting)
     user, item = corpus.interaction_member[keep], corpus.interaction_posting[keep]
     names = tuple(f"{pid} ({cat.label[o]}, {s}, {r})" for pid, o, s, r in zip(

@@ -50,8 +50,10 @@ def audit_text(a: dict) -> str:
         text = (f"suggestions (user level, {a['threat']}): membership AUC {mem['auc']:.3f} {ci(mem['auc_ci'])}, "
                 f"TPR at 1% FPR {mem['tpr_at_fpr']['0.01']:.3f}")
         if attr.get("result") == "measured":
-            text += (f"; attribute '{attr['name']}' advantage {attr['advantage']:.3f} {ci(attr['advantage_ci'])}, "
-                     f"AUC {attr['auc']:.3f} (base rate {attr['base_rate']:.3f})")
+            m, o = attr["members"], attr["non_members"]
+            text += (f"; attribute '{attr['name']}' advantage members {m['advantage']:.3f} {ci(m['advantage_ci'])}, "
+                     f"non-members {o['advantage']:.3f} {ci(o['advantage_ci'])}, gap {attr['gap']:.3f} "
+                     f"{ci(attr['gap_ci'])} (base rate {m['base_rate']:.3f})")
         else:
             text += f"; attribute inference: {attr.get('reason', attr.get('result'))}"
         return text

@@ -7,12 +7,15 @@
   users; non-members: held-out users (same distribution: a random split). AUC and TPR at low
   FPR with stratified bootstrap CIs (``metrics.attack_metrics``).
 * **Attribute inference** (jobs: "secretly looking for a job", which only the member's private
-  messages reveal). The attacker knows the attribute of some users (the held-out users, e.g.
-  from a survey), learns it from their lists (a logistic regression on which items were shown,
-  scikit-learn), chooses the threshold by cross-validation on them, and predicts it for every
-  training member from their list alone. Reported: AUC, and the advantage TPR − FPR at that
-  threshold (0 = no better than the base rate, whatever the base rate), each with a bootstrap
-  CI over the targets, next to the base rate.
+  messages reveal). The attacker knows the attribute of some users (half the held-out users,
+  e.g. from a survey), learns it from their lists (a logistic regression on which items were
+  shown, scikit-learn), chooses the threshold by cross-validation on them, and predicts it
+  from the list alone for every training member and for the other held-out users. Reported
+  per group: AUC, and the advantage TPR − FPR at that threshold (0 = no better than the base
+  rate, whatever the base rate), each with a stratified bootstrap CI; and the **gap**
+  members − non-members (Yeom et al. 2018): what *training on* a member adds. A user tower
+  that reads the messages reveals their content to anyone shown the list, member or not; DP
+  bounds only the gap.
 
 A ``top-k`` list here does not hide items the user already has (a "for you" page may repeat
 them); for channels it is limited to the user's workspace.
@@ -67,36 +70,54 @@ def advantage(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float
     return float(predicted[labels].mean() - predicted[~labels].mean())
 
 
-def attribute_inference(lists_ref: np.ndarray, attr_ref: np.ndarray, lists_target: np.ndarray,
-                        attr_target: np.ndarray, *, n_items: int, resamples: int, confidence: float,
-                        seed: int) -> dict:
-    """Learn the attribute from reference users' lists, then infer it for the targets from theirs."""
-    attr_ref, attr_target = np.asarray(attr_ref, bool), np.asarray(attr_target, bool)
-    base = float(attr_target.mean())
-    out = {"base_rate": base, "n_reference": int(len(attr_ref)), "n_targets": int(len(attr_target)),
+def _bootstrap_advantage(scores, labels, threshold, rng, resamples):
+    """Stratified bootstrap of (advantage, AUC) over (scores, labels): the base rate stays fixed."""
+    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
+    adv, auc = np.empty(resamples), np.empty(resamples)
+    for b in range(resamples):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        adv[b] = advantage(scores[idx], labels[idx], threshold)
+        auc[b] = roc_auc_score(labels[idx], scores[idx])
+    return adv, auc
+
+
+def attribute_inference(lists_ref: np.ndarray, attr_ref: np.ndarray, targets: dict[str, tuple[np.ndarray, np.ndarray]],
+                        *, n_items: int, resamples: int, confidence: float, seed: int) -> dict:
+    """Learn the attribute from reference users' lists, then infer it for each target group from theirs.
+
+    ``targets`` maps a group name ("members", "non_members") to (lists, attribute). With both
+    groups, ``gap`` is the members' advantage minus the non-members' (Yeom et al. 2018's view:
+    what training adds to what the model reveals about anyone who uses it), with a bootstrap CI.
+    """
+    attr_ref = np.asarray(attr_ref, bool)
+    out = {"n_reference": int(len(attr_ref)), "base_rate": float(attr_ref.mean()),
            "model": "sklearn LogisticRegression on the items shown; threshold by 5-fold CV on the reference"}
-    if min(attr_ref.sum(), (~attr_ref).sum()) < 5 or min(attr_target.sum(), (~attr_target).sum()) < 1:
-        return {**out, "result": "too_few", "reason": "fewer than 5 reference users (or no target) in a class"}
-    x_ref, x_target = shown_matrix(lists_ref, n_items), shown_matrix(lists_target, n_items)
+    groups = {name: (lists, np.asarray(attr, bool)) for name, (lists, attr) in targets.items()}
+    if min(attr_ref.sum(), (~attr_ref).sum()) < 5 or any(min(a.sum(), (~a).sum()) < 1 for _, a in groups.values()):
+        return {**out, "result": "too_few", "reason": "fewer than 5 reference users in a class, or a target "
+                                                        "group without both classes"}
+    x_ref = shown_matrix(lists_ref, n_items)
     clf = LogisticRegression(max_iter=2000)
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     ref_scores = cross_val_predict(clf, x_ref, attr_ref, cv=cv, method="predict_proba")[:, 1]
     threshold = youden_threshold(ref_scores, attr_ref)
-    scores = clf.fit(x_ref, attr_ref).predict_proba(x_target)[:, 1]
-    adv = advantage(scores, attr_target, threshold)
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(attr_target), np.flatnonzero(~attr_target)
-    boot_adv, boot_auc = [], []
-    for _ in range(resamples):  # stratified: the base rate stays fixed
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        boot_adv.append(advantage(scores[idx], attr_target[idx], threshold))
-        boot_auc.append(roc_auc_score(attr_target[idx], scores[idx]))
+    clf.fit(x_ref, attr_ref)
     q = [(1 - confidence) / 2, (1 + confidence) / 2]
-    return {**out, "result": "measured", "auc": float(roc_auc_score(attr_target, scores)),
-            "auc_ci": [float(v) for v in np.quantile(boot_auc, q)],
-            "advantage": adv, "advantage_ci": [float(v) for v in np.quantile(boot_adv, q)],
-            "threshold": threshold,
-            "bootstrap": {"resamples": int(resamples), "confidence": float(confidence)}}
+    boots = {}
+    for i, (name, (lists, attr)) in enumerate(groups.items()):
+        scores = clf.predict_proba(shown_matrix(lists, n_items))[:, 1]
+        adv_b, auc_b = _bootstrap_advantage(scores, attr, threshold, np.random.default_rng([seed, i]), resamples)
+        boots[name] = adv_b
+        out[name] = {"n": int(len(attr)), "base_rate": float(attr.mean()),
+                     "advantage": advantage(scores, attr, threshold),
+                     "advantage_ci": [float(v) for v in np.quantile(adv_b, q)],
+                     "auc": float(roc_auc_score(attr, scores)), "auc_ci": [float(v) for v in np.quantile(auc_b, q)]}
+    if {"members", "non_members"} <= set(out):
+        gap = boots["members"] - boots["non_members"]  # independent resamples of the two groups
+        out["gap"] = out["members"]["advantage"] - out["non_members"]["advantage"]
+        out["gap_ci"] = [float(v) for v in np.quantile(gap, q)]
+    return {**out, "result": "measured", "threshold": threshold,
+            "bootstrap": {"resamples": int(resamples), "confidence": float(confidence), "stratified": True}}
 
 
 def suggestions_audit(model, rec: RecData, *, k: int, resamples: int, confidence: float, seed: int) -> dict:
@@ -114,7 +135,14 @@ def suggestions_audit(model, rec: RecData, *, k: int, resamples: int, confidence
     if rec.sensitive is None:
         out["attribute"] = {"result": "not_applicable", "reason": f"task {rec.corpus.name} has no sensitive attribute"}
     else:
+        # the attacker knows the attribute of half the held-out users (reference); the other half
+        # are non-member targets, so that what training adds shows as members minus non-members
+        order = np.random.default_rng([seed, 0xA77]).permutation(len(others))
+        ref, held = np.sort(order[: len(others) // 2]), np.sort(order[len(others) // 2:])
+        other_lists = lists[~is_member]
         out["attribute"] = {"name": rec.sensitive_name, **attribute_inference(
-            lists[~is_member], rec.sensitive[others], lists[is_member], rec.sensitive[members],
+            other_lists[ref], rec.sensitive[others[ref]],
+            {"members": (lists[is_member], rec.sensitive[members]),
+             "non_members": (other_lists[held], rec.sensitive[others[held]])},
             n_items=rec.n_items, resamples=resamples, confidence=confidence, seed=seed)}
     return out

@@ -71,34 +71,50 @@ def test_lists_independent_of_the_attribute_give_no_advantage():
     rng = np.random.default_rng(0)
     n_items, k = 40, 5
     attr_ref, attr_target = rng.random(300) < 0.3, rng.random(600) < 0.3
-    out = attribute_inference(_random_lists(rng, 300, n_items, k), attr_ref, _random_lists(rng, 600, n_items, k),
-                              attr_target, n_items=n_items, **AUDIT)
-    assert out["result"] == "measured"
-    assert out["base_rate"] == pytest.approx(attr_target.mean())
-    assert (out["n_reference"], out["n_targets"]) == (300, 600)
-    lo, hi = out["advantage_ci"]
-    assert lo <= 0 <= hi and abs(out["advantage"]) < 0.15
-    assert out["auc_ci"][0] <= 0.5 <= out["auc_ci"][1]
-    assert out["bootstrap"] == {"resamples": 300, "confidence": 0.95}
-
-
-def test_lists_that_reveal_the_attribute_give_advantage_one():
-    rng = np.random.default_rng(1)
-    n_items, k = 40, 5
-
-    def revealing(attr):  # item 0 is shown exactly to users with the attribute, item 1 to the others
-        lists = 2 + _random_lists(rng, len(attr), n_items - 2, k)
-        lists[:, 0] = np.where(attr, 0, 1)
-        return lists
-
-    attr_ref, attr_target = rng.random(200) < 0.2, rng.random(400) < 0.2
-    out = attribute_inference(revealing(attr_ref), attr_ref, revealing(attr_target), attr_target,
+    out = attribute_inference(_random_lists(rng, 300, n_items, k), attr_ref,
+                              {"members": (_random_lists(rng, 600, n_items, k), attr_target)},
                               n_items=n_items, **AUDIT)
+    assert out["result"] == "measured" and "gap" not in out  # one group: no gap
+    m = out["members"]
+    assert m["base_rate"] == pytest.approx(attr_target.mean()) and out["base_rate"] == pytest.approx(attr_ref.mean())
+    assert (out["n_reference"], m["n"]) == (300, 600)
+    lo, hi = m["advantage_ci"]
+    assert lo <= 0 <= hi and abs(m["advantage"]) < 0.15
+    assert m["auc_ci"][0] <= 0.5 <= m["auc_ci"][1]
+    assert out["bootstrap"] == {"resamples": 300, "confidence": 0.95, "stratified": True}
+
+
+def _revealing(rng, attr, n_items=40, k=5):  # item 0 is shown exactly to users with the attribute, item 1 to the others
+    lists = 2 + _random_lists(rng, len(attr), n_items - 2, k)
+    lists[:, 0] = np.where(attr, 0, 1)
+    return lists
+
+
+def test_lists_that_reveal_the_attribute_give_advantage_one_and_no_gap_if_everyone_is_revealed():
+    rng = np.random.default_rng(1)
+    attr_ref, members, others = rng.random(200) < 0.2, rng.random(400) < 0.2, rng.random(300) < 0.2
+    out = attribute_inference(_revealing(rng, attr_ref), attr_ref,
+                              {"members": (_revealing(rng, members), members),
+                               "non_members": (_revealing(rng, others), others)}, n_items=40, **AUDIT)
     assert out["result"] == "measured"
-    assert out["auc"] == 1.0 and out["auc_ci"] == [1.0, 1.0]
-    # near 1, not exactly: the threshold is the lowest attribute-holder's cross-validated score
-    # (a ROC point, no margin), and the refit model scores a target or two just below it
-    assert out["advantage"] >= 0.95 and out["advantage_ci"][0] >= 0.9 and out["advantage_ci"][1] == 1.0
+    for group in ("members", "non_members"):
+        assert out[group]["auc"] == 1.0 and out[group]["auc_ci"] == pytest.approx([1.0, 1.0])
+        assert out[group]["advantage"] == 1.0  # the threshold has a margin: no target falls just below it
+        assert out[group]["advantage_ci"] == pytest.approx([1.0, 1.0])
+    assert out["gap"] == 0.0 and out["gap_ci"] == pytest.approx([0.0, 0.0])  # the model reveals it for anyone: training adds nothing
+
+
+def test_a_leak_only_for_members_shows_as_the_gap():
+    rng = np.random.default_rng(3)
+    attr_ref, members, others = rng.random(300) < 0.3, rng.random(400) < 0.3, rng.random(300) < 0.3
+    lists_ref = _revealing(rng, attr_ref)
+    lists_ref[rng.random(300) < 0.5] = 2 + _random_lists(rng, 1, 38, 5)  # the reference half-revealed
+    out = attribute_inference(lists_ref, attr_ref, {"members": (_revealing(rng, members), members),
+                                                    "non_members": (2 + _random_lists(rng, 300, 38, 5), others)},
+                              n_items=40, **AUDIT)
+    assert out["members"]["advantage"] > 0.5 and abs(out["non_members"]["advantage"]) < 0.2
+    assert out["gap"] == pytest.approx(out["members"]["advantage"] - out["non_members"]["advantage"])
+    assert out["gap_ci"][0] > 0.3
 
 
 def test_too_few_reference_users_in_a_class_is_reported_not_measured():
@@ -107,14 +123,15 @@ def test_too_few_reference_users_in_a_class_is_reported_not_measured():
     attr_target = np.arange(50) % 2 == 0
     four = np.zeros(50, bool)
     four[:4] = True  # 4 < 5 reference users with the attribute
-    out = attribute_inference(lists_ref, four, lists_target, attr_target, n_items=20, **AUDIT)
-    assert out["result"] == "too_few" and "advantage" not in out and "auc" not in out
-    assert out["base_rate"] == 0.5 and out["n_reference"] == 50
+    out = attribute_inference(lists_ref, four, {"members": (lists_target, attr_target)}, n_items=20, **AUDIT)
+    assert out["result"] == "too_few" and "members" not in out
+    assert out["base_rate"] == 4 / 50 and out["n_reference"] == 50
     # no target with the attribute: nothing to measure either
-    out = attribute_inference(lists_ref, np.arange(50) % 2 == 0, lists_target, np.zeros(50, bool), n_items=20,
-                              **AUDIT)
-    assert out["result"] == "too_few" and out["base_rate"] == 0.0
+    out = attribute_inference(lists_ref, np.arange(50) % 2 == 0, {"members": (lists_target, np.zeros(50, bool))},
+                              n_items=20, **AUDIT)
+    assert out["result"] == "too_few"
     # five of each class is enough
     five = np.zeros(50, bool)
     five[:5] = True
-    assert attribute_inference(lists_ref, five, lists_target, attr_target, n_items=20, **AUDIT)["result"] == "measured"
+    assert attribute_inference(lists_ref, five, {"members": (lists_target, attr_target)}, n_items=20,
+                               **AUDIT)["result"] == "measured"

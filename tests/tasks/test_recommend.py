@@ -283,12 +283,17 @@ def _check_recommend_record(record, *, k=10):
 def _check_jobs_attribute(audit, record):
     attribute = audit["attribute"]
     assert attribute["name"] == "seeking" and attribute["result"] == "measured"
-    assert (attribute["n_reference"], attribute["n_targets"]) == (record["data"]["n_test_users"],
-                                                                  record["data"]["n_train_users"])
-    assert 0 < attribute["base_rate"] < 1
-    lo, hi = attribute["advantage_ci"]
-    assert -1 <= lo <= attribute["advantage"] <= hi <= 1
-    assert attribute["auc_ci"][0] <= attribute["auc"] <= attribute["auc_ci"][1]
+    n_test = record["data"]["n_test_users"]
+    assert attribute["n_reference"] == n_test // 2  # the attacker knows half the held-out users
+    assert attribute["members"]["n"] == record["data"]["n_train_users"]
+    assert attribute["non_members"]["n"] == n_test - n_test // 2
+    for group in ("members", "non_members"):
+        g = attribute[group]
+        assert 0 < g["base_rate"] < 1
+        lo, hi = g["advantage_ci"]
+        assert -1 <= lo <= g["advantage"] <= hi <= 1
+        assert g["auc_ci"][0] <= g["auc"] <= g["auc_ci"][1]
+    assert attribute["gap"] == pytest.approx(attribute["members"]["advantage"] - attribute["non_members"]["advantage"])
 
 
 def test_central_jobs_run_records_ranking_and_the_suggestions_audit(tmp_path):

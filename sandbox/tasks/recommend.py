@@ -15,9 +15,10 @@ Data:
 * jobs: ``sandbox.data.jobs`` (real occupation table); one item = one posting; a member's
   interactions (view/save/apply) are positives; a random ``holdout_fraction`` of each member's
   interactions is held out (the corpus has no timestamps).
-* channels: the message corpus; one item = one (workspace, channel); a user's channels are
-  where they posted; each user's latest ``holdout_fraction`` of joins is held out; suggestions
-  are restricted to the user's own workspace.
+* channels: the message corpus; one item = one channel name (``#boxing``), shared by the
+  workspaces that have that channel; a user's channels are where they posted; each user's
+  latest ``holdout_fraction`` of joins is held out; a user is shown only channels that their
+  own workspace has.
 
 Users are split into training and held-out users (``test_fraction``) after opted-out users
 (and workspaces) are removed, so they never reach training.
@@ -87,7 +88,7 @@ class RecCorpus:
     workspace_opted_out: np.ndarray
     message_user: np.ndarray  # [interactions] user of each interaction
     item_names: tuple[str, ...]
-    item_workspace: np.ndarray | None  # channels: the workspace of each item
+    item_available: np.ndarray | None  # channels: [n_workspaces, n_items] the workspace has this channel
     corpus_fingerprint: str
 
     def fingerprint(self) -> str:
@@ -137,9 +138,9 @@ class RecData:
 
     def not_shown(self, users: np.ndarray) -> np.ndarray | None:
         """[len(users), n_items] bool: items a user is never shown (channels: other workspaces)."""
-        if self.corpus.item_workspace is None:
+        if self.corpus.item_available is None:
             return None
-        return self.corpus.user_workspace[users][:, None] != self.corpus.item_workspace[None, :]
+        return ~self.corpus.item_available[self.corpus.user_workspace[users]]
 
 
 # -- building the data ------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def jobs_data(config: RecommendTaskConfig, rng: np.random.Generator) -> RecData:
         corpus.posting_ids, corpus.posting_occupation, corpus.posting_seniority, corpus.posting_region))
     rec = RecCorpus(name="jobs", n_users=n, n_workspaces=n, n_messages=len(corpus.message_ids),
                     user_workspace=np.arange(n), workspace_opted_out=corpus.member_opted_out.copy(),
-                    message_user=user, item_names=names, item_workspace=None,
+                    message_user=user, item_names=names, item_available=None,
                     corpus_fingerprint=corpus.fingerprint())
     return RecData(corpus=rec, split=split, features=_user_features(texts, config), inter_user=user,
                    inter_item=item, held_out=_random_holdout(user, config.holdout_fraction, rng),
@@ -218,17 +219,28 @@ def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator)
     texts: list[list[str]] = [[] for _ in range(corpus.n_users)]
     consenting = np.zeros(corpus.n_users, dtype=bool)
     consenting[users] = True
-    for user, text in zip(corpus.message_user, corpus.texts):
-        if consenting[user]:
+    for user in users:  # the workspace first (public to the product): its channels' popularity
+        texts[user].append(f"workspace{int(corpus.user_workspace[user])}")
+    # what the product knows when it suggests: messages before the user's first held-out join
+    cutoff = np.full(corpus.n_users, np.iinfo(np.int64).max)
+    np.minimum.at(cutoff, members.user[held], members.joined[held])
+    for user, text, time in zip(corpus.message_user, corpus.texts, corpus.timestamps):
+        if consenting[user] and time < cutoff[user]:
             texts[user].append(text)
+    # an item is a channel *name* ("#boxing"), shared by the workspaces that have that channel:
+    # what the model learns about a topic's channel carries across workspaces; a user is shown
+    # only the channels their own workspace has
+    names, name_of_channel = np.unique(members.channel_names.astype(str), return_inverse=True)
+    available = np.zeros((corpus.n_workspaces, len(names)), dtype=bool)
+    available[members.channel_workspace, name_of_channel] = True
     fingerprint = hashlib.sha256(f"{corpus.fingerprint()}|channels".encode()).hexdigest()
     rec = RecCorpus(name="channels", n_users=corpus.n_users, n_workspaces=corpus.n_workspaces,
                     n_messages=corpus.n_messages, user_workspace=corpus.user_workspace,
                     workspace_opted_out=corpus.workspace_opted_out, message_user=members.user,
-                    item_names=tuple(members.channel_keys()), item_workspace=members.channel_workspace,
-                    corpus_fingerprint=fingerprint)
+                    item_names=tuple(names), item_available=available, corpus_fingerprint=fingerprint)
     return RecData(corpus=rec, split=Split(split.train_users, split.test_users, split.n_excluded_users),
-                   features=_user_features(texts, config), inter_user=members.user, inter_item=members.channel,
+                   features=_user_features(texts, config), inter_user=members.user,
+                   inter_item=name_of_channel[members.channel],
                    held_out=held, sensitive=None, sensitive_name=None)
 
 
@@ -250,13 +262,27 @@ def _ranking(scores: np.ndarray, data: RecData, users: np.ndarray, k: int) -> Ra
     return evaluate_ranking(scores, sparse.csr_matrix(data.matrix(users, held_out=True)), k=k, exclude=exclude)
 
 
+def popularity(data: RecData, users: np.ndarray) -> np.ndarray:
+    """The popularity baseline's scores [len(users), n_items]: training users' history counts.
+
+    With workspaces (channels) the counts are those of the user's own workspace (the most
+    joined channels there), ties broken by the count over all workspaces.
+    """
+    history = data.matrix(data.split.train_users, held_out=False)
+    overall = popularity_scores(history, 1)[0]
+    if data.corpus.item_available is None:
+        return np.broadcast_to(overall, (len(users), data.n_items))
+    by_workspace = np.zeros((data.corpus.n_workspaces, data.n_items))
+    np.add.at(by_workspace, data.corpus.user_workspace[data.split.train_users], history.astype(np.float64))
+    return by_workspace[data.corpus.user_workspace[users]] + overall / (overall.sum() + 1.0)
+
+
 def ranking_metrics(model, data: RecData, *, k: int) -> dict:
     """Recall@k and NDCG@k on held-out interactions of held-out users and of training users, and popularity."""
     out = {}
-    popularity = popularity_scores(data.matrix(data.split.train_users, held_out=False), 1)[0]
     for name, users in (("held_out_users", data.split.test_users), ("training_users", data.split.train_users)):
         model_m = _ranking(user_scores(model, data, users), data, users, k)
-        pop_m = _ranking(np.broadcast_to(popularity, (len(users), data.n_items)), data, users, k)
+        pop_m = _ranking(popularity(data, users), data, users, k)
         out[name] = {f"recall@{k}": model_m.recall, f"ndcg@{k}": model_m.ndcg,
                      "n_users": model_m.n_users_evaluated}
         out[f"{name}_popularity"] = {f"recall@{k}": pop_m.recall, f"ndcg@{k}": pop_m.ndcg}

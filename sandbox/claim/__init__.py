@@ -1,0 +1,260 @@
+"""Product promises as testable claims: a claim file + a run record → PASS / FAIL / INCONCLUSIVE.
+
+``python -m sandbox.claim CLAIM RUN_DIR`` (CLAIM: a path, or a name in ``conf/claim/``) prints the
+evidence table and the verdict, and writes ``claim_<name>.json`` into RUN_DIR (atomically, only
+once the check succeeded). Exit codes: **0** PASS, **1** FAIL, **2** INCONCLUSIVE, **3** bad
+input (claim file or record missing or malformed; the message names the file and the key; no
+traceback, nothing written). 3, not 2 as for ``python -m sandbox``, because 2 is a verdict here.
+
+A claim file (YAML) states the promise in the product's words and the checks that test it::
+
+    name: cannot-memorize                  # letters, digits, . _ -; names claim_<name>.json
+    promise: "Our models cannot learn, memorize or reproduce customer data."
+    require_control: true                  # optional (default true): see "Audit state" below
+    checks:
+      - {type: membership_tpr, max: 0.02, fpr: 0.01, level: user}   # fpr 0.001 | 0.01; level user | example | canary
+      - {type: membership_auc, max: 0.55, level: user}
+      - {type: canary_exposure, max: 2.5, method: rank, statistic: mean, min_canaries: 50}
+      - {type: extraction, max_extracted: 0, min_canaries: 100}
+      - {type: attribute_advantage, max: 0.05, field: gap}           # field gap | members
+      - {type: epsilon, max: 1.0, delta: 1.0e-5, unit: user}
+
+How each check is judged (the CI is the record's bootstrap interval):
+
+* **CI checks** (membership TPR/AUC, attribute advantage): PASS when the CI's upper end ≤ max,
+  FAIL when its lower end > max, INCONCLUSIVE when the CI straddles max (too wide to decide).
+* **canary_exposure** (bits, Carlini et al. 2019): the mean or max over canaries whose host
+  trained. The record keeps no CI, so fewer than ``min_canaries`` such canaries is INCONCLUSIVE
+  whatever the value; else FAIL above max, PASS at or below, except INCONCLUSIVE when
+  ``method: rank`` cannot measure above max (its ceiling log2(fresh canaries + 1) ≤ max).
+* **extraction**: FAIL when more than ``max_extracted`` canaries were extracted; INCONCLUSIVE
+  when the record has no ``audit.extraction {n_canaries, n_extracted}`` (no audit writes it yet:
+  "not measured by this run") or fewer than ``min_canaries`` were tried.
+* **Audit state**: an audit ``result: dp_bug`` makes every check it measured, and ``epsilon``,
+  FAIL; ``result: inconclusive`` (failed positive control) makes its checks INCONCLUSIVE unless
+  they already FAIL: a weak attack is no evidence of privacy, but leakage it finds is. An audit
+  that records no positive control at all (``audit=suggestions`` today) cannot PASS a check
+  either, unless the claim file sets ``require_control: false`` (the row then says so).
+* **epsilon**: a guarantee of the mechanism, so a run that does not give it FAILs: not private,
+  another unit (an example-level ε never satisfies a user-level claim; a workspace-level ε is
+  not recomputed for users either), record δ above the stated δ, or ε above max. ε from the
+  ``gdp`` accountant (a CLT approximation that can under-state ε) is at best INCONCLUSIVE.
+* A measurement the run did not make (another attack or level, no audit) is INCONCLUSIVE.
+
+Overall: FAIL if any check fails, else INCONCLUSIVE if any is undecided, else PASS.
+
+In a team's own tests (pytest): train and audit as usual (``python -m sandbox … audit=lira``),
+then assert the promise on the run directory; a FAIL or INCONCLUSIVE raises AssertionError whose
+message is the evidence table, so the test log says which check failed and why::
+
+    from sandbox.claim import assert_claim, check_claim
+
+    def test_release_candidate_keeps_the_promise():
+        assert_claim("cannot-memorize", "outputs/runs/release-candidate")   # a name, or a claim file path
+
+    def test_smoke_run_does_not_fail_the_promise(tiny_run_dir):   # tiny runs decide little:
+        assert_claim("conf/claim/anonymized-aggregated.yaml", tiny_run_dir, allow_inconclusive=True)
+
+    result = check_claim("cannot-memorize", record_dict)   # or inspect: result.verdict, result.evidence
+
+``check_claim`` and ``assert_claim`` write nothing; bad input raises ``ClaimError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+
+from sandbox.claim.checks import (
+    CHECKS, FAIL, INCONCLUSIVE, NOT_MEASURED, PASS, ClaimError, Evidence, Record,
+)
+
+__all__ = ["CHECKS", "Claim", "ClaimError", "ClaimResult", "Evidence", "FAIL", "INCONCLUSIVE", "NOT_MEASURED",
+           "PASS", "assert_claim", "check_claim", "load_claim", "load_record", "write_result"]
+
+CLAIM_DIR = Path(__file__).resolve().parents[2] / "conf" / "claim"
+EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}
+EXIT_BAD_INPUT = 3
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A validated claim file: the promise and its checks (instances of ``CHECKS`` classes)."""
+
+    name: str
+    promise: str
+    checks: tuple
+    path: str
+    require_control: bool = True  # an audit without a positive control cannot PASS a check
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The verdict of one claim on one record, with one evidence row per check."""
+
+    claim: Claim
+    verdict: str
+    evidence: tuple[Evidence, ...]
+    record: str  # where the record came from
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def to_dict(self) -> dict:
+        return {"name": self.claim.name, "promise": self.claim.promise, "claim_file": self.claim.path,
+                "record": self.record, "verdict": self.verdict, "evidence": [asdict(e) for e in self.evidence]}
+
+    def table(self) -> str:
+        """The evidence table, plain text: one row per check, then the verdict."""
+        def num(v):
+            return "—" if v is None else f"{v:.3f}"
+        rows = [("check", "measured", "CI", "bound", "verdict", "reason")] + [
+            (e.check, num(e.measured), "—" if e.ci is None else f"[{e.ci[0]:.3f}, {e.ci[1]:.3f}]", e.bound,
+             e.verdict, e.reason + (f" [{e.source}]" if e.source else "")) for e in self.evidence]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5] for r in rows]
+        return (f"claim: {self.claim.name} ({self.claim.path})\npromise: {self.claim.promise}\n"
+                f"record: {self.record}\n\n" + "\n".join(lines) + f"\n\nverdict: {self.verdict}")
+
+
+def _check_value(cls, index: int, key: str, value, origin: str):
+    where = f"{origin}: checks[{index}] ({cls.type}).{key}"
+    annotation = {f.name: f.type for f in fields(cls)}[key]
+    if annotation == "str":
+        if value not in cls.choices[key]:
+            raise ClaimError(f"{where}: must be one of {', '.join(cls.choices[key])}, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ClaimError(f"{where}: must be a number, got {value!r}")
+    if annotation == "int" and value != int(value):
+        raise ClaimError(f"{where}: must be a whole number, got {value!r}")
+    low, high, brackets = (*cls.limits[key], "[]")[:3]
+    if not (low < value if brackets[0] == "(" else low <= value) or not (
+            value < high if brackets[1] == ")" else value <= high):
+        raise ClaimError(f"{where}: must be in {brackets[0]}{low:g}, {high:g}{brackets[1]}, got {value!r}")
+    return int(value) if annotation == "int" else float(value)
+
+
+def _parse_check(item, index: int, origin: str):
+    if not isinstance(item, Mapping):
+        raise ClaimError(f"{origin}: checks[{index}]: each check must be a mapping with a 'type', got {item!r}")
+    if "type" not in item:
+        raise ClaimError(f"{origin}: checks[{index}].type: missing (one of {', '.join(CHECKS)})")
+    cls = CHECKS.get(item["type"])
+    if cls is None:
+        raise ClaimError(f"{origin}: checks[{index}].type: unknown check {item['type']!r} (known: {', '.join(CHECKS)})")
+    known = {f.name: f for f in fields(cls)}
+    for key in item:
+        if key != "type" and key not in known:
+            raise ClaimError(f"{origin}: checks[{index}] ({cls.type}).{key}: unknown key (known: {', '.join(known)})")
+    for name, f in known.items():
+        if name not in item and f.default is MISSING:
+            raise ClaimError(f"{origin}: checks[{index}] ({cls.type}).{name}: missing")
+    return cls(**{k: _check_value(cls, index, k, v, origin) for k, v in item.items() if k != "type"})
+
+
+def _claim_path(claim: str | Path) -> Path:
+    path = Path(claim)
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        raise ClaimError(f"{path}: claim file not found")
+    named = CLAIM_DIR / f"{path}.yaml"
+    if not named.is_file():
+        known = ", ".join(sorted(p.stem for p in CLAIM_DIR.glob("*.yaml")))
+        raise ClaimError(f"{claim}: no such claim file, nor a claim named so in {CLAIM_DIR} (known: {known})")
+    return named
+
+
+def load_claim(claim: str | Path) -> Claim:
+    """Read and validate a claim file (a path, or a name in conf/claim/); errors name the file and key."""
+    import yaml
+    from omegaconf import OmegaConf  # the YAML dialect of the conf/ tree (1e-5 is a number)
+
+    path = _claim_path(claim)
+    origin = str(path)
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise ClaimError(f"{origin}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ClaimError(f"{origin}: a claim file must be a mapping with name, promise and checks")
+    for key in ("name", "promise", "checks"):
+        if data.get(key) in (None, "", []):
+            raise ClaimError(f"{origin}: {key}: missing or empty")
+    unknown = sorted(set(data) - {"name", "promise", "checks", "require_control"})
+    if unknown:
+        raise ClaimError(f"{origin}: {unknown[0]}: unknown key (known: name, promise, checks, require_control)")
+    if not isinstance(data.get("require_control", True), bool):
+        raise ClaimError(f"{origin}: require_control: must be true or false, got {data['require_control']!r}")
+    if not isinstance(data["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", data["name"]):
+        raise ClaimError(f"{origin}: name: letters, digits, '.', '_' and '-' only (it names claim_<name>.json), "
+                         f"got {data['name']!r}")
+    if not isinstance(data["promise"], str):
+        raise ClaimError(f"{origin}: promise: must be text, got {data['promise']!r}")
+    if not isinstance(data["checks"], list):
+        raise ClaimError(f"{origin}: checks: must be a list of checks, got {data['checks']!r}")
+    checks = tuple(_parse_check(item, i, origin) for i, item in enumerate(data["checks"]))
+    return Claim(name=data["name"], promise=data["promise"].strip(), checks=checks, path=origin,
+                 require_control=data.get("require_control", True))
+
+
+def load_record(run: str | Path | Mapping) -> Record:
+    """A record dict as is, or ``record.json`` from a run directory (or its path)."""
+    if isinstance(run, Mapping):
+        return Record(run, "record")
+    path = Path(run)
+    path = path / "record.json" if path.is_dir() else path
+    if not path.is_file():
+        raise ClaimError(f"{path}: no such record (a run directory without record.json is not a completed run)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ClaimError(f"{path}: not a readable JSON record: {exc}") from None
+    return Record(data, str(path))
+
+
+def check_claim(claim: Claim | str | Path, run_dir_or_record: str | Path | Mapping) -> ClaimResult:
+    """Judge ``claim`` on a run record (a run directory, a record.json path, or the record dict).
+
+    Raises ``ClaimError`` on bad input; writes nothing.
+    """
+    claim = claim if isinstance(claim, Claim) else load_claim(claim)
+    record = load_record(run_dir_or_record)
+    evidence = tuple(check.judge(record, require_control=claim.require_control) for check in claim.checks)
+    verdicts = {e.verdict for e in evidence}
+    verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
+    return ClaimResult(claim=claim, verdict=verdict, evidence=evidence, record=record.origin)
+
+
+def assert_claim(claim: Claim | str | Path, run_dir_or_record: str | Path | Mapping, *,
+                 allow_inconclusive: bool = False) -> ClaimResult:
+    """For pytest: return the result on PASS; raise AssertionError with the evidence table otherwise."""
+    result = check_claim(claim, run_dir_or_record)
+    if result.verdict == PASS or (allow_inconclusive and result.verdict == INCONCLUSIVE):
+        return result
+    raise AssertionError(f"claim {result.claim.name!r} is {result.verdict}\n\n{result.table()}")
+
+
+def write_result(result: ClaimResult, run_dir: Path) -> Path:
+    """``claim_<name>.json`` in ``run_dir``, atomically (temp file + rename: all or nothing).
+
+    Not ``sandbox.record.write_json``: that module imports torch (3 s) and a claim reads JSON only.
+    """
+    path = run_dir / f"claim_{result.claim.name}.json"
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -434,9 +434,12 @@ def test_assert_claim_inconclusive_raises_unless_allowed():
 def test_claim_on_a_real_tiny_run(tmp_path):
     run = tmp_path / "run"
     train = subprocess.run([sys.executable, "-m", "sandbox", *TINY, "privacy=none", "audit=loss",
-                            "audit.resamples=200", f"hydra.run.dir={run}"], cwd=REPO, capture_output=True,
-                           text=True, timeout=600)
-    assert train.returncode == 0, train.stderr
+                            "audit.resamples=200", f"hydra.run.dir={run}", "claim=cannot-memorize"], cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+    # claim= on the run: the run completes, then the claim's verdict is its exit code (FAIL: not private)
+    assert train.returncode == 1, train.stderr
+    assert "verdict: FAIL" in train.stdout and (run / "record.json").exists()
+    (run / "claim_cannot-memorize.json").unlink()  # the CLI below writes it again
     audit = json.loads((run / "record.json").read_text())["audit"]
     proc = claim_cli("cannot-memorize", run)
     assert proc.returncode == 1, proc.stderr  # not private: ε fails, whatever the audit says

@@ -6,6 +6,9 @@
   sigma for a target epsilon:
       --target-epsilon 4 --sample-rate 0.004 --steps 15000 --delta 1e-5
 
+  the privacy ledger (ε spent per data set and unit across runs):
+      --ledger [PATH]        (default $SANDBOX_LEDGER, else outputs/privacy_ledger.json)
+
 One row per accountant (rdp, prv, gdp; ``--accountant`` picks one); ``--json`` prints
 one JSON object instead. Sample rate q = batch_size / n is the Poisson expected batch
 fraction; steps from epochs = ceil(epochs / q), so a final partial epoch counts as a
@@ -16,6 +19,7 @@ step. Without --delta, delta = default_delta(n). Exit codes: 0 ok, 1 an accounta
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import math
 import sys
@@ -275,8 +279,27 @@ def to_json(*, query: BudgetQuery, results: list[AccountantResult]) -> dict:
     return {"inputs": inputs, "results": per_accountant}
 
 
+def show_ledger(path: str | None) -> int:
+    """``--ledger [PATH]``: ε spent per data set and unit (default ``$SANDBOX_LEDGER`` or outputs/)."""
+    from sandbox.privacy.ledger import LedgerError, PrivacyLedger
+
+    path = path or os.environ.get("SANDBOX_LEDGER", "outputs/privacy_ledger.json")
+    try:
+        print(PrivacyLedger(path).table())
+    except LedgerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the calculator; returns the exit code (0 ok, 1 an accountant failed, 2 bad input)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--ledger"]:
+        if len(argv) > 2:
+            print("error: --ledger takes at most one path", file=sys.stderr)
+            return 2
+        return show_ledger(argv[1] if len(argv) == 2 else None)
     try:
         args = _parser().parse_args(argv)
         query = query_from_args(args)

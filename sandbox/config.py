@@ -83,6 +83,15 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class LedgerConfig:
+    """Hydra key ``ledger``: the privacy ledger in the output root (``sandbox.privacy.ledger``)."""
+
+    path: str | None = None  # None: no ledger (e.g. library use); the CLI's config sets outputs/privacy_ledger.json
+    total_epsilon: float | None = None  # per data set and unit; None: track only
+    on_exceed: str = "refuse"  # refuse | warn
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seed: int
     mode: str
@@ -93,6 +102,7 @@ class RunConfig:
     federation: FederationConfig
     progress: bool
     audit: AuditConfig = AuditConfig()
+    ledger: LedgerConfig = LedgerConfig()
 
 
 def _typed(cls, node, key: str):
@@ -248,6 +258,11 @@ def resolve(cfg: DictConfig) -> RunConfig:
            f"must be one of {('emoji', *RECOMMEND_TASKS)}, got {task_name!r}")
     task = _task_config(task_name, cfg.task)
     audit = _typed(AuditConfig, cfg.get("audit"), "audit")
+    ledger = _typed(LedgerConfig, cfg.get("ledger"), "ledger")
+    _check(ledger.on_exceed in ("refuse", "warn"), "ledger.on_exceed",
+           f"must be 'refuse' or 'warn', got {ledger.on_exceed!r}")
+    _check(ledger.total_epsilon is None or ledger.total_epsilon > 0, "ledger.total_epsilon",
+           f"must be > 0 (or null: track only), got {ledger.total_epsilon}")
     _validate_audit(audit)
     _validate_privacy(privacy)
     _validate_train(train)
@@ -265,4 +280,4 @@ def resolve(cfg: DictConfig) -> RunConfig:
     _check(task.n_buckets >= 2, "task.n_buckets", f"must be ≥ 2, got {task.n_buckets}")
     return RunConfig(seed=int(cfg.seed), mode=mode, task=task, data=_data_config(cfg.data),
                      privacy=privacy, train=train, federation=federation,
-                     progress=bool(cfg.get("progress", True)), audit=audit)
+                     progress=bool(cfg.get("progress", True)), audit=audit, ledger=ledger)

@@ -8,13 +8,17 @@ federated trainer, and writes ``record.json`` and ``model.pt`` into the run dire
 from __future__ import annotations
 
 import copy
+import math
 import resource
+import sys
 import time
 from pathlib import Path
 
 from sandbox.config import ConfigError, RunConfig
 from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
-from sandbox.privacy import PrivacyBook
+from sandbox.federated.client_dp import local_steps
+from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
+from sandbox.privacy.ledger import ALL_UNITS, PrivacyLedger, Spend
 from sandbox.record import SCHEMA_VERSION, Outcome, privacy_section, versions, write_json, write_state_dict
 from sandbox.tasks import emoji
 from sandbox.tasks.recommend import ranking_metrics
@@ -98,6 +102,12 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     started = time.perf_counter()
     seeds = Seeds.from_seed(cfg.seed)
     data = prepare(cfg, seeds)
+    ledger = PrivacyLedger(cfg.ledger.path) if cfg.ledger.path else None
+    if ledger is not None:  # before training: refuse a run that could pass the data set's total
+        warning = ledger.check(planned_spend(cfg, data), planned_epsilon=planned_epsilon(cfg, data),
+                               total=cfg.ledger.total_epsilon, on_exceed=cfg.ledger.on_exceed)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     outcome = train_model(cfg, data, seeds, grid=grid)
     check_finite(outcome.model, cfg)
     metrics = emoji.evaluate(outcome.model, data.test, k=cfg.task.top_k)
@@ -129,11 +139,74 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         record["timing"]["seconds"] = round(time.perf_counter() - started, 2)
         if record["audit"]["result"] == "dp_bug":
             record["status"] = "failed"
+    if ledger is not None:  # what ran on the data set, audits' models included
+        ledger.record(spend_of(cfg, data, record), run_dir=str(out_dir), epsilon=record["privacy"]["epsilon"])
     write_json(out_dir / "record.json", record)  # last: its presence means the run finished
     if record["status"] == "failed":
         from sandbox.audit.harness import ProbableDPBug
         raise ProbableDPBug(record["audit"])
     return record
+
+
+def _audit_models(cfg: RunConfig, private: bool) -> tuple[int, bool]:
+    """(private shadow models, whether a non-private model also trains on the data) of the audit."""
+    a = cfg.audit
+    shadows = a.shadows if a.attack in ("lira", "rmia") else 0
+    if a.attack in ("none", "suggestions"):
+        return 0, not private
+    control = private and a.control  # a DP run's positive control trains without DP (with its own shadows)
+    return (shadows if private else 0), (control or not private)
+
+
+def planned_spend(cfg: RunConfig, data: Prepared) -> Spend:
+    private = cfg.privacy.mechanism != "none"
+    shadows, non_private = _audit_models(cfg, private)
+    what = "training" + (f" + {shadows} shadow models" if shadows else "") + \
+        (" + a non-private model" if non_private and private else "")
+    unit = ALL_UNITS if non_private else _unit(cfg)
+    return Spend(dataset=data.corpus.fingerprint(), unit=unit, private=not non_private, what=what)
+
+
+def _unit(cfg: RunConfig) -> str:
+    return cfg.federation.unit if cfg.privacy.mechanism == "dpfedavg" else "example"
+
+
+def planned_epsilon(cfg: RunConfig, data: Prepared) -> float:
+    """An upper bound on the ε the run (and its audit's models) will spend: basic composition."""
+    p = cfg.privacy
+    private = p.mechanism != "none"
+    shadows, non_private = _audit_models(cfg, private)
+    if non_private:
+        return math.inf
+    if p.target_epsilon is not None:
+        eps = p.target_epsilon
+    else:  # σ given: the ε of the planned steps
+        if p.mechanism == "dpsgd":
+            steps, q = planned_steps(n_examples=len(data.train), batch_size=cfg.train.batch_size,
+                                     epochs=cfg.train.epochs)
+            n, unit = len(data.train), "example"
+        elif p.mechanism == "dpfedavg":
+            steps, q = cfg.federation.rounds, cfg.federation.sample_rate
+            n, unit = len(data.split.train_users), cfg.federation.unit
+        else:  # client-level DP-SGD: a client in every round
+            steps = local_steps(epochs=cfg.federation.local_epochs, sample_rate=p.local_sample_rate) * \
+                cfg.federation.rounds
+            q, n, unit = p.local_sample_rate, len(data.train), "example"
+        delta = resolve_delta(cfg, n=n, unit=unit)
+        eps = epsilon_for(events=[SubsampledGaussianEvent(noise_multiplier=p.noise_multiplier, sample_rate=q,
+                                                          steps=steps)], delta=delta, accountant="rdp")
+    return eps * (1 + shadows)
+
+
+def spend_of(cfg: RunConfig, data: Prepared, record: dict) -> Spend:
+    """What the finished run spent: its recorded events, once per model trained with them."""
+    privacy = record["privacy"]
+    plan = planned_spend(cfg, data)
+    if not plan.private or privacy["epsilon"] is None:
+        return Spend(dataset=plan.dataset, unit=ALL_UNITS, private=False, what=plan.what or "training")
+    shadows, _ = _audit_models(cfg, True)
+    return Spend(dataset=plan.dataset, unit=privacy["unit"], private=True, delta=privacy["delta"],
+                 events=tuple((e, 1 + shadows) for e in privacy["events"]), what=plan.what)
 
 
 def _data_section(data: Prepared, outcome: Outcome) -> dict:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+# Runs in tests (in-process and subprocesses, which inherit the environment) keep their privacy
+# ledger out of the repository's outputs/: one ledger per test session.
+os.environ["SANDBOX_LEDGER"] = str(Path(tempfile.mkdtemp(prefix="sandbox-ledger-")) / "privacy_ledger.json")
 
 # A corpus and training budget small enough for a test to run in seconds.
 TINY = [

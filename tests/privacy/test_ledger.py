@@ -1,0 +1,149 @@
+"""The privacy ledger: runs on one data set compose, non-private training is ∞, a total is enforced."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+from opacus.accountants import RDPAccountant
+
+from sandbox.budget import main as budget_main
+from sandbox.config import ConfigError, resolve
+from sandbox.privacy.ledger import ALL_UNITS, LedgerError, PrivacyLedger, Spend
+from sandbox.run import planned_epsilon, planned_spend, run, spend_of
+from sandbox.prepare import Seeds, prepare
+from tests.conftest import TINY, compose_config
+
+REPO = Path(__file__).resolve().parents[2]
+EVENT = {"noise_multiplier": 1.2, "sample_rate": 0.05, "steps": 40, "sampling": "poisson"}
+
+
+def _private(dataset="d1", unit="user", times=1, delta=1e-5, event=EVENT) -> Spend:
+    return Spend(dataset=dataset, unit=unit, private=True, events=((event, times),), delta=delta, what="training")
+
+
+def _opacus_rdp(steps_by_sigma_q: list[tuple[float, float, int]], delta: float) -> float:
+    accountant = RDPAccountant()
+    for sigma, q, steps in steps_by_sigma_q:
+        accountant.history.append((sigma, q, steps))
+    return accountant.get_epsilon(delta=delta)
+
+
+def test_runs_on_one_data_set_compose_like_steps(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "ledger.json")
+    other = {**EVENT, "noise_multiplier": 0.9, "steps": 10}
+    ledger.record(_private(), run_dir="a", epsilon=None)
+    ledger.record(_private(event=other, times=3), run_dir="b", epsilon=None)
+    ledger.record(_private(dataset="d2"), run_dir="c", epsilon=None)  # another data set: separate
+    ledger.record(_private(unit="example"), run_dir="d", epsilon=None)  # another unit: separate
+    eps, delta, n = ledger.spent("d1", "user")
+    assert n == 2 and delta == pytest.approx(2e-5)
+    expected = _opacus_rdp([(1.2, 0.05, 40), (0.9, 0.05, 10), (0.9, 0.05, 10), (0.9, 0.05, 10)], 2e-5)
+    assert eps == pytest.approx(expected, rel=1e-9)
+    alone = _opacus_rdp([(1.2, 0.05, 40)], 1e-5)
+    assert ledger.spent("d2", "user")[0] == pytest.approx(alone) and ledger.spent("d1", "example")[0] == pytest.approx(alone)
+    assert ledger.spent("d3", "user") == (0.0, 0.0, 0)
+
+
+def test_non_private_training_makes_the_data_set_infinite_for_every_unit(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "ledger.json")
+    ledger.record(_private(), run_dir="a", epsilon=1.0)
+    ledger.record(Spend(dataset="d1", unit=ALL_UNITS, private=False, what="training"), run_dir="b", epsilon=None)
+    for unit in ("example", "user", "workspace"):
+        assert math.isinf(ledger.spent("d1", unit)[0])
+    assert "∞ (non-private)" in ledger.table()
+
+
+def test_check_refuses_past_the_total_and_warns_when_asked(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "ledger.json")
+    ledger.record(_private(), run_dir="a", epsilon=None)
+    spent = ledger.spent("d1", "user")[0]
+    assert ledger.check(_private(), planned_epsilon=1.0, total=spent + 1.0 + 1e-9, on_exceed="refuse") is None
+    with pytest.raises(LedgerError, match=r"has spent ε = .* in 1 run\(s\).*past ledger\.total_epsilon"):
+        ledger.check(_private(), planned_epsilon=1.0, total=spent + 0.5, on_exceed="refuse")
+    warning = ledger.check(_private(), planned_epsilon=50.0, total=3.0, on_exceed="warn")
+    assert "past ledger.total_epsilon = 3" in warning
+    assert ledger.check(_private(), planned_epsilon=50.0, total=None, on_exceed="refuse") is None  # track only
+    ok = Spend(dataset="d1", unit=ALL_UNITS, private=False)
+    with pytest.raises(LedgerError, match="not private"):
+        ledger.check(ok, planned_epsilon=math.inf, total=100.0, on_exceed="refuse")
+
+
+def test_an_unreadable_ledger_is_a_clear_error(tmp_path):
+    path = tmp_path / "ledger.json"
+    path.write_text("{not json")
+    with pytest.raises(LedgerError, match="unreadable"):
+        PrivacyLedger(path).entries()
+    assert budget_main(["--ledger", str(path)]) == 2
+
+
+def _cfg(overrides):
+    return resolve(compose_config([*TINY, *overrides]))
+
+
+def test_planned_spend_counts_the_audit_models():
+    base = ["mode=federated", "privacy=dpfedavg", "privacy.target_epsilon=2", "federation.rounds=3"]
+    cfg = _cfg([*base, "audit=lira", "audit.shadows=4", "audit.control=false"])
+    data = prepare(cfg, Seeds.from_seed(cfg.seed))
+    assert planned_epsilon(cfg, data) == pytest.approx(2.0 * 5)  # the run and 4 private shadows
+    spend = planned_spend(cfg, data)
+    assert spend.private and spend.unit == "user" and "4 shadow models" in spend.what
+    record = {"privacy": {"epsilon": 2.0, "unit": "user", "delta": 1e-4, "events": [EVENT]}}
+    assert spend_of(cfg, data, record).events == ((EVENT, 5),)
+    with_control = _cfg([*base, "audit=loss"])  # a DP run's positive control trains without DP
+    assert math.isinf(planned_epsilon(with_control, data))
+    assert not planned_spend(with_control, data).private
+    sigma = _cfg(["mode=federated", "privacy=dpfedavg", "privacy.noise_multiplier=1.0",
+                  "privacy.target_epsilon=null", "federation.rounds=3"])
+    expected = _opacus_rdp([(1.0, sigma.federation.sample_rate, 3)], 1e-4)  # TINY: 240 users -> δ = 1e-4
+    assert planned_epsilon(sigma, data) == pytest.approx(expected, rel=1e-6)
+
+
+def _run(tmp_path, name, overrides, ledger):
+    cfg = compose_config([*TINY, f"ledger.path={ledger}", *overrides])
+    out = tmp_path / name
+    out.mkdir()
+    return run(resolve(cfg), out_dir=out, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_the_ledger_refuses_a_run_that_would_pass_the_total_and_keeps_nothing(tmp_path):
+    ledger = tmp_path / "ledger.json"
+    dp = ["mode=federated", "privacy=dpfedavg", "privacy.target_epsilon=2", "federation.rounds=2"]
+    record = _run(tmp_path, "first", [*dp, "ledger.total_epsilon=3"], ledger)
+    entries = json.loads(ledger.read_text())["entries"]
+    assert len(entries) == 1 and entries[0]["dataset"] == record["data"]["fingerprint"]
+    assert entries[0]["events"][0]["event"] == record["privacy"]["events"][0]
+    with pytest.raises(LedgerError, match=r"past ledger\.total_epsilon = 3"):
+        _run(tmp_path, "second", [*dp, "ledger.total_epsilon=3"], ledger)
+    assert not (tmp_path / "second" / "record.json").exists()
+    assert len(json.loads(ledger.read_text())["entries"]) == 1  # the refused run spent nothing
+    # through the CLI: exit 2, one error line, no traceback, no record
+    proc = subprocess.run([sys.executable, "-m", "sandbox", *TINY, *dp, "ledger.total_epsilon=3",
+                           f"ledger.path={ledger}", f"hydra.run.dir={tmp_path / 'cli'}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: privacy ledger") and not (tmp_path / "cli" / "record.json").exists()
+    shown = subprocess.run([sys.executable, "-m", "sandbox.budget", "--ledger", str(ledger)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and record["data"]["fingerprint"][:12] in shown.stdout
+    assert f"{record['privacy']['epsilon']:.3f}"[:3] in shown.stdout
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["ledger.on_exceed=ignore"], "ledger.on_exceed"),
+    (["ledger.total_epsilon=0"], "ledger.total_epsilon"),
+])
+def test_bad_ledger_config_names_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        _cfg(overrides)
+
+
+def test_tests_keep_their_ledger_out_of_the_repository():
+    assert os.environ["SANDBOX_LEDGER"] and not Path(os.environ["SANDBOX_LEDGER"]).is_relative_to(REPO)
+    assert resolve(compose_config(TINY)).ledger.path == os.environ["SANDBOX_LEDGER"]

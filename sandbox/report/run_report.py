@@ -1,0 +1,134 @@
+"""One run directory → ``report.md``, a self-contained ``report.html`` and ``report_*.png``.
+
+``load_run`` reads everything first (``record.json``, ``audit_scores.npz``, ``claim_*.json``) and
+raises ``ReportError`` naming the file on bad input; ``build_report`` is pure; ``write_report``
+stages every output as a temp file in the run directory and renames them only once all were
+written, so a failed report leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sandbox.report import audit_section, sections
+from sandbox.report.document import Block, Figure, render_html, render_markdown
+from sandbox.report.fields import Fields, ReportError
+
+RECORD = "record.json"
+SCORES = "audit_scores.npz"
+FIGURES = ("report_utility.png", "report_curve.png", "report_epsilon.png", "report_roc.png", "report_exposure.png")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """What a report reads from a run directory, already parsed."""
+
+    path: Path
+    record: dict
+    scores: dict = field(default_factory=dict)  # curve name → (scores, members), from audit_scores.npz
+    scores_file: str = SCORES
+    claims: tuple[tuple[Path, dict], ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    blocks: tuple[Block, ...]
+
+    @property
+    def figures(self) -> list[Figure]:
+        return [b for b in self.blocks if isinstance(b, Figure)]
+
+    def markdown(self) -> str:
+        return render_markdown(self.title, list(self.blocks))
+
+    def html(self) -> str:
+        return render_html(self.title, list(self.blocks))
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ReportError(f"{path}: not a readable JSON {what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: a {what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_run(run_dir: str | Path) -> RunDir:
+    """Read a run directory; ``ReportError`` (naming the file) when it cannot be reported on."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise ReportError(f"{path}: no such run directory")
+    if not path.is_dir():
+        raise ReportError(f"{path}: not a directory (give the run directory that holds {RECORD})")
+    record_path = path / RECORD
+    if not record_path.is_file():
+        raise ReportError(f"{record_path}: missing (a run directory holds {RECORD} once its run completed)")
+    record = _read_json(record_path, "run record")
+    r = Fields(record, str(record_path))
+    name = Path(r.get("audit", "scores_file", kind=str) or SCORES).name  # a file beside the record, never elsewhere
+    scores = {}
+    if r.get("audit") is not None and (path / name).is_file():
+        try:
+            with np.load(path / name, allow_pickle=False) as npz:
+                scores = audit_section.scores_from_npz(npz, str(path / name))
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ReportError(f"{path / name}: not a readable scores file: {exc}") from None
+    claims = []
+    for claim_path in sorted(path.glob("claim_*.json")):
+        data = _read_json(claim_path, "claim result")
+        Fields(data, str(claim_path)).get("verdict", kind=str)  # type checks that name the file
+        Fields(data, str(claim_path)).get("evidence", kind=list)
+        claims.append((claim_path, data))
+    return RunDir(path=path, record=record, scores=scores, scores_file=name, claims=tuple(claims))
+
+
+def build_report(run: RunDir) -> Report:
+    """The report's blocks, in order: header, verdicts, utility, learning curve, ε, audit, claims."""
+    r = Fields(run.record, str(run.path / RECORD))
+    named = [v for v in (r.get("task"), r.get("mode"), r.get("privacy", "mechanism")) if v is not None]
+    title = f"Run report: {' · '.join(map(str, named))}" if named else f"Run report: {run.path.name}"
+    claims = list(run.claims)
+    blocks = [*sections.header(r, run.path), *sections.verdict_line(r, claims), *sections.utility(r),
+              *sections.learning_curve(r), *sections.epsilon_curve(r),
+              *audit_section.audit(r, run.scores, run.scores_file), *sections.claims(claims)]
+    return Report(title=title, blocks=tuple(blocks))
+
+
+def write_report(run_dir: Path, report: Report) -> list[Path]:
+    """Write ``report_*.png``, ``report.md`` and ``report.html`` into ``run_dir``: all staged as temp
+    files, then renamed; earlier ``report_*.png`` this report no longer draws are removed."""
+    files = {f.name: f.png for f in report.figures}
+    files["report.md"] = report.markdown().encode("utf-8")
+    files["report.html"] = report.html().encode("utf-8")
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, data in files.items():
+            fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{name}.", suffix=".tmp")
+            staged.append((tmp, run_dir / name))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        for tmp, dest in staged:
+            os.replace(tmp, dest)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for stale in set(FIGURES) - set(files):
+        (run_dir / stale).unlink(missing_ok=True)
+    return [dest for _, dest in staged]
+
+
+def make_report(run_dir: str | Path) -> list[Path]:
+    """Read, build and write the report of ``run_dir``; returns the files written."""
+    run = load_run(run_dir)
+    return write_report(run.path, build_report(run))

@@ -22,6 +22,7 @@ from sandbox.config import ConfigError, resolve
 from sandbox.data import CorpusError
 from sandbox.privacy import AccountingError, PrivacyInputError
 from sandbox.privacy.ledger import LedgerError
+from sandbox.tracking import TrackingError
 from sandbox.summary import describe_run
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -38,7 +39,7 @@ def main(cfg: DictConfig) -> None:
     try:
         run_cfg = resolve(cfg)
         record = run(run_cfg, out_dir=out_dir, resolved_config=OmegaConf.to_container(cfg, resolve=True))
-    except (ConfigError, CorpusError, PrivacyInputError, AccountingError, LedgerError) as exc:
+    except (ConfigError, CorpusError, PrivacyInputError, AccountingError, LedgerError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except ProbableDPBug as exc:  # the record is written (status "failed") so the evidence stays

@@ -92,6 +92,14 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Hydra key ``tracking``: optional TensorBoard / MLflow logging of the record (``sandbox.tracking``)."""
+
+    backend: str = "none"  # none | tensorboard | mlflow
+    dir: str | None = None  # tensorboard: log root (default RUN_DIR/tensorboard); mlflow: tracking URI
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seed: int
     mode: str
@@ -103,6 +111,7 @@ class RunConfig:
     progress: bool
     audit: AuditConfig = AuditConfig()
     ledger: LedgerConfig = LedgerConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 def _typed(cls, node, key: str):
@@ -259,6 +268,9 @@ def resolve(cfg: DictConfig) -> RunConfig:
     task = _task_config(task_name, cfg.task)
     audit = _typed(AuditConfig, cfg.get("audit"), "audit")
     ledger = _typed(LedgerConfig, cfg.get("ledger"), "ledger")
+    tracking = _typed(TrackingConfig, cfg.get("tracking"), "tracking")
+    _check(tracking.backend in ("none", "tensorboard", "mlflow"), "tracking.backend",
+           f"must be none, tensorboard or mlflow, got {tracking.backend!r}")
     _check(ledger.on_exceed in ("refuse", "warn"), "ledger.on_exceed",
            f"must be 'refuse' or 'warn', got {ledger.on_exceed!r}")
     _check(ledger.total_epsilon is None or ledger.total_epsilon > 0, "ledger.total_epsilon",
@@ -280,4 +292,5 @@ def resolve(cfg: DictConfig) -> RunConfig:
     _check(task.n_buckets >= 2, "task.n_buckets", f"must be ≥ 2, got {task.n_buckets}")
     return RunConfig(seed=int(cfg.seed), mode=mode, task=task, data=_data_config(cfg.data),
                      privacy=privacy, train=train, federation=federation,
-                     progress=bool(cfg.get("progress", True)), audit=audit, ledger=ledger)
+                     progress=bool(cfg.get("progress", True)), audit=audit, ledger=ledger,
+                     tracking=tracking)

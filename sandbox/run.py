@@ -25,6 +25,7 @@ from sandbox.tasks.recommend import ranking_metrics
 from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, train_dpsgd, train_nonprivate
 from sandbox.train.progress import progress_bar
 from sandbox.train.threads import single_threaded
+from sandbox.tracking import check_backend, log_record
 
 
 class _Curve:
@@ -100,6 +101,7 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     ``grid``: the Flower Grid when this run is a Flower ServerApp (``federation.engine=deployment``).
     """
     started = time.perf_counter()
+    check_backend(cfg.tracking.backend)  # a missing optional package stops the run before anything is written
     seeds = Seeds.from_seed(cfg.seed)
     data = prepare(cfg, seeds)
     ledger = PrivacyLedger(cfg.ledger.path) if cfg.ledger.path else None
@@ -142,6 +144,9 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     if ledger is not None:  # what ran on the data set, audits' models included
         ledger.record(spend_of(cfg, data, record), run_dir=str(out_dir), epsilon=record["privacy"]["epsilon"])
     write_json(out_dir / "record.json", record)  # last: its presence means the run finished
+    if cfg.tracking.backend != "none":
+        record["tracking"] = log_record(record, backend=cfg.tracking.backend, run_dir=out_dir,
+                                        directory=cfg.tracking.dir)
     if record["status"] == "failed":
         from sandbox.audit.harness import ProbableDPBug
         raise ProbableDPBug(record["audit"])

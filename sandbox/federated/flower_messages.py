@@ -134,7 +134,7 @@ def run_config_text(cfg: RunConfig) -> str:
     data = ({"source": "files", "path": cfg.data.path} if cfg.data.source == "files"
             else {"source": cfg.data.source, **asdict(cfg.data.synthetic)})
     shaped = {"seed": cfg.seed, "mode": cfg.mode, "progress": cfg.progress, "data": data,
-              **{group: asdict(getattr(cfg, group)) for group in ("task", "privacy", "train", "federation", "audit", "ledger")}}
+              **{group: asdict(getattr(cfg, group)) for group in ("task", "privacy", "train", "federation", "audit", "ledger", "tracking")}}
     text = json.dumps(shaped, sort_keys=True)
     if run_config_from_text(text) != cfg:  # a new RunConfig field this function does not carry yet
         raise ValueError("run_config_text does not round-trip this RunConfig; update it with the config")

@@ -5,17 +5,10 @@
 # One command: bash experiments/slack-channels/run.sh [OUT_DIR]   (~6 min on 2 cores)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-.venv/bin/python}
 OUT=${1:-outputs/experiments/slack-channels}
 FED="mode=federated federation.local_epochs=5 federation.rounds=200"
 COMMON="task=channels audit=suggestions claim=anonymized-aggregated progress=false"
-run() {  # name, overrides...; a claim verdict other than PASS is an exit code, not a failure here
-  local name=$1; shift
-  "$PY" -m sandbox $COMMON hydra.run.dir="$OUT/$name" "$@"
-  local code=$?
-  [ "$code" -le 2 ] || { echo "run $name failed (exit $code)" >&2; exit "$code"; }
-  [ -f "$OUT/$name/record.json" ] || { echo "run $name wrote no record" >&2; exit 1; }
-}
+source experiments/common.sh
 run central privacy=none
 run fedavgm $FED privacy=none
 for eps in 1 4 8; do

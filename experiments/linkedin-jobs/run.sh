@@ -2,7 +2,7 @@
 # LinkedIn-style job suggestions: the product's approach (centralized, or "anonymized and
 # aggregated" = federated without DP) against federated user-level DP at ε = 1, 4, 8, each
 # audited with suggestions-only attacks and checked against conf/claim/anonymized-aggregated.
-# One command: bash experiments/linkedin-jobs/run.sh [OUT_DIR]   (~10 min on 2 cores)
+# One command: bash experiments/linkedin-jobs/run.sh [OUT_DIR]   (~25 min on 2 cores)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-outputs/experiments/linkedin-jobs}

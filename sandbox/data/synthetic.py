@@ -9,25 +9,29 @@ Population (who talks about what, who reacts how) is drawn first, then messages:
   filler words and, with probability `keyword_rate`, 1–2 keywords of its primary reaction
   (sometimes also a distractor keyword of another emoji);
 - canaries are appended to their hosts' messages; each user's messages are then shuffled
-  and given increasing timestamps, so nothing in the corpus marks a canary.
+  and given increasing timestamps, so nothing in the corpus marks a canary;
+- with ``channel_discovery`` each user finds each topic channel at a random point of their
+  activity and talks about the topic in #general/#random before (the channel-suggestion
+  corpus, ``task=channels``; off by default, which leaves the default corpus as it was).
 
 Every draw comes from named child streams of `np.random.default_rng(seed)`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from sandbox.data.canaries import CanaryManifest, draw_canary_manifest
 from sandbox.data.lexicon import REACTION_EMOJI, topic_vocabulary
-from sandbox.data.population import Population, draw_population
+from sandbox.data.population import GENERAL_CHANNELS, Population, draw_population
 from sandbox.data.schema import Corpus
-from sandbox.data.text import MessageDraft, draft_messages
+from sandbox.data.text import GENERAL_SHARE, MessageDraft, draft_messages
 
 SECONDS_PER_DAY = 86_400
-_STREAMS = ("population", "messages", "canaries", "layout")
+_STREAMS = ("population", "messages", "canaries", "layout", "discovery")  # append only: keeps older streams
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class SyntheticConfig:
     extra_reaction_rate: float = 0.3  # chance of a 2nd reaction (squared: of a 3rd)
     topic_channels_per_workspace: int = 3
     topic_channel_rate: float = 0.7  # chance a message on a channel topic goes to its channel
+    channel_discovery: bool = False  # a user finds each topic channel at a random point of their activity;
+    #                                  before it, their messages on the topic go to #general/#random
 
     def __post_init__(self) -> None:
         positive = ("n_workspaces", "n_users", "n_emoji", "messages_per_user_median",
@@ -128,7 +134,10 @@ def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
         inclusion=config.canary_inclusion,
     )
     drafts = drafts.concatenate(_canary_drafts(manifest, population.n_users, streams["canaries"]))
-    return _lay_out(config, population, drafts, streams["layout"]), manifest
+    corpus = _lay_out(config, population, drafts, streams["layout"])
+    if config.channel_discovery:
+        corpus = _discover_channels(corpus, streams["discovery"])
+    return corpus, manifest
 
 
 def _user_id(index: int) -> str:
@@ -171,6 +180,26 @@ def _lay_out(config: SyntheticConfig, population: Population, drafts: MessageDra
         texts=texts,
         reactions=tuple(drafts.reactions[i] for i in order),
     )
+
+
+def _discover_channels(corpus: Corpus, rng: np.random.Generator) -> Corpus:
+    """Each user finds each topic channel at a uniform point of their own message sequence.
+
+    Before that point the user's messages that went to the topic's channel go to #general or
+    #random instead (as in drafting): people talk about a topic in the general channels
+    before they join its channel, which is what a channel suggestion acts on. A user's join
+    time then depends on them, not only on how often they write about the topic.
+    """
+    user, channel = corpus.message_user, corpus.channels.astype(str)
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])  # messages are grouped by user, in time
+    counts = np.diff(np.r_[starts, len(user)])
+    position = (np.arange(len(user)) - np.repeat(starts, counts)) / np.repeat(counts, counts)
+    pairs, pair = np.unique(np.char.add(np.char.add(user.astype(str), "/"), channel), return_inverse=True)
+    found_at = rng.random(len(pairs))
+    moved = ~np.isin(channel, GENERAL_CHANNELS) & (position < found_at[pair])
+    general_or_random = np.where(rng.random(len(user)) < GENERAL_SHARE, *GENERAL_CHANNELS)
+    channels = np.where(moved, general_or_random, channel).astype(object)
+    return dataclasses.replace(corpus, channels=channels)
 
 
 def _increasing_timestamps(config: SyntheticConfig, user: np.ndarray, n_users: int,

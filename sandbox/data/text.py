@@ -17,7 +17,7 @@ from sandbox.data.population import GENERAL_CHANNELS, Population
 if TYPE_CHECKING:
     from sandbox.data.synthetic import SyntheticConfig
 
-_GENERAL_SHARE = 0.6  # of messages not in a topic channel: #general vs #random
+GENERAL_SHARE = 0.6  # of messages not in a topic channel: #general vs #random
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,7 +89,7 @@ def _draw_channels(config: SyntheticConfig, population: Population, user: np.nda
                    topic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     has_channel = population.workspace_topic_channel[population.user_workspace[user], topic]
     in_topic_channel = has_channel & (rng.random(len(user)) < config.topic_channel_rate)
-    general_or_random = (rng.random(len(user)) >= _GENERAL_SHARE).astype(np.int64)
+    general_or_random = (rng.random(len(user)) >= GENERAL_SHARE).astype(np.int64)
     return np.where(in_topic_channel, len(GENERAL_CHANNELS) + topic, general_or_random)
 
 

@@ -56,6 +56,8 @@ class RecommendTaskConfig:
     holdout_fraction: float = 0.2  # each user's held-out interactions (jobs: random; channels: latest joins)
     top_k: int = 10
     topic_channels: int = 12  # channels: topic channels per workspace (data.topic_channels_per_workspace follows)
+    user_topic_concentration: float = 20.0  # channels: how close a user's topics are to their workspace's (data. follows)
+    channel_discovery: bool = False  # channels: users find topic channels over time (data.channel_discovery follows)
     jobs: JobsConfig = field(default_factory=JobsConfig)  # task=jobs: the corpus' knobs
 
 

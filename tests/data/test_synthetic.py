@@ -199,3 +199,39 @@ def test_default_corpus_size_and_speed():
     assert 120_000 <= corpus.n_messages <= 200_000
     assert counts.max() >= 1000 and np.median(counts) <= 15
     assert len(manifest.inserted) == 10 and len(manifest.fresh) == 100
+
+
+def test_channel_discovery_moves_only_topic_channel_messages_before_each_users_find(small_corpus):
+    """channel_discovery changes nothing but channels: for each (user, topic channel) the
+    messages sent to #general/#random instead are the pair's *earliest* ones, and the default
+    corpus (discovery off) is untouched by the extra random stream."""
+    found, (again, _) = generate_corpus(dataclasses.replace(SMALL, channel_discovery=True)), generate_corpus(SMALL)
+    found = found[0]
+    assert again.fingerprint() == small_corpus.fingerprint()
+    for name in ("message_user", "timestamps", "texts", "message_ids"):
+        assert np.array_equal(getattr(found, name), getattr(small_corpus, name)), name
+    assert found.reactions == small_corpus.reactions
+    before, after = small_corpus.channels.astype(str), found.channels.astype(str)
+    changed = before != after
+    general = np.isin(before, ["#general", "#random"])
+    assert not (changed & general).any()  # only topic-channel messages move...
+    assert np.isin(after[changed], ["#general", "#random"]).all()  # ...and only to the general channels
+    assert 0.2 < changed.sum() / (~general).sum() < 0.8  # uniform find point: about half of them
+    user = small_corpus.message_user
+    for u, channel in set(zip(user[changed].tolist(), before[changed].tolist())):
+        pair = np.flatnonzero((user == u) & (before == channel))  # in time order (grouped by user)
+        moved = changed[pair]
+        assert moved[: moved.sum()].all(), (u, channel)  # a prefix of the pair's messages in time
+
+
+def test_channel_task_sets_the_corpus_knobs_and_other_tasks_keep_the_defaults():
+    from sandbox.config import resolve
+    from tests.conftest import compose_config
+
+    channels = resolve(compose_config(["task=channels"])).data.synthetic
+    assert (channels.channel_discovery, channels.user_topic_concentration) == (True, 3.0)
+    for task in ("emoji", "jobs"):
+        synthetic = resolve(compose_config([f"task={task}"])).data.synthetic
+        defaults = SyntheticConfig()
+        assert (synthetic.channel_discovery, synthetic.user_topic_concentration) == \
+            (defaults.channel_discovery, defaults.user_topic_concentration) == (False, 20.0)

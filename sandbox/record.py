@@ -6,6 +6,8 @@ written atomically (temp file + rename), so a reader never sees a half-written r
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import os
 import platform
@@ -91,6 +93,17 @@ def write_atomic(path: Path, write) -> None:
 def write_json(path: Path, obj: dict) -> None:
     write_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n",
                                               encoding="utf-8"))
+
+
+def model_fingerprint(state_dict: dict) -> str:
+    """sha256 over the parameters' names, dtypes, shapes and bytes (in key order): two runs with the
+    same fingerprint trained the same model, so their audits judge one model (``sandbox.claim``)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def write_state_dict(path: Path, state_dict: dict) -> None:

@@ -19,7 +19,9 @@ from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
 from sandbox.federated.client_dp import local_steps
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
 from sandbox.privacy.ledger import ALL_UNITS, PrivacyLedger, Spend
-from sandbox.record import SCHEMA_VERSION, Outcome, privacy_section, versions, write_json, write_state_dict
+from sandbox.record import (
+    SCHEMA_VERSION, Outcome, model_fingerprint, privacy_section, versions, write_json, write_state_dict,
+)
 from sandbox.tasks import emoji
 from sandbox.tasks.recommend import ranking_metrics
 from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, train_dpsgd, train_nonprivate
@@ -121,6 +123,7 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         "schema_version": SCHEMA_VERSION, "task": cfg.task.name, "mode": cfg.mode, "engine": outcome.engine,
         "seed": cfg.seed, "status": outcome.status, "config": resolved_config, "versions": versions(),
         "data": _data_section(data, outcome),
+        "model": {"sha256": model_fingerprint(outcome.model.state_dict()), "file": "model.pt"},
         "privacy": outcome.privacy,
         "metrics": {**metrics, "baseline": baseline, "split": "held-out users"},
         "curve": outcome.curve,

@@ -453,3 +453,86 @@ def test_claim_on_a_real_tiny_run(tmp_path):
     assert rows["canaries extracted"] == {**rows["canaries extracted"], "verdict": INCONCLUSIVE,
                                           "reason": NOT_MEASURED}
     assert rows["canary exposure, mean by rank (bits)"]["verdict"] == INCONCLUSIVE
+
+
+# --- several audits of one model ----------------------------------------------------------------
+
+def _of_model(record: dict, sha: str = "a" * 64, data: str = "d" * 64) -> dict:
+    return {**record, "model": {"sha256": sha}, "data": {"fingerprint": data}}
+
+
+CANNOT_MEMORIZE_LIKE = Claim(name="t", promise="p", path="test", checks=(
+    MembershipTPR(max=0.02), CanaryExposure(max=2.5, min_canaries=50), Extraction(min_canaries=100)))
+
+
+def _with_extraction(record: dict, extracted: int = 0, tried: int = 120) -> dict:
+    record["audit"]["extraction"] = {"n_canaries": tried, "n_extracted": extracted}
+    return record
+
+
+def test_audits_of_one_model_combine_each_check_takes_the_strongest_evidence():
+    lira, canary = lira_record(), _with_extraction(canary_record())
+    alone = [check_claim(CANNOT_MEMORIZE_LIKE, _of_model(r)) for r in (lira, canary)]
+    assert [a.verdict for a in alone] == [INCONCLUSIVE, INCONCLUSIVE]  # each lacks what the other measured
+    assert [e.verdict for e in alone[0].evidence] == [PASS, INCONCLUSIVE, INCONCLUSIVE]
+    assert [e.verdict for e in alone[1].evidence] == [INCONCLUSIVE, PASS, PASS]  # canary level is not user level
+    both = check_claim(CANNOT_MEMORIZE_LIKE, [_of_model(lira), _of_model(canary)])
+    assert both.verdict == PASS and [e.verdict for e in both.evidence] == [PASS, PASS, PASS]
+    # a LiRA whose control failed adds no evidence: the membership row stays INCONCLUSIVE, with its reason
+    weak = lira_record(result="inconclusive", reason=CONTROL_FAILED_REASON)
+    undecided = check_claim(CANNOT_MEMORIZE_LIKE, [_of_model(canary), _of_model(weak)])
+    assert undecided.verdict == INCONCLUSIVE and undecided.evidence[0].verdict == INCONCLUSIVE
+    assert "positive control failed" in undecided.evidence[0].reason  # measured, before "not measured"
+    # a FAIL in any audit of the model stands, whatever the others pass
+    leaky = lira_record(**{"tpr_at_1pct_fpr": 0.06, "tpr_at_1pct_fpr_ci": [0.03, 0.09]})
+    failed = check_claim(CANNOT_MEMORIZE_LIKE, [_of_model(lira), _of_model(canary), _of_model(leaky)])
+    assert failed.verdict == FAIL and failed.evidence[0].verdict == FAIL
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["model"].update(sha256="b" * 64), "model.sha256 differs"),
+    (lambda r: r["data"].update(fingerprint="e" * 64), "data.fingerprint differs"),
+    (lambda r: r.pop("model"), "model.sha256: missing"),
+])
+def test_records_of_different_models_are_refused(edit, message):
+    other = _of_model(canary_record())
+    edit(other)
+    with pytest.raises(ClaimError, match=message):
+        check_claim(CANNOT_MEMORIZE_LIKE, [_of_model(lira_record()), other])
+
+
+def test_cli_takes_several_run_dirs_and_writes_the_verdict_into_each(tmp_path):
+    lira = run_dir_with(tmp_path, _of_model(lira_record()), "lira")
+    canary = run_dir_with(tmp_path, _of_model(_with_extraction(canary_record())), "canary")
+    claim = tmp_path / "claim.yaml"
+    claim.write_text("name: t\npromise: p\nchecks:\n  - {type: membership_tpr, max: 0.02}\n"
+                     "  - {type: extraction, min_canaries: 100}\n")
+    proc = claim_cli(claim, lira, canary)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for run in (lira, canary):
+        assert json.loads((run / "claim_t.json").read_text())["verdict"] == PASS
+    other = run_dir_with(tmp_path, _of_model(canary_record(), sha="c" * 64), "other")
+    proc = claim_cli(claim, lira, other)
+    assert proc.returncode == 3 and "not one model" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (other / "claim_t.json").exists()
+
+
+def test_a_rerun_with_another_audit_is_the_same_model_and_combines(tmp_path):
+    """What makes combining honest: training is deterministic, so the same config and seed with
+    another audit= records the same model.sha256 (real tiny runs; a changed seed does not)."""
+    runs = {}
+    for name, extra in (("loss", ["audit=loss"]), ("canary", ["audit=canary"]), ("seed", ["audit=loss", "seed=1"])):
+        runs[name] = tmp_path / name
+        train = subprocess.run([sys.executable, "-m", "sandbox", *TINY, "privacy=none", "audit.resamples=200",
+                                *extra, f"hydra.run.dir={runs[name]}"], cwd=REPO, capture_output=True, text=True,
+                               timeout=600)
+        assert train.returncode == 0, train.stderr
+    sha = {n: json.loads((r / "record.json").read_text())["model"]["sha256"] for n, r in runs.items()}
+    assert sha["loss"] == sha["canary"] != sha["seed"]
+    proc = claim_cli("cannot-memorize", runs["loss"], runs["canary"])
+    assert proc.returncode == 1, proc.stderr  # not private
+    rows = {row["check"]: row for row in json.loads((runs["canary"] / "claim_cannot-memorize.json").read_text())
+            ["evidence"]}
+    assert "canary" in rows["canary exposure, mean by rank (bits)"]["source"]  # read from the canary audit's record
+    assert "loss" in rows["membership TPR @ 0.01 FPR (user)"]["source"]
+    assert claim_cli("cannot-memorize", runs["loss"], runs["seed"]).returncode == 3

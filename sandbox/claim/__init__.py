@@ -1,8 +1,10 @@
 """Product promises as testable claims: a claim file + a run record → PASS / FAIL / INCONCLUSIVE.
 
-``python -m sandbox.claim CLAIM RUN_DIR`` (CLAIM: a path, or a name in ``conf/claim/``) prints the
-evidence table and the verdict, and writes ``claim_<name>.json`` into RUN_DIR (atomically, only
-once the check succeeded). Exit codes: **0** PASS, **1** FAIL, **2** INCONCLUSIVE, **3** bad
+``python -m sandbox.claim CLAIM RUN_DIR [RUN_DIR ...]`` (CLAIM: a path, or a name in ``conf/claim/``)
+prints the evidence table and the verdict, and writes ``claim_<name>.json`` into each RUN_DIR
+(atomically, only once the check succeeded). Several RUN_DIRs are audits of **one model** (same
+config and seed, another ``audit=``: the records' ``model.sha256`` must agree): a record holds
+one audit, and a promise such as "cannot learn, memorize or reproduce" needs several. Exit codes: **0** PASS, **1** FAIL, **2** INCONCLUSIVE, **3** bad
 input (claim file or record missing or malformed; the message names the file and the key; no
 traceback, nothing written). 3, not 2 as for ``python -m sandbox``, because 2 is a verdict here.
 
@@ -41,7 +43,9 @@ How each check is judged (the CI is the record's bootstrap interval):
   ``gdp`` accountant (a CLT approximation that can under-state ε) is at best INCONCLUSIVE.
 * A measurement the run did not make (another attack or level, no audit) is INCONCLUSIVE.
 
-Overall: FAIL if any check fails, else INCONCLUSIVE if any is undecided, else PASS.
+Overall: FAIL if any check fails, else INCONCLUSIVE if any is undecided, else PASS. With several
+records of one model, each check takes the strongest evidence: FAIL if any record fails it, else
+PASS if any passes it, else INCONCLUSIVE.
 
 In a team's own tests (pytest): train and audit as usual (``python -m sandbox … audit=lira``),
 then assert the promise on the run directory; a FAIL or INCONCLUSIVE raises AssertionError whose
@@ -68,7 +72,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 from sandbox.claim.checks import (
@@ -96,12 +100,12 @@ class Claim:
 
 @dataclass(frozen=True)
 class ClaimResult:
-    """The verdict of one claim on one record, with one evidence row per check."""
+    """The verdict of one claim on one model's record(s), with one evidence row per check."""
 
     claim: Claim
     verdict: str
     evidence: tuple[Evidence, ...]
-    record: str  # where the record came from
+    record: str  # where the record(s) came from, comma-separated
 
     @property
     def exit_code(self) -> int:
@@ -221,23 +225,63 @@ def load_record(run: str | Path | Mapping) -> Record:
     return Record(data, str(path))
 
 
-def check_claim(claim: Claim | str | Path, run_dir_or_record: str | Path | Mapping) -> ClaimResult:
-    """Judge ``claim`` on a run record (a run directory, a record.json path, or the record dict).
+def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
+    """Judge ``claim`` on one model's run record(s): a run directory, a record.json path or a record
+    dict, or a list of them.
 
-    Raises ``ClaimError`` on bad input; writes nothing.
+    Several records must be audits of **one trained model** (equal ``model.sha256`` and data
+    fingerprint: the same config and seed with another ``audit=``), so that LiRA, the canary audit
+    and extraction can all speak for it. Each check then takes the strongest evidence: FAIL if
+    any record fails it, else PASS if any passes it, else INCONCLUSIVE (a measured reason before
+    "not measured"). Raises ``ClaimError`` on bad input; writes nothing.
     """
     claim = claim if isinstance(claim, Claim) else load_claim(claim)
-    record = load_record(run_dir_or_record)
-    evidence = tuple(check.judge(record, require_control=claim.require_control) for check in claim.checks)
+    items = [runs] if isinstance(runs, (str, Path, Mapping)) else list(runs)
+    if not items:
+        raise ClaimError("no run record given")
+    records = [load_record(r) for r in items]
+    _require_one_model(records)
+    evidence = tuple(_strongest([check.judge(r, require_control=claim.require_control) for r in records], records)
+                     for check in claim.checks)
     verdicts = {e.verdict for e in evidence}
     verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
-    return ClaimResult(claim=claim, verdict=verdict, evidence=evidence, record=record.origin)
+    return ClaimResult(claim=claim, verdict=verdict, evidence=evidence,
+                       record=", ".join(r.origin for r in records))
 
 
-def assert_claim(claim: Claim | str | Path, run_dir_or_record: str | Path | Mapping, *,
-                 allow_inconclusive: bool = False) -> ClaimResult:
-    """For pytest: return the result on PASS; raise AssertionError with the evidence table otherwise."""
-    result = check_claim(claim, run_dir_or_record)
+def _require_one_model(records: list[Record]) -> None:
+    if len(records) < 2:
+        return
+    for key in ("model.sha256", "data.fingerprint"):
+        values = {}
+        for r in records:
+            if not r.has(key):
+                raise ClaimError(f"{r.origin}: {key}: missing from the record, so it cannot be shown to be the same "
+                                 "model as the other runs (re-run it with this version)")
+            values.setdefault(r.get(key), []).append(r.origin)
+        if len(values) > 1:
+            groups = "; ".join(f"{v[:12]}…: {', '.join(origins)}" for v, origins in values.items())
+            raise ClaimError(f"the runs are not one model: {key} differs ({groups}); combine only audits of the "
+                             "same training (same config and seed, another audit=)")
+
+
+def _strongest(rows: list[Evidence], records: list[Record]) -> Evidence:
+    """One check's row over several records of one model: FAIL, else PASS, else the best-informed INCONCLUSIVE."""
+    if len(rows) == 1:
+        return rows[0]
+    order = {FAIL: 0, PASS: 1, INCONCLUSIVE: 2}
+    best = min(range(len(rows)), key=lambda i: (order[rows[i].verdict], rows[i].reason.startswith(NOT_MEASURED), i))
+    row = rows[best]
+    where = str(Path(records[best].origin).parent) if records[best].origin.endswith("record.json") \
+        else records[best].origin
+    return replace(row, source=f"{row.source}; {where}" if row.source else where)
+
+
+def assert_claim(claim: Claim | str | Path, runs, *, allow_inconclusive: bool = False) -> ClaimResult:
+    """For pytest: return the result on PASS; raise AssertionError with the evidence table otherwise.
+
+    ``runs``: as for ``check_claim`` (one run, or several audits of one model)."""
+    result = check_claim(claim, runs)
     if result.verdict == PASS or (allow_inconclusive and result.verdict == INCONCLUSIVE):
         return result
     raise AssertionError(f"claim {result.claim.name!r} is {result.verdict}\n\n{result.table()}")

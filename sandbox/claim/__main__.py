@@ -1,5 +1,8 @@
-"""`python -m sandbox.claim CLAIM RUN_DIR`: the evidence table and verdict; exit 0 PASS, 1 FAIL,
-2 INCONCLUSIVE, 3 bad input (message on stderr, no traceback, nothing written)."""
+"""`python -m sandbox.claim CLAIM RUN_DIR [RUN_DIR ...]`: the evidence table and verdict; exit 0 PASS,
+1 FAIL, 2 INCONCLUSIVE, 3 bad input (message on stderr, no traceback, nothing written).
+
+Several RUN_DIRs are audits of one model (same config and seed, another ``audit=``; checked by the
+records' model fingerprints); the verdict is written into each of them."""
 
 from __future__ import annotations
 
@@ -22,16 +25,17 @@ def main(argv: list[str] | None = None) -> int:
         "Check a product claim against a run record. Exit codes: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, "
         "3 bad input (nothing written)."))
     parser.add_argument("claim", help="a claim file, or the name of one in conf/claim/")
-    parser.add_argument("run_dir", help="the run directory (holding record.json) or a record.json")
+    parser.add_argument("run_dir", nargs="+", help="the run directory (holding record.json) or a record.json; "
+                        "several: audits of one model (same config and seed, another audit=)")
     args = parser.parse_args(argv)
     try:
         result = check_claim(args.claim, args.run_dir)
-        run_dir = Path(args.run_dir) if Path(args.run_dir).is_dir() else Path(args.run_dir).parent
-        written = write_result(result, run_dir)
+        dirs = [Path(d) if Path(d).is_dir() else Path(d).parent for d in args.run_dir]
+        written = [write_result(result, d) for d in dict.fromkeys(dirs)]
     except (ClaimError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"{result.table()}\nwritten: {written}")
+    print(f"{result.table()}\nwritten: {', '.join(map(str, written))}")
     return result.exit_code
 
 

@@ -80,6 +80,7 @@ class AuditConfig:
     control_tpr_floor: float = 0.02  # control passes when the CI's lower end of TPR at 1% FPR is above it
     workers: int = 2  # processes training shadows (each single-threaded)
     one_run_guess_fraction: float = 0.2  # canary one-run bound: share of candidates guessed (half IN, half OUT)
+    extraction: bool = True  # canary: search the whole secret space for each canary whose host trained
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ candidates drawn from the same random space as the canaries but never inserted.
   (:func:`exposure_by_rank`, at most log2(n_ref + 1)) or by extrapolating a distribution
   fitted to the reference scores (:func:`exposure_by_fit`, the paper's "exposure via
   distribution modelling" with a skew-normal), which can exceed log2(n_ref + 1).
+* Extraction (:func:`search_secret_space`): the attack the paper's exposure stands for, run in
+  full: every text of the secret space (10^6) is scored, and a canary is *extracted* when its
+  own secret scores above every other text of the space; its exposure is then exact,
+  log2 |space| - log2 rank.
 * Guesses: Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1) Training Run"
   (NeurIPS); (r, v) feeds :func:`sandbox.audit.bounds.one_run_eps_lower_bound`.
 """
@@ -18,13 +22,14 @@ candidates drawn from the same random space as the canaries but never inserted.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from numbers import Integral
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["exposure_by_rank", "exposure_by_fit", "one_run_guesses"]
+__all__ = ["exposure_by_rank", "exposure_by_fit", "one_run_guesses", "search_secret_space"]
 
 
 def _scores(name: str, x, *, min_len: int = 1) -> np.ndarray:
@@ -128,3 +133,46 @@ def one_run_guesses(scores, included, *, n_guess_in: int, n_guess_out: int) -> t
     inc = inc.astype(bool)[order]
     correct = int(np.sum(inc[len(s) - k_in:])) + int(np.sum(~inc[:k_out]))
     return k_in + k_out, correct
+
+
+def search_secret_space(stat, see, texts, labels, *, template: str, secret_format: str, featurize,
+                        chunk: int = 100_000) -> dict:
+    """Extraction by search: each canary's rank among all texts of its secret space.
+
+    ``stat(seen, labels)`` is the audit's statistic (higher = more memorised) of what the threat
+    model ``see``s of featurised texts; a canary is ranked with its own reaction against every
+    other secret of the space scored with that reaction, rank = 1 + #(others scoring ≥ it), as
+    in :func:`exposure_by_rank`. Extracted: rank 1 (no other secret scores as high). An attacker
+    who knew the reaction and searched the whole space would find exactly these.
+    """
+    from sandbox.data.canaries import SECRET_SPACE_SIZE, format_secret, secret_pattern
+
+    started = time.perf_counter()
+    pattern = secret_pattern(template, secret_format)
+    values = []
+    for text in texts:
+        match = pattern.match(text)
+        if match is None:
+            raise ValueError(f"canary {text!r} is not a text of the space ({secret_format} secrets in {template!r})")
+        values.append(int(match.group(1).replace(" ", "")))
+    values, labels = np.asarray(values, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    scores = {int(y): np.empty(SECRET_SPACE_SIZE) for y in np.unique(labels)}
+    for start in range(0, SECRET_SPACE_SIZE if len(values) else 0, chunk):
+        stop = min(start + chunk, SECRET_SPACE_SIZE)
+        space = np.array([template.format(secret=format_secret(v, secret_format)) for v in range(start, stop)],
+                         dtype=object)
+        seen = see(featurize(space))
+        for y, out in scores.items():
+            out[start:stop] = stat(seen, np.full(stop - start, y))
+    rank = np.array([int(np.sum(scores[int(y)] >= scores[int(y)][v])) for v, y in zip(values, labels)],
+                    dtype=np.int64)  # counts the canary itself: 1 + #(others ≥ it)
+    exposure = math.log2(SECRET_SPACE_SIZE) - np.log2(np.maximum(rank, 1))
+    return {"method": "whole secret space searched, each canary with its own reaction",
+            "space_size": SECRET_SPACE_SIZE, "n_canaries": int(len(values)),
+            "n_extracted": int(np.sum(rank == 1)),
+            "rank": {"min": int(rank.min()) if len(rank) else None,
+                     "median": float(np.median(rank)) if len(rank) else None},
+            "exposure_exact": {"mean": float(exposure.mean()) if len(rank) else None,
+                               "max": float(exposure.max()) if len(rank) else None,
+                               "max_possible": math.log2(SECRET_SPACE_SIZE)},
+            "seconds": round(time.perf_counter() - started, 1)}

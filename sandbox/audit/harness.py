@@ -28,7 +28,7 @@ import numpy as np
 
 from sandbox.audit.attacks import lira_offline, lira_online, loss_attack, rmia
 from sandbox.audit.bounds import eps_lower_bound, one_run_eps_lower_bound
-from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank, one_run_guesses
+from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank, one_run_guesses, search_secret_space
 from sandbox.audit.metrics import attack_metrics, choose_threshold, plot_roc, rates_at_threshold, split_for_threshold
 from sandbox.audit.shadows import train_shadows
 from sandbox.audit.targets import (
@@ -103,11 +103,14 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
     }
 
 
-def attack_model(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *, show=None) -> AttackResult:
-    """Run ``cfg.audit.attack`` against ``model`` (trained on ``trained_users``)."""
+def attack_model(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *, show=None,
+                 extraction: bool = True) -> AttackResult:
+    """Run ``cfg.audit.attack`` against ``model`` (trained on ``trained_users``).
+
+    ``extraction=False`` skips the canary audit's secret-space search (positive controls)."""
     a = cfg.audit
     if a.attack == "canary":
-        return canary_attack(cfg, data, model, trained_users)
+        return canary_attack(cfg, data, model, trained_users, extraction=extraction and a.extraction)
     population = build_population(data, level=a.level)
     members = population.units_of_users(trained_user_mask(population, trained_users))
     initial = data.new_model(cfg, Seeds.from_seed(cfg.seed))  # the run's own initialisation (white box)
@@ -132,7 +135,8 @@ def attack_model(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarra
     return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
 
 
-def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray) -> AttackResult:
+def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *,
+                  extraction: bool = False) -> AttackResult:
     """Planted canaries whose host trained (members) vs fresh or left-out canaries (non-members).
 
     Candidates are scored with their own reaction, fresh texts with a reaction drawn the same
@@ -154,7 +158,8 @@ def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarr
     candidate_tokens = emoji.featurize([c.text for c in candidates], config=cfg.task)
     fresh_tokens = emoji.featurize(list(manifest.fresh), config=cfg.task)
     labels = np.array([class_id[c.reaction] for c in candidates])
-    stat, seen = _canary_statistic(cfg, data, model, candidate_tokens, fresh_tokens)
+    stat, see = _canary_statistic(cfg, data, model)
+    seen = see(candidate_tokens), see(fresh_tokens)
     scores = np.concatenate([stat(seen[0], labels), stat(seen[1], fresh_labels)])
     members = np.concatenate([trained, np.zeros(len(manifest.fresh), bool)])
     # exposure: each planted canary ranked among the fresh texts scored with its own reaction
@@ -162,31 +167,44 @@ def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarr
     for i in np.flatnonzero(planted):
         reference = stat(seen[1], np.full(len(manifest.fresh), labels[i]))
         rank[i] = exposure_by_rank(scores[i:i + 1], reference)[0]
-        fit[i] = exposure_by_fit(scores[i:i + 1], reference)[0]
+        try:
+            fit[i] = exposure_by_fit(scores[i:i + 1], reference)[0]
+        except ValueError:  # e.g. threat=topk: every fresh canary scores the same, nothing to fit
+            fit[i] = np.nan
     details = {"canaries": {
         "planted": int(planted.sum()), "planted_in_trained_users": int(trained.sum()),
         "left_out_by_coin": int((~planted).sum()), "fresh": len(manifest.fresh),
         "repeats": candidates[0].repeats, "users_per_canary": len(candidates[0].user_ids),
         "exposure_by_rank": _summary(rank[planted], trained[planted]),
-        "exposure_by_fit": _summary(fit[planted], trained[planted]),
+        "exposure_by_fit": _summary(fit[planted], trained[planted], what="a distribution fitted"),
         "max_exposure_possible_by_rank": float(np.log2(len(manifest.fresh) + 1)),
         **_one_run(cfg, scores[:len(candidates)], planted, host_trained)}}
+    if extraction:
+        tried = np.flatnonzero(trained)
+        details["extraction"] = search_secret_space(
+            stat, see, [candidates[i].text for i in tried], labels[tried], template=manifest.template,
+            secret_format=_secret_format(manifest), featurize=lambda texts: emoji.featurize(texts, config=cfg.task))
     return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
 
 
-def _canary_statistic(cfg: RunConfig, data: Prepared, model, candidate_tokens, fresh_tokens):
-    """The threat model's statistic of (texts, reactions), and what it reads (logits, or tokens)."""
+def _canary_statistic(cfg: RunConfig, data: Prepared, model):
+    """(stat, see): the threat model's statistic ``stat(seen, reactions)`` of what it ``see``s of
+    texts' tokens (the logits, or the tokens themselves for the white box)."""
     a = cfg.audit
     if a.threat == "whitebox":  # how far the rows of each canary's words moved from the initialisation
         initial = data.new_model(cfg, Seeds.from_seed(cfg.seed))
 
         def stat(tokens, y):
             return moved_rows_stats(model, initial, tokens, np.arange(len(tokens)), len(tokens)).confidence
-        return stat, (candidate_tokens, fresh_tokens)
+        return stat, (lambda tokens: tokens)
 
     def stat(logits, y):
         return example_stats(logits, _as_labels(y), threat=a.threat, k=a.topk)[0]
-    return stat, (model_logits(model, candidate_tokens), model_logits(model, fresh_tokens))
+    return stat, (lambda tokens: model_logits(model, tokens))
+
+
+def _secret_format(manifest) -> str:
+    return "compact" if "as one word" in manifest.secret_space else "spaced"
 
 
 def _one_run(cfg: RunConfig, scores: np.ndarray, planted: np.ndarray, host_trained: np.ndarray) -> dict:
@@ -228,7 +246,7 @@ def positive_control(cfg: RunConfig, data: Prepared, main: AttackResult, *, show
         control_cfg = dataclasses.replace(cfg, progress=False, privacy=PrivacyConfig(
             mechanism="none", unit="example" if cfg.mode == "central" else cfg.federation.unit))
         outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
-        result = attack_model(control_cfg, data, outcome.model, outcome.trained_users, show=show)
+        result = attack_model(control_cfg, data, outcome.model, outcome.trained_users, show=show, extraction=False)
         metrics, ran_on = result.metrics, "control run"
         extra = {"_scores": result.scores, "_members": result.members}
     low = metrics["tpr_at_fpr_ci"]["0.01"][0]
@@ -288,11 +306,16 @@ def _metrics(scores: np.ndarray, members: np.ndarray, cfg: RunConfig) -> dict:
                           seed=cfg.seed).to_dict()
 
 
-def _summary(values: np.ndarray, trained: np.ndarray) -> dict:
+def _summary(values: np.ndarray, trained: np.ndarray, *, what: str = "") -> dict:
     def stats(v):
         return {"n": int(len(v)), "mean": float(np.mean(v)) if len(v) else None,
                 "max": float(np.max(v)) if len(v) else None}
-    return {"trained_hosts": stats(values[trained]), "untrained_hosts": stats(values[~trained])}
+    out = {"trained_hosts": stats(values[trained & ~np.isnan(values)]),
+           "untrained_hosts": stats(values[~trained & ~np.isnan(values)])}
+    if np.isnan(values).any():
+        out["note"] = (f"{int(np.isnan(values).sum())} canaries without {what}: the fresh canaries' scores "
+                       "are all equal (e.g. threat=topk), so no distribution can be fitted")
+    return out
 
 
 def _as_labels(y):

@@ -98,3 +98,30 @@ def test_one_run_guesses_validation():
         one_run_guesses(scores, included, n_guess_in=-1, n_guess_out=0)
     with pytest.raises(ValueError, match="included must have shape"):
         one_run_guesses(scores, included[:3], n_guess_in=1, n_guess_out=1)
+
+
+def test_secret_space_search_ranks_each_canary_among_all_secrets_with_its_own_reaction():
+    """A stand-in model whose statistic is known in closed form, so every rank is hand-computed:
+    reaction 0 scores secret v as -|v - 123456| (its canary, 123456, alone on top: extracted);
+    reaction 1 scores v as v % 1000 (the canary 000999 ties with 999 others at the top: rank 1000)."""
+    from sandbox.audit.exposure import search_secret_space
+    from sandbox.data.canaries import CANARY_TEMPLATE, format_secret
+
+    def featurize(texts):  # the "tokens": the secret's value
+        return np.array([int(t.rsplit(" ", 1)[1]) for t in texts])
+
+    def stat(values, y):
+        return np.where(np.asarray(y) == 0, -np.abs(values - 123456), values % 1000).astype(float)
+
+    texts = [CANARY_TEMPLATE.format(secret=format_secret(v, "compact")) for v in (123456, 999, 123456)]
+    out = search_secret_space(stat, lambda tokens: tokens, texts, [0, 1, 1], template=CANARY_TEMPLATE,
+                              secret_format="compact", featurize=featurize, chunk=250_000)
+    # 123456 with reaction 1 scores 456: the 1000 residues 457..999 each appear 1000 times above it, and
+    # 456 itself 1000 times (itself included): rank = 543 * 1000 + 1000
+    assert out["n_canaries"] == 3 and out["n_extracted"] == 1
+    assert out["rank"] == {"min": 1, "median": 1000.0}
+    ranks = np.array([1, 1000, 544_000])
+    assert out["exposure_exact"]["mean"] == pytest.approx(np.mean(np.log2(1e6) - np.log2(ranks)))
+    with pytest.raises(ValueError, match="not a text of the space"):
+        search_secret_space(stat, lambda t: t, ["my verification code is 12345"], [0], template=CANARY_TEMPLATE,
+                            secret_format="compact", featurize=featurize)

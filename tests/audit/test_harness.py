@@ -45,6 +45,10 @@ def test_canary_audit_of_a_memorising_model_catches_members_and_records_everythi
     saved = np.load(tmp_path / "audit_scores.npz")
     assert len(saved["scores_0"]) == a["n_members"] + a["n_nonmembers"] == int(saved["members_0"].size)
     assert json.loads((tmp_path / "record.json").read_text())["audit"]["result"] == "measured"
+    x = a["extraction"]  # spaced secrets, but the task hashes bigrams: digit pairs pin a secret down
+    assert x["n_canaries"] == a["n_members"] and x["space_size"] == 10**6
+    assert x["n_extracted"] >= 1 and x["rank"]["min"] == 1 and x["exposure_exact"]["max"] == pytest.approx(
+        np.log2(10**6))
 
 
 def test_a_weak_attack_is_inconclusive_never_evidence_of_privacy(tmp_path):
@@ -57,7 +61,7 @@ def test_a_weak_attack_is_inconclusive_never_evidence_of_privacy(tmp_path):
 
 def test_a_dp_run_gets_a_separate_non_private_control_run(tmp_path):
     record = _run(tmp_path, [*MEMORISING, "privacy=dpsgd", "privacy.noise_multiplier=2.0",
-                             "privacy.target_epsilon=null", "train.epochs=2", "train.batch_size=256", "audit=canary"])
+                             "privacy.target_epsilon=null", "train.epochs=2", "train.batch_size=256", "audit=canary", "audit.extraction=false"])
     a = record["audit"]
     assert a["control"]["ran_on"] == "control run" and a["control"]["privacy"] == "none"
     assert a["accountant_epsilon"] == record["privacy"]["epsilon"]
@@ -131,7 +135,8 @@ def test_bad_audit_config_names_the_key(overrides, key):
 
 def test_bernoulli_canaries_give_the_one_run_bound_on_candidates_whose_host_trained(tmp_path):
     record = _run(tmp_path, [*MEMORISING, "data.n_canaries=80", "data.canary_inclusion=bernoulli",
-                             "privacy=none", "audit=canary", "audit.one_run_guess_fraction=0.5"])
+                             "privacy=none", "audit=canary", "audit.one_run_guess_fraction=0.5",
+                             "audit.extraction=false"])
     c = record["audit"]["canaries"]
     assert 0 < c["left_out_by_coin"] < 80 and c["planted"] + c["left_out_by_coin"] == 80
     assert record["data"]["n_canaries"] == c["planted"]
@@ -142,6 +147,16 @@ def test_bernoulli_canaries_give_the_one_run_bound_on_candidates_whose_host_trai
 
 
 def test_the_one_run_bound_needs_bernoulli_inclusion(tmp_path):
-    record = _run(tmp_path, [*MEMORISING, "privacy=none", "audit=canary"])
+    record = _run(tmp_path, [*MEMORISING, "privacy=none", "audit=canary", "audit.extraction=false"])
     assert record["audit"]["one_run_eps_lower_bound"] is None
     assert "bernoulli" in record["audit"]["canaries"]["one_run_note"]
+
+
+def test_topk_threat_canary_audit_completes_when_no_distribution_can_be_fitted(tmp_path):
+    """threat=topk scores every fresh canary alike (its reaction is not among the few shown): exposure by
+    fit is then undefined for them, which the record says, instead of the run crashing."""
+    record = _run(tmp_path, [*TINY, "privacy=none", "audit=canary", "audit.threat=topk", "audit.extraction=false",
+                             "audit.resamples=100"])
+    fit = record["audit"]["canaries"]["exposure_by_fit"]
+    assert "no distribution can be fitted" in fit["note"]
+    assert fit["trained_hosts"]["n"] + fit["untrained_hosts"]["n"] < record["audit"]["canaries"]["planted"]

@@ -77,6 +77,7 @@ class AuditConfig:
     resamples: int = 1000  # bootstrap resamples for the confidence intervals
     confidence: float = 0.95
     control: bool = True  # positive control: the same attack on the same pipeline without DP
+    control_on: str = "same"  # same: this pipeline without DP | central: a central non-private model of the data
     control_tpr_floor: float = 0.02  # control passes when the CI's lower end of TPR at 1% FPR is above it
     workers: int = 2  # processes training shadows (each single-threaded)
     one_run_guess_fraction: float = 0.2  # canary one-run bound: share of candidates guessed (half IN, half OUT)
@@ -195,6 +196,7 @@ def _validate_audit(a: AuditConfig) -> None:
     _check(a.rmia_gamma > 0, "audit.rmia_gamma", f"must be > 0, got {a.rmia_gamma}")
     _check(0 <= a.rmia_offline_a <= 1, "audit.rmia_offline_a", f"must be in [0, 1], got {a.rmia_offline_a}")
     _check(a.workers >= 1, "audit.workers", f"must be ≥ 1, got {a.workers}")
+    _check(a.control_on in ("same", "central"), "audit.control_on", f"must be 'same' or 'central', got {a.control_on!r}")
     _check(0 < a.one_run_guess_fraction <= 1, "audit.one_run_guess_fraction",
            f"must be in (0, 1], got {a.one_run_guess_fraction}")
 

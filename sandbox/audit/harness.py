@@ -72,7 +72,7 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
     comparable, unit_compared = comparable_unit(cfg, data, privacy)
     curves = {f"{a.attack} ({_privacy_label(privacy)})": (main.scores, main.members)}
     if control["ran_on"] == "control run":
-        curves[f"{a.attack} control (no DP)"] = (control.pop("_scores"), control.pop("_members"))
+        curves[f"{a.attack} control ({control['pipeline']})"] = (control.pop("_scores"), control.pop("_members"))
     plot_roc(curves, out_dir / "roc.png", title=f"{a.attack}, {a.level} level, {a.threat} threat")
     write_atomic(out_dir / "audit_scores.npz", lambda p: _save_scores(p, curves))
     eps = privacy["epsilon"]
@@ -234,17 +234,27 @@ def one_run_bound(details: dict, *, delta: float) -> float | None:
 
 
 def positive_control(cfg: RunConfig, data: Prepared, main: AttackResult, *, show=None) -> dict:
-    """The same attack on the same pipeline without DP; passes when it catches members."""
+    """The same attack on the same pipeline without DP; passes when it catches members.
+
+    ``audit.control_on=central`` (federated runs): on a *central* non-private model of the same
+    data instead. Federated averaging without DP can be out of the attack's reach (each user is
+    one of hundreds per round, a few rounds in all), so its own control fails whatever the DP
+    run does; the central model shows that the attack finds members of this data where a model
+    holds them. The record says which control ran (``control.pipeline``).
+    """
     a = cfg.audit
-    if cfg.privacy.mechanism == "none":
+    central = a.control_on == "central" and cfg.mode != "central"
+    pipeline = "central, no DP" if central or cfg.mode == "central" else f"{cfg.mode}, no DP"
+    if cfg.privacy.mechanism == "none" and not central:
         metrics, ran_on, extra = main.metrics, "this run (not private)", {}
     elif not a.control:
         return {"ran_on": "none", "passed": False, "reason": "positive control disabled (audit.control=false)"}
     else:
         from sandbox.run import train_model
 
-        control_cfg = dataclasses.replace(cfg, progress=False, privacy=PrivacyConfig(
-            mechanism="none", unit="example" if cfg.mode == "central" else cfg.federation.unit))
+        control_cfg = dataclasses.replace(cfg, progress=False, mode="central" if central else cfg.mode,
+                                          privacy=PrivacyConfig(mechanism="none", unit="example" if central or
+                                                                cfg.mode == "central" else cfg.federation.unit))
         outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
         result = attack_model(control_cfg, data, outcome.model, outcome.trained_users, show=show, extraction=False)
         metrics, ran_on = result.metrics, "control run"
@@ -256,7 +266,7 @@ def positive_control(cfg: RunConfig, data: Prepared, main: AttackResult, *, show
               f"positive control failed: without DP the attack's TPR at 1% FPR is "
               f"{metrics['tpr_at_fpr']['0.01']:.3f} (CI from {low:.3f}, needs > {a.control_tpr_floor}); "
               "the attack is too weak for this audit to support any claim")
-    return {"ran_on": ran_on, "privacy": "none", "auc": metrics["auc"], "auc_ci": metrics["auc_ci"],
+    return {"ran_on": ran_on, "pipeline": pipeline, "privacy": "none", "auc": metrics["auc"], "auc_ci": metrics["auc_ci"],
             "tpr_at_1pct_fpr": metrics["tpr_at_fpr"]["0.01"], "tpr_at_1pct_fpr_ci": metrics["tpr_at_fpr_ci"]["0.01"],
             "tpr_floor": a.control_tpr_floor, "passed": bool(passed), "reason": reason, **extra}
 

@@ -51,7 +51,8 @@ def _harness_tables(a: Fields) -> list[Block]:
     out.append(Table(("quantity", "value", "CI"), tuple(rows)))
     c = a.sub("control")
     if c is not None:
-        out.append(Paragraph(f"Positive control ({c.get('ran_on') or '?'}): "
+        pipeline = f", {c.get('pipeline')}" if c.get("pipeline") else ""
+        out.append(Paragraph(f"Positive control ({c.get('ran_on') or '?'}{pipeline}): "
                              f"{'passed' if c.get('passed') else 'not passed'}: {c.get('reason') or ''}"))
     if a.get("result") is not None:
         out.append(Paragraph(f"Audit result: {str(a.get('result')).upper()}: {a.get('reason') or ''}"))

@@ -68,6 +68,22 @@ def test_a_dp_run_gets_a_separate_non_private_control_run(tmp_path):
     assert not a["comparable"]  # a canary repeated 20× is a group of examples: no example-level comparison
 
 
+def test_control_on_central_validates_the_attack_on_a_central_model_of_the_same_data(tmp_path):
+    """A federated run (DP or not) with audit.control_on=central: its control is the central
+    non-private model of the same data and seed, i.e. exactly what a central run audits itself on."""
+    federated = ["mode=federated", "federation.rounds=3", "audit=canary", "audit.extraction=false",
+                 "audit.control_on=central"]
+    central = _run(tmp_path / "central", [*MEMORISING, "privacy=none", "audit=canary", "audit.extraction=false"])
+    for privacy in (["privacy=dpfedavg", "privacy.target_epsilon=8"], ["privacy=none"]):
+        a = _run(tmp_path / privacy[0], [*MEMORISING, *federated, *privacy])["audit"]
+        control = a["control"]
+        assert control["ran_on"] == "control run" and control["pipeline"] == "central, no DP"
+        assert control["tpr_at_1pct_fpr"] == central["audit"]["tpr_at_1pct_fpr"]
+        assert control["auc"] == central["audit"]["auc"] and control["passed"] == central["audit"]["control"]["passed"]
+    same = _run(tmp_path / "same", [*MEMORISING, *federated[:-1], "privacy=none"])["audit"]["control"]
+    assert same["ran_on"] == "this run (not private)" and same["pipeline"] == "federated, no DP"
+
+
 def test_an_accounting_bug_is_caught_loudly_and_the_run_fails(tmp_path, monkeypatch):
     # DP-SGD with almost no noise, but an accountant that under-reports ε: the audit must refuse it
     monkeypatch.setattr("sandbox.privacy.PrivacyBook.epsilon", lambda self: 0.05)
@@ -127,6 +143,7 @@ def test_only_comparable_units_are_checked_against_the_accountant(overrides, com
     (["audit=loss", "audit.level=workspace"], "audit.level"),
     (["audit.attack=mia"], "audit.attack"),
     (["audit=loss", "audit.threshold_fpr=0"], "audit.threshold_fpr"),
+    (["audit=loss", "audit.control_on=federated"], "audit.control_on"),
 ])
 def test_bad_audit_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -118,7 +118,8 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     baseline = emoji.most_frequent_baseline(data.train, data.test, n_classes=len(data.classes),
                                             k=cfg.task.top_k)
     if data.rec is not None:  # recommenders: recall@k / NDCG@k beside the top-k hit rate above
-        metrics["ranking"] = ranking_metrics(outcome.model, data.rec, k=cfg.task.top_k)
+        metrics["ranking"] = ranking_metrics(outcome.model, data.rec, k=cfg.task.top_k, resamples=cfg.audit.resamples,
+                                             seed=cfg.seed)
     record = {
         "schema_version": SCHEMA_VERSION, "task": cfg.task.name, "mode": cfg.mode, "engine": outcome.engine,
         "seed": cfg.seed, "status": outcome.status, "config": resolved_config, "versions": versions(),

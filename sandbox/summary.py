@@ -24,7 +24,10 @@ def ranking_text(ranking: dict) -> str:
     m, pop = ranking["held_out_users"], ranking["held_out_users_popularity"]
     r, n = (next(key for key in m if key.startswith(p)) for p in ("recall@", "ndcg@"))
     t = ranking["training_users"]
-    return (f"held-out users {r} {m[r]:.3f} (popularity {pop[r]:.3f}), {n} {m[n]:.3f} (popularity {pop[n]:.3f}); "
+    diff = (ranking.get("held_out_users_vs_popularity") or {}).get(r) or {}
+    vs = (f", difference {diff['difference']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
+          if diff.get("ci") else "")
+    return (f"held-out users {r} {m[r]:.3f} (popularity {pop[r]:.3f}{vs}), {n} {m[n]:.3f} (popularity {pop[n]:.3f}); "
             f"training users' held-out items {r} {t[r]:.3f}")
 
 

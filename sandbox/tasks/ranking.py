@@ -30,7 +30,7 @@ scipy.sparse matrix [n_users, n_items] whose non-zero entries are the relevant i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
@@ -357,9 +357,11 @@ class RankingMetrics:
     k: int
     n_users_evaluated: int
     n_users_skipped: int
+    per_user_recall: np.ndarray = field(default=None, repr=False, compare=False)  # [n_users], NaN = skipped
+    per_user_ndcg: np.ndarray = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not k.startswith("per_user")}
 
 
 def evaluate_ranking(scores: Any, relevant: Relevant, *, k: int = 10, exclude: Any = None) -> RankingMetrics:
@@ -368,6 +370,9 @@ def evaluate_ranking(scores: Any, relevant: Relevant, *, k: int = 10, exclude: A
     s = _as_scores(scores)
     top = _top_k_items(s, k, exclude)
     hits, n_rel = _hits(top, relevant, n_items=s.shape[1])
-    recall, n_eval, n_skip = mean_over_users(_recall_from_hits(hits, n_rel))
-    ndcg, _, _ = mean_over_users(_ndcg_from_hits(hits, n_rel))
-    return RankingMetrics(recall=recall, ndcg=ndcg, k=k, n_users_evaluated=n_eval, n_users_skipped=n_skip)
+    per_recall, per_ndcg = _recall_from_hits(hits, n_rel), _ndcg_from_hits(hits, n_rel)
+    recall, n_eval, n_skip = mean_over_users(per_recall)
+    ndcg, _, _ = mean_over_users(per_ndcg)
+    return RankingMetrics(recall=recall, ndcg=ndcg, k=k, n_users_evaluated=n_eval, n_users_skipped=n_skip,
+                          per_user_recall=np.asarray(per_recall, dtype=np.float64),
+                          per_user_ndcg=np.asarray(per_ndcg, dtype=np.float64))

@@ -279,8 +279,14 @@ def popularity(data: RecData, users: np.ndarray) -> np.ndarray:
     return by_workspace[data.corpus.user_workspace[users]] + overall / (overall.sum() + 1.0)
 
 
-def ranking_metrics(model, data: RecData, *, k: int) -> dict:
-    """Recall@k and NDCG@k on held-out interactions of held-out users and of training users, and popularity."""
+def ranking_metrics(model, data: RecData, *, k: int, resamples: int = 1000, seed: int = 0) -> dict:
+    """Recall@k and NDCG@k on held-out interactions of held-out users and of training users, and popularity.
+
+    ``…_vs_popularity``: the model minus popularity, per user, with a paired bootstrap CI (95%,
+    scipy): the same users under both rankers, so the interval is about the difference itself.
+    """
+    from scipy.stats import bootstrap
+
     out = {}
     for name, users in (("held_out_users", data.split.test_users), ("training_users", data.split.train_users)):
         model_m = _ranking(user_scores(model, data, users), data, users, k)
@@ -288,6 +294,17 @@ def ranking_metrics(model, data: RecData, *, k: int) -> dict:
         out[name] = {f"recall@{k}": model_m.recall, f"ndcg@{k}": model_m.ndcg,
                      "n_users": model_m.n_users_evaluated}
         out[f"{name}_popularity"] = {f"recall@{k}": pop_m.recall, f"ndcg@{k}": pop_m.ndcg}
+        diff = {}
+        for metric, ours, theirs in ((f"recall@{k}", model_m.per_user_recall, pop_m.per_user_recall),
+                                     (f"ndcg@{k}", model_m.per_user_ndcg, pop_m.per_user_ndcg)):
+            d = (ours - theirs)[~np.isnan(ours)]
+            if len(d) < 2:
+                diff[metric] = {"difference": float(d.mean()) if len(d) else None, "ci": None}
+                continue
+            ci = bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=0.95, method="percentile",
+                           random_state=np.random.default_rng(seed)).confidence_interval
+            diff[metric] = {"difference": float(d.mean()), "ci": [float(ci.low), float(ci.high)]}
+        out[f"{name}_vs_popularity"] = diff
     return out
 
 

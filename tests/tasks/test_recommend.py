@@ -16,6 +16,7 @@ from sandbox.data import generate_corpus
 from sandbox.data.channels import channel_memberships
 from sandbox.data.jobs import JobsConfig, generate_jobs
 from sandbox.data.synthetic import SyntheticConfig
+from sandbox.prepare import Seeds, prepare
 from sandbox.run import run
 from sandbox.tasks.emoji import PAD, bucket_of, tokenize
 from sandbox.tasks.recommend import (
@@ -267,9 +268,14 @@ def _run(tmp_path, overrides):
 def _check_recommend_record(record, *, k=10):
     assert record["status"] == "completed"
     ranking = record["metrics"]["ranking"]
-    assert set(ranking) == {"held_out_users", "held_out_users_popularity", "training_users",
-                            "training_users_popularity"}
+    assert set(ranking) == {"held_out_users", "held_out_users_popularity", "held_out_users_vs_popularity",
+                            "training_users", "training_users_popularity", "training_users_vs_popularity"}
     for name, section in ranking.items():
+        if name.endswith("_vs_popularity"):
+            gap = section[f"recall@{k}"]
+            assert gap["difference"] == pytest.approx(ranking[name[:-len("_vs_popularity")]][f"recall@{k}"]
+                                                      - ranking[name.replace("vs_", "")][f"recall@{k}"])
+            continue
         assert 0 <= section[f"recall@{k}"] <= 1 and 0 <= section[f"ndcg@{k}"] <= 1, name
     assert 0 < ranking["held_out_users"]["n_users"] <= record["data"]["n_test_users"]
     assert 0 < ranking["training_users"]["n_users"] <= record["data"]["n_train_users"]
@@ -334,3 +340,25 @@ def test_channels_run_has_no_attribute_to_infer(tmp_path):
     audit = _check_recommend_record(record)
     assert audit["attribute"]["result"] == "not_applicable"
     assert "name" not in audit["attribute"]
+
+
+def test_difference_to_popularity_has_a_paired_bootstrap_ci_computed_per_user():
+    """The per-user differences behind ``…_vs_popularity`` equal the two rankers' per-user recall, and
+    the interval is scipy's percentile bootstrap of their mean (recomputed here independently)."""
+    from scipy.stats import bootstrap
+
+    from sandbox.tasks.recommend import _ranking, popularity, ranking_metrics, user_scores
+
+    cfg = resolve(compose_config(["task=channels", "data.n_users=600", "data.n_workspaces=20",
+                                  "progress=false"]))
+    data = prepare(cfg, Seeds.from_seed(cfg.seed))
+    model = data.new_model(cfg, Seeds.from_seed(cfg.seed))  # untrained: differences of both signs
+    rec, users = data.rec, data.rec.split.test_users
+    out = ranking_metrics(model, rec, k=10, resamples=500, seed=3)["held_out_users_vs_popularity"]["recall@10"]
+    ours, theirs = _ranking(user_scores(model, rec, users), rec, users, 10), _ranking(popularity(rec, users), rec,
+                                                                                       users, 10)
+    d = (ours.per_user_recall - theirs.per_user_recall)[~np.isnan(ours.per_user_recall)]
+    assert out["difference"] == pytest.approx(ours.recall - theirs.recall) == pytest.approx(d.mean())
+    ci = bootstrap((d,), np.mean, n_resamples=500, method="percentile",
+                   random_state=np.random.default_rng(3)).confidence_interval
+    assert out["ci"] == pytest.approx([ci.low, ci.high]) and out["ci"][0] < out["difference"] < out["ci"][1]

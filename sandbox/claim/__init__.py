@@ -30,8 +30,8 @@ How each check is judged (the CI is the record's bootstrap interval):
   whatever the value; else FAIL above max, PASS at or below, except INCONCLUSIVE when
   ``method: rank`` cannot measure above max (its ceiling log2(fresh canaries + 1) ≤ max).
 * **extraction**: FAIL when more than ``max_extracted`` canaries were extracted; INCONCLUSIVE
-  when the record has no ``audit.extraction {n_canaries, n_extracted}`` (no audit writes it yet:
-  "not measured by this run") or fewer than ``min_canaries`` were tried.
+  when the record has no ``audit.extraction {n_canaries, n_extracted}`` (``audit=canary`` writes
+  it: "not measured by this run" otherwise) or fewer than ``min_canaries`` were tried.
 * **Audit state**: an audit ``result: dp_bug`` makes every check it measured, and ``epsilon``,
   FAIL; ``result: inconclusive`` (failed positive control) makes its checks INCONCLUSIVE unless
   they already FAIL: a weak attack is no evidence of privacy, but leakage it finds is. An audit

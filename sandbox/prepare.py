@@ -11,6 +11,7 @@ import torch
 from sandbox.config import ConfigError, RunConfig
 from sandbox.data import CanaryManifest, Corpus, generate_corpus, load_corpus
 from sandbox.data.partition import UserSplit, split_users
+from sandbox.data.synthetic import draw_seeking
 from sandbox.privacy import check_delta, default_delta
 from sandbox.tasks import emoji
 from sandbox.tasks.recommend import TASKS as RECOMMEND_TASKS, RecCorpus, RecData, RecExamples, Split
@@ -86,7 +87,9 @@ def _prepare_recommend(cfg: RunConfig, seeds: Seeds) -> Prepared:
         if cfg.task.name == "jobs":
             rec = jobs_data(cfg.task, seeds.split)
         else:
-            rec = channels_data(cfg.task, load_data(cfg)[0], seeds.split)
+            synthetic = cfg.data.synthetic if cfg.data.source == "synthetic" else None
+            seeking = draw_seeking(synthetic) if synthetic is not None and synthetic.seeking_rate > 0 else None
+            rec = channels_data(cfg.task, load_data(cfg)[0], seeds.split, sensitive=seeking)
     except ValueError as exc:  # JobsConfig / CorpusError / a split too small: say where
         raise ConfigError(f"task={cfg.task.name}: {exc}".replace("JobsConfig.", "task.jobs.")) from None
     train = rec.examples(rec.split.train_users, held_out=False)

@@ -31,7 +31,25 @@ from sandbox.data.schema import Corpus
 from sandbox.data.text import GENERAL_SHARE, MessageDraft, draft_messages
 
 SECONDS_PER_DAY = 86_400
-_STREAMS = ("population", "messages", "canaries", "layout", "discovery")  # append only: keeps older streams
+_STREAMS = ("population", "messages", "canaries", "layout", "discovery", "seeking")  # append only: keeps older streams
+CAREERS_CHANNEL = "#careers"  # every workspace has it when seeking_rate > 0
+# A secretly job-seeking user says so in some messages (the sensitive attribute); anyone may post
+# an opening. Seeking texts hold a phrase of SEEKING_PHRASES; no hiring text does.
+SEEKING_PHRASES = ("quietly looking", "don't tell my manager", "job hunting", "updating my cv")
+_SEEKING_TEXTS = (
+    "between us, I'm quietly looking for a new role",
+    "please don't tell my manager, I have an interview on friday",
+    "job hunting again, keep it to yourself",
+    "updating my cv this weekend, any tips on the summary",
+    "quietly looking around, who knows a recruiter",
+    "don't tell my manager but I applied somewhere else",
+)
+_HIRING_TEXTS = (
+    "we're hiring, please share the open role",
+    "our team has an open position, referrals welcome",
+    "posting the new opening for an analyst here",
+    "the referral bonus is back for open positions",
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,9 @@ class SyntheticConfig:
     topic_channel_rate: float = 0.7  # chance a message on a channel topic goes to its channel
     channel_discovery: bool = False  # a user finds each topic channel at a random point of their activity;
     #                                  before it, their messages on the topic go to #general/#random
+    seeking_rate: float = 0.0  # share of users secretly looking for a new job (0: none, no #careers channel)
+    seeking_message_rate: float = 0.15  # share of a seeking user's messages that say so (at least one)
+    hiring_rate: float = 0.05  # chance that a user posts an opening in #careers (one message)
 
     def __post_init__(self) -> None:
         positive = ("n_workspaces", "n_users", "n_emoji", "messages_per_user_median",
@@ -81,7 +102,8 @@ class SyntheticConfig:
                     "workspace_emoji_concentration", "user_emoji_concentration",
                     "words_per_message", "canary_users", "canary_repeats")
         rates = ("reaction_rate", "keyword_rate", "workspace_opt_out_rate", "user_opt_out_rate",
-                 "filler_rate", "distractor_rate", "extra_reaction_rate", "topic_channel_rate")
+                 "filler_rate", "distractor_rate", "extra_reaction_rate", "topic_channel_rate",
+                 "seeking_rate", "seeking_message_rate", "hiring_rate")
         non_negative = ("seed", "n_canaries", "n_fresh_canaries", "messages_per_user_sigma",
                         "workspace_size_sigma", "emoji_zipf_exponent",
                         "topic_channels_per_workspace", "start_timestamp")
@@ -134,10 +156,40 @@ def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
         inclusion=config.canary_inclusion,
     )
     drafts = drafts.concatenate(_canary_drafts(manifest, population.n_users, streams["canaries"]))
+    if config.seeking_rate > 0:
+        population = dataclasses.replace(population, channel_names=np.append(population.channel_names,
+                                                                             CAREERS_CHANNEL).astype(object))
+        seeking = streams["seeking"].random(population.n_users) < config.seeking_rate  # = draw_seeking(config)
+        drafts = drafts.concatenate(_career_drafts(config, population, seeking, streams["seeking"]))
     corpus = _lay_out(config, population, drafts, streams["layout"])
     if config.channel_discovery:
         corpus = _discover_channels(corpus, streams["discovery"])
     return corpus, manifest
+
+
+def draw_seeking(config: SyntheticConfig) -> np.ndarray:
+    """bool [n_users]: who is secretly looking for a new job (the corpus' sensitive attribute).
+
+    Ground truth for attribute-inference audits only; training never reads it. The same draw
+    as ``generate_corpus`` makes (the first of its "seeking" stream); all False at rate 0.
+    """
+    stream = np.random.default_rng(config.seed).spawn(len(_STREAMS))[_STREAMS.index("seeking")]
+    return stream.random(config.n_users) < config.seeking_rate
+
+
+def _career_drafts(config: SyntheticConfig, population: Population, seeking: np.ndarray,
+                   rng: np.random.Generator) -> MessageDraft:
+    """#careers messages: seeking users' revealing ones, and one opening from some other users."""
+    n_reveal = np.where(seeking, np.maximum(1, np.rint(config.seeking_message_rate * population.user_messages)), 0)
+    hiring = ~seeking & (rng.random(population.n_users) < config.hiring_rate)
+    users = np.concatenate([np.repeat(np.arange(population.n_users), n_reveal.astype(np.int64)),
+                            np.flatnonzero(hiring)]).astype(np.int64)
+    n_seeking = int(n_reveal.sum())
+    texts = [_SEEKING_TEXTS[i] for i in rng.integers(len(_SEEKING_TEXTS), size=n_seeking)] + \
+        [_HIRING_TEXTS[i] for i in rng.integers(len(_HIRING_TEXTS), size=len(users) - n_seeking)]
+    careers = len(population.channel_names) - 1
+    return MessageDraft(user=users, channel=np.full(len(users), careers, dtype=np.int64), texts=texts,
+                        reactions=[()] * len(users))
 
 
 def _user_id(index: int) -> str:

@@ -58,6 +58,7 @@ class RecommendTaskConfig:
     topic_channels: int = 12  # channels: topic channels per workspace (data.topic_channels_per_workspace follows)
     user_topic_concentration: float = 20.0  # channels: how close a user's topics are to their workspace's (data. follows)
     channel_discovery: bool = False  # channels: users find topic channels over time (data.channel_discovery follows)
+    seeking_rate: float = 0.0  # channels: users secretly job-seeking (data.seeking_rate follows; jobs: task.jobs.*)
     jobs: JobsConfig = field(default_factory=JobsConfig)  # task=jobs: the corpus' knobs
 
 
@@ -210,7 +211,10 @@ def jobs_data(config: RecommendTaskConfig, rng: np.random.Generator) -> RecData:
                    sensitive=corpus.member_seeking.copy(), sensitive_name="seeking")
 
 
-def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator) -> RecData:
+def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator,
+                  sensitive: np.ndarray | None = None) -> RecData:
+    """``sensitive``: [n_users] bool ground truth of the corpus' sensitive attribute (``seeking``),
+    for the attribute audit only; None when the corpus has none."""
     from sandbox.data.channels import channel_memberships, hold_out_latest
     from sandbox.data.partition import split_users
 
@@ -243,7 +247,8 @@ def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator)
     return RecData(corpus=rec, split=Split(split.train_users, split.test_users, split.n_excluded_users),
                    features=_user_features(texts, config), inter_user=members.user,
                    inter_item=name_of_channel[members.channel],
-                   held_out=held, sensitive=None, sensitive_name=None)
+                   held_out=held, sensitive=None if sensitive is None else np.asarray(sensitive, dtype=bool),
+                   sensitive_name=None if sensitive is None else "seeking")
 
 
 # -- scoring and metrics ----------------------------------------------------------------------

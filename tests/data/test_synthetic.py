@@ -235,3 +235,23 @@ def test_channel_task_sets_the_corpus_knobs_and_other_tasks_keep_the_defaults():
         defaults = SyntheticConfig()
         assert (synthetic.channel_discovery, synthetic.user_topic_concentration) == \
             (defaults.channel_discovery, defaults.user_topic_concentration) == (False, 20.0)
+
+
+def test_seeking_users_and_only_they_reveal_it_in_careers_and_the_default_corpus_has_none(small_corpus):
+    """seeking_rate > 0: draw_seeking is the generator's own draw; every seeking user (and no one else)
+    writes a phrase of SEEKING_PHRASES, in #careers (or, with discovery, first in #general/#random);
+    hiring posts come from others. At rate 0 nothing is added and no #careers exists."""
+    from sandbox.data.synthetic import CAREERS_CHANNEL, SEEKING_PHRASES, draw_seeking
+
+    config = dataclasses.replace(SMALL, seeking_rate=0.2, channel_discovery=True)
+    corpus, _ = generate_corpus(config)
+    seeking = draw_seeking(config)
+    assert 0.1 < seeking.mean() < 0.3 and not draw_seeking(SMALL).any()
+    reveals = np.array([any(p in t for p in SEEKING_PHRASES) for t in corpus.texts.tolist()])
+    assert set(np.unique(corpus.message_user[reveals]).tolist()) == set(np.flatnonzero(seeking).tolist())
+    careers = corpus.channels.astype(str) == CAREERS_CHANNEL
+    assert np.isin(corpus.channels[reveals].astype(str), [CAREERS_CHANNEL, "#general", "#random"]).all()
+    assert careers[reveals].any() and (careers & ~reveals).any()  # openings posted by others
+    assert not seeking[corpus.message_user[careers & ~reveals]].any()
+    assert CAREERS_CHANNEL not in set(small_corpus.channels.tolist())
+    assert not any(p in t for t in small_corpus.texts.tolist() for p in SEEKING_PHRASES)

@@ -329,17 +329,28 @@ def test_federated_dpfedavg_jobs_run_is_user_level(tmp_path):
     _check_jobs_attribute(_check_recommend_record(record), record)
 
 
-def test_channels_run_has_no_attribute_to_infer(tmp_path):
-    record = _run(tmp_path, ["task=channels", "data.n_users=120", "data.n_workspaces=6", "data.n_canaries=0",
-                             "data.n_fresh_canaries=5", "task.n_buckets=1024", "task.embedding_dim=16",
-                             "task.hidden_dim=16", "train.epochs=2", "privacy=none", "audit=suggestions",
-                             "audit.resamples=200", "progress=false"])
+def test_channels_run_infers_seeking_and_without_it_has_no_attribute_to_infer(tmp_path):
+    tiny = ["task=channels", "data.n_users=300", "data.n_workspaces=6", "data.n_canaries=0",
+            "data.n_fresh_canaries=5", "task.n_buckets=1024", "task.embedding_dim=16", "task.hidden_dim=16",
+            "train.epochs=2", "privacy=none", "audit=suggestions", "audit.resamples=200", "progress=false"]
+    record = _run(tmp_path / "seeking", tiny)
     assert record["task"] == "channels"
-    # task.topic_channels=12 reached the corpus: more channels than 6 workspaces × (3 default topics + 2)
+    # task.topic_channels=40 reached the corpus: more channels than 6 workspaces × (3 default topics + 2)
     assert record["data"]["n_workspaces"] == 6 and record["data"]["n_classes"] > 6 * 5
-    audit = _check_recommend_record(record)
-    assert audit["attribute"]["result"] == "not_applicable"
-    assert "name" not in audit["attribute"]
+    assert record["config"]["data"]["seeking_rate"] == 0.15  # task.seeking_rate reached the corpus
+    _check_jobs_attribute(_check_recommend_record(record), record)  # the channel task's seeking users
+    none = _run(tmp_path / "none", [*tiny, "task.seeking_rate=0"])
+    assert none["audit"]["attribute"]["result"] == "not_applicable" and "name" not in none["audit"]["attribute"]
+
+
+def test_channels_sensitive_attribute_is_the_generators_seeking_draw():
+    from sandbox.data.synthetic import draw_seeking
+
+    cfg = resolve(compose_config(["task=channels", "data.n_users=300", "data.n_workspaces=6"]))
+    data = prepare(cfg, Seeds.from_seed(cfg.seed))
+    assert data.rec.sensitive_name == "seeking"
+    assert np.array_equal(data.rec.sensitive, draw_seeking(cfg.data.synthetic)) and data.rec.sensitive.any()
+    assert "#careers" in data.rec.corpus.item_names
 
 
 def test_difference_to_popularity_has_a_paired_bootstrap_ci_computed_per_user():

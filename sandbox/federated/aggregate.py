@@ -95,16 +95,20 @@ def noisy_mean(total: torch.Tensor, *, noise_std: float, denominator: float,
 
 
 def update_noise_multiplier(total: float, count_noise_multiplier: float) -> float:
-    """Noise multiplier left for the update when the clipped-count query uses σ_b.
+    """Noise multiplier z_Δ left for the update when the unclipped-count query uses σ_b.
 
-    Andrew et al. 2021 (Thm. 1): releasing the update with z_Δ and the count with σ_b is
-    together a Gaussian mechanism with z = (z_Δ⁻² + (2σ_b)⁻²)^(-1/2); solve for z_Δ.
+    Each client adds its clipped update (norm ≤ C) and its *uncentred* bit b ∈ {0, 1}
+    (sensitivity 1) to the two sums, on the same Poisson sample; with noise z_Δ·C and σ_b
+    that is one Gaussian mechanism with z = (z_Δ⁻² + σ_b⁻²)^(-1/2)
+    (``sandbox.privacy.joint_noise_multiplier``). Andrew et al. 2021 (Thm. 1) centre the bit
+    (b − ½, sensitivity ½), which gives (2σ_b)⁻² instead; this server releases the uncentred
+    count, so the factor 2 does not apply. Solves for z_Δ.
     """
-    residual = total**-2 - (2 * count_noise_multiplier) ** -2
+    residual = total**-2 - count_noise_multiplier**-2
     if residual <= 0:
         raise ValueError(
             f"count noise σ_b={count_noise_multiplier} is too small for total noise z={total}: "
-            f"need σ_b > z/2 = {total / 2:.4g}"
+            f"need σ_b > z = {total:.4g}"
         )
     return residual**-0.5
 

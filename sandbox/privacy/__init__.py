@@ -13,6 +13,7 @@ from sandbox.privacy.accounting import (
     check_delta,
     default_delta,
     epsilon_for,
+    joint_noise_multiplier,
     noise_multiplier_for,
     validate_privacy_inputs,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "check_delta",
     "default_delta",
     "epsilon_for",
+    "joint_noise_multiplier",
     "noise_multiplier_for",
     "validate_privacy_inputs",
 ]

@@ -31,6 +31,7 @@ from sandbox.privacy.events import (
     SubsampledGaussianEvent,
     UnsupportedAccountingError,
     check_choice,
+    joint_noise_multiplier,
     check_positive,
     validate_privacy_inputs,
 )
@@ -176,9 +177,11 @@ class PrivacyBook:
         sample_rate: float,
         steps: int = 1,
         sampling: str = "poisson",
+        components: Sequence[tuple[str, float]] = (),
     ) -> None:
         """Record ``steps`` runs that happened; merged into the last event when
-        (σ, q, sampling) are identical."""
+        (σ, q, sampling, components) are identical. ``components``: the Gaussian queries
+        released together on one sample (see ``SubsampledGaussianEvent``)."""
         validate_privacy_inputs(
             noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps
         )
@@ -187,6 +190,7 @@ class PrivacyBook:
             sample_rate=float(sample_rate),
             steps=int(steps),
             sampling=sampling,
+            components=tuple(components),
         )
         last = self._events[-1] if self._events else None
         if last is not None and dataclasses.replace(last, steps=event.steps) == event:
@@ -223,6 +227,7 @@ class PrivacyBook:
                 sample_rate=event["sample_rate"],
                 steps=event["steps"],
                 sampling=event["sampling"],
+                components=event.get("components", ()),
             )
         return book
 
@@ -240,6 +245,7 @@ __all__ = [
     "check_delta",
     "default_delta",
     "epsilon_for",
+    "joint_noise_multiplier",
     "noise_multiplier_for",
     "validate_privacy_inputs",
 ]

@@ -84,6 +84,23 @@ def validate_privacy_inputs(
         check_positive("target_epsilon", target_epsilon)
 
 
+def joint_noise_multiplier(multipliers) -> float:
+    """The noise multiplier of several Gaussian queries released on one sample: (Σ σ_i⁻²)^-½.
+
+    Each query has sensitivity 1 after scaling by its clip bound (a client's clipped update
+    over C; a 0/1 bit); releasing all of them with independent noise σ_i is one Gaussian
+    mechanism on the stacked query, whose sensitivity over its noise std is √(Σ σ_i⁻²).
+    The same reduction as dp-accounting's ``_effective_gaussian_noise_multiplier`` for a
+    ``ComposedDpEvent`` of ``GaussianDpEvent``s inside a ``PoissonSampledDpEvent``.
+    """
+    values = [float(m) for m in multipliers]
+    if not values:
+        raise PrivacyInputError("joint_noise_multiplier needs at least one noise multiplier")
+    for value in values:
+        check_positive("noise_multiplier", value)
+    return sum(v**-2 for v in values) ** -0.5
+
+
 @dataclass(frozen=True)
 class SubsampledGaussianEvent:
     """``steps`` consecutive runs of one subsampled Gaussian mechanism.
@@ -92,12 +109,18 @@ class SubsampledGaussianEvent:
     probability that each unit is in a step's batch (Poisson: the expected batch
     fraction). Only ``sampling="poisson"`` can be accounted; other kinds may be
     recorded, so the record stays true, but ε for them raises UnsupportedAccountingError.
+
+    components: when one step releases several Gaussian queries on the same Poisson
+    sample (adaptive clipping: the clipped-update sum with z_Δ and the unclipped-count
+    with σ_b), each query as ``(name, its noise multiplier)``; ``noise_multiplier`` must then
+    be their joint multiplier (``joint_noise_multiplier``), which is what accountants see.
     """
 
     noise_multiplier: float
     sample_rate: float
     steps: int
     sampling: str = "poisson"
+    components: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         validate_privacy_inputs(
@@ -107,3 +130,15 @@ class SubsampledGaussianEvent:
         )
         if not isinstance(self.sampling, str) or not self.sampling:
             raise PrivacyInputError(f"sampling must be a non-empty string, got {self.sampling!r}")
+        try:  # JSON gives lists; keep the event hashable and comparable
+            components = tuple((str(name), float(value)) for name, value in self.components)
+        except (TypeError, ValueError):
+            raise PrivacyInputError(f"components must be (name, noise multiplier) pairs, got {self.components!r}") \
+                from None
+        object.__setattr__(self, "components", components)
+        if components:
+            joint = joint_noise_multiplier(value for _, value in components)
+            if not math.isclose(joint, self.noise_multiplier, rel_tol=1e-9):
+                raise PrivacyInputError(
+                    f"noise_multiplier {self.noise_multiplier!r} is not the joint multiplier {joint!r} "
+                    f"of its components {components}")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sandbox.federated.aggregate import (
-    clip_update, gaussian_noise, next_clip_norm, noisy_mean, update_noise_multiplier,
+    clip_update, gaussian_noise, next_clip_norm, noisy_mean,
 )
 
 
@@ -33,16 +33,6 @@ def test_noise_is_reproducible_from_the_generator():
     a = gaussian_noise((5,), std=1.0, generator=torch.Generator().manual_seed(3))
     b = gaussian_noise((5,), std=1.0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
-
-
-def test_update_noise_split_follows_andrew_et_al_theorem_1():
-    z, sigma_b = 1.0, 10.0
-    z_delta = update_noise_multiplier(z, sigma_b)
-    assert z_delta == pytest.approx((1 - 1 / 400) ** -0.5)
-    # recombining the two Gaussian queries gives back the total noise multiplier
-    assert (z_delta**-2 + (2 * sigma_b) ** -2) ** -0.5 == pytest.approx(z)
-    with pytest.raises(ValueError, match="too small"):
-        update_noise_multiplier(1.0, 0.5)
 
 
 def test_clip_norm_moves_geometrically_towards_the_target_quantile():

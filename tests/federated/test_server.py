@@ -90,7 +90,9 @@ def test_adaptive_clipping_tracks_the_quantile_and_keeps_the_total_noise_account
             server.receive(_update([1.0, 0, 0, 0]))
         norms.append(server.finish_round()["clip_norm"])
     assert norms[0] == 10.0 and norms[-1] < 3.0
-    assert {e.noise_multiplier for e in server.book.events} == {1.0}
+    (event,) = server.book.events  # one event: the joint multiplier of the two queries is the total z
+    assert event.steps == 20 and event.noise_multiplier == pytest.approx(1.0)
+    assert dict(event.components)["count"] == 5.0
 
 
 def test_same_seed_same_plan():

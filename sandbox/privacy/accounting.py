@@ -212,7 +212,7 @@ class PrivacyBook:
             "unit": self._unit,
             "delta": self._delta,
             "accountant": self._accountant,
-            "events": [dataclasses.asdict(event) for event in self._events],
+            "events": [event.to_json() for event in self._events],
         }
 
     @classmethod

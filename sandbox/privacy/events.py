@@ -142,3 +142,11 @@ class SubsampledGaussianEvent:
                 raise PrivacyInputError(
                     f"noise_multiplier {self.noise_multiplier!r} is not the joint multiplier {joint!r} "
                     f"of its components {components}")
+
+    def to_json(self) -> dict:
+        """The event as JSON-native data (``components`` as lists, left out when there are none)."""
+        out = {"noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate, "steps": self.steps,
+               "sampling": self.sampling}
+        if self.components:
+            out["components"] = [[name, value] for name, value in self.components]
+        return out

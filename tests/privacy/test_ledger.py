@@ -41,14 +41,73 @@ def test_runs_on_one_data_set_compose_like_steps(tmp_path):
     ledger.record(_private(), run_dir="a", epsilon=None)
     ledger.record(_private(event=other, times=3), run_dir="b", epsilon=None)
     ledger.record(_private(dataset="d2"), run_dir="c", epsilon=None)  # another data set: separate
-    ledger.record(_private(unit="example"), run_dir="d", epsilon=None)  # another unit: separate
     eps, delta, n = ledger.spent("d1", "user")
     assert n == 2 and delta == pytest.approx(2e-5)
     expected = _opacus_rdp([(1.2, 0.05, 40), (0.9, 0.05, 10), (0.9, 0.05, 10), (0.9, 0.05, 10)], 2e-5)
     assert eps == pytest.approx(expected, rel=1e-9)
     alone = _opacus_rdp([(1.2, 0.05, 40)], 1e-5)
-    assert ledger.spent("d2", "user")[0] == pytest.approx(alone) and ledger.spent("d1", "example")[0] == pytest.approx(alone)
+    assert ledger.spent("d2", "user")[0] == pytest.approx(alone)
     assert ledger.spent("d3", "user") == (0.0, 0.0, 0)
+
+
+def test_a_user_level_run_and_an_example_level_run_compose_at_both_units(tmp_path):
+    """The documented totals, by hand: the user-level spend counts at example level by group privacy
+    with k = 2 (removing one example of a user present in both worlds replaces that user); the
+    example-level spend counts at user level as ∞ (no per-user cap)."""
+    ledger = PrivacyLedger(tmp_path / "ledger.json")
+    ex_event = {**EVENT, "noise_multiplier": 1.0, "sample_rate": 0.01, "steps": 300}
+    ledger.record(_private(unit="user", delta=1e-5), run_dir="fed", epsilon=None)
+    ledger.record(_private(unit="example", delta=1e-7, event=ex_event), run_dir="central", epsilon=None)
+    eps_user = _opacus_rdp([(1.2, 0.05, 40)], 1e-5)
+    eps_example = _opacus_rdp([(1.0, 0.01, 300)], 1e-7)
+    eps, delta, n = ledger.spent("d1", "example")
+    assert n == 2
+    assert eps == pytest.approx(eps_example + 2 * eps_user, rel=1e-9)
+    assert delta == pytest.approx(1e-7 + (1 + math.exp(eps_user)) * 1e-5, rel=1e-9)
+    assert math.isinf(ledger.spent("d1", "user")[0])
+    assert ledger.spent("d1", "workspace")[0] == math.inf  # a workspace is a group of users, no cap
+    assert set(ledger.promised_units("d1")) == {"example", "user"}
+    table = ledger.table()
+    assert f"{eps_example + 2 * eps_user:.3f}" in table and "∞" in table
+
+
+def test_the_total_refuses_a_run_whichever_unit_it_uses(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "ledger.json")
+    ledger.record(_private(unit="user"), run_dir="fed", epsilon=None)
+    spent_user = ledger.spent("d1", "user")[0]  # ≈ 1.1
+    total = spent_user + 1.0
+    user_run = Spend(dataset="d1", unit="user", private=True, what="training")
+    example_run = Spend(dataset="d1", unit="example", private=True, what="training")
+    # within the total at user level, and at example level (2·ε_user + 0.5 < total? no: refused there)
+    assert ledger.check(user_run, planned_epsilon=0.5, total=total, on_exceed="refuse") is None
+    with pytest.raises(LedgerError, match=r"\(user level\).*past ledger\.total_epsilon"):
+        ledger.check(user_run, planned_epsilon=1.5, total=total, on_exceed="refuse")
+    # an example-level run cannot bypass it: at user level it is ∞ (a user is a group of examples)
+    with pytest.raises(LedgerError, match=r"\(user level\).*may add up to ε = ∞"):
+        ledger.check(example_run, planned_epsilon=0.01, total=100.0, on_exceed="refuse")
+    # and at example level the user-level spend counts twice (group privacy, k = 2)
+    fresh = PrivacyLedger(tmp_path / "fresh.json")
+    fresh.record(_private(unit="example"), run_dir="central", epsilon=None)
+    spent_example = fresh.spent("d1", "example")[0]
+    with pytest.raises(LedgerError, match=r"\(example level\).*may add up to ε = 1"):
+        fresh.check(Spend(dataset="d1", unit="user", private=True, what="training"), planned_epsilon=0.5,
+                    total=spent_example + 0.9, on_exceed="refuse")
+    # …and the user-level total of that data set is already ∞ (its example-level run protects no user)
+    with pytest.raises(LedgerError, match=r"\(user level\) has spent ε = ∞"):
+        fresh.check(Spend(dataset="d1", unit="user", private=True, what="training"), planned_epsilon=0.1,
+                    total=100.0, on_exceed="refuse")
+    # a fresh data set: an example-level run is checked at its own unit only
+    assert PrivacyLedger(tmp_path / "none.json").check(example_run, planned_epsilon=1.0, total=2.0,
+                                                      on_exceed="refuse") is None
+
+
+def test_version_1_ledgers_are_still_read(tmp_path):
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps({"version": 1, "entries": [
+        {"dataset": "d1", "unit": "user", "private": True, "events": [{"event": EVENT, "times": 2}],
+         "delta": 1e-5, "what": "training + 1 shadow models", "run_dir": "a", "run_epsilon": 1.0}]}))
+    eps, delta, n = PrivacyLedger(path).spent("d1", "user")
+    assert n == 1 and eps == pytest.approx(_opacus_rdp([(1.2, 0.05, 80)], 1e-5), rel=1e-9)
 
 
 def test_non_private_training_makes_the_data_set_infinite_for_every_unit(tmp_path):
@@ -95,7 +154,13 @@ def test_planned_spend_counts_the_audit_models():
     spend = planned_spend(cfg, data)
     assert spend.private and spend.unit == "user" and "4 shadow models" in spend.what
     record = {"privacy": {"epsilon": 2.0, "unit": "user", "delta": 1e-4, "events": [EVENT]}}
-    assert spend_of(cfg, data, record).events == ((EVENT, 5),)
+    models = spend_of(cfg, data, record).all_models()  # an audit that does not list its models: as planned
+    assert [(m.events, m.times, m.unit) for m in models] == [((EVENT,), 1, "user"), ((EVENT,), 4, "user")]
+    shadow = {**EVENT, "noise_multiplier": 1.7}  # shadows ran their own σ and δ: charged with those
+    listed = {**record, "audit": {"models_trained": [
+        {"what": f"shadow {i}", "private": True, "unit": "user", "delta": 2e-4, "events": [shadow]} for i in range(4)]}}
+    models = spend_of(cfg, data, listed).all_models()
+    assert [m.events for m in models] == [(EVENT,)] + [(shadow,)] * 4 and models[1].delta == 2e-4
     with_control = _cfg([*base, "audit=loss"])  # a DP run's positive control trains without DP
     assert math.isinf(planned_epsilon(with_control, data))
     assert not planned_spend(with_control, data).private
@@ -118,7 +183,7 @@ def test_the_ledger_refuses_a_run_that_would_pass_the_total_and_keeps_nothing(tm
     record = _run(tmp_path, "first", [*dp, "ledger.total_epsilon=3"], ledger)
     entries = json.loads(ledger.read_text())["entries"]
     assert len(entries) == 1 and entries[0]["dataset"] == record["data"]["fingerprint"]
-    assert entries[0]["events"][0]["event"] == record["privacy"]["events"][0]
+    assert entries[0]["models"][0]["events"][0] == record["privacy"]["events"][0]
     with pytest.raises(LedgerError, match=r"past ledger\.total_epsilon = 3"):
         _run(tmp_path, "second", [*dp, "ledger.total_epsilon=3"], ledger)
     assert not (tmp_path / "second" / "record.json").exists()

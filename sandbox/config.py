@@ -8,7 +8,7 @@ Errors name the config key (``privacy.delta``), say what is allowed, and are rai
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,6 +16,7 @@ from sandbox.data.jobs import JobsConfig
 from sandbox.data.synthetic import SyntheticConfig
 from sandbox.federated.server import FederationConfig
 from sandbox.privacy import ACCOUNTANTS
+from sandbox.privacy.noise import NOISE_SOURCES
 from sandbox.tasks.emoji import EmojiTaskConfig
 from sandbox.tasks.recommend import TASKS as RECOMMEND_TASKS, RecommendTaskConfig
 from sandbox.train.central import TrainConfig
@@ -41,6 +42,10 @@ class PrivacyConfig:
     target_epsilon: float | None = None
     delta: float | None = None  # None: the largest power of ten ≤ 1/(10 N)
     clip_norm: float = 1.0
+    # where every DP noise generator comes from (sandbox.privacy.noise): secure = a secret OS-CSPRNG
+    # state per run / client update, never recorded; seeded = replayed from `seed` (research mode:
+    # anyone with the record can subtract the noise)
+    noise_source: str = "secure"
     # DP-FedAvg only
     clipping: str = "fixed"  # fixed | adaptive (Andrew et al. 2021)
     clipping_site: str = "client"  # client | server
@@ -73,14 +78,16 @@ class AuditConfig:
     rmia_gamma: float = 1.0
     rmia_offline_a: float = 0.3  # rmia offline: Pr(x) ≈ ((1 + a)·Pr_OUT(x) + (1 − a)) / 2
     threshold_fpr: float = 0.01  # the ε lower bound's threshold: best TPR at this FPR, on a separate split
-    alpha: float = 0.05  # the ε lower bound holds with confidence 1 − alpha
+    alpha: float = 0.05  # confidence 1 − alpha: the one-run bound (a bound) and the many-targets figure (a heuristic)
     resamples: int = 1000  # bootstrap resamples for the confidence intervals
     confidence: float = 0.95
     control: bool = True  # positive control: the same attack on the same pipeline without DP
     control_on: str = "same"  # same: this pipeline without DP | central: a central non-private model of the data
-    control_tpr_floor: float = 0.02  # control passes when the CI's lower end of TPR at 1% FPR is above it
+    control_tpr_floor: float = 0.02  # a TPR statistic catches members when its CI's lower end is above it
     workers: int = 2  # processes training shadows (each single-threaded)
-    one_run_guess_fraction: float = 0.2  # canary one-run bound: share of candidates guessed (half IN, half OUT)
+    # canary one-run bound: shares of candidates guessed (half IN, half OUT); the bound is the best
+    # over them, each computed at alpha / (number of distinct guess counts) (Bonferroni)
+    one_run_guess_fractions: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4, 1.0])
     extraction: bool = True  # canary: search the whole secret space for each canary whose host trained
 
 
@@ -139,6 +146,10 @@ def _check(condition: bool, key: str, message: str) -> None:
 
 def _validate_privacy(p: PrivacyConfig) -> None:
     _check(p.mechanism in MECHANISMS, "privacy.mechanism", f"must be one of {MECHANISMS}, got {p.mechanism!r}")
+    _check(p.noise_source in NOISE_SOURCES, "privacy.noise_source",
+           f"must be one of {NOISE_SOURCES} (secure: DP noise from the OS CSPRNG, never recorded; seeded: "
+           f"replayed from the run's seed, research only, not private against whoever holds the record), "
+           f"got {p.noise_source!r}")
     if p.mechanism == "none":
         return
     _check(p.accountant in ACCOUNTANTS, "privacy.accountant", f"must be one of {ACCOUNTANTS}, got {p.accountant!r}")
@@ -197,8 +208,10 @@ def _validate_audit(a: AuditConfig) -> None:
     _check(0 <= a.rmia_offline_a <= 1, "audit.rmia_offline_a", f"must be in [0, 1], got {a.rmia_offline_a}")
     _check(a.workers >= 1, "audit.workers", f"must be ≥ 1, got {a.workers}")
     _check(a.control_on in ("same", "central"), "audit.control_on", f"must be 'same' or 'central', got {a.control_on!r}")
-    _check(0 < a.one_run_guess_fraction <= 1, "audit.one_run_guess_fraction",
-           f"must be in (0, 1], got {a.one_run_guess_fraction}")
+    fractions = list(a.one_run_guess_fractions)
+    _check(len(fractions) >= 1 and all(0 < f <= 1 for f in fractions), "audit.one_run_guess_fractions",
+           f"must be a non-empty list of shares in (0, 1], got {fractions}")
+    _check(0 <= a.control_tpr_floor < 1, "audit.control_tpr_floor", f"must be in [0, 1), got {a.control_tpr_floor}")
 
 
 def _task_config(name: str, node) -> EmojiTaskConfig | RecommendTaskConfig:

@@ -13,6 +13,7 @@ from sandbox.data import CanaryManifest, Corpus, generate_corpus, load_corpus
 from sandbox.data.partition import UserSplit, split_users
 from sandbox.data.synthetic import draw_seeking
 from sandbox.privacy import check_delta, default_delta
+from sandbox.privacy.noise import noise_generator
 from sandbox.tasks import emoji
 from sandbox.tasks.recommend import TASKS as RECOMMEND_TASKS, RecCorpus, RecData, RecExamples, Split
 from sandbox.tasks.recommend import channels_data, jobs_data
@@ -20,21 +21,29 @@ from sandbox.tasks.recommend import channels_data, jobs_data
 
 @dataclass(frozen=True)
 class Seeds:
-    """Independent streams derived from the run seed (NumPy SeedSequence spawning)."""
+    """Independent streams derived from the run seed (NumPy SeedSequence spawning).
+
+    ``noise_seed`` seeds central DP-SGD's noise only under ``privacy.noise_source=seeded``;
+    the default, ``secure``, ignores it (``noise_generator`` below, ``sandbox.privacy.noise``).
+    """
 
     split: np.random.Generator
     init: int
     batches: torch.Generator
-    noise: torch.Generator
-    federation: int  # the federated server's own seed (sampling, noise, client seeds)
+    noise_seed: int
+    federation: int  # the federated server's own seed (sampling, client seeds; its noise only when seeded)
 
     @classmethod
     def from_seed(cls, seed: int) -> "Seeds":
         split, init, batches, noise, federation = np.random.SeedSequence(seed).spawn(5)
         return cls(split=np.random.default_rng(split), init=int(init.generate_state(1)[0]),
                    batches=torch.Generator().manual_seed(int(batches.generate_state(1)[0])),
-                   noise=torch.Generator().manual_seed(int(noise.generate_state(1)[0])),
+                   noise_seed=int(noise.generate_state(1)[0]),
                    federation=int(federation.generate_state(1)[0]))
+
+    def noise_generator(self, source: str) -> torch.Generator:
+        """Central DP-SGD's noise: from the OS CSPRNG (``secure``) or replayed from the run seed (``seeded``)."""
+        return noise_generator(source, seeded_from=self.noise_seed)
 
 
 @dataclass(frozen=True)

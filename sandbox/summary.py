@@ -10,9 +10,19 @@ from pathlib import Path
 def _privacy_text(privacy: dict) -> str:
     if privacy.get("epsilon") is None:
         return "not private"
+    source = f", {privacy['noise_source']} noise" if privacy.get("noise_source") else ""
     return (f"ε = {privacy['epsilon']:.2f} (δ = {privacy['delta']:.0e}, {privacy['unit']}-level, "
             f"{privacy['accountant']}, {privacy['sampling']} q = {privacy['sample_rate']:.4g}, "
-            f"σ = {privacy['noise_multiplier']:.3f}, {privacy['steps']} steps)")
+            f"σ = {privacy['noise_multiplier']:.3f}, {privacy['steps']} steps{source})")
+
+
+def noise_warning(privacy: dict) -> str | None:
+    """The record's warning when its DP noise was seeded (replayable from the record), else None."""
+    if privacy.get("noise_source") != "seeded":
+        return None
+    return privacy.get("noise_warning") or ("seeded noise (research mode): anyone holding this record can "
+                                            "regenerate the DP noise; this model is NOT differentially private "
+                                            "against them")
 
 
 def _top_key(metrics: dict) -> str:
@@ -41,6 +51,7 @@ def describe_run(record: dict, run_dir: Path) -> str:
             f"top1 {m['top1']:.3f} (baseline {base['top1']:.3f})\n"
             + (f"  ranking: {ranking_text(m['ranking'])}\n" if "ranking" in m else "")
             + f"  privacy: {_privacy_text(record['privacy'])}\n"
+            + (f"  WARNING: {warning}\n" if (warning := noise_warning(record["privacy"])) else "")
             + (f"  audit: {audit_text(record['audit'])}\n" if record.get("audit") else "")
             + f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)")
 
@@ -76,7 +87,8 @@ def summary_table(records: list[tuple[Path, dict]]) -> str:
         p = r["privacy"]
         k = _top_key(m)
         eps = ("not private" if p.get("epsilon") is None else
-               f"ε = {p['epsilon']:.2f} (δ = {p['delta']:.0e}, {p['unit']} level, {p['accountant']})")
+               f"ε = {p['epsilon']:.2f} (δ = {p['delta']:.0e}, {p['unit']} level, {p['accountant']})"
+               + (" SEEDED NOISE: not private against whoever holds the record" if noise_warning(p) else ""))
         lines.append(f"{path.parent.name:<32} {r.get('task', 'emoji'):<9} {r['mode']:<10} {m[k]:>6.3f} "
                      f"{m['baseline'][k]:>9.3f} {m['top1']:>6.3f}  {eps}")
     return "\n".join(lines)

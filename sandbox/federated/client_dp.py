@@ -10,6 +10,14 @@ What it protects is one *example* (a message) of a client, not a user. Examples 
 clients are disjoint, so every example's privacy is the DP-SGD composition of the client that
 holds it: (q, σ) for ``steps`` steps per round it took part in. Client sampling amplification
 is not claimed; the run reports the ε of the client that took part in the most rounds.
+
+Where the client's randomness comes from. The server sends each client a seed per round; it
+drives the client's Poisson sampling of its examples (data-independent, replayable). The
+noise does not come from it under ``privacy.noise_source=secure`` (the default): the client
+draws a fresh generator state from its own OS CSPRNG for every update, and that state never
+leaves the client (``sandbox.privacy.noise``). Only under ``seeded`` (research mode) is the
+noise derived from the server's seed, so the server (and anyone with the record) can
+regenerate and subtract it.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from torch import nn
 
 from sandbox.federated.aggregate import Update
 from sandbox.federated.client import ClientData, LocalConfig, LocalTrainer, ScratchParams
+from sandbox.privacy.noise import noise_generator
 from sandbox.train.central import TensorRows, _as_batch
 
 
@@ -38,6 +47,7 @@ class LocalDPSGD:
     clip_norm: float
     sample_rate: float  # q: each of a client's examples joins each local step with probability q
     steps: int  # local DP-SGD steps per round
+    noise_source: str = "secure"  # secure: the client's own OS CSPRNG | seeded: from the server's seed
 
 
 def local_steps(*, epochs: int, sample_rate: float) -> int:
@@ -67,7 +77,9 @@ class PrivateLocalTrainer(ScratchParams):
     def update(self, data: ClientData, *, generator: torch.Generator, clip_norm: float | None = None) -> Update:
         """``dp.steps`` DP-SGD steps from the loaded parameters; the dense delta (new − old).
 
-        ``generator`` seeds both the Poisson sampling and the noise (two derived streams).
+        ``generator`` (seeded by the server) drives the Poisson sampling; the noise comes from a
+        fresh secret generator (``dp.noise_source="secure"``) or, in research mode (``"seeded"``),
+        from a second stream derived from ``generator``.
         ``clip_norm`` must be None: clipping here is per example, inside DP-SGD.
         """
         if clip_norm is not None:
@@ -79,7 +91,7 @@ class PrivateLocalTrainer(ScratchParams):
             .generate_state(2, dtype=np.uint64)
         loader = DPDataLoader(TensorRows(data.tokens, data.labels), sample_rate=self.dp.sample_rate,
                               collate_fn=_as_batch, generator=torch.Generator().manual_seed(int(sampling_seed)))
-        self.optimizer.generator = torch.Generator().manual_seed(int(noise_seed))
+        self.optimizer.generator = noise_generator(self.dp.noise_source, seeded_from=int(noise_seed))
         self.optimizer.expected_batch_size = self.dp.sample_rate * len(data)  # fixed denominator q·n
         self.gsm.train()
         losses, done = [], 0

@@ -4,7 +4,9 @@ The ClientApp runs the in-process engine's client trainer (``make_trainer``) on 
 the server loop is ``run_inprocess``'s loop with the updates travelling as Flower messages (see flower_messages.py for exactly
 what crosses). Neither side holds learning or privacy logic: ``FederatedServer`` samples,
 seeds, clips, noises, averages and accounts, as in the in-process engine, so the same seed
-gives the same model.
+gives the same model under ``privacy.noise_source=seeded``, and the same model up to the noise
+draw under ``secure`` (the default: DP noise from a secret OS-CSPRNG state, on the server for
+DP-FedAvg and on each client for client-level DP-SGD, never sent; ``sandbox.privacy.noise``).
 
 - ``federation.engine=flower``: ``run_flower_simulation`` runs both apps in Flower's
   Simulation Engine (Ray), one virtual SuperNode per client, in this process.
@@ -95,7 +97,11 @@ def report_partition(msg: Message, context: Context) -> Message:
 
 @client_app.train()
 def train_locally(msg: Message, context: Context) -> Message:
-    """One local update of this node's client, seeded by the server; only the update goes back."""
+    """One local update of this node's client; only the update goes back.
+
+    The server's seed drives batch order or Poisson sampling. Under client-level DP-SGD with
+    secure noise the client draws its noise state itself (``PrivateLocalTrainer.update``).
+    """
     task = read_train_content(msg.content)
     client = int(context.node_config["partition-id"])
     if task.client != client:

@@ -2,7 +2,10 @@
 
 Server → client (TRAIN): the global parameters as one flat float32 array, and a
 ``ConfigRecord`` with the round, the client index, the client's seed, the clip norm (absent
-when the client does not clip) and the run config the client rebuilds its own data from.
+when the client does not clip) and the run config the client rebuilds its own data from;
+under client-level DP-SGD also its settings (σ, C, q, steps and the noise source). The seed
+drives the client's batch order or Poisson sampling; under ``noise_source=secure`` the
+client's DP noise does not come from it, and the client's own noise state is never sent.
 Client → server (TRAIN reply): the update's sparse delta as two flat arrays (int64
 coordinates, sorted and unique, and their float32 values: the embedding rows of the client's
 tokens and the dense layers; every other coordinate is zero), or, under client-level DP-SGD,
@@ -32,7 +35,8 @@ PARAMS, INSTRUCTION, DELTA, UPDATE_STATS, NODE = "global-params", "instruction",
 RECORD_KEYS = {
     PARAMS: {"params"},
     INSTRUCTION: {"round", "client", "seed", "clip-norm", "run-config",
-                  "local-noise-multiplier", "local-clip-norm", "local-sample-rate", "local-steps"},
+                  "local-noise-multiplier", "local-clip-norm", "local-sample-rate", "local-steps",
+                  "local-noise-source"},
     DELTA: {"index", "values"},
     UPDATE_STATS: {"size", "n-examples", "loss", "unclipped"},
     NODE: {"partition-id"},
@@ -46,7 +50,7 @@ class TrainInstruction:
     params: torch.Tensor  # flat float32 global parameters
     round: int
     client: int  # client index in the ClientPartition (= the node's partition id)
-    seed: int  # seeds the client's local generator (batch order)
+    seed: int  # seeds the client's local generator (batch order / Poisson sampling; noise only when seeded)
     clip_norm: float | None  # client-side clipping norm, None: no clipping on the client
     run_config: str  # run_config_text(cfg): what the client rebuilds its own data from
     local_dp: LocalDPSGD | None = None  # client-level DP-SGD settings, None: plain local SGD
@@ -71,7 +75,8 @@ def train_content(task: TrainInstruction) -> RecordDict:
         instruction.update({"local-noise-multiplier": float(task.local_dp.noise_multiplier),
                             "local-clip-norm": float(task.local_dp.clip_norm),
                             "local-sample-rate": float(task.local_dp.sample_rate),
-                            "local-steps": int(task.local_dp.steps)})
+                            "local-steps": int(task.local_dp.steps),
+                            "local-noise-source": str(task.local_dp.noise_source)})
     return RecordDict({PARAMS: ArrayRecord({"params": _flat_array(task.params)}),
                        INSTRUCTION: ConfigRecord(instruction)})
 
@@ -84,7 +89,8 @@ def read_train_content(content: RecordDict) -> TrainInstruction:
         local_dp = LocalDPSGD(noise_multiplier=float(instruction["local-noise-multiplier"]),
                               clip_norm=float(instruction["local-clip-norm"]),
                               sample_rate=float(instruction["local-sample-rate"]),
-                              steps=int(instruction["local-steps"]))
+                              steps=int(instruction["local-steps"]),
+                              noise_source=str(instruction["local-noise-source"]))
     return TrainInstruction(params=_flat_tensor(content[PARAMS]["params"]), round=int(instruction["round"]),
                             client=int(instruction["client"]), seed=int(instruction["seed"]),
                             clip_norm=None if clip_norm is None else float(clip_norm),

@@ -4,7 +4,9 @@
 Poisson client sampling, the per-client seeds it hands out, clipping, the Gaussian
 noise, the clip-norm schedule, the server optimizer and the ``PrivacyBook``. An engine
 asks it for a round plan, delivers each sampled client's ``Update`` to it, and closes the
-round. Because the engines only move data, the same seed gives the same model in all of them.
+round. Because the engines only move data, the same seed gives the same model in all of them
+under ``privacy.noise_source=seeded``; with secure noise (the default) they share everything
+but the noise draw (``sandbox.privacy.noise``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from sandbox.federated.aggregate import (
 from sandbox.federated.client import LocalConfig
 from sandbox.federated.client_dp import LocalDPSGD
 from sandbox.federated.sampling import poisson_sample_clients
-from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
+from sandbox.privacy.noise import noise_generator
+from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for, joint_noise_multiplier
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class FederatedServer:
 
     def __init__(self, *, params: torch.Tensor, n_clients: int, cfg: FederationConfig,
                  dp: DPFedAvgSettings | None, book: PrivacyBook | None, seed: int,
-                 local_dp: LocalDPSGD | None = None):
+                 local_dp: LocalDPSGD | None = None, noise_source: str = "secure"):
         if dp is not None and local_dp is not None:
             raise ValueError("DP-FedAvg and client-level DP-SGD are alternatives, not both")
         if (dp is None and local_dp is None) != (book is None):
@@ -91,7 +94,9 @@ class FederatedServer:
         self.params = params.detach().clone()
         self.n_clients, self.cfg, self.dp, self.book = n_clients, cfg, dp, book
         self.sampling_rng = np.random.default_rng(sampling)
-        self.noise = torch.Generator().manual_seed(int(noise.generate_state(1)[0]))
+        # DP-FedAvg's noise (the update sum's and adaptive clipping's count): a secret OS-CSPRNG state by
+        # default; replayed from ``seed`` only under noise_source="seeded" (sandbox.privacy.noise)
+        self.noise = noise_generator(noise_source, seeded_from=int(noise.generate_state(1)[0]))
         self.client_entropy = int(clients.generate_state(1)[0])
         self.clip_norm = dp.clip_norm if dp else None
         self.round = 0
@@ -123,9 +128,7 @@ class FederatedServer:
     def _would_exceed_budget(self) -> bool:
         if self.dp is None or self.dp.stop_at_epsilon is None:
             return False
-        event = SubsampledGaussianEvent(noise_multiplier=self.dp.noise_multiplier,
-                                        sample_rate=self.cfg.sample_rate, steps=1)
-        eps = epsilon_for(events=[*self.book.events, event], delta=self.book.delta,
+        eps = epsilon_for(events=[*self.book.events, self._round_event()], delta=self.book.delta,
                           accountant=self.book.accountant)
         return eps > self.dp.stop_at_epsilon
 
@@ -172,19 +175,34 @@ class FederatedServer:
             ld = self.local_dp
             self.book.record(noise_multiplier=ld.noise_multiplier, sample_rate=ld.sample_rate, steps=ld.steps)
 
+    def _round_event(self) -> SubsampledGaussianEvent:
+        """What one DP-FedAvg round releases, as the accountant sees it.
+
+        Fixed clipping: the clipped-update sum with noise z·C. Adaptive clipping: two Gaussian
+        queries on the same Poisson sample, the update sum (z_Δ·C) and the uncentred unclipped
+        count (σ_b), recorded as one event with both components and their joint multiplier.
+        """
+        dp, q = self.dp, self.cfg.sample_rate
+        if dp.clipping != "adaptive":
+            return SubsampledGaussianEvent(noise_multiplier=dp.noise_multiplier, sample_rate=q, steps=1)
+        components = (("update", update_noise_multiplier(dp.noise_multiplier, dp.count_noise_multiplier)),
+                      ("count", float(dp.count_noise_multiplier)))
+        return SubsampledGaussianEvent(noise_multiplier=joint_noise_multiplier(z for _, z in components),
+                                       sample_rate=q, steps=1, components=components)
+
     def _dp_mean(self) -> torch.Tensor:
         dp, expected = self.dp, self.cfg.sample_rate * self.n_clients  # fixed denominator q·N
-        z_update = dp.noise_multiplier
-        if dp.clipping == "adaptive":
-            z_update = update_noise_multiplier(dp.noise_multiplier, dp.count_noise_multiplier)
-        mean = noisy_mean(self._sum, noise_std=z_update * self.clip_norm, denominator=expected,
+        event = self._round_event()
+        noise = dict(event.components) or {"update": event.noise_multiplier}
+        mean = noisy_mean(self._sum, noise_std=noise["update"] * self.clip_norm, denominator=expected,
                           generator=self.noise)
         if dp.clipping == "adaptive":
-            count_noise = float(gaussian_noise((1,), std=dp.count_noise_multiplier, generator=self.noise))
+            count_noise = float(gaussian_noise((1,), std=noise["count"], generator=self.noise))
             self.clip_norm = next_clip_norm(
                 self.clip_norm, unclipped_fraction=(self._n_unclipped + count_noise) / expected,
                 target_quantile=dp.target_quantile, learning_rate=dp.clip_lr)
-        self.book.record(noise_multiplier=dp.noise_multiplier, sample_rate=self.cfg.sample_rate)
+        self.book.record(noise_multiplier=event.noise_multiplier, sample_rate=event.sample_rate,
+                         components=event.components)
         return mean
 
     def _server_step(self, mean_delta: torch.Tensor) -> None:

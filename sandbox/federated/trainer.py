@@ -37,11 +37,27 @@ def dp_settings(cfg: RunConfig, n_clients: int) -> tuple[DPFedAvgSettings, Priva
     count_sigma = p.count_noise_multiplier
     if p.clipping == "adaptive" and count_sigma is None:
         count_sigma = fed.sample_rate * n_clients / 20  # Andrew et al. 2021's suggestion
+    if p.clipping == "adaptive" and count_sigma <= sigma:
+        raise ConfigError(
+            f"privacy.count_noise_multiplier: σ_b = {count_sigma:.4g} must exceed the total noise multiplier "
+            f"z = {sigma:.4g} (the update gets z_Δ = (z⁻² − σ_b⁻²)^-½); "
+            + ("set it explicitly" if p.count_noise_multiplier is None else "raise it")
+            + f" (default q·N/20 = {fed.sample_rate * n_clients / 20:.4g} for {n_clients} clients)")
     settings = DPFedAvgSettings(
         noise_multiplier=sigma, clip_norm=p.clip_norm, clipping=p.clipping, clipping_site=p.clipping_site,
         target_quantile=p.target_quantile, clip_lr=p.clip_lr, count_noise_multiplier=count_sigma,
         stop_at_epsilon=p.target_epsilon if p.noise_multiplier is not None else None)
     return settings, book
+
+
+def _adaptive_noise(dp: DPFedAvgSettings) -> dict:
+    """Adaptive clipping: the update's own noise multiplier z_Δ beside the joint z and σ_b."""
+    if dp.clipping != "adaptive":
+        return {}
+    from sandbox.federated.aggregate import update_noise_multiplier
+    return {"update_noise_multiplier": update_noise_multiplier(dp.noise_multiplier, dp.count_noise_multiplier),
+            "noise_split": "z = (z_Δ⁻² + σ_b⁻²)^-½: the update sum and the uncentred count (sensitivity 1) "
+                           "released on one Poisson sample"}
 
 
 def client_dpsgd_settings(cfg: RunConfig, n_examples: int) -> tuple[LocalDPSGD, PrivacyBook]:
@@ -53,7 +69,8 @@ def client_dpsgd_settings(cfg: RunConfig, n_examples: int) -> tuple[LocalDPSGD, 
     if sigma is None:
         sigma = noise_multiplier_for(target_epsilon=p.target_epsilon, delta=delta, sample_rate=p.local_sample_rate,
                                      steps=steps * fed.rounds, accountant=p.accountant)
-    local = LocalDPSGD(noise_multiplier=sigma, clip_norm=p.clip_norm, sample_rate=p.local_sample_rate, steps=steps)
+    local = LocalDPSGD(noise_multiplier=sigma, clip_norm=p.clip_norm, sample_rate=p.local_sample_rate, steps=steps,
+                       noise_source=p.noise_source)
     return local, PrivacyBook(unit="example", delta=delta, accountant=p.accountant)
 
 
@@ -108,7 +125,7 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
         local_dp, book = client_dpsgd_settings(cfg, len(data.train))
     server = FederatedServer(params=parameters_to_vector(model.parameters()).detach(),
                              n_clients=len(partition), cfg=fed, dp=dp, book=book, seed=seeds.federation,
-                             local_dp=local_dp)
+                             local_dp=local_dp, noise_source=cfg.privacy.noise_source)
     started = time.perf_counter()
     with progress_bar(cfg.progress, unit="rounds") as show:
         curve = _FederatedCurve(data.new_model(cfg, seeds), data.test, k=cfg.task.top_k,
@@ -130,16 +147,18 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
             sampling="poisson (each client's examples, per local step)", rounds=server.round,
             local_steps_per_round=local_dp.steps, worst_client_rounds=int(server.participation.max(initial=0)),
             epsilon_scope="the client that took part in the most rounds; every other example has ε ≤ this",
-            amplification_by_client_sampling=False, denominator="fixed (q·n of the client)")
+            amplification_by_client_sampling=False, denominator="fixed (q·n of the client)",
+            noise_source=local_dp.noise_source)
     elif dp is None:
         privacy = privacy_section(mechanism="none", unit=fed.unit, book=None, steps=server.round)
     else:
         privacy = privacy_section(
             mechanism="dpfedavg", unit=fed.unit, book=book, steps=server.round,
             noise_multiplier=dp.noise_multiplier, sample_rate=fed.sample_rate, clip_norm=dp.clip_norm,
-            target_epsilon=cfg.privacy.target_epsilon, clipping=dp.clipping,
+            target_epsilon=cfg.privacy.target_epsilon, noise_source=cfg.privacy.noise_source, clipping=dp.clipping,
             clipping_site=dp.clipping_site, final_clip_norm=server.clip_norm,
             count_noise_multiplier=dp.count_noise_multiplier, denominator="fixed (q·N)",
+            **_adaptive_noise(dp),
             stop_rule=dp.stop_at_epsilon is not None)
     took_part = np.flatnonzero(server.participation > 0)
     return Outcome(model=model, curve=curve.points, privacy=privacy, status=server.status,

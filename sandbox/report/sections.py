@@ -20,7 +20,8 @@ from sandbox.report.fields import Fields, fmt, fmt_ci, typed, x_key
 _PRIVACY_ROWS = (("mechanism", "mechanism"), ("epsilon", "ε"), ("delta", "δ"), ("unit", "unit"),
                  ("accountant", "accountant"), ("sampling", "sampling"), ("sample_rate", "sample rate q"),
                  ("noise_multiplier", "noise multiplier σ"), ("clip_norm", "clip norm"),
-                 ("target_epsilon", "target ε"), ("neighbouring_relation", "neighbouring relation"))
+                 ("target_epsilon", "target ε"), ("neighbouring_relation", "neighbouring relation"),
+                 ("noise_source", "noise source"))
 
 
 def header(r: Fields, run_dir: Path) -> list[Block]:
@@ -43,7 +44,19 @@ def header(r: Fields, run_dir: Path) -> list[Block]:
         if d is not None and d.get(key) is not None:
             rows.append((label, fmt(d.get(key))))
     rows.append(("run directory", str(run_dir)))
-    return [Table(("field", "value"), tuple(rows), css_id="run")]
+    return [Table(("field", "value"), tuple(rows), css_id="run"), *noise_warning(r)]
+
+
+def noise_warning(r: Fields) -> list[Block]:
+    """A private run with seeded noise: the warning, in plain words, right under the header."""
+    p = r.sub("privacy")
+    if p is None or p.get("noise_source", kind=str) != "seeded":
+        return []
+    text = p.get("noise_warning", kind=str) or ("seeded noise (research mode): anyone holding this record can "
+                                                "regenerate the DP noise; this model is NOT differentially private "
+                                                "against them")
+    return [Paragraph(f"WARNING: {text}. The ε below is what the accountant computes for the mechanism; it does "
+                      "not hold against anyone who has record.json.")]
 
 
 # --- utility and learning curve ---------------------------------------------------------------

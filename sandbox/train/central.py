@@ -5,6 +5,10 @@ independently with probability q, which is what the subsampled-Gaussian accounta
 assume), per-example clipping by ghost clipping, and Gaussian noise σ·C on the summed
 clipped gradients. Every optimizer step that actually ran is recorded in a ``PrivacyBook``
 by a hook on Opacus' optimizer; ε is computed from that record, nowhere else.
+
+The noise comes from the ``noise_generator`` the caller passes (``sandbox.privacy.noise``:
+a secret OS-CSPRNG state by default, or replayed from the run seed under
+``privacy.noise_source=seeded``); the Poisson sampling from ``generator`` (seeded).
 """
 
 from __future__ import annotations
@@ -138,7 +142,9 @@ def train_dpsgd(
 ) -> TrainResult:
     """Example-level DP-SGD. σ is given, or calibrated by Opacus for ``dp.target_epsilon`` over the planned steps.
 
-    Each step that runs is recorded in ``book`` (which must be empty and match ``dp``).
+    Each step that runs is recorded in ``book`` (which must be empty and match ``dp``). The noise
+    is drawn from ``noise_generator`` (``sandbox.privacy.noise.noise_generator``), the Poisson
+    sampling from ``generator``.
     """
     if book.steps or book.delta != dp.delta or book.accountant != dp.accountant:
         raise ValueError("train_dpsgd needs a fresh PrivacyBook with the run's delta and accountant")
@@ -147,8 +153,8 @@ def train_dpsgd(
     if sigma is None:
         sigma = noise_multiplier_for(target_epsilon=dp.target_epsilon, delta=dp.delta,
                                      sample_rate=q, steps=steps, accountant=dp.accountant)
-    with warnings.catch_warnings():  # seeded noise on purpose (replayable runs); recorded as secure_rng: false
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+    with warnings.catch_warnings():  # Opacus' secure_mode needs torchcsprng; the noise generator is ours
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")  # (sandbox.privacy.noise)
         engine = PrivacyEngine(accountant=dp.accountant)
     gsm, optimizer, criterion, loader = engine.make_private(
         module=model, optimizer=_optimizer(model, cfg), criterion=nn.CrossEntropyLoss(),

@@ -34,10 +34,14 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 FEDERATED_TINY = [*TINY, "task.n_buckets=1024", "data.n_users=40", "data.n_workspaces=4", "mode=federated",
                   "federation.rounds=3", "federation.sample_rate=0.5", "federation.eval_every=3"]
+# Seeded noise (research mode): the engines must give the same model, so both must draw the same
+# noise; with the default secure noise they differ by the noise draw only (tests/privacy/test_noise_source.py).
 PRIVACY = {
     "none": ["privacy=none"],
-    "dpfedavg": ["privacy=dpfedavg", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null"],
-    "client_dpsgd": ["privacy=client_dpsgd", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null"],
+    "dpfedavg": ["privacy=dpfedavg", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null",
+                 "privacy.noise_source=seeded"],
+    "client_dpsgd": ["privacy=client_dpsgd", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null",
+                     "privacy.noise_source=seeded"],
 }
 
 
@@ -172,7 +176,8 @@ def test_every_message_is_logged_on_both_sides(captured):
     assert not [e for e in entries if "error" in e]
 
 
-OPTIONAL_INSTRUCTION = {"clip-norm", "local-noise-multiplier", "local-clip-norm", "local-sample-rate", "local-steps"}
+OPTIONAL_INSTRUCTION = {"clip-norm", "local-noise-multiplier", "local-clip-norm", "local-sample-rate", "local-steps",
+                        "local-noise-source"}
 
 
 def test_only_the_expected_records_and_keys_cross(captured):

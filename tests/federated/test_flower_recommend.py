@@ -33,6 +33,7 @@ N_MEMBERS, N_POSTINGS = 60, 30
 JOBS_FEDERATED = ["task=jobs", f"task.jobs.n_members={N_MEMBERS}", f"task.jobs.n_postings={N_POSTINGS}",
                   "task.jobs.seeking_rate=0.3", "task.n_buckets=1024", "task.embedding_dim=16", "task.hidden_dim=16",
                   "mode=federated", "privacy=dpfedavg", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null",
+                  "privacy.noise_source=seeded",  # the engines give one model only if they draw the same noise
                   "federation.rounds=3", "federation.sample_rate=0.5", "federation.eval_every=3", "progress=false"]
 
 

@@ -75,7 +75,9 @@ def test_fedavg_learns_something_nonprivate(tmp_path):
     assert record["curve"][-1]["train_loss"] < record["curve"][0]["train_loss"]
 
 
-@pytest.mark.parametrize("privacy", [["privacy=none"], ["privacy=dpfedavg", "privacy.clipping=adaptive"]])
+# DP with seeded noise: the two trainers can give one model only if the server draws the same noise
+@pytest.mark.parametrize("privacy", [["privacy=none"],
+                                     ["privacy=dpfedavg", "privacy.clipping=adaptive", "privacy.noise_source=seeded"]])
 def test_client_batched_and_one_by_one_inprocess_runs_give_the_same_model(tmp_path, privacy):
     overrides = [*privacy, "federation.rounds=4", "federation.sample_rate=0.5", "federation.local_batch_size=4"]
     batched = _run(tmp_path / "batched", [*overrides, "federation.client_batch=3"])

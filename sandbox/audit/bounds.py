@@ -13,7 +13,10 @@ Two statistics, each giving the largest epsilon that can be claimed with confide
   where 1 - FPR_hi lower-bounds TNR and 1 - TPR_lo upper-bounds FNR. Both forms use the
   same two intervals, so the maximum needs no further correction. Clopper-Pearson gives
   FPR_hi >= 1 - (alpha/2)^(1/n_neg) > 0 even when fp = 0, and TPR_lo <= (alpha/2)^(1/n_pos)
-  < 1, so the bound is always finite.
+  < 1, so the bound is always finite. It is a 95% bound only when the trials are independent
+  (one decision per training run). The harness applies it to many targets of *one* model,
+  which are not independent trials, so there it is recorded as a heuristic
+  (``audit.eps_lower_bound_kind``) and raises no alarm.
 
 * ``one_run_eps_lower_bound``: one training run with m canaries, each included
   independently with probability 1/2 (Steinke, Nasr & Jagielski 2023, "Privacy Auditing

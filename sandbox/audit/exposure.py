@@ -6,7 +6,8 @@ candidates drawn from the same random space as the canaries but never inserted.
 
 * Exposure: Carlini, Liu, Erlingsson, Kos & Song 2019, "The Secret Sharer: Evaluating and
   Testing Unintended Memorization in Neural Networks" (USENIX Security). With R candidates
-  in the space, exposure = log2 R - log2 rank; here R - 1 references stand in for the
+  in the space, exposure = log2 R - log2 rank (:func:`exposure`, rank 1-based, the one
+  place it is computed); here R - 1 references stand in for the
   other candidates, so R = n_ref + 1. Estimated by rank among the references
   (:func:`exposure_by_rank`, at most log2(n_ref + 1)) or by extrapolating a distribution
   fitted to the reference scores (:func:`exposure_by_fit`, the paper's "exposure via
@@ -29,7 +30,7 @@ from numbers import Integral
 import numpy as np
 from scipy import stats
 
-__all__ = ["exposure_by_rank", "exposure_by_fit", "one_run_guesses", "search_secret_space"]
+__all__ = ["exposure", "exposure_by_rank", "exposure_by_fit", "one_run_guesses", "search_secret_space"]
 
 
 def _scores(name: str, x, *, min_len: int = 1) -> np.ndarray:
@@ -41,6 +42,27 @@ def _scores(name: str, x, *, min_len: int = 1) -> np.ndarray:
     return a
 
 
+def _whole(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def exposure(rank: int, space_size: int) -> float:
+    """Exposure of a secret ranked ``rank`` (1 = scored above every other) among ``space_size``
+    candidates: log2 |R| − log2 rank (Carlini et al. 2019), in bits, in [0, log2 |R|].
+
+    ``rank`` is 1-based and at most ``space_size``; both must be integers (numpy integers too).
+    """
+    size = _whole("space_size", space_size)
+    r = _whole("rank", rank)
+    if r > size:
+        raise ValueError(f"rank must be <= space_size ({size}), got {r}")
+    return math.log2(size) - math.log2(r)
+
+
 def exposure_by_rank(canary_scores, reference_scores) -> np.ndarray:
     """Exposure log2(n_ref + 1) - log2(rank) per canary, rank = 1 + #(references >= canary).
 
@@ -50,7 +72,7 @@ def exposure_by_rank(canary_scores, reference_scores) -> np.ndarray:
     c = _scores("canary_scores", canary_scores)
     ref = np.sort(_scores("reference_scores", reference_scores))
     rank = 1 + len(ref) - np.searchsorted(ref, c, side="left")
-    return math.log2(len(ref) + 1) - np.log2(rank)
+    return np.array([exposure(int(r), len(ref) + 1) for r in rank], dtype=np.float64)
 
 
 def _fit(ref: np.ndarray) -> tuple[float, float, float]:
@@ -166,13 +188,13 @@ def search_secret_space(stat, see, texts, labels, *, template: str, secret_forma
             out[start:stop] = stat(seen, np.full(stop - start, y))
     rank = np.array([int(np.sum(scores[int(y)] >= scores[int(y)][v])) for v, y in zip(values, labels)],
                     dtype=np.int64)  # counts the canary itself: 1 + #(others ≥ it)
-    exposure = math.log2(SECRET_SPACE_SIZE) - np.log2(np.maximum(rank, 1))
+    exact = np.array([exposure(int(r), SECRET_SPACE_SIZE) for r in rank], dtype=np.float64)
     return {"method": "whole secret space searched, each canary with its own reaction",
             "space_size": SECRET_SPACE_SIZE, "n_canaries": int(len(values)),
             "n_extracted": int(np.sum(rank == 1)),
             "rank": {"min": int(rank.min()) if len(rank) else None,
                      "median": float(np.median(rank)) if len(rank) else None},
-            "exposure_exact": {"mean": float(exposure.mean()) if len(rank) else None,
-                               "max": float(exposure.max()) if len(rank) else None,
+            "exposure_exact": {"mean": float(exact.mean()) if len(rank) else None,
+                               "max": float(exact.max()) if len(rank) else None,
                                "max_possible": math.log2(SECRET_SPACE_SIZE)},
             "seconds": round(time.perf_counter() - started, 1)}

@@ -19,6 +19,7 @@ would compute them on the resampled scores (the tests check this).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -155,6 +156,25 @@ def attack_metrics(scores, is_member, *, fprs: tuple[float, ...] = (0.001, 0.01)
         n_members=int(y.sum()), n_nonmembers=int((~y).sum()),
         resamples=int(resamples), confidence=float(confidence),
     )
+
+
+def nonmembers_needed(fpr: float) -> int:
+    """Non-members needed for TPR at ``fpr`` to be measurable at all: ⌈1/fpr⌉, so that one false
+    positive is allowed (below it, TPR at ``fpr`` is read at zero false positives)."""
+    if not 0.0 < fpr <= 1.0:
+        raise ValueError(f"fpr must lie in (0, 1], got {fpr}")
+    return math.ceil(round(1 / fpr, 9))
+
+
+def tpr_measurability(n_nonmembers: int, fpr: float) -> dict:
+    """``{"measurable", "needs_nonmembers", "n_nonmembers", "note"}`` for TPR at ``fpr``."""
+    if isinstance(n_nonmembers, bool) or not isinstance(n_nonmembers, (int, np.integer)) or n_nonmembers < 0:
+        raise ValueError(f"n_nonmembers must be an integer >= 0, got {n_nonmembers!r}")
+    need = nonmembers_needed(fpr)
+    ok = int(n_nonmembers) >= need
+    note = None if ok else (f"not measurable: needs ≥ {need} non-members, has {int(n_nonmembers)} "
+                            "(it is read at zero false positives)")
+    return {"measurable": ok, "needs_nonmembers": need, "n_nonmembers": int(n_nonmembers), "note": note}
 
 
 def choose_threshold(scores, is_member, *, fpr: float) -> float:

@@ -19,6 +19,10 @@
 
 A ``top-k`` list here does not hide items the user already has (a "for you" page may repeat
 them); for channels it is limited to the user's workspace.
+
+:func:`run_suggestions_audit` (what ``sandbox.run`` calls) adds the relation tested (add/remove
+one user) and the accountant's ε for it, a positive control on a non-private model of the same
+pipeline (``audit.control``), the DP-bug alarm on the membership AUC, and ``models_trained``.
 """
 
 from __future__ import annotations
@@ -145,4 +149,124 @@ def suggestions_audit(model, rec: RecData, *, k: int, resamples: int, confidence
             {"members": (lists[is_member], rec.sensitive[members]),
              "non_members": (other_lists[held], rec.sensitive[others[held]])},
             n_items=rec.n_items, resamples=resamples, confidence=confidence, seed=seed)}
+    return out
+
+
+def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
+    """``audit=suggestions`` on the run's model, with the relation it tests, a positive control and the
+    DP-bug alarm (the record's ``audit`` section; called by ``sandbox.run``).
+
+    * Relation: members are whole training users, non-members held-out users: *add/remove one user*,
+      compared with the accountant's ε converted to it (``harness.accountant_comparison``).
+    * Positive control: the same audit on a non-private model of the same pipeline (the run itself
+      when it is not private; ``audit.control_on=central`` as for the harness). It passes when it
+      catches members on any statistic it can measure: membership AUC (CI lower end > 0.5), TPR at
+      1% / 0.1% FPR (CI lower end > ``audit.control_tpr_floor``, with ≥ 100 / 1000 non-members), or
+      the attribute gap (CI lower end > 0: training on members reveals more of their attribute).
+    * Result: ``dp_bug`` when the membership AUC's CI lower end exceeds ``max_auc(ε', δ')``, else
+      ``measured``; ``reason`` says whether the control caught members, and a claim judges each of its
+      rows on the control's statistic (``control.statistics``).
+    """
+    import sys
+
+    from sandbox.audit.harness import (
+        AuditRelation, accountant_comparison, control_config, control_verdict, describe_comparison, measurability,
+        model_entry,
+    )
+    from sandbox.prepare import Seeds
+    from sandbox.privacy.relations import ADD_REMOVE, max_auc
+
+    a = cfg.audit
+    kwargs = dict(k=cfg.task.top_k, resamples=a.resamples, confidence=a.confidence, seed=cfg.seed)
+    main = suggestions_audit(outcome.model, data.rec, **kwargs)
+    rel = ADD_REMOVE["user"]
+    relation = AuditRelation(str(rel), {"*": rel}, "members are whole training users, non-members held-out users")
+    comparison = accountant_comparison(relation, privacy)
+    comparable = "epsilon" in comparison
+    control_cfg, pipeline, retrain = control_config(cfg)
+    models: list = []
+    if not retrain:
+        control_audit, ran_on = main, "this run (not private)"
+    elif not a.control:
+        control_audit, ran_on = None, "none"
+    else:
+        from sandbox.run import train_model
+
+        control_outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
+        control_audit, ran_on = suggestions_audit(control_outcome.model, data.rec, **kwargs), "control run"
+        models.append(model_entry("positive control", control_outcome.privacy))
+    mem = main["membership"]
+    mem["measurable"] = measurability(mem["n_nonmembers"])
+    for fpr, info in mem["measurable"].items():
+        if fpr != "auc" and not info["measurable"]:
+            print(f"warning: audit: membership {fpr.replace('_', ' ')} {info['note']}", file=sys.stderr)
+    if control_audit is None:
+        control = {"ran_on": "none", "pipeline": pipeline, "passed": False, "statistics": {},
+                   "reason": "positive control disabled (audit.control=false)"}
+    else:
+        statistics = suggestions_control_statistics(control_audit, floor=a.control_tpr_floor)
+        passed, reason = control_verdict(statistics)
+        section = {"attack": "suggestions", "level": control_audit["level"], "threat": control_audit["threat"],
+                   "membership": {**control_audit["membership"],
+                                  "measurable": measurability(control_audit["membership"]["n_nonmembers"])},
+                   "attribute": control_audit["attribute"], "result": "measured"}
+        control = {"ran_on": ran_on, "pipeline": pipeline, "privacy": "none", "tpr_floor": a.control_tpr_floor,
+                   "passed": passed, "reason": reason, "statistics": statistics, "audit": section}
+    permitted = max_auc(comparison["epsilon"], comparison["delta"]) if comparable else None
+    auc_low = mem["auc_ci"][0]
+    auc_alarm = bool(comparable and auc_low > permitted)
+    if auc_alarm:
+        result, reason = "dp_bug", (f"membership AUC CI lower end {auc_low:.3f} > {permitted:.3f}, the largest AUC "
+                                    f"(ε' = {comparison['epsilon']:.3f}, δ' = {comparison['delta']:.3g}) permits "
+                                    f"({comparison['conversion']})")
+    else:  # measured either way: a claim judges each row on the control's statistic (control.statistics)
+        caught = "control caught members" if control["passed"] else \
+            "the positive control caught no members (control.reason): a low figure here is no evidence of privacy"
+        if comparable:
+            reason = (f"{caught}; membership AUC CI lower end {auc_low:.3f} ≤ {permitted:.3f} (the largest AUC "
+                      f"ε' = {comparison['epsilon']:.3f} permits): consistent with the accountant")
+        else:
+            reason = f"{caught}; no accountant ε for this relation: {comparison['reason']}"
+        result = "measured"
+    return {**main, "result": result, "reason": reason,
+            "relation": relation.description, "relation_note": relation.note,
+            "accountant_epsilon": privacy["epsilon"], "accountant_comparison": comparison,
+            "comparable": comparable, "unit_compared": describe_comparison(relation, comparison, privacy),
+            "max_auc_permitted": permitted, "control": control,
+            "verdict_inputs": {"control_passed": control["passed"], "relation": relation.description,
+                               "accountant_epsilon": privacy["epsilon"], "delta": privacy["delta"],
+                               "unit": privacy["unit"], "converted_epsilon": comparison.get("epsilon"),
+                               "converted_delta": comparison.get("delta"), "auc": mem["auc"],
+                               "auc_ci_low": auc_low, "max_auc_permitted": permitted, "auc_alarm": auc_alarm,
+                               "one_run_eps_lower_bound": None, "one_run_alarm": False, "alpha": a.alpha},
+            "models_trained": models}
+
+
+def suggestions_control_statistics(audit: dict, *, floor: float) -> dict:
+    """Per statistic of a suggestions audit run as a control: measurable, value, CI, caught members."""
+    from sandbox.audit.harness import FPRS, TPR_KEYS
+    from sandbox.audit.metrics import tpr_measurability
+
+    mem = audit["membership"]
+    lo, hi = mem["auc_ci"]
+    out = {"auc": {"measurable": True, "value": mem["auc"], "ci": [lo, hi], "caught": bool(lo > 0.5),
+                   "rule": "membership AUC CI lower end > 0.5"}}
+    for fpr in FPRS:
+        info = tpr_measurability(mem["n_nonmembers"], fpr)
+        ci = mem["tpr_at_fpr_ci"][str(fpr)]
+        entry = {"measurable": info["measurable"], "value": mem["tpr_at_fpr"][str(fpr)], "ci": ci,
+                 "rule": f"CI lower end > {floor:g} (audit.control_tpr_floor), with ≥ {info['needs_nonmembers']} "
+                         "non-members",
+                 "caught": bool(ci[0] > floor) if info["measurable"] else None}
+        if not info["measurable"]:
+            entry["note"] = info["note"]
+        out[TPR_KEYS[fpr]] = entry
+    attr = audit["attribute"]
+    if attr.get("result") == "measured" and "gap" in attr:
+        out["attribute_gap"] = {"measurable": True, "value": attr["gap"], "ci": attr["gap_ci"],
+                                "caught": bool(attr["gap_ci"][0] > 0),
+                                "rule": "attribute advantage gap members − non-members: CI lower end > 0"}
+    else:
+        out["attribute_gap"] = {"measurable": False, "caught": None,
+                                "note": f"not measurable: {attr.get('reason', attr.get('result'))}"}
     return out

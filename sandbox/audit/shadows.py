@@ -6,6 +6,9 @@ follows LiRA's reference code: every user is IN for exactly half of the shadows,
 target has N/2 IN and N/2 OUT models. A shadow's membership is what really ran: a user kept
 but never sampled by federated training counts as OUT.
 
+Each shadow resolves its own σ (for a target ε) and δ from its own population, so its
+``privacy`` section (``ShadowSet.privacy``) is what the ledger charges it with.
+
 Shadows are independent, so they train in worker processes (``audit.workers``), each
 single-threaded; results come back in shadow order and are identical for any worker count.
 """
@@ -34,6 +37,7 @@ class ShadowSet:
     probability: np.ndarray  # [N, n_units]
     keep: np.ndarray  # [N, n_units] bool: the unit's data took part in shadow i's training
     seconds: float  # wall time of training and scoring all shadows
+    privacy: tuple = ()  # shadow i's own record ``privacy`` section (its σ and δ, from its own population)
 
 
 def keep_mask(n_shadows: int, n_users: int, rng: np.random.Generator) -> np.ndarray:
@@ -76,14 +80,14 @@ def _init_worker(cfg: RunConfig, data: Prepared, population: Population, threat:
     _WORKER.update(cfg=cfg, data=data, population=population, threat=threat, k=k)
 
 
-def _train_one(index: int, keep_users: np.ndarray, seed: int) -> tuple[int, UnitStats, np.ndarray]:
+def _train_one(index: int, keep_users: np.ndarray, seed: int) -> tuple[int, UnitStats, np.ndarray, dict]:
     w = _WORKER
     with single_threaded():
         outcome = train_on_users(w["cfg"], w["data"], w["population"], keep_users, seed)
         initial = w["data"].new_model(w["cfg"], Seeds.from_seed(seed))
         stats = unit_stats(outcome.model, w["population"], threat=w["threat"], k=w["k"], initial=initial)
     trained = trained_user_mask(w["population"], outcome.trained_users)
-    return index, stats, w["population"].units_of_users(trained)
+    return index, stats, w["population"].units_of_users(trained), outcome.privacy
 
 
 def train_shadows(cfg: RunConfig, data: Prepared, population: Population, *, n_shadows: int, threat: str,
@@ -116,4 +120,5 @@ def train_shadows(cfg: RunConfig, data: Prepared, population: Population, *, n_s
                     progress(done, n_shadows)
     return ShadowSet(confidence=np.stack([r[1].confidence for r in results]),
                      probability=np.stack([r[1].probability for r in results]),
-                     keep=np.stack([r[2] for r in results]), seconds=time.perf_counter() - started)
+                     keep=np.stack([r[2] for r in results]), seconds=time.perf_counter() - started,
+                     privacy=tuple(r[3] for r in results))

@@ -9,7 +9,37 @@ import pytest
 from scipy import stats
 
 from sandbox.audit import exposure as exposure_module
-from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank, one_run_guesses
+from sandbox.audit.exposure import exposure, exposure_by_fit, exposure_by_rank, one_run_guesses
+
+
+@pytest.mark.parametrize("rank, size, bits", [
+    (1, 10**6, math.log2(10**6)),  # ranked first of the space: the most exposure there is
+    (1, 1024, 10.0),
+    (2, 1024, 9.0),
+    (1024, 1024, 0.0),  # ranked last: nothing learned
+    (4, 64, 4.0),
+    (1, 1, 0.0),
+    (np.int64(8), np.int64(1024), 7.0),  # numpy integers (ranks come out of numpy)
+])
+def test_exposure_is_log2_space_minus_log2_rank(rank, size, bits):
+    got = exposure(rank, size)
+    assert isinstance(got, float) and got == pytest.approx(bits, abs=1e-12)
+
+
+@pytest.mark.parametrize("rank, size, match", [
+    (0, 10, "rank must be >= 1"),  # 1-based
+    (-3, 10, "rank must be >= 1"),
+    (11, 10, r"rank must be <= space_size \(10\)"),
+    (1, 0, "space_size must be >= 1"),
+    (1.5, 10, "rank must be an integer"),
+    (2.0, 10, "rank must be an integer"),
+    (True, 10, "rank must be an integer"),
+    (1, "10", "space_size must be an integer"),
+    (None, 10, "rank must be an integer"),
+])
+def test_exposure_refuses_bad_inputs_clearly(rank, size, match):
+    with pytest.raises(ValueError, match=match):
+        exposure(rank, size)
 
 
 def test_exposure_by_rank_hand_cases():

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from sandbox.audit.harness import ProbableDPBug, comparable_unit
+from sandbox.audit.harness import ProbableDPBug, accountant_comparison, audit_relation
 from sandbox.audit.shadows import keep_mask, train_shadows
 from sandbox.audit.targets import build_population
 from sandbox.config import ConfigError, resolve
 from sandbox.prepare import Seeds, prepare
+from sandbox.privacy.relations import group_privacy, max_auc
 from sandbox.run import run
 from tests.conftest import TINY, compose_config
 
@@ -34,6 +35,15 @@ def test_canary_audit_of_a_memorising_model_catches_members_and_records_everythi
     assert a["auc"] > 0.9 and a["auc_ci"][0] <= a["auc"] <= a["auc_ci"][1]
     assert a["tpr_at_1pct_fpr"] > 0.5 and a["control"]["passed"] and a["control"]["ran_on"].startswith("this run")
     assert a["result"] == "measured" and a["accountant_epsilon"] is None and not a["comparable"]
+    assert a["relation"] == "add/remove a group of 20 examples inside one user present in both worlds"
+    assert a["accountant_comparison"] == {"comparable": False, "reason": "not private: no accountant ε to compare with"}
+    assert a["max_auc_permitted"] is None and a["models_trained"] == []  # nothing trained beside the run
+    assert a["eps_lower_bound_kind"].startswith("heuristic") and "not a 95% bound" in a["eps_lower_bound_kind"]
+    # the control of a non-private run is the run itself, with its own audit section and statistics
+    c = a["control"]
+    assert c["audit"]["auc"] == a["auc"] and c["audit"]["extraction"] == a["extraction"]
+    assert c["audit"]["result"] == "measured" and c["statistics"]["auc"]["caught"]
+    assert c["statistics"]["extraction"]["caught"] and c["statistics"]["exposure_by_rank"]["caught"] is None
     c = a["canaries"]  # planted in a held-out user: not trained on, so a non-member like the fresh ones
     assert a["n_members"] == c["planted_in_trained_users"] < c["planted"] == 40
     assert a["n_nonmembers"] == 200 + c["planted"] - c["planted_in_trained_users"]
@@ -51,12 +61,21 @@ def test_canary_audit_of_a_memorising_model_catches_members_and_records_everythi
         np.log2(10**6))
 
 
-def test_a_weak_attack_is_inconclusive_never_evidence_of_privacy(tmp_path):
+def test_a_weak_attack_is_inconclusive_never_evidence_of_privacy(tmp_path, capsys):
     # one epoch, no repeats to speak of: the loss attack cannot separate users, so the control fails
     record = _run(tmp_path, [*TINY, "privacy=none", "audit=loss", "audit.resamples=200"])
     a = record["audit"]
     assert not a["control"]["passed"] and a["result"] == "inconclusive"
     assert "positive control failed" in a["reason"]
+    # ~60 held-out users: TPR at a FPR below 1/60 cannot be measured, and the record and stderr say so
+    assert a["n_nonmembers"] < 100
+    stats = a["control"]["statistics"]
+    assert stats["auc"]["measurable"] and stats["auc"]["caught"] is False
+    for key, need in (("tpr_at_1pct_fpr", 100), ("tpr_at_0.1pct_fpr", 1000)):
+        assert not stats[key]["measurable"] and stats[key]["caught"] is None
+        assert stats[key]["note"].startswith(f"not measurable: needs ≥ {need} non-members, has {a['n_nonmembers']}")
+        assert not a["measurable"][key]["measurable"]
+    assert f"TPR at 1% FPR not measurable: needs ≥ 100 non-members, has {a['n_nonmembers']}" in capsys.readouterr().err
 
 
 def test_a_dp_run_gets_a_separate_non_private_control_run(tmp_path):
@@ -65,7 +84,20 @@ def test_a_dp_run_gets_a_separate_non_private_control_run(tmp_path):
     a = record["audit"]
     assert a["control"]["ran_on"] == "control run" and a["control"]["privacy"] == "none"
     assert a["accountant_epsilon"] == record["privacy"]["epsilon"]
-    assert not a["comparable"]  # a canary repeated 20× is a group of examples: no example-level comparison
+    # a canary repeated 20× inside its host is a group of 20 examples: group privacy over 20 steps of the
+    # example-level (ε, δ) leaves δ' = δ·Σe^(iε) ≥ 1 here, no guarantee, so nothing to compare with
+    cmp = a["accountant_comparison"]
+    assert not a["comparable"] and cmp["comparable"] is False and "k = 20" in cmp["reason"]
+    assert "no guarantee left" in cmp["reason"] and a["max_auc_permitted"] is None
+    assert a["result"] == "measured" and "no accountant ε for this relation" in a["reason"]
+    # the control is a model of its own, audited with the same statistics, extraction off as in the run
+    c = a["control"]
+    assert set(c["audit"]) >= {"attack", "level", "auc", "auc_ci", "tpr_at_0.1pct_fpr", "tpr_at_0.1pct_fpr_ci",
+                               "tpr_at_1pct_fpr", "tpr_at_1pct_fpr_ci", "n_members", "n_nonmembers", "canaries",
+                               "result"}
+    assert "extraction" not in c["audit"] and c["passed"] == any(s["caught"] for s in c["statistics"].values())
+    assert a["models_trained"] == [{"what": "positive control", "private": False, "unit": "example",
+                                    "delta": None, "events": []}]
 
 
 def test_control_on_central_validates_the_attack_on_a_central_model_of_the_same_data(tmp_path):
@@ -78,28 +110,36 @@ def test_control_on_central_validates_the_attack_on_a_central_model_of_the_same_
         a = _run(tmp_path / privacy[0], [*MEMORISING, *federated, *privacy])["audit"]
         control = a["control"]
         assert control["ran_on"] == "control run" and control["pipeline"] == "central, no DP"
-        assert control["tpr_at_1pct_fpr"] == central["audit"]["tpr_at_1pct_fpr"]
-        assert control["auc"] == central["audit"]["auc"] and control["passed"] == central["audit"]["control"]["passed"]
+        assert control["audit"]["tpr_at_1pct_fpr"] == central["audit"]["tpr_at_1pct_fpr"]
+        assert control["audit"]["auc"] == central["audit"]["auc"]
+        assert control["passed"] == central["audit"]["control"]["passed"]
+        assert control["statistics"] == central["audit"]["control"]["statistics"]
     same = _run(tmp_path / "same", [*MEMORISING, *federated[:-1], "privacy=none"])["audit"]["control"]
     assert same["ran_on"] == "this run (not private)" and same["pipeline"] == "federated, no DP"
 
 
 def test_an_accounting_bug_is_caught_loudly_and_the_run_fails(tmp_path, monkeypatch):
-    # DP-SGD with almost no noise, but an accountant that under-reports ε: the audit must refuse it
+    # DP-SGD with almost no noise, but an accountant that under-reports ε: the audit must refuse it.
+    # One copy per canary, so a canary is one example inside its host: directly the example-level ε.
     monkeypatch.setattr("sandbox.privacy.PrivacyBook.epsilon", lambda self: 0.05)
-    with pytest.raises(ProbableDPBug, match="PROBABLE DP BUG"):
-        _run(tmp_path, [*MEMORISING, "privacy=dpsgd", "privacy.noise_multiplier=0.05",
+    with pytest.raises(ProbableDPBug, match="PROBABLE DP BUG") as raised:
+        _run(tmp_path, [*MEMORISING, "data.canary_repeats=1", "privacy=dpsgd", "privacy.noise_multiplier=0.05",
                         "privacy.target_epsilon=null", "train.batch_size=64", "train.lr=0.01",
-                        "audit=loss", "audit.level=example", "audit.control=false", "audit.threshold_fpr=0.2"])
+                        "audit=canary", "audit.extraction=false", "audit.control=false"])
     record = json.loads((tmp_path / "record.json").read_text())
-    assert record["status"] == "failed" and record["audit"]["result"] == "dp_bug"
-    assert record["audit"]["eps_lower_bound"] > record["audit"]["accountant_epsilon"] == 0.05
+    a = record["audit"]
+    assert record["status"] == "failed" and a["result"] == "dp_bug" and a["verdict_inputs"]["auc_alarm"]
+    assert a["accountant_comparison"]["conversion"].endswith("the accountant's relation itself")
+    assert a["auc_ci"][0] > a["max_auc_permitted"] == pytest.approx(max_auc(0.05, record["privacy"]["delta"]))
+    assert "exceeds" in str(raised.value) and f"{a['max_auc_permitted']:.3f}" in str(raised.value)
 
 
 def test_lira_and_rmia_run_on_shadows_from_the_same_harness(tmp_path):
     lira = _run(tmp_path / "lira", [*TINY, "privacy=none", "audit=lira", "audit.shadows=4", "audit.workers=1",
                                     "audit.resamples=100"])["audit"]
     assert lira["shadows"] == {"n": 4, "workers": 1, "seconds": lira["shadows"]["seconds"], "engine": "central"}
+    assert [m["what"] for m in lira["models_trained"]] == [f"shadow {i}" for i in range(4)]
+    assert not any(m["private"] or m["events"] for m in lira["models_trained"])
     assert 0 <= lira["auc"] <= 1 and lira["population"]["units"] == lira["n_members"] + lira["n_nonmembers"]
     rmia = _run(tmp_path / "rmia", [*TINY, "privacy=none", "audit=rmia", "audit.shadows=2", "audit.workers=1",
                                     "audit.online=true", "audit.resamples=100", "audit.level=example"])["audit"]
@@ -124,17 +164,42 @@ def test_shadows_are_the_same_whatever_the_number_of_worker_processes():
     assert np.array_equal(one.confidence, two.confidence) and np.array_equal(one.keep, two.keep)
 
 
-@pytest.mark.parametrize("overrides, comparable", [
-    (["mode=federated", "privacy=dpfedavg", "audit=lira"], True),
-    (["mode=federated", "privacy=dpfedavg", "audit=canary"], True),
-    (["privacy=dpsgd", "audit=lira"], False),  # user-level membership vs example-level ε
-    (["privacy=dpsgd", "audit=lira", "audit.level=example"], True),
+@pytest.mark.parametrize("overrides, unit, relation, steps", [
+    (["mode=federated", "privacy=dpfedavg", "audit=lira"], "user", "add/remove one user", 1),
+    # a canary inside a host who trains either way: a replace of that user at user level
+    (["mode=federated", "privacy=dpfedavg", "audit=canary"], "user",
+     "add/remove a group of 3 examples inside one user present in both worlds", 2),
+    # ...and its 3 copies at example level
+    (["privacy=dpsgd", "audit=canary", "data.canary_repeats=3"], "example",
+     "add/remove a group of 3 examples inside one user present in both worlds", 3),
+    (["privacy=dpsgd", "audit=canary", "data.canary_repeats=1"], "example",
+     "add/remove one example inside one user present in both worlds", 1),
+    # two hosts per canary: 2 × 3 examples, or each host replaced
+    (["privacy=dpsgd", "audit=canary", "data.canary_users=2"], "example",
+     "add/remove a canary's 6 messages: 3 inside each of 2 users present in both worlds", 6),
+    (["mode=federated", "privacy=dpfedavg", "audit=canary", "data.canary_users=2"], "user",
+     "add/remove a canary's 6 messages: 3 inside each of 2 users present in both worlds", 4),
+    # user membership (members are whole users) vs example-level ε: a user is an unbounded group
+    (["privacy=dpsgd", "audit=lira"], "example", "add/remove one user", None),
+    # the example level toggles whole users too: a user-level (group) test, never example-level ε
+    (["privacy=dpsgd", "audit=lira", "audit.level=example"], "example", "add/remove one user", None),
+    (["mode=federated", "privacy=dpfedavg", "audit=loss", "audit.level=example"], "user", "add/remove one user", 1),
 ])
-def test_only_comparable_units_are_checked_against_the_accountant(overrides, comparable):
-    cfg = resolve(compose_config([*TINY, *overrides]))
+def test_each_audit_is_compared_with_the_accountant_for_the_relation_it_tests(overrides, unit, relation, steps):
+    cfg = resolve(compose_config([*TINY, "data.canary_repeats=3", *overrides]))
     data = prepare(cfg, Seeds.from_seed(cfg.seed))
-    unit = "user" if "privacy=dpfedavg" in overrides else "example"
-    assert comparable_unit(cfg, data, {"epsilon": 1.0, "unit": unit})[0] is comparable
+    rel = audit_relation(cfg, data)
+    assert rel.description == relation
+    if "audit.level=example" in overrides:
+        assert rel.note.startswith("example-level statistics of a user-level (group) test")
+    cmp = accountant_comparison(rel, {"epsilon": 1.0, "delta": 1e-5, "unit": unit})
+    if steps is None:
+        assert cmp["comparable"] is False and "no finite ε follows" in cmp["reason"]
+    else:
+        eps, delta = group_privacy(1.0, 1e-5, steps)
+        assert cmp["relation"] == relation and set(cmp) == {"relation", "epsilon", "delta", "conversion"}
+        assert cmp["epsilon"] == pytest.approx(eps) and cmp["delta"] == pytest.approx(delta)
+    assert accountant_comparison(rel, {"epsilon": None, "delta": None, "unit": unit})["comparable"] is False
 
 
 @pytest.mark.parametrize("overrides, key", [
@@ -144,6 +209,9 @@ def test_only_comparable_units_are_checked_against_the_accountant(overrides, com
     (["audit.attack=mia"], "audit.attack"),
     (["audit=loss", "audit.threshold_fpr=0"], "audit.threshold_fpr"),
     (["audit=loss", "audit.control_on=federated"], "audit.control_on"),
+    (["audit=canary", "audit.one_run_guess_fractions=[0.1,0]"], "audit.one_run_guess_fractions"),
+    (["audit=canary", "audit.one_run_guess_fractions=[]"], "audit.one_run_guess_fractions"),
+    (["audit=loss", "audit.control_tpr_floor=1.5"], "audit.control_tpr_floor"),
 ])
 def test_bad_audit_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -152,15 +220,20 @@ def test_bad_audit_config_names_the_key(overrides, key):
 
 def test_bernoulli_canaries_give_the_one_run_bound_on_candidates_whose_host_trained(tmp_path):
     record = _run(tmp_path, [*MEMORISING, "data.n_canaries=80", "data.canary_inclusion=bernoulli",
-                             "privacy=none", "audit=canary", "audit.one_run_guess_fraction=0.5",
+                             "privacy=none", "audit=canary", "audit.one_run_guess_fractions=[0.1,0.5,1.0]",
                              "audit.extraction=false"])
     c = record["audit"]["canaries"]
     assert 0 < c["left_out_by_coin"] < 80 and c["planted"] + c["left_out_by_coin"] == 80
     assert record["data"]["n_canaries"] == c["planted"]
     one = c["one_run"]
-    assert one["guesses"] == 2 * one["guess_in"] and one["correct"] <= one["guesses"] <= one["m"] < 80
+    m = one["m"]
+    assert [t["guess_in"] for t in one["tried"]] == [max(1, int(f * m // 2)) for f in (0.1, 0.5, 1.0)]
+    assert one["alpha_each"] == pytest.approx(0.05 / 3) and "Bonferroni" in one["correction"]
+    best = max(one["tried"], key=lambda t: t["eps_lower_bound"])
+    assert one["guesses"] == best["guesses"] == 2 * one["guess_in"] and one["correct"] == best["correct"]
+    assert one["correct"] <= one["guesses"] <= m < 80
     assert one["correct"] > 0.8 * one["guesses"]  # a memorising model: almost every guess right
-    assert c["one_run_eps_lower_bound"] == record["audit"]["one_run_eps_lower_bound"] > 0.5
+    assert c["one_run_eps_lower_bound"] == record["audit"]["one_run_eps_lower_bound"] == best["eps_lower_bound"] > 0.5
 
 
 def test_the_one_run_bound_needs_bernoulli_inclusion(tmp_path):

@@ -20,8 +20,10 @@ from sandbox.audit.metrics import (
     choose_threshold,
     plot_roc,
     rates_at_threshold,
+    nonmembers_needed,
     split_for_threshold,
     tpr_at_fpr,
+    tpr_measurability,
 )
 
 
@@ -254,3 +256,34 @@ def test_parameter_validation():
         attack_metrics(scores, labels, confidence=1.0)
     with pytest.raises(ValueError, match="at least one curve"):
         plot_roc({}, "unused.png", title="x")
+
+
+@pytest.mark.parametrize("fpr, need", [(0.01, 100), (0.001, 1000), (0.05, 20), (0.3, 4), (1.0, 1)])
+def test_nonmembers_needed_for_tpr_at_a_fpr_is_one_over_fpr(fpr, need):
+    assert nonmembers_needed(fpr) == need  # 1/0.001 is not exactly 1000 in floating point; still 1000
+
+
+@pytest.mark.parametrize("n, fpr, ok", [(99, 0.01, False), (100, 0.01, True), (999, 0.001, False),
+                                        (1000, 0.001, True), (0, 0.01, False)])
+def test_tpr_measurability_says_how_many_non_members_it_needs(n, fpr, ok):
+    info = tpr_measurability(n, fpr)
+    assert info["measurable"] is ok and info["n_nonmembers"] == n
+    assert info["needs_nonmembers"] == nonmembers_needed(fpr)
+    if ok:
+        assert info["note"] is None
+    else:
+        assert info["note"].startswith(f"not measurable: needs ≥ {nonmembers_needed(fpr)} non-members, has {n}")
+
+
+def test_below_one_over_fpr_tpr_is_read_at_zero_false_positives():
+    """Why such a TPR is "not measurable": with 40 non-members, TPR at 1% FPR allows no false positive."""
+    scores = np.r_[np.linspace(0, 1, 40), np.linspace(0.5, 1.5, 40)]
+    members = np.r_[np.zeros(40, bool), np.ones(40, bool)]
+    assert not tpr_measurability(40, 0.01)["measurable"]
+    assert tpr_at_fpr(scores, members, 0.01) == tpr_at_fpr(scores, members, 0.0)
+
+
+@pytest.mark.parametrize("bad", [(-1, 0.01), (1.5, 0.01), (True, 0.01), (100, 0.0), (100, 1.5)])
+def test_tpr_measurability_refuses_bad_inputs(bad):
+    with pytest.raises(ValueError):
+        tpr_measurability(*bad)

@@ -1,0 +1,91 @@
+"""The DP-bug alarm has power: DP-SGD run with 100× less noise than it records, at a claimed ε = 1,
+is flagged through the command line (exit 1, ``status: failed``); the same run done honestly is not.
+
+The setting (measured before it was written down, README "Audits"): central DP-SGD calibrated to
+ε = 1 on a 400-user corpus with 200 canaries, each planted once (``data.canary_repeats=1``) by a
+fair coin (``data.canary_inclusion=bernoulli``). A canary is then one example inside a host user:
+the audited relation is add/remove one example, the accountant's own relation, so ε' = ε. The
+patch divides the standard deviation of the noise Opacus adds by 100 while the optimizer's
+``noise_multiplier`` (which the record's events read) stays the calibrated one. Measured over
+seeds 0-9 (secure noise, a fresh draw each run): AUC 0.85-0.92, CI lower end 0.80-0.89 > 0.730 =
+max_auc(ε ≈ 1, δ = 1e-5); one-run bound 1.50-2.23 > ε ≈ 0.99 (best guess count: 40% of m). Honest
+runs (seeds 0-4): AUC 0.47-0.52, CI lower end 0.40-0.46, one-run bound 0. With train.lr=0.02 the
+margin is thin (seed 4: CI lower end 0.716, one-run 0.81, not flagged), hence lr 0.05.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import opacus.optimizers.optimizer as opacus_optimizer
+import opacus.optimizers.optimizer_fast_gradient_clipping as opacus_ghost
+import pytest
+
+from tests.conftest import TINY
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+UNDER_NOISED = [
+    *TINY, "data.n_users=400", "data.n_canaries=200", "data.n_fresh_canaries=300", "data.canary_repeats=1",
+    "data.canary_inclusion=bernoulli", "privacy=dpsgd", "privacy.target_epsilon=1", "train.batch_size=256",
+    "train.epochs=15", "train.lr=0.05", "audit=canary", "audit.extraction=false", "audit.resamples=200",
+]
+
+
+def _cli(monkeypatch, out, overrides: list[str]) -> int:
+    """``python -m sandbox OVERRIDES`` in this process (so the patch applies); returns the exit code."""
+    from sandbox.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["sandbox", *overrides, f"hydra.run.dir={out}"])
+    try:
+        main()
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+@pytest.fixture
+def noise_divided_by_100(monkeypatch):
+    """Opacus adds N(0, (σC/100)²) where it should add N(0, (σC)²); the σ it records is untouched."""
+    real, stds = opacus_optimizer._generate_noise, []
+
+    def under_noised(std, reference, generator=None, secure_mode=False):
+        stds.append(std)
+        return real(std / 100, reference, generator=generator, secure_mode=secure_mode)
+
+    monkeypatch.setattr(opacus_ghost, "_generate_noise", under_noised)  # ghost clipping's optimizer
+    monkeypatch.setattr(opacus_optimizer, "_generate_noise", under_noised)
+    return stds
+
+
+def test_an_under_noised_mechanism_is_flagged_and_an_honest_one_is_not(tmp_path, monkeypatch, capsys,
+                                                                         noise_divided_by_100):
+    stds = noise_divided_by_100
+    code = _cli(monkeypatch, tmp_path / "bug", UNDER_NOISED)
+    err = capsys.readouterr().err
+    record = json.loads((tmp_path / "bug" / "record.json").read_text())
+    p, a = record["privacy"], record["audit"]
+    # the patch ran, and the record states the calibrated σ: what it says is not what ran
+    assert stds and set(stds) == {p["noise_multiplier"] * p["clip_norm"]}
+    assert 0.9 < p["epsilon"] <= 1.0 + 1e-6
+    assert code == 1 and record["status"] == "failed" and a["result"] == "dp_bug"
+    assert "PROBABLE DP BUG" in err
+    cmp, v = a["accountant_comparison"], a["verdict_inputs"]
+    assert a["relation"] == "add/remove one example inside one user present in both worlds"
+    assert cmp["epsilon"] == p["epsilon"] and cmp["delta"] == p["delta"]  # the accountant's own relation
+    assert a["max_auc_permitted"] == pytest.approx(0.73, abs=0.002)
+    # both rules fire, each with a wide margin (see the module docstring)
+    assert v["auc_alarm"] and a["auc_ci"][0] > a["max_auc_permitted"]
+    assert v["one_run_alarm"] and a["one_run_eps_lower_bound"] > cmp["epsilon"]
+    assert v["eps_lower_bound_raises_alarm"] is False  # the many-targets heuristic alone raises nothing
+    assert a["control"]["passed"] and a["models_trained"][0]["what"] == "positive control"
+
+    monkeypatch.undo()  # the same run, honestly noised
+    code = _cli(monkeypatch, tmp_path / "honest", UNDER_NOISED)
+    record = json.loads((tmp_path / "honest" / "record.json").read_text())
+    a = record["audit"]
+    assert code == 0 and record["status"] == "completed"
+    assert a["result"] == "measured" and not a["verdict_inputs"]["auc_alarm"]
+    assert not a["verdict_inputs"]["one_run_alarm"]
+    assert a["auc_ci"][0] < 0.6 and a["one_run_eps_lower_bound"] < 0.5

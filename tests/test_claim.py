@@ -1,19 +1,25 @@
 """Claims (`sandbox.claim`): claim files, every verdict path, the CLI's exit codes, the pytest helper.
 
-Most records here are hand-written minimal dicts shaped like what `sandbox.run` writes
-(harness audits flat in `audit`, `audit=suggestions` under `audit.membership` / `audit.attribute`);
-one test checks a claim against a real tiny run's record.
+Most records here are hand-written dicts shaped like what `sandbox.run` writes (harness audits
+flat in `audit`, `audit=suggestions` under `audit.membership` / `audit.attribute`), with an ε that
+recomputes from its events and a positive control whose own audit (`audit.control.audit`) leaks,
+so that each audit row discriminates; one test checks a claim against a real tiny run's record.
+The record checks (impossible or stale records) are in test_claim_records.py, the control rules
+in test_claim_controls.py.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
 from sandbox.claim import (
     CLAIM_DIR, FAIL, INCONCLUSIVE, NOT_MEASURED, PASS, Claim, ClaimError, assert_claim, check_claim, load_claim,
@@ -21,29 +27,99 @@ from sandbox.claim import (
 from sandbox.claim.checks import (
     AttributeAdvantage, CanaryExposure, Epsilon, Extraction, MembershipAUC, MembershipTPR,
 )
+from sandbox.privacy import SubsampledGaussianEvent, epsilon_for, noise_multiplier_for
+from sandbox.record import model_fingerprint
 from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parent.parent
 
-CONTROL_OK = {"ran_on": "control run", "passed": True, "reason": "control caught members"}
 CONTROL_FAILED_REASON = "positive control failed: without DP the attack's TPR at 1% FPR is 0.009"
 
 
+@functools.lru_cache(maxsize=None)
+def _events(epsilon: float, delta: float, accountant: str) -> tuple[str, float]:
+    """Events (as JSON) of a subsampled Gaussian whose ε at δ is just under ``epsilon``, and that ε."""
+    q, steps = 0.05, 100
+    sigma = noise_multiplier_for(target_epsilon=epsilon, delta=delta, sample_rate=q, steps=steps,
+                                 accountant=accountant, epsilon_tolerance=0.002)
+    events = [SubsampledGaussianEvent(noise_multiplier=sigma, sample_rate=q, steps=steps)]
+    return json.dumps([asdict(e) for e in events]), epsilon_for(events=events, delta=delta, accountant=accountant)
+
+
+def privacy(epsilon: float | None = 0.95, *, delta: float = 1e-6, accountant: str = "rdp",
+            mechanism: str = "dpfedavg", unit: str = "user", noise_source: str | None = "secure") -> dict:
+    """A ``privacy`` section shaped like ``sandbox.record.privacy_section``, whose ε recomputes from
+    its events (so a claim accepts it); ``epsilon=None``: not private. ``noise_source=None``:
+    the key is absent (a record written before secure noise)."""
+    if epsilon is None:
+        return {"mechanism": "none", "unit": unit, "epsilon": None, "delta": None, "accountant": None,
+                "noise_multiplier": None, "sample_rate": None, "sampling": None, "steps": 100, "clip_norm": None,
+                "neighbouring_relation": None, "events": []}
+    events, eps = _events(epsilon, delta, accountant)
+    events = json.loads(events)
+    section = {"mechanism": mechanism, "unit": unit, "epsilon": eps, "delta": delta, "accountant": accountant,
+               "noise_multiplier": events[0]["noise_multiplier"], "sample_rate": 0.05, "sampling": "poisson",
+               "steps": 100, "clip_norm": 1.0, "target_epsilon": epsilon,
+               "neighbouring_relation": f"add/remove one {unit}", "noise_source": noise_source, "events": events}
+    if noise_source is None:
+        del section["noise_source"]
+    return section
+
+
+def control(audit: dict | None, *, ran_on: str = "control run", passed: bool = True,
+            pipeline: str = "federated, no DP") -> dict:
+    """``audit.control`` as the harness writes it, with the control's own audit section (``audit``)."""
+    section = {"ran_on": ran_on, "pipeline": pipeline, "privacy": "none", "passed": passed, "tpr_floor": 0.02,
+               "reason": "control caught members: TPR at 1% FPR 0.153, CI from 0.120 > 0.02" if passed
+               else CONTROL_FAILED_REASON}
+    if audit is not None:
+        section["audit"] = audit
+    return section
+
+
+# The non-private model of the same pipeline, attacked the same way: it leaks (FAILs every bound below).
+LIRA_CONTROL_AUDIT = {"attack": "lira", "level": "user", "auc": 0.871, "auc_ci": [0.859, 0.882],
+                      "tpr_at_0.1pct_fpr": 0.061, "tpr_at_0.1pct_fpr_ci": [0.040, 0.080],
+                      "tpr_at_1pct_fpr": 0.153, "tpr_at_1pct_fpr_ci": [0.120, 0.190],
+                      "n_members": 4390, "n_nonmembers": 1107, "result": "measured"}
+CANARY_CONTROL_AUDIT = {"attack": "canary", "level": "user", "auc": 0.97, "auc_ci": [0.95, 0.99],
+                        "tpr_at_0.1pct_fpr": 0.6, "tpr_at_0.1pct_fpr_ci": [0.5, 0.7],
+                        "tpr_at_1pct_fpr": 0.8, "tpr_at_1pct_fpr_ci": [0.7, 0.9],
+                        "n_members": 85, "n_nonmembers": 1015, "result": "measured",
+                        "canaries": {"planted": 100, "planted_in_trained_users": 85, "fresh": 1000,
+                                     "exposure_by_rank": {"trained_hosts": {"n": 85, "mean": 8.3, "max": 9.967},
+                                                          "untrained_hosts": {"n": 15, "mean": 1.4, "max": 4.1}},
+                                     "exposure_by_fit": {"trained_hosts": {"n": 85, "mean": 11.8, "max": 19.5},
+                                                         "untrained_hosts": {"n": 15, "mean": 1.5, "max": 4.6}},
+                                     "max_exposure_possible_by_rank": 9.967},
+                        "extraction": {"n_canaries": 120, "n_extracted": 37}}
+SUGGESTIONS_CONTROL_AUDIT = {"attack": "suggestions", "level": "user", "result": "measured",
+                             "membership": {"auc": 0.62, "auc_ci": [0.60, 0.64],
+                                            "tpr_at_fpr": {"0.001": 0.02, "0.01": 0.05},
+                                            "tpr_at_fpr_ci": {"0.001": [0.01, 0.03], "0.01": [0.03, 0.07]},
+                                            "n_members": 8000, "n_nonmembers": 2000},
+                             "attribute": {"name": "seeking", "result": "measured",
+                                           "members": {"advantage": 0.31, "advantage_ci": [0.26, 0.36]},
+                                           "non_members": {"advantage": 0.19, "advantage_ci": [0.12, 0.26]},
+                                           "gap": 0.12, "gap_ci": [0.08, 0.16]}}
+CONTROL_OK = control(LIRA_CONTROL_AUDIT)
+
+
 def lira_record(**audit) -> dict:
-    """A user-level DP-FedAvg run audited by LiRA at user level, near chance, control passed."""
+    """A user-level DP-FedAvg run (ε just under 0.95, secure noise) audited by LiRA at user level,
+    near chance; its positive control (the same pipeline without DP) leaks and passed."""
     return {
-        "task": "emoji", "status": "completed",
-        "privacy": {"mechanism": "dpfedavg", "unit": "user", "epsilon": 0.95, "delta": 1e-6, "accountant": "rdp"},
+        "task": "emoji", "status": "completed", "privacy": privacy(0.95),
         "audit": {"attack": "lira", "level": "user", "threat": "scores", "auc": 0.51, "auc_ci": [0.49, 0.53],
                   "tpr_at_0.1pct_fpr": 0.002, "tpr_at_0.1pct_fpr_ci": [0.0, 0.004],
                   "tpr_at_1pct_fpr": 0.010, "tpr_at_1pct_fpr_ci": [0.005, 0.015],
-                  "n_members": 4390, "n_nonmembers": 1107, "control": CONTROL_OK,
+                  "n_members": 4390, "n_nonmembers": 1107, "control": copy.deepcopy(CONTROL_OK),
                   "result": "measured", "reason": "control caught members", **audit},
     }
 
 
 def canary_record(**trained_hosts) -> dict:
-    record = lira_record(attack="canary")
+    record = lira_record(attack="canary", control=control(copy.deepcopy(CANARY_CONTROL_AUDIT)))
     record["audit"]["canaries"] = {
         "planted": 100, "planted_in_trained_users": 85, "fresh": 1000,
         "exposure_by_rank": {"trained_hosts": {"n": 85, "mean": 1.5, "max": 6.1, **trained_hosts},
@@ -54,11 +130,12 @@ def canary_record(**trained_hosts) -> dict:
     return record
 
 
-def suggestions_record() -> dict:
-    """Shaped like `audit=suggestions` (sandbox.audit.recsys): no positive control, nested sections."""
-    return {
-        "task": "jobs", "status": "completed",
-        "privacy": {"mechanism": "dpfedavg", "unit": "user", "epsilon": 3.9, "delta": 1e-5, "accountant": "rdp"},
+def suggestions_record(*, with_control: bool = True) -> dict:
+    """Shaped like `audit=suggestions` (sandbox.audit.recsys), nested sections; its control (the
+    same attack on the pipeline without DP) finds members and the attribute. ``with_control=False``:
+    as written before suggestions audits had a control."""
+    record = {
+        "task": "jobs", "status": "completed", "privacy": privacy(3.9, delta=1e-5),
         "audit": {"attack": "suggestions", "level": "user", "threat": "top-10 list shown to the user",
                   "result": "measured",
                   "membership": {"auc": 0.52, "auc_ci": [0.50, 0.54],
@@ -70,6 +147,25 @@ def suggestions_record() -> dict:
                                 "non_members": {"advantage": 0.19, "advantage_ci": [0.12, 0.26]},
                                 "gap": 0.01, "gap_ci": [-0.03, 0.04]}},
     }
+    if with_control:
+        record["audit"]["control"] = control(copy.deepcopy(SUGGESTIONS_CONTROL_AUDIT))
+    return record
+
+
+def model_state(seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {"embed.weight": torch.randn(4, 3, generator=generator), "head.bias": torch.zeros(2)}
+
+
+def run_dir_with(tmp_path: Path, record: dict, name: str = "run", *, model_seed: int = 0) -> Path:
+    """A run directory as `sandbox.run` leaves it: record.json and the model.pt whose fingerprint it records."""
+    run = tmp_path / name
+    run.mkdir()
+    state = model_state(model_seed)
+    torch.save(state, run / "model.pt")
+    record = {**record, "model": {"sha256": model_fingerprint(state), "file": "model.pt"}}
+    (run / "record.json").write_text(json.dumps(record))
+    return run
 
 
 def judge(check, record: dict, *, require_control: bool = True):
@@ -91,7 +187,7 @@ def test_shipped_claims_parse_with_the_stated_thresholds():
     assert any(isinstance(c, CanaryExposure) for c in memorize.checks)
     assert memorize.require_control is True
     anonymized = load_claim(CLAIM_DIR / "anonymized-aggregated.yaml")
-    assert anonymized.require_control is False  # audit=suggestions records no positive control
+    assert anonymized.require_control is True  # suggestions audits now record a control: no exemption
     assert set(anonymized.checks) == {MembershipAUC(max=0.55, level="user"),
                                       AttributeAdvantage(max=0.05, field="gap"),
                                       Epsilon(max=4.0, delta=1e-5, unit="user")}
@@ -157,6 +253,8 @@ def test_membership_tpr_passes_on_the_upper_ci_end():
     row, verdict = judge(MembershipTPR(max=0.02), lira_record())
     assert (row.verdict, verdict) == (PASS, PASS)
     assert row.measured == 0.010 and row.ci == (0.005, 0.015)
+    # ...because its control (no DP, same pipeline) fails the same bound: the row discriminates
+    assert row.discriminates is True and row.control == "TPR 0.153 [0.120, 0.190]: FAIL"
 
 
 def test_membership_tpr_fails_when_the_whole_ci_is_above():
@@ -182,8 +280,8 @@ def test_membership_tpr_reads_the_stated_fpr():
 
 
 def test_failed_positive_control_makes_a_pass_inconclusive():
-    record = lira_record(result="inconclusive", reason=CONTROL_FAILED_REASON,
-                         control={"passed": False, "reason": CONTROL_FAILED_REASON})
+    weak = {**LIRA_CONTROL_AUDIT, "tpr_at_1pct_fpr": 0.009, "tpr_at_1pct_fpr_ci": [0.0, 0.02]}
+    record = lira_record(result="inconclusive", reason=CONTROL_FAILED_REASON, control=control(weak, passed=False))
     row, verdict = judge(MembershipTPR(max=0.02), record)
     assert (row.verdict, verdict) == (INCONCLUSIVE, INCONCLUSIVE)
     assert CONTROL_FAILED_REASON in row.reason
@@ -205,7 +303,7 @@ def test_dp_bug_audit_fails_its_checks_and_epsilon():
 
 
 @pytest.mark.parametrize("record, why", [
-    ({"privacy": lira_record()["privacy"]}, "no audit section"),
+    ({"status": "completed", "privacy": privacy(0.95)}, "no audit section"),
     (lira_record(level="example"), "at example level, not user"),
     (canary_record(), "canary membership at canary level, not user"),
 ])
@@ -218,20 +316,26 @@ def test_membership_not_measured_at_the_stated_level_is_inconclusive(record, why
 
 def test_suggestions_audit_membership_is_read_from_its_section():
     record = suggestions_record()
-    row, _ = judge(MembershipAUC(max=0.55), record, require_control=False)
+    row, _ = judge(MembershipAUC(max=0.55), record)
     assert (row.measured, row.ci, row.verdict) == (0.52, (0.50, 0.54), PASS)
-    assert "no positive control (require_control: false)" in row.reason
-    row, _ = judge(MembershipTPR(max=0.02, fpr=0.01), record, require_control=False)
+    assert row.control == "AUC 0.620 [0.600, 0.640]: FAIL" and row.discriminates is True
+    row, _ = judge(MembershipTPR(max=0.02, fpr=0.01), record)
     assert (row.measured, row.ci, row.verdict) == (0.012, (0.006, 0.019), PASS)
-    row, _ = judge(MembershipTPR(max=0.005, fpr=0.001), record, require_control=False)
+    row, _ = judge(MembershipTPR(max=0.005, fpr=0.001), record)
     assert (row.measured, row.ci) == (0.003, (0.0, 0.006))
 
 
 @pytest.mark.parametrize("check", [MembershipAUC(max=0.55), AttributeAdvantage(max=0.05)])
-def test_audit_without_positive_control_cannot_pass_by_default(check):
-    row, verdict = judge(check, suggestions_record())
-    assert (row.verdict, verdict) == (INCONCLUSIVE, INCONCLUSIVE) and "records no positive control" in row.reason
-    failing = suggestions_record()  # ...but the leakage it finds still fails
+def test_audit_without_a_control_cannot_pass_unless_the_claim_waives_it(check):
+    record = suggestions_record(with_control=False)  # as written before suggestions audits had a control
+    row, verdict = judge(check, record)
+    assert (row.verdict, verdict) == (INCONCLUSIVE, INCONCLUSIVE)
+    assert row.reason.startswith("no control on this statistic: this audit records no positive control")
+    assert (row.control, row.discriminates) == ("none", None)
+    waived, verdict = judge(check, record, require_control=False)
+    assert (waived.verdict, verdict) == (PASS, PASS)
+    assert "(no discriminating control: require_control: false" in waived.reason
+    failing = suggestions_record(with_control=False)  # ...and the leakage it finds still fails
     failing["audit"]["membership"].update(auc=0.7, auc_ci=[0.65, 0.75])
     failing["audit"]["attribute"].update(gap=0.2, gap_ci=[0.1, 0.3])
     assert judge(check, failing)[0].verdict == FAIL
@@ -239,9 +343,10 @@ def test_audit_without_positive_control_cannot_pass_by_default(check):
 
 def test_attribute_advantage_field_selects_gap_or_members():
     record = suggestions_record()
-    gap, _ = judge(AttributeAdvantage(max=0.05, field="gap"), record, require_control=False)
+    gap, _ = judge(AttributeAdvantage(max=0.05, field="gap"), record)
     assert (gap.measured, gap.ci, gap.verdict) == (0.01, (-0.03, 0.04), PASS)
-    members, verdict = judge(AttributeAdvantage(max=0.05, field="members"), record, require_control=False)
+    assert gap.control == "gap 0.120 [0.080, 0.160]: FAIL"
+    members, verdict = judge(AttributeAdvantage(max=0.05, field="members"), record)
     assert (members.measured, members.ci, members.verdict, verdict) == (0.20, (0.15, 0.25), FAIL, FAIL)
 
 
@@ -257,13 +362,13 @@ def test_attribute_not_measured_or_too_few_is_inconclusive():
 # --- verdicts: canary exposure and extraction ---------------------------------------------------
 
 @pytest.mark.parametrize("check, trained, verdict, why", [
-    (CanaryExposure(max=2.5, min_canaries=50), {}, PASS, "1.50 bits ≤ 2.5"),
+    (CanaryExposure(max=2.5, min_canaries=50), {}, PASS, "1.50 bits ≤ 2.5"),  # the control: 8.30 bits
     (CanaryExposure(max=2.5, min_canaries=50), {"mean": 8.3}, FAIL, "8.30 bits > 2.5"),
     (CanaryExposure(max=2.5, min_canaries=50), {"n": 9, "mean": 9.0}, INCONCLUSIVE, "needs ≥ 50"),
     (CanaryExposure(max=7.0, statistic="max"), {}, PASS, "6.10 bits"),
     (CanaryExposure(max=7.0, statistic="max", method="fit"), {}, FAIL, "7.20 bits"),
     (CanaryExposure(max=10.5), {}, INCONCLUSIVE, "cannot measure above 9.97"),
-    (CanaryExposure(max=10.5, method="fit"), {}, PASS, "1.70 bits"),
+    (CanaryExposure(max=10.5, method="fit"), {}, PASS, "1.70 bits"),  # the control by fit: 11.8 bits
 ])
 def test_canary_exposure(check, trained, verdict, why):
     row, overall = judge(check, canary_record(**trained))
@@ -290,21 +395,25 @@ def test_extraction_when_recorded(extracted, tried, verdict):
 
 # --- verdicts: epsilon --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("privacy, verdict, why", [
-    ({}, PASS, "ε = 0.950 ≤ 1"),
-    ({"delta": 1e-5}, PASS, "δ = 1e-05"),  # equal to the stated δ
-    ({"unit": "example"}, FAIL, "ε is example-level; a user-level claim"),
-    ({"unit": "workspace"}, FAIL, "ε is workspace-level"),
-    ({"delta": 1e-4}, FAIL, "not ≤ the stated δ"),
-    ({"epsilon": 1.2}, FAIL, "ε = 1.200 > 1"),
-    ({"mechanism": "none", "epsilon": None, "delta": None, "accountant": None}, FAIL, "not private"),
-    ({"accountant": "gdp"}, INCONCLUSIVE, "CLT approximation"),
+@pytest.mark.parametrize("section, verdict, why", [
+    (privacy(0.95), PASS, f"ε = {privacy(0.95)['epsilon']:.3f} ≤ 1"),
+    (privacy(0.95, delta=1e-5), PASS, "δ = 1e-05"),  # equal to the stated δ
+    (privacy(0.95, mechanism="dpsgd", unit="example"), FAIL, "ε is example-level; a user-level claim"),
+    (privacy(0.95, mechanism="client_dpsgd", unit="example"), FAIL, "ε is example-level"),
+    (privacy(0.95, unit="workspace"), FAIL, "ε is workspace-level"),
+    (privacy(0.95, delta=1e-4), FAIL, "not ≤ the stated δ"),
+    (privacy(1.2), FAIL, f"ε = {privacy(1.2)['epsilon']:.3f} > 1"),
+    (privacy(None), FAIL, "not private"),
+    (privacy(0.95, accountant="gdp"), INCONCLUSIVE, "CLT approximation"),
+    (privacy(0.95, noise_source="seeded"), FAIL, "seeded noise (research mode)"),
+    (privacy(0.95, noise_source=None), FAIL, "does not state its noise source"),
 ])
-def test_epsilon(privacy, verdict, why):
+def test_epsilon(section, verdict, why):
     record = lira_record()
-    record["privacy"].update(privacy)
+    record["privacy"] = section
     row, overall = judge(Epsilon(max=1.0, delta=1e-5, unit="user"), record)
     assert (row.verdict, overall) == (verdict, verdict) and why in row.reason
+    assert (row.control, row.discriminates) == ("—", None)  # a guarantee, not a measurement: no control
 
 
 def test_overall_fail_beats_inconclusive_beats_pass():
@@ -313,14 +422,14 @@ def test_overall_fail_beats_inconclusive_beats_pass():
                   checks=(MembershipAUC(max=0.55), MembershipTPR(max=0.02), Epsilon(max=1.0, delta=1e-5)))
     assert [e.verdict for e in check_claim(claim, record).evidence] == [PASS, INCONCLUSIVE, PASS]
     assert check_claim(claim, record).verdict == INCONCLUSIVE
-    record["privacy"]["epsilon"] = 3.0
+    record["privacy"] = privacy(3.0)
     assert check_claim(claim, record).verdict == FAIL
 
 
 @pytest.mark.parametrize("edit, key", [
     (lambda r: r["audit"].pop("auc_ci"), "audit.auc_ci: missing"),
     (lambda r: r["audit"].update(auc="high"), "audit.auc: expected a number"),
-    (lambda r: r.pop("privacy"), "privacy.epsilon: missing"),
+    (lambda r: r.pop("privacy"), "privacy.mechanism: missing"),
     (lambda r: r["audit"].pop("result"), "audit.result: missing"),
 ])
 def test_malformed_record_names_the_key(edit, key):
@@ -333,13 +442,6 @@ def test_malformed_record_names_the_key(edit, key):
 
 # --- files, the CLI, the pytest helper ---------------------------------------------------------
 
-def run_dir_with(tmp_path: Path, record: dict, name: str = "run") -> Path:
-    run = tmp_path / name
-    run.mkdir()
-    (run / "record.json").write_text(json.dumps(record))
-    return run
-
-
 def claim_cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sandbox.claim", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
@@ -351,7 +453,9 @@ def test_check_claim_reads_a_run_dir_a_record_path_or_a_dict(tmp_path):
     results = [check_claim("anonymized-aggregated", x) for x in (run, run / "record.json", record)]
     assert {r.verdict for r in results} == {PASS}
     assert results[0].evidence == results[1].evidence == results[2].evidence
-    assert sorted(p.name for p in run.iterdir()) == ["record.json"]  # check_claim writes nothing
+    assert any("model.sha256 matches model.pt" in line for line in results[0].record_checks)
+    assert any("model.sha256 not verified" in line for line in results[2].record_checks)  # a dict has no model.pt
+    assert sorted(p.name for p in run.iterdir()) == ["model.pt", "record.json"]  # check_claim writes nothing
 
 
 @pytest.mark.parametrize("epsilon, code, verdict", [(3.9, 0, PASS), (4.5, 1, FAIL), (None, 2, INCONCLUSIVE)])
@@ -360,16 +464,22 @@ def test_cli_exit_code_per_verdict_and_claim_json(tmp_path, epsilon, code, verdi
     if epsilon is None:
         record["audit"]["membership"]["auc_ci"] = [0.50, 0.60]  # straddles 0.55
     else:
-        record["privacy"]["epsilon"] = epsilon
+        record["privacy"] = privacy(epsilon, delta=1e-5)
     run = run_dir_with(tmp_path, record)
     proc = claim_cli("anonymized-aggregated", run)
     assert proc.returncode == code, proc.stderr
     assert f"verdict: {verdict}" in proc.stdout and "membership AUC (user)" in proc.stdout
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("check "))
+    assert header.split() == ["check", "measured", "CI", "bound", "verdict", "control", "reason"]
+    assert "AUC 0.620 [0.600, 0.640]: FAIL" in proc.stdout and "record check:" in proc.stdout
     written = json.loads((run / "claim_anonymized-aggregated.json").read_text())
     assert written["verdict"] == verdict and written["name"] == "anonymized-aggregated"
     assert [row["check"] for row in written["evidence"]] == ["membership AUC (user)", "attribute advantage, gap",
                                                              "ε (user level)"]
-    assert sorted(p.name for p in run.iterdir()) == ["claim_anonymized-aggregated.json", "record.json"]
+    assert [(row["control"], row["discriminates"]) for row in written["evidence"]] == [
+        ("AUC 0.620 [0.600, 0.640]: FAIL", True), ("gap 0.120 [0.080, 0.160]: FAIL", True), ("—", None)]
+    assert any("model.sha256 matches" in line for line in written["record_checks"])
+    assert sorted(p.name for p in run.iterdir()) == ["claim_anonymized-aggregated.json", "model.pt", "record.json"]
 
 
 def _bad_cases(tmp_path: Path):
@@ -414,7 +524,7 @@ def test_cli_usage_error_exits_3_not_inconclusive():
 def test_assert_claim_returns_on_pass_and_raises_with_the_evidence_table():
     assert assert_claim("anonymized-aggregated", suggestions_record()).verdict == PASS
     failing = suggestions_record()
-    failing["privacy"]["unit"] = "example"
+    failing["privacy"] = privacy(3.9, delta=1e-5, mechanism="dpsgd", unit="example")
     with pytest.raises(AssertionError) as err:
         assert_claim("anonymized-aggregated", failing)
     message = str(err.value)
@@ -446,9 +556,13 @@ def test_claim_on_a_real_tiny_run(tmp_path):
     rows = {row["check"]: row for row in json.loads((run / "claim_cannot-memorize.json").read_text())["evidence"]}
     tpr = rows["membership TPR @ 0.01 FPR (user)"]
     assert tpr["measured"] == audit["tpr_at_1pct_fpr"] and tpr["ci"] == audit["tpr_at_1pct_fpr_ci"]
-    low, high = audit["tpr_at_1pct_fpr_ci"]  # the rule, restated: CI vs 0.02, then the audit's control
-    expected = FAIL if low > 0.02 else INCONCLUSIVE if audit["result"] == "inconclusive" or high > 0.02 else PASS
-    assert tpr["verdict"] == expected
+    # the rule, restated: a non-private run is its own control, so a row that passes does not discriminate
+    # and it can only FAIL (whole CI above 0.02, at an FPR its non-members resolve) or be INCONCLUSIVE
+    low, _ = audit["tpr_at_1pct_fpr_ci"]
+    measurable = audit["n_nonmembers"] >= 100
+    assert tpr["verdict"] == (FAIL if measurable and low > 0.02 else INCONCLUSIVE)
+    assert tpr["discriminates"] is (True if tpr["verdict"] == FAIL else tpr["discriminates"])
+    assert tpr["verdict"] != PASS and tpr["control"].startswith("TPR ")
     assert rows["ε (user level)"]["verdict"] == FAIL and "not private" in rows["ε (user level)"]["reason"]
     assert rows["canaries extracted"] == {**rows["canaries extracted"], "verdict": INCONCLUSIVE,
                                           "reason": NOT_MEASURED}
@@ -502,7 +616,7 @@ def test_records_of_different_models_are_refused(edit, message):
 
 
 def test_cli_takes_several_run_dirs_and_writes_the_verdict_into_each(tmp_path):
-    lira = run_dir_with(tmp_path, _of_model(lira_record()), "lira")
+    lira = run_dir_with(tmp_path, _of_model(lira_record()), "lira")  # one model.pt (seed 0) in both
     canary = run_dir_with(tmp_path, _of_model(_with_extraction(canary_record())), "canary")
     claim = tmp_path / "claim.yaml"
     claim.write_text("name: t\npromise: p\nchecks:\n  - {type: membership_tpr, max: 0.02}\n"
@@ -511,7 +625,7 @@ def test_cli_takes_several_run_dirs_and_writes_the_verdict_into_each(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for run in (lira, canary):
         assert json.loads((run / "claim_t.json").read_text())["verdict"] == PASS
-    other = run_dir_with(tmp_path, _of_model(canary_record(), sha="c" * 64), "other")
+    other = run_dir_with(tmp_path, _of_model(canary_record()), "other", model_seed=1)  # another model
     proc = claim_cli(claim, lira, other)
     assert proc.returncode == 3 and "not one model" in proc.stderr and "Traceback" not in proc.stderr
     assert not (other / "claim_t.json").exists()

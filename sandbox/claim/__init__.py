@@ -12,7 +12,7 @@ A claim file (YAML) states the promise in the product's words and the checks tha
 
     name: cannot-memorize                  # letters, digits, . _ -; names claim_<name>.json
     promise: "Our models cannot learn, memorize or reproduce customer data."
-    require_control: true                  # optional (default true): see "Audit state" below
+    require_control: true                  # optional (default true): see "Controls" below
     checks:
       - {type: membership_tpr, max: 0.02, fpr: 0.01, level: user}   # fpr 0.001 | 0.01; level user | example | canary
       - {type: membership_auc, max: 0.55, level: user}
@@ -21,10 +21,27 @@ A claim file (YAML) states the promise in the product's words and the checks tha
       - {type: attribute_advantage, max: 0.05, field: gap}           # field gap | members
       - {type: epsilon, max: 1.0, delta: 1.0e-5, unit: user}
 
-How each check is judged (the CI is the record's bootstrap interval):
+**The record is checked before it is trusted** (``sandbox.claim.record_checks``). Refused (exit 3,
+``ClaimError`` naming the file and key, nothing written): ``status`` other than ``completed``,
+``stopped_budget`` or ``failed``; ``privacy.epsilon`` NaN or negative (inf is possible: the ε row
+FAILs, below); an unknown ``privacy.mechanism``, or a private one without an ε; a ``privacy.unit``
+that does not fit ``privacy.mechanism`` (``dpsgd``, ``client_dpsgd``: example; ``dpfedavg``: user
+or workspace; ``none``: ε must be null); a ``privacy.noise_source`` other than ``secure`` or
+``seeded``; an ε that does not recompute from ``privacy.events`` with the recorded accountant and
+δ (``sandbox.privacy.epsilon_for``, relative tolerance 1e-6), or events that are not events (an
+unknown key is named). Read from a run directory, the record's ``model.sha256`` must match the
+``model.pt`` beside it (``sandbox.record.model_fingerprint``): a stale record of an earlier run
+beside a new model is refused, and so are a missing ``model.pt`` or ``model.sha256``. A record given as a dict has no model file: the result's
+``record_checks`` says that the fingerprint was not verified. A ``failed`` record (its audit found
+a probable DP bug) is judged, and every row FAILs with that reason.
+
+How each check is judged on the run's own audit (the CI is the record's bootstrap interval):
 
 * **CI checks** (membership TPR/AUC, attribute advantage): PASS when the CI's upper end ≤ max,
   FAIL when its lower end > max, INCONCLUSIVE when the CI straddles max (too wide to decide).
+  TPR at an FPR the audit cannot resolve (fewer than 1/fpr non-members: it is read at zero false
+  positives) is INCONCLUSIVE, whatever its CI, with the non-members it needs: ceil(1/fpr) to be
+  measurable at all, about 10/fpr for a usable CI.
 * **canary_exposure** (bits, Carlini et al. 2019): the mean or max over canaries whose host
   trained. The record keeps no CI, so fewer than ``min_canaries`` such canaries is INCONCLUSIVE
   whatever the value; else FAIL above max, PASS at or below, except INCONCLUSIVE when
@@ -34,14 +51,39 @@ How each check is judged (the CI is the record's bootstrap interval):
   it: "not measured by this run" otherwise) or fewer than ``min_canaries`` were tried.
 * **Audit state**: an audit ``result: dp_bug`` makes every check it measured, and ``epsilon``,
   FAIL; ``result: inconclusive`` (failed positive control) makes its checks INCONCLUSIVE unless
-  they already FAIL: a weak attack is no evidence of privacy, but leakage it finds is. An audit
-  that records no positive control at all (``audit=suggestions`` today) cannot PASS a check
-  either, unless the claim file sets ``require_control: false`` (the row then says so).
-* **epsilon**: a guarantee of the mechanism, so a run that does not give it FAILs: not private,
-  another unit (an example-level ε never satisfies a user-level claim; a workspace-level ε is
-  not recomputed for users either), record δ above the stated δ, or ε above max. ε from the
-  ``gdp`` accountant (a CLT approximation that can under-state ε) is at best INCONCLUSIVE.
+  they already FAIL: a weak attack is no evidence of privacy, but leakage it finds is.
 * A measurement the run did not make (another attack or level, no audit) is INCONCLUSIVE.
+
+**Controls: a row that does not discriminate cannot PASS.** Every non-ε check is judged a second
+time, by the same rule and with the audit state ignored, on the record's *control view*: the
+record with ``audit`` replaced by ``audit.control.audit`` (the positive control's own audit: the
+same attack on a non-private model of the same pipeline), or the record itself when the run is
+not private (``audit.control.ran_on: "this run (not private)"``). The row **discriminates** when
+the control view FAILs the check: the non-private model shows the leak the check bounds. Then:
+
+* a row that would PASS and discriminates PASSes;
+* a row that would PASS but whose control was judged and does not FAIL is INCONCLUSIVE, "does
+  not discriminate: a non-private model of the same pipeline also passes (control: …)" (or
+  "does not fail it either" when the control's CI straddles the bound);
+* a row that would PASS but whose control could not be judged (no control recorded, the
+  control's audit missing from an older record: "re-run the audit", the statistic not measured
+  on the control or not measurable there) is INCONCLUSIVE, "no control on this statistic",
+  unless the claim sets ``require_control: false``: then it PASSes and says "(no discriminating
+  control: require_control: false)";
+* FAIL and INCONCLUSIVE stay what they are, whatever the control says (leakage found is leakage).
+
+Each row records ``control`` (the control's value and verdict on that statistic, e.g. "AUC 0.871
+[0.859, 0.882]: FAIL", or why there is none) and ``discriminates`` (True: the control FAILs;
+False: it was judged and does not; None: ε rows, or no control measurement).
+
+* **epsilon**: a guarantee of the mechanism (no control), so a run that does not give it FAILs:
+  not private; noise seeded from the record (``privacy.noise_source: seeded``: "seeded noise
+  (research mode): anyone holding the record can regenerate and subtract the noise; no DP
+  guarantee"), or a record that does not state its noise source (written before secure noise:
+  its noise was seeded from the recorded seed); ε = inf (no finite guarantee); another unit (an
+  example-level ε never satisfies a user-level claim; a workspace-level ε is not recomputed for
+  users either); record δ above the stated δ; or ε above max. ε from the ``gdp`` accountant (a
+  CLT approximation that can under-state ε) is at best INCONCLUSIVE.
 
 Overall: FAIL if any check fails, else INCONCLUSIVE if any is undecided, else PASS. With several
 records of one model, each check takes the strongest evidence: FAIL if any record fails it, else
@@ -76,11 +118,14 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 from sandbox.claim.checks import (
-    CHECKS, FAIL, INCONCLUSIVE, NOT_MEASURED, PASS, ClaimError, Evidence, Record,
+    CHECKS, FAIL, INCONCLUSIVE, NO_CONTROL, NOT_DISCRIMINATING, NOT_MEASURED, PASS, ClaimError, Evidence, Record,
+    judge_row,
 )
+from sandbox.claim.record_checks import verify_record
 
 __all__ = ["CHECKS", "Claim", "ClaimError", "ClaimResult", "Evidence", "FAIL", "INCONCLUSIVE", "NOT_MEASURED",
-           "PASS", "assert_claim", "check_claim", "load_claim", "load_record", "write_result"]
+           "NO_CONTROL", "NOT_DISCRIMINATING", "PASS", "assert_claim", "check_claim", "load_claim", "load_record",
+           "verify_record", "write_result"]
 
 CLAIM_DIR = Path(__file__).resolve().parents[2] / "conf" / "claim"
 EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}
@@ -95,7 +140,7 @@ class Claim:
     promise: str
     checks: tuple
     path: str
-    require_control: bool = True  # an audit without a positive control cannot PASS a check
+    require_control: bool = True  # a row without a control measurement of its statistic cannot PASS
 
 
 @dataclass(frozen=True)
@@ -106,6 +151,7 @@ class ClaimResult:
     verdict: str
     evidence: tuple[Evidence, ...]
     record: str  # where the record(s) came from, comma-separated
+    record_checks: tuple[str, ...] = ()  # what was verified about the record(s) before judging (record_checks)
 
     @property
     def exit_code(self) -> int:
@@ -113,19 +159,21 @@ class ClaimResult:
 
     def to_dict(self) -> dict:
         return {"name": self.claim.name, "promise": self.claim.promise, "claim_file": self.claim.path,
-                "record": self.record, "verdict": self.verdict, "evidence": [asdict(e) for e in self.evidence]}
+                "record": self.record, "record_checks": list(self.record_checks), "verdict": self.verdict,
+                "evidence": [asdict(e) for e in self.evidence]}
 
     def table(self) -> str:
         """The evidence table, plain text: one row per check, then the verdict."""
         def num(v):
             return "—" if v is None else f"{v:.3f}"
-        rows = [("check", "measured", "CI", "bound", "verdict", "reason")] + [
+        rows = [("check", "measured", "CI", "bound", "verdict", "control", "reason")] + [
             (e.check, num(e.measured), "—" if e.ci is None else f"[{e.ci[0]:.3f}, {e.ci[1]:.3f}]", e.bound,
-             e.verdict, e.reason + (f" [{e.source}]" if e.source else "")) for e in self.evidence]
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5] for r in rows]
+             e.verdict, e.control, e.reason + (f" [{e.source}]" if e.source else "")) for e in self.evidence]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[6] for r in rows]
+        checked = "".join(f"record check: {line}\n" for line in self.record_checks)
         return (f"claim: {self.claim.name} ({self.claim.path})\npromise: {self.claim.promise}\n"
-                f"record: {self.record}\n\n" + "\n".join(lines) + f"\n\nverdict: {self.verdict}")
+                f"record: {self.record}\n{checked}\n" + "\n".join(lines) + f"\n\nverdict: {self.verdict}")
 
 
 def _check_value(cls, index: int, key: str, value, origin: str):
@@ -222,7 +270,7 @@ def load_record(run: str | Path | Mapping) -> Record:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as exc:
         raise ClaimError(f"{path}: not a readable JSON record: {exc}") from None
-    return Record(data, str(path))
+    return Record(data, str(path), path)
 
 
 def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
@@ -233,20 +281,22 @@ def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
     fingerprint: the same config and seed with another ``audit=``), so that LiRA, the canary audit
     and extraction can all speak for it. Each check then takes the strongest evidence: FAIL if
     any record fails it, else PASS if any passes it, else INCONCLUSIVE (a measured reason before
-    "not measured"). Raises ``ClaimError`` on bad input; writes nothing.
+    "not measured"). Each record is verified first (``verify_record``: possible, and the record of
+    the model beside it). Raises ``ClaimError`` on bad input; writes nothing.
     """
     claim = claim if isinstance(claim, Claim) else load_claim(claim)
     items = [runs] if isinstance(runs, (str, Path, Mapping)) else list(runs)
     if not items:
         raise ClaimError("no run record given")
     records = [load_record(r) for r in items]
+    checked = tuple(f"{r.origin}: {line}" for r in records for line in verify_record(r))
     _require_one_model(records)
-    evidence = tuple(_strongest([check.judge(r, require_control=claim.require_control) for r in records], records)
-                     for check in claim.checks)
+    evidence = tuple(_strongest([judge_row(check, r, require_control=claim.require_control) for r in records],
+                                records) for check in claim.checks)
     verdicts = {e.verdict for e in evidence}
     verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
     return ClaimResult(claim=claim, verdict=verdict, evidence=evidence,
-                       record=", ".join(r.origin for r in records))
+                       record=", ".join(r.origin for r in records), record_checks=checked)
 
 
 def _require_one_model(records: list[Record]) -> None:

@@ -3,17 +3,30 @@
 Verdict rules are in ``sandbox/claim/__init__.py``'s docstring. A check reads only the record;
 a measurement the record lacks is INCONCLUSIVE ("not measured by this run"), a record whose
 present sections lack a documented key is bad input (``ClaimError`` naming the key).
+
+Each check first *measures* (``measure``: the statistic against the bound, no audit state),
+then ``judge`` applies the audit's own result (the audit gate) and ``judge_row`` the control:
+the same measurement on the record's control view (``control_view``: the non-private model of
+the same pipeline), which decides whether the row discriminates. The records themselves are
+checked before any of this, in ``sandbox.claim.record_checks``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import ClassVar
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 NOT_MEASURED = "not measured by this run"
+NO_CONTROL = "no control on this statistic"
+NOT_DISCRIMINATING = "does not discriminate"
+SEEDED_NOISE = ("seeded noise (research mode): anyone holding the record can regenerate and subtract the noise; "
+                "no DP guarantee")
+NO_NOISE_SOURCE = ("record does not state its noise source (written before secure noise): its noise was seeded "
+                   "from the recorded seed")
 
 
 class ClaimError(ValueError):
@@ -22,7 +35,14 @@ class ClaimError(ValueError):
 
 @dataclass(frozen=True)
 class Evidence:
-    """One row of the evidence table."""
+    """One row of the evidence table.
+
+    ``control``: what the control (the non-private model of the same pipeline) measured on the
+    same statistic and how the same check judges it ("AUC 0.871 [0.859, 0.882]: FAIL"), or why
+    there is none; "—" for ε rows. ``discriminates``: True when the control FAILs the check,
+    False when it was judged and does not, None when there is nothing to compare (ε rows, no
+    control measurement).
+    """
 
     check: str
     measured: float | None
@@ -31,15 +51,19 @@ class Evidence:
     verdict: str
     reason: str
     source: str  # what in the record measured it
+    control: str = "—"
+    discriminates: bool | None = None
 
 
 class Record:
-    """A run record with dotted-key access whose errors name the record and the key."""
+    """A run record with dotted-key access whose errors name the record and the key.
 
-    def __init__(self, data: Mapping, origin: str):
+    ``path``: the record.json it was read from (None for a record given as a dict)."""
+
+    def __init__(self, data: Mapping, origin: str, path: Path | None = None):
         if not isinstance(data, Mapping):
             raise ClaimError(f"{origin}: a run record must be a JSON object")
-        self.data, self.origin = data, origin
+        self.data, self.origin, self.path = data, origin, path
 
     def has(self, key: str | tuple[str, ...]) -> bool:
         try:
@@ -75,6 +99,33 @@ def _dotted(key: str | tuple[str, ...]) -> str:
     return key if isinstance(key, str) else ".".join(key)
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """A check's reading of one record: the statistic against the bound, before the audit gate
+    and the control.
+
+    ``judged``: the statistic was measured with what the check needs to compare it with the
+    bound (a CI that straddles the bound counts as judged; too few canaries, a TPR at an FPR
+    the non-members cannot resolve, or a statistic the audit did not measure do not).
+    ``summary``: the statistic as measured, for the control column ("AUC 0.871 [0.859, 0.882]")."""
+
+    value: float | None
+    ci: tuple[float, float] | None
+    verdict: str
+    reason: str
+    source: str
+    judged: bool
+    summary: str = ""
+
+
+def _not_measured(reason: str, source: str = "") -> Measurement:
+    return Measurement(None, None, INCONCLUSIVE, reason, source, judged=False)
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _ci_verdict(value: float, ci: tuple[float, float], bound: float) -> tuple[str, str]:
     low, high = ci
     if low > bound:
@@ -85,9 +136,8 @@ def _ci_verdict(value: float, ci: tuple[float, float], bound: float) -> tuple[st
                           "more users or a stronger audit narrow it")
 
 
-def _audit_gate(record: Record, verdict: str, reason: str, require_control: bool) -> tuple[str, str]:
-    """The audit's own result overrides: dp_bug fails; a failed (or, if required, absent) positive
-    control leaves only FAIL standing."""
+def _audit_gate(record: Record, verdict: str, reason: str) -> tuple[str, str]:
+    """The audit's own result overrides: dp_bug fails; a failed positive control leaves only FAIL standing."""
     result = record.get("audit.result")
     if result == "dp_bug":
         why = record.get("audit.reason") if record.has("audit.reason") else "empirical ε above the accountant's"
@@ -95,12 +145,24 @@ def _audit_gate(record: Record, verdict: str, reason: str, require_control: bool
     if result == "inconclusive" and verdict != FAIL:
         why = record.get("audit.reason") if record.has("audit.reason") else "positive control failed"
         return INCONCLUSIVE, f"audit inconclusive: {why}" + (f"; and {reason}" if verdict == INCONCLUSIVE else "")
-    if verdict == PASS and not record.has("audit.control"):
-        if require_control:
-            return INCONCLUSIVE, (f"{reason}, but this audit records no positive control: a weak attack is no "
-                                  "evidence of privacy (a claim may set require_control: false)")
-        reason += "; this audit records no positive control (require_control: false)"
     return verdict, reason
+
+
+class _Check:
+    """What every non-ε check shares: ``judge`` = ``measure`` + the audit gate."""
+
+    discriminating: ClassVar[bool] = True  # judged on a control view too (ε is a guarantee, not a measurement)
+
+    def measure(self, record: Record) -> Measurement:
+        raise NotImplementedError
+
+    def judge(self, record: Record, *, gate: bool = True) -> Evidence:
+        """This check's row on ``record``; ``gate=False`` ignores the audit's own result (a control view)."""
+        m = self.measure(record)
+        verdict, reason = m.verdict, m.reason
+        if gate and m.value is not None:
+            verdict, reason = _audit_gate(record, verdict, reason)
+        return Evidence(self.row_label, m.value, m.ci, self.row_bound, verdict, reason, m.source)
 
 
 def _membership_source(record: Record, level: str) -> tuple[tuple[str, ...] | None, str]:
@@ -115,8 +177,14 @@ def _membership_source(record: Record, level: str) -> tuple[tuple[str, ...] | No
     return (("audit", "membership") if attack == "suggestions" else ("audit",)), f"audit {attack}, {measured} level"
 
 
+def _needed_nonmembers(fpr: float) -> tuple[int, int]:
+    """Non-members for TPR at ``fpr`` to be measurable at all (one false positive allowed), and
+    for a usable CI (about ten)."""
+    return math.ceil(round(1 / fpr, 9)), math.ceil(round(10 / fpr, 9))
+
+
 @dataclass(frozen=True)
-class MembershipTPR:
+class MembershipTPR(_Check):
     """Membership TPR at a stated FPR (0.001 or 0.01, as audits record them); upper CI end ≤ max."""
 
     max: float
@@ -127,28 +195,41 @@ class MembershipTPR:
     choices: ClassVar[dict] = {"level": ("user", "example", "canary")}
     keys: ClassVar[dict] = {0.001: "tpr_at_0.1pct_fpr", 0.01: "tpr_at_1pct_fpr"}
 
-    def judge(self, record: Record, *, require_control: bool = True) -> Evidence:
-        label, bound = f"membership TPR @ {self.fpr:g} FPR ({self.level})", f"≤ {self.max:g} (CI upper end)"
+    @property
+    def row_label(self) -> str:
+        return f"membership TPR @ {self.fpr:g} FPR ({self.level})"
+
+    @property
+    def row_bound(self) -> str:
+        return f"≤ {self.max:g} (CI upper end)"
+
+    def measure(self, record: Record) -> Measurement:
         prefix, source = _membership_source(record, self.level)
         if prefix is None:
-            return Evidence(label, None, None, bound, INCONCLUSIVE, source, "")
+            return _not_measured(source)
         if not any(math.isclose(self.fpr, f) for f in self.keys):
-            why = f"{NOT_MEASURED}: audits record TPR at FPR 0.001 and 0.01 only"
-            return Evidence(label, None, None, bound, INCONCLUSIVE, why, source)
+            return _not_measured(f"{NOT_MEASURED}: audits record TPR at FPR 0.001 and 0.01 only", source)
         fpr = next(f for f in self.keys if math.isclose(self.fpr, f))
         if prefix[-1] == "membership":  # {"0.001": …, "0.01": …}
             key, ci_key = ("tpr_at_fpr", str(fpr)), ("tpr_at_fpr_ci", str(fpr))
         else:
             key, ci_key = (self.keys[fpr],), (f"{self.keys[fpr]}_ci",)
         value, ci = record.number(prefix + key), record.interval(prefix + ci_key)
-        verdict, reason = _audit_gate(record, *_ci_verdict(value, ci, self.max), require_control)
-        if fpr * record.number((*prefix, "n_nonmembers")) < 1:  # see sandbox.audit.metrics
-            reason += f" (under 1/{fpr:g} non-members: read at FPR 0)"
-        return Evidence(label, value, ci, bound, verdict, reason, source)
+        n_nonmembers = record.number((*prefix, "n_nonmembers"))
+        summary = f"TPR {value:.3f} {_ci(ci)}"
+        if fpr * n_nonmembers < 1:  # no false positive allowed: sandbox.audit.metrics reads it at FPR 0
+            at_all, usable = _needed_nonmembers(fpr)
+            reason = (f"TPR at FPR {fpr:g} is not measurable with {n_nonmembers:g} non-members (under 1/{fpr:g}, "
+                      f"so it is read at zero false positives, which bounds no TPR at FPR {fpr:g}): it needs "
+                      f"≥ {at_all} non-members to be measurable at all, about {usable} for a usable CI")
+            return Measurement(value, ci, INCONCLUSIVE, reason, source, judged=False,
+                               summary=f"{summary} with {n_nonmembers:g} non-members (needs ≥ {at_all})")
+        verdict, reason = _ci_verdict(value, ci, self.max)
+        return Measurement(value, ci, verdict, reason, source, judged=True, summary=summary)
 
 
 @dataclass(frozen=True)
-class MembershipAUC:
+class MembershipAUC(_Check):
     """Membership AUC (0.5 = chance); upper CI end ≤ max."""
 
     max: float
@@ -157,18 +238,25 @@ class MembershipAUC:
     limits: ClassVar[dict] = {"max": (0, 1)}
     choices: ClassVar[dict] = {"level": ("user", "example", "canary")}
 
-    def judge(self, record: Record, *, require_control: bool = True) -> Evidence:
-        label, bound = f"membership AUC ({self.level})", f"≤ {self.max:g} (CI upper end)"
+    @property
+    def row_label(self) -> str:
+        return f"membership AUC ({self.level})"
+
+    @property
+    def row_bound(self) -> str:
+        return f"≤ {self.max:g} (CI upper end)"
+
+    def measure(self, record: Record) -> Measurement:
         prefix, source = _membership_source(record, self.level)
         if prefix is None:
-            return Evidence(label, None, None, bound, INCONCLUSIVE, source, "")
+            return _not_measured(source)
         value, ci = record.number((*prefix, "auc")), record.interval((*prefix, "auc_ci"))
-        verdict, reason = _audit_gate(record, *_ci_verdict(value, ci, self.max), require_control)
-        return Evidence(label, value, ci, bound, verdict, reason, source)
+        return Measurement(value, ci, *_ci_verdict(value, ci, self.max), source, judged=True,
+                           summary=f"AUC {value:.3f} {_ci(ci)}")
 
 
 @dataclass(frozen=True)
-class CanaryExposure:
+class CanaryExposure(_Check):
     """Exposure in bits (mean or max over canaries whose host trained) ≤ max; the record has no CI."""
 
     max: float
@@ -179,17 +267,25 @@ class CanaryExposure:
     limits: ClassVar[dict] = {"max": (0, math.inf), "min_canaries": (1, math.inf)}
     choices: ClassVar[dict] = {"method": ("rank", "fit"), "statistic": ("mean", "max")}
 
-    def judge(self, record: Record, *, require_control: bool = True) -> Evidence:
-        label, bound = f"canary exposure, {self.statistic} by {self.method} (bits)", f"≤ {self.max:g}"
+    @property
+    def row_label(self) -> str:
+        return f"canary exposure, {self.statistic} by {self.method} (bits)"
+
+    @property
+    def row_bound(self) -> str:
+        return f"≤ {self.max:g}"
+
+    def measure(self, record: Record) -> Measurement:
         if not record.has("audit") or record.get("audit.attack") != "canary":
-            return Evidence(label, None, None, bound, INCONCLUSIVE, f"{NOT_MEASURED} (no audit=canary)", "")
+            return _not_measured(f"{NOT_MEASURED} (no audit=canary)")
         stats = ("audit", "canaries", f"exposure_by_{self.method}", "trained_hosts")
         n = int(record.number((*stats, "n")))
         value = record.number((*stats, self.statistic)) if record.has((*stats, self.statistic)) else None
         source = f"audit canary, {n} canaries whose host trained"
         if not n or value is None:
-            return Evidence(label, None, None, bound, INCONCLUSIVE, "no planted canary's host trained", source)
+            return _not_measured("no planted canary's host trained", source)
         ceiling = record.number("audit.canaries.max_exposure_possible_by_rank")
+        summary = f"{value:.2f} bits ({n} canaries)"
         if n < self.min_canaries:  # no CI is recorded: the count is what guards against noise
             verdict, reason = INCONCLUSIVE, (f"{value:.2f} bits from {n} canaries whose host trained; "
                                              f"the check needs ≥ {self.min_canaries}")
@@ -200,11 +296,11 @@ class CanaryExposure:
                                              f"fresh canaries + 1) ≤ {self.max:g}: add data.n_fresh_canaries")
         else:
             verdict, reason = PASS, f"{value:.2f} bits ≤ {self.max:g} (point value: no CI recorded)"
-        return Evidence(label, value, None, bound, *_audit_gate(record, verdict, reason, require_control), source)
+        return Measurement(value, None, verdict, reason, source, judged=verdict != INCONCLUSIVE, summary=summary)
 
 
 @dataclass(frozen=True)
-class Extraction:
+class Extraction(_Check):
     """At most ``max_extracted`` of ≥ ``min_canaries`` canaries reproduced by the model."""
 
     max_extracted: int = 0
@@ -213,10 +309,17 @@ class Extraction:
     limits: ClassVar[dict] = {"max_extracted": (0, math.inf), "min_canaries": (1, math.inf)}
     choices: ClassVar[dict] = {}
 
-    def judge(self, record: Record, *, require_control: bool = True) -> Evidence:
-        label, bound = "canaries extracted", f"≤ {self.max_extracted} of ≥ {self.min_canaries}"
+    @property
+    def row_label(self) -> str:
+        return "canaries extracted"
+
+    @property
+    def row_bound(self) -> str:
+        return f"≤ {self.max_extracted} of ≥ {self.min_canaries}"
+
+    def measure(self, record: Record) -> Measurement:
         if not record.has("audit.extraction"):
-            return Evidence(label, None, None, bound, INCONCLUSIVE, NOT_MEASURED, "")
+            return _not_measured(NOT_MEASURED)
         n, k = record.number("audit.extraction.n_canaries"), record.number("audit.extraction.n_extracted")
         source = f"audit {record.get('audit.attack')}, {n:g} canaries tried"
         if k > self.max_extracted:
@@ -225,11 +328,12 @@ class Extraction:
             verdict, reason = INCONCLUSIVE, f"only {n:g} canaries tried, the check needs ≥ {self.min_canaries}"
         else:
             verdict, reason = PASS, f"{k:g} of {n:g} canaries extracted"
-        return Evidence(label, k, None, bound, *_audit_gate(record, verdict, reason, require_control), source)
+        return Measurement(k, None, verdict, reason, source, judged=verdict != INCONCLUSIVE,
+                           summary=f"{k:g} of {n:g} extracted")
 
 
 @dataclass(frozen=True)
-class AttributeAdvantage:
+class AttributeAdvantage(_Check):
     """Attribute-inference advantage (TPR − FPR): the members − non-members ``gap`` or the ``members``'."""
 
     max: float
@@ -238,25 +342,32 @@ class AttributeAdvantage:
     limits: ClassVar[dict] = {"max": (-1, 1)}
     choices: ClassVar[dict] = {"field": ("gap", "members")}
 
-    def judge(self, record: Record, *, require_control: bool = True) -> Evidence:
-        label, bound = f"attribute advantage, {self.field}", f"≤ {self.max:g} (CI upper end)"
+    @property
+    def row_label(self) -> str:
+        return f"attribute advantage, {self.field}"
+
+    @property
+    def row_bound(self) -> str:
+        return f"≤ {self.max:g} (CI upper end)"
+
+    def measure(self, record: Record) -> Measurement:
         if not record.has("audit.attribute"):
-            return Evidence(label, None, None, bound, INCONCLUSIVE, f"{NOT_MEASURED} (no attribute audit)", "")
+            return _not_measured(f"{NOT_MEASURED} (no attribute audit)")
         name = record.get("audit.attribute.name") if record.has("audit.attribute.name") else "?"
         source, result = f"audit {record.get('audit.attack')}, attribute {name!r}", record.get("audit.attribute.result")
         if result != "measured":
             why = record.get("audit.attribute.reason") if record.has("audit.attribute.reason") else ""
-            return Evidence(label, None, None, bound, INCONCLUSIVE, f"{NOT_MEASURED}: attribute audit {result}: {why}",
-                            source)
+            return _not_measured(f"{NOT_MEASURED}: attribute audit {result}: {why}", source)
         key = "audit.attribute.gap" if self.field == "gap" else "audit.attribute.members.advantage"
         value, ci = record.number(key), record.interval(key + "_ci")
-        verdict, reason = _audit_gate(record, *_ci_verdict(value, ci, self.max), require_control)
-        return Evidence(label, value, ci, bound, verdict, reason, source)
+        return Measurement(value, ci, *_ci_verdict(value, ci, self.max), source, judged=True,
+                           summary=f"{self.field} {value:.3f} {_ci(ci)}")
 
 
 @dataclass(frozen=True)
 class Epsilon:
-    """The accountant's ε ≤ max for the stated unit (equal) and δ (record δ ≤ stated δ)."""
+    """The accountant's ε ≤ max for the stated unit (equal) and δ (record δ ≤ stated δ), from noise
+    no one holding the record can regenerate."""
 
     max: float
     delta: float
@@ -264,17 +375,27 @@ class Epsilon:
     type: ClassVar[str] = "epsilon"
     limits: ClassVar[dict] = {"max": (0, math.inf, "()"), "delta": (0, 1, "()")}
     choices: ClassVar[dict] = {"unit": ("example", "user", "workspace")}
+    discriminating: ClassVar[bool] = False  # a guarantee of the mechanism: no control to compare with
 
-    def judge(self, record: Record, *, require_control: bool = True) -> Evidence:
+    def judge(self, record: Record, *, gate: bool = True) -> Evidence:
         label, bound = f"ε ({self.unit} level)", f"≤ {self.max:g} at δ ≤ {self.delta:g}"
         eps, unit, delta = (record.get(f"privacy.{k}") for k in ("epsilon", "unit", "delta"))
         accountant = record.get("privacy.accountant")
+        privacy = record.get("privacy")
         source = f"privacy: {record.get('privacy.mechanism')}, {accountant or 'no'} accountant"
         value = None if eps is None else record.number("privacy.epsilon")
-        if record.has("audit") and record.get("audit.result") == "dp_bug":
+        if gate and record.has("audit") and record.get("audit.result") == "dp_bug":
             verdict, reason = FAIL, "the audit measured ε above the accountant's (dp_bug): the accounting is wrong"
         elif value is None:
             verdict, reason = FAIL, "not private: the run has no ε"
+        elif "noise_source" not in privacy:
+            verdict, reason = FAIL, NO_NOISE_SOURCE
+        elif privacy["noise_source"] == "seeded":
+            verdict, reason = FAIL, SEEDED_NOISE
+        elif privacy["noise_source"] != "secure":
+            verdict, reason = FAIL, f"noise source {privacy['noise_source']!r} is not 'secure'"
+        elif math.isinf(value):
+            verdict, reason = FAIL, "ε = inf: no finite guarantee"
         elif unit != self.unit:
             verdict, reason = FAIL, f"ε is {unit}-level; a {self.unit}-level claim needs a {self.unit}-level ε"
         elif delta is None or record.number("privacy.delta") > self.delta:
@@ -289,3 +410,86 @@ class Epsilon:
 
 
 CHECKS = {c.type: c for c in (MembershipTPR, MembershipAUC, CanaryExposure, Extraction, AttributeAdvantage, Epsilon)}
+
+
+# --- the control view and the row ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ControlView:
+    """The record as its positive control saw it: ``record`` has the control's audit in place of
+    the run's (None when there is none to judge, ``why`` says so); ``pipeline`` as recorded."""
+
+    record: Record | None
+    why: str
+    pipeline: str
+
+
+def control_view(record: Record) -> ControlView:
+    """The record with ``audit`` replaced by ``audit.control.audit`` (the non-private model of the
+    same pipeline, attacked the same way), or the record itself when the run is not private and
+    its own audit is the control; else no view, and why."""
+    if not record.has("audit"):
+        return ControlView(None, "no audit section", "")
+    if not record.has("audit.control"):
+        return ControlView(None, "this audit records no positive control", "")
+    control = record.get("audit.control")
+    if not isinstance(control, Mapping):
+        raise ClaimError(f"{record.origin}: audit.control: expected a mapping, got {control!r}")
+    pipeline = str(control.get("pipeline") or "pipeline not recorded")
+    if control.get("audit") is not None:
+        audit = control["audit"]
+        if not isinstance(audit, Mapping):
+            raise ClaimError(f"{record.origin}: audit.control.audit: expected a mapping, got {audit!r}")
+        return ControlView(Record({**record.data, "audit": audit}, f"{record.origin} (control view: audit = "
+                                  "audit.control.audit)", record.path), "", pipeline)
+    ran_on = control.get("ran_on")
+    if ran_on == "this run (not private)":
+        return ControlView(record, "", pipeline)
+    if ran_on == "none":
+        why = control.get("reason") or "positive control disabled"
+        return ControlView(None, f"the positive control did not run ({why})", pipeline)
+    return ControlView(None, "the record keeps only the control's pass/fail (TPR at 1% FPR), not its audit "
+                       "(written before per-statistic controls): re-run the audit", pipeline)
+
+
+def judge_row(check, record: Record, *, require_control: bool = True) -> Evidence:
+    """One check's row on one record: the check (with the audit gate), then, for every non-ε check,
+    the same check on the control view (no audit gate), then the run's status."""
+    row = check.judge(record)
+    if check.discriminating:
+        row = _with_control(check, record, row, require_control)
+    if record.has("status") and record.get("status") == "failed":
+        why = f"the audit found a probable DP bug ({record.get('audit.reason')})" if record.has("audit.reason") \
+            else "the audit found a probable DP bug"
+        if not (row.verdict == FAIL and "dp_bug" in row.reason):
+            row = replace(row, verdict=FAIL, reason=f"run status failed: {why}; this row alone: {row.verdict}, "
+                                                    f"{row.reason}")
+    return row
+
+
+def _with_control(check: _Check, record: Record, row: Evidence, require_control: bool) -> Evidence:
+    view = control_view(record)
+    discriminates, missing, control_verdict = None, "", None
+    if view.record is None:
+        control, missing = "none", view.why
+    else:
+        c = check.measure(view.record)
+        control = f"{c.summary}: {c.verdict}" if c.summary else "not measured"
+        if c.judged:
+            discriminates, control_verdict = c.verdict == FAIL, c.verdict
+        else:
+            missing = f"the control: {c.reason}"
+    where = f"control: {control}; {view.pipeline}" if view.pipeline else f"control: {control}"
+    verdict, reason = row.verdict, row.reason
+    if row.verdict == PASS:
+        if discriminates is True:
+            reason = f"{row.reason}; discriminates: the control ({view.pipeline or 'no DP'}) fails it"
+        elif discriminates is False:
+            also = "also passes" if control_verdict == PASS else "does not fail it either"
+            verdict, reason = INCONCLUSIVE, (f"{NOT_DISCRIMINATING}: a non-private model of the same pipeline {also} "
+                                             f"({where}); this run: {row.reason}")
+        elif require_control:
+            verdict, reason = INCONCLUSIVE, f"{NO_CONTROL}: {missing}; this run: {row.reason}"
+        else:
+            reason = f"{row.reason} (no discriminating control: require_control: false; {NO_CONTROL}: {missing})"
+    return replace(row, verdict=verdict, reason=reason, control=control, discriminates=discriminates)

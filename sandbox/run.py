@@ -18,7 +18,7 @@ from sandbox.config import ConfigError, RunConfig
 from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
 from sandbox.federated.client_dp import local_steps
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
-from sandbox.privacy.ledger import ALL_UNITS, PrivacyLedger, Spend
+from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
 from sandbox.record import (
     SCHEMA_VERSION, Outcome, model_fingerprint, privacy_section, versions, write_json, write_state_dict,
 )
@@ -68,13 +68,14 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
                                noise_multiplier=cfg.privacy.noise_multiplier,
                                target_epsilon=cfg.privacy.target_epsilon)
             result = train_dpsgd(model, rows, cfg=cfg.train, dp=dp, book=book, generator=seeds.batches,
-                                 noise_generator=seeds.noise, progress=progress)
+                                 noise_generator=seeds.noise_generator(cfg.privacy.noise_source), progress=progress)
     if book is None:
         privacy = privacy_section(mechanism="none", unit="example", book=None, steps=result.steps)
     else:
         privacy = privacy_section(mechanism="dpsgd", unit="example", book=book, steps=result.steps,
                                   noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
-                                  clip_norm=cfg.privacy.clip_norm, target_epsilon=cfg.privacy.target_epsilon)
+                                  clip_norm=cfg.privacy.clip_norm, target_epsilon=cfg.privacy.target_epsilon,
+                                  noise_source=cfg.privacy.noise_source)
     return Outcome(model=result.model, curve=curve.points, privacy=privacy, status="completed",
                    engine="central", trained_users=data.split.train_users)
 
@@ -131,14 +132,16 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         "timing": {"seconds": round(time.perf_counter() - started, 2), **outcome.timing,
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
     }
+    _remove_stale_results(out_dir)  # an earlier run's record must never sit beside this run's model
     write_state_dict(out_dir / "model.pt", outcome.model.state_dict())
     if data.manifest is not None:  # for audits; training never reads it
         write_json(out_dir / "canaries.json", data.manifest.to_json())
     if cfg.audit.attack == "suggestions":
-        from sandbox.audit.recsys import suggestions_audit
-        record["audit"] = suggestions_audit(outcome.model, data.rec, k=cfg.task.top_k, resamples=cfg.audit.resamples,
-                                            confidence=cfg.audit.confidence, seed=cfg.seed)
+        from sandbox.audit.recsys import run_suggestions_audit  # with its positive control and DP-bug alarm
+        record["audit"] = run_suggestions_audit(cfg, data, outcome, privacy=record["privacy"])
         record["timing"]["seconds"] = round(time.perf_counter() - started, 2)
+        if record["audit"]["result"] == "dp_bug":
+            record["status"] = "failed"
     elif cfg.audit.attack != "none":
         from sandbox.audit.harness import run_audit
         record["audit"] = run_audit(cfg, data, outcome, out_dir=out_dir, privacy=record["privacy"])
@@ -157,11 +160,18 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     return record
 
 
+def _remove_stale_results(out_dir: Path) -> None:
+    """Before this run writes its model: remove an earlier run's record and the claims judged on it, so
+    a run that fails from here on leaves no record describing another model (``model.sha256``)."""
+    for stale in [out_dir / "record.json", *out_dir.glob("claim_*.json")]:
+        stale.unlink(missing_ok=True)
+
+
 def _audit_models(cfg: RunConfig, private: bool) -> tuple[int, bool]:
     """(private shadow models, whether a non-private model also trains on the data) of the audit."""
     a = cfg.audit
     shadows = a.shadows if a.attack in ("lira", "rmia") else 0
-    if a.attack in ("none", "suggestions"):
+    if a.attack == "none":
         return 0, not private
     control = private and a.control  # a DP run's positive control trains without DP (with its own shadows)
     return (shadows if private else 0), (control or not private)
@@ -208,14 +218,29 @@ def planned_epsilon(cfg: RunConfig, data: Prepared) -> float:
 
 
 def spend_of(cfg: RunConfig, data: Prepared, record: dict) -> Spend:
-    """What the finished run spent: its recorded events, once per model trained with them."""
+    """What the finished run spent: the run's own events, and every model its audit trained with the
+    events *that model* ran (``audit.models_trained``: shadows resolve their own σ and δ)."""
     privacy = record["privacy"]
     plan = planned_spend(cfg, data)
-    if not plan.private or privacy["epsilon"] is None:
-        return Spend(dataset=plan.dataset, unit=ALL_UNITS, private=False, what=plan.what or "training")
-    shadows, _ = _audit_models(cfg, True)
-    return Spend(dataset=plan.dataset, unit=privacy["unit"], private=True, delta=privacy["delta"],
-                 events=tuple((e, 1 + shadows) for e in privacy["events"]), what=plan.what)
+    if privacy["epsilon"] is None:
+        models = [ModelSpend(what="training", private=False)]
+    else:
+        models = [ModelSpend(what="training", private=True, unit=privacy["unit"], delta=privacy["delta"],
+                             events=tuple(privacy["events"]))]
+    trained = (record.get("audit") or {}).get("models_trained")
+    if trained is not None:
+        models += [ModelSpend(what=m["what"], private=bool(m["private"]), unit=m.get("unit"),
+                              delta=float(m.get("delta") or 0.0), events=tuple(m.get("events") or ()))
+                   for m in trained]
+    elif privacy["epsilon"] is not None:  # an audit that does not list its models: the planned ones
+        shadows, non_private = _audit_models(cfg, True)
+        if shadows:
+            models.append(ModelSpend(what=f"{shadows} shadow models (the run's events)", private=True,
+                                     unit=privacy["unit"], delta=privacy["delta"], events=tuple(privacy["events"]),
+                                     times=shadows))
+        if non_private:
+            models.append(ModelSpend(what="a non-private model", private=False))
+    return Spend(dataset=plan.dataset, what=plan.what, models=tuple(models))
 
 
 def _data_section(data: Prepared, outcome: Outcome) -> dict:

@@ -1,0 +1,39 @@
+"""A re-run into a run directory never leaves an earlier run's record beside its own model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from sandbox.config import ConfigError, resolve
+from sandbox.record import model_fingerprint
+from sandbox.run import run
+from tests.conftest import TINY, compose_config
+
+
+def _run(out, overrides):
+    cfg = compose_config([*TINY, *overrides])
+    return run(resolve(cfg), out_dir=out, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_a_rerun_that_fails_after_writing_its_model_removes_the_old_record(tmp_path):
+    first = _run(tmp_path, ["privacy=none"])
+    (tmp_path / "claim_cannot-memorize.json").write_text("{}")  # a verdict judged on the first model
+    assert (tmp_path / "record.json").exists()
+    # another model, then an audit that refuses after training (no canaries in the corpus)
+    with pytest.raises(ConfigError, match="audit=canary"):
+        _run(tmp_path, ["privacy=none", "seed=5", "audit=canary", "data.n_canaries=0", "data.n_fresh_canaries=0"])
+    model = torch.load(tmp_path / "model.pt")
+    assert model_fingerprint(model) != first["model"]["sha256"]  # model.pt is the second run's
+    assert not (tmp_path / "record.json").exists() and not list(tmp_path.glob("claim_*.json"))
+
+
+def test_a_rerun_that_fails_before_writing_leaves_the_earlier_run_whole(tmp_path):
+    _run(tmp_path, ["privacy=none"])
+    with pytest.raises(ConfigError):
+        _run(tmp_path, ["privacy=none", "data.n_users=1"])  # refused while preparing the data
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["model"]["sha256"] == model_fingerprint(torch.load(tmp_path / "model.pt"))

@@ -13,7 +13,7 @@ from sandbox.data import CanaryManifest, Corpus, generate_corpus, load_corpus
 from sandbox.data.partition import UserSplit, split_users
 from sandbox.data.synthetic import draw_seeking
 from sandbox.privacy import check_delta, default_delta
-from sandbox.privacy.noise import noise_generator
+from sandbox.privacy.noise import noise_generator, sampling_generator
 from sandbox.tasks import emoji
 from sandbox.tasks.recommend import TASKS as RECOMMEND_TASKS, RecCorpus, RecData, RecExamples, Split
 from sandbox.tasks.recommend import channels_data, jobs_data
@@ -44,6 +44,10 @@ class Seeds:
     def noise_generator(self, source: str) -> torch.Generator:
         """Central DP-SGD's noise: from the OS CSPRNG (``secure``) or replayed from the run seed (``seeded``)."""
         return noise_generator(source, seeded_from=self.noise_seed)
+
+    def dp_batches(self, source: str) -> torch.Generator:
+        """Central DP-SGD's Poisson batch sampling: secret (``secure``) or the run's ``batches`` stream."""
+        return sampling_generator(source, self.batches)
 
 
 @dataclass(frozen=True)

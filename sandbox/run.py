@@ -67,7 +67,8 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
             dp = DPSGDSettings(clip_norm=cfg.privacy.clip_norm, delta=book.delta, accountant=book.accountant,
                                noise_multiplier=cfg.privacy.noise_multiplier,
                                target_epsilon=cfg.privacy.target_epsilon)
-            result = train_dpsgd(model, rows, cfg=cfg.train, dp=dp, book=book, generator=seeds.batches,
+            result = train_dpsgd(model, rows, cfg=cfg.train, dp=dp, book=book,
+                                 generator=seeds.dp_batches(cfg.privacy.noise_source),
                                  noise_generator=seeds.noise_generator(cfg.privacy.noise_source), progress=progress)
     if book is None:
         privacy = privacy_section(mechanism="none", unit="example", book=None, steps=result.steps)

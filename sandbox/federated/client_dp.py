@@ -35,7 +35,7 @@ from torch import nn
 
 from sandbox.federated.aggregate import Update
 from sandbox.federated.client import ClientData, LocalConfig, LocalTrainer, ScratchParams
-from sandbox.privacy.noise import noise_generator
+from sandbox.privacy.noise import noise_generator, sampling_generator
 from sandbox.train.central import TensorRows, _as_batch
 
 
@@ -77,9 +77,9 @@ class PrivateLocalTrainer(ScratchParams):
     def update(self, data: ClientData, *, generator: torch.Generator, clip_norm: float | None = None) -> Update:
         """``dp.steps`` DP-SGD steps from the loaded parameters; the dense delta (new − old).
 
-        ``generator`` (seeded by the server) drives the Poisson sampling; the noise comes from a
-        fresh secret generator (``dp.noise_source="secure"``) or, in research mode (``"seeded"``),
-        from a second stream derived from ``generator``.
+        Under ``dp.noise_source="secure"`` both the Poisson sampling of the client's examples and
+        the noise come from fresh secret generators drawn here; in research mode (``"seeded"``) both
+        replay from two streams derived from ``generator`` (seeded by the server).
         ``clip_norm`` must be None: clipping here is per example, inside DP-SGD.
         """
         if clip_norm is not None:
@@ -89,8 +89,10 @@ class PrivateLocalTrainer(ScratchParams):
         self._work.copy_(self._global)  # the previous client's noise touched every coordinate
         sampling_seed, noise_seed = np.random.SeedSequence(int(torch.randint(2**62, (1,), generator=generator)))\
             .generate_state(2, dtype=np.uint64)
+        # the example sampling is part of the mechanism: secret (drawn here, on the client) under secure noise
+        sampling = sampling_generator(self.dp.noise_source, torch.Generator().manual_seed(int(sampling_seed)))
         loader = DPDataLoader(TensorRows(data.tokens, data.labels), sample_rate=self.dp.sample_rate,
-                              collate_fn=_as_batch, generator=torch.Generator().manual_seed(int(sampling_seed)))
+                              collate_fn=_as_batch, generator=sampling)
         self.optimizer.generator = noise_generator(self.dp.noise_source, seeded_from=int(noise_seed))
         self.optimizer.expected_batch_size = self.dp.sample_rate * len(data)  # fixed denominator q·n
         self.gsm.train()

@@ -22,7 +22,7 @@ from sandbox.federated.aggregate import (
 from sandbox.federated.client import LocalConfig
 from sandbox.federated.client_dp import LocalDPSGD
 from sandbox.federated.sampling import poisson_sample_clients
-from sandbox.privacy.noise import noise_generator
+from sandbox.privacy.noise import noise_generator, sampling_rng
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for, joint_noise_multiplier
 
 
@@ -93,7 +93,9 @@ class FederatedServer:
         sampling, noise, clients = np.random.SeedSequence([seed, 0xFEDA]).spawn(3)
         self.params = params.detach().clone()
         self.n_clients, self.cfg, self.dp, self.book = n_clients, cfg, dp, book
-        self.sampling_rng = np.random.default_rng(sampling)
+        # a DP mechanism's client sampling is secret under secure noise (amplification by sampling
+        # assumes nobody can replay the sample); FedAvg without DP keeps it seeded
+        self.sampling_rng = sampling_rng(noise_source if (dp or local_dp) else "seeded", sampling)
         # DP-FedAvg's noise (the update sum's and adaptive clipping's count): a secret OS-CSPRNG state by
         # default; replayed from ``seed`` only under noise_source="seeded" (sandbox.privacy.noise)
         self.noise = noise_generator(noise_source, seeded_from=int(noise.generate_state(1)[0]))

@@ -40,14 +40,18 @@ a CSPRNG-backed sampler.
 anyone holding the record can regenerate the noise and subtract it. The model is then *not*
 differentially private against them, and the record says so (``sandbox.record``).
 
-Sampling, shuffling and initialisation stay seeded in both modes, so runs stay deterministic
-except for the noise. That randomness does not depend on the data, so by itself it reveals
-nothing about it, and without the noise state there is nothing to subtract. One limit is not
-fixed here: the accountants' amplification by subsampling assumes the adversary does not know
-which clients or examples a step sampled. Whoever holds the record's seed can replay the
-sampling (under client-level DP-SGD the server even picks the seed that drives a client's
-sampling), so against them the guarantee for a target is that of the Gaussian mechanism
-*without* subsampling, over the steps that sampled it, which is weaker than the reported ε.
+The mechanism's sampling is secret too. The accountants' amplification by subsampling assumes
+the adversary does not know which units a step sampled: whoever could replay the sample from
+the record's seed knows, for a target, which steps included it, and against them each of
+those steps is a Gaussian mechanism *without* subsampling, a much weaker guarantee than the
+reported ε. So under ``secure`` the Poisson sampling of the DP mechanisms is drawn from the
+OS CSPRNG as well (``sampling_generator``, ``sampling_rng``): central DP-SGD's Poisson batches,
+DP-FedAvg's client sampling and each client's example sampling under client-level DP-SGD
+(drawn on the client, never from a seed the server sends). Under ``seeded`` both replay.
+What stays seeded in both modes: the user split, initialisation, non-private shuffling and
+local (non-DP) training order, so a run is deterministic except for the DP mechanism's own
+randomness (its noise and its sample). Those seeded parts do not depend on the data beyond
+what the mechanism's sensitivity already covers (a client's whole clipped update).
 """
 
 from __future__ import annotations
@@ -102,4 +106,24 @@ def noise_generator(source: str, seeded_from: int | None) -> torch.Generator:
         if seeded_from is None:
             raise ValueError("seeded noise needs the seed it is replayed from")
         return torch.Generator().manual_seed(int(seeded_from))
+    raise ValueError(f"privacy.noise_source must be one of {NOISE_SOURCES}, got {source!r}")
+
+
+def sampling_generator(source: str, seeded: torch.Generator) -> torch.Generator:
+    """The torch generator a DP mechanism's Poisson sampling draws from: a fresh secret one
+    (``secure``) or ``seeded``, the run's replayable stream (research mode)."""
+    if source == "secure":
+        return secure_generator()
+    if source == "seeded":
+        return seeded
+    raise ValueError(f"privacy.noise_source must be one of {NOISE_SOURCES}, got {source!r}")
+
+
+def sampling_rng(source: str, seeded_from) -> np.random.Generator:
+    """The NumPy generator a DP mechanism's Poisson sampling draws from: PCG64 from 256 bits of
+    ``os.urandom`` (``secure``), or from ``seeded_from`` (a seed or SeedSequence, research mode)."""
+    if source == "secure":
+        return np.random.default_rng(np.random.SeedSequence(int.from_bytes(_os_entropy(32), "little")))
+    if source == "seeded":
+        return np.random.default_rng(seeded_from)
     raise ValueError(f"privacy.noise_source must be one of {NOISE_SOURCES}, got {source!r}")

@@ -16,10 +16,10 @@ margin is thin (seed 4: CI lower end 0.716, one-run 0.81, not flagged), hence lr
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
-import opacus.optimizers.optimizer as opacus_optimizer
-import opacus.optimizers.optimizer_fast_gradient_clipping as opacus_ghost
 import pytest
 
 from tests.conftest import TINY
@@ -33,44 +33,50 @@ UNDER_NOISED = [
 ]
 
 
-def _cli(monkeypatch, out, overrides: list[str]) -> int:
-    """``python -m sandbox OVERRIDES`` in this process (so the patch applies); returns the exit code."""
-    from sandbox.__main__ import main
+REPO = Path(__file__).resolve().parents[2]
 
-    monkeypatch.setattr(sys, "argv", ["sandbox", *overrides, f"hydra.run.dir={out}"])
-    try:
-        main()
-    except SystemExit as exc:
-        return exc.code
-    return 0
+# Run as `python -c` in a child process, so the patch applies to that run only and Hydra's logging
+# and stderr belong to that process (in-process Hydra under pytest's capture loses sys.stderr).
+UNDER_NOISED_MAIN = """
+import json, sys
+import opacus.optimizers.optimizer as opacus_optimizer
+import opacus.optimizers.optimizer_fast_gradient_clipping as opacus_ghost
+real, stds = opacus_optimizer._generate_noise, []
+
+def under_noised(std, reference, generator=None, secure_mode=False):
+    # Opacus adds N(0, (σC/100)²) where it should add N(0, (σC)²); the σ it records is untouched
+    stds.append(std)
+    return real(std / 100, reference, generator=generator, secure_mode=secure_mode)
+
+opacus_ghost._generate_noise = opacus_optimizer._generate_noise = under_noised
+from sandbox.__main__ import main
+try:
+    main()
+finally:
+    with open(sys.argv[-1].split("=", 1)[1] + "/patched_stds.json", "w") as f:
+        json.dump(sorted(set(stds)), f)
+"""
 
 
-@pytest.fixture
-def noise_divided_by_100(monkeypatch):
-    """Opacus adds N(0, (σC/100)²) where it should add N(0, (σC)²); the σ it records is untouched."""
-    real, stds = opacus_optimizer._generate_noise, []
-
-    def under_noised(std, reference, generator=None, secure_mode=False):
-        stds.append(std)
-        return real(std / 100, reference, generator=generator, secure_mode=secure_mode)
-
-    monkeypatch.setattr(opacus_ghost, "_generate_noise", under_noised)  # ghost clipping's optimizer
-    monkeypatch.setattr(opacus_optimizer, "_generate_noise", under_noised)
-    return stds
+def _cli(out: Path, overrides: list[str], *, under_noised: bool) -> subprocess.CompletedProcess:
+    """``python -m sandbox OVERRIDES`` (under-noised: with the patch above) in a child process."""
+    out.mkdir(parents=True, exist_ok=True)
+    argv = [*overrides, f"hydra.run.dir={out}"]
+    command = [sys.executable, "-c", UNDER_NOISED_MAIN, *argv] if under_noised else \
+        [sys.executable, "-m", "sandbox", *argv]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
-def test_an_under_noised_mechanism_is_flagged_and_an_honest_one_is_not(tmp_path, monkeypatch, capsys,
-                                                                         noise_divided_by_100):
-    stds = noise_divided_by_100
-    code = _cli(monkeypatch, tmp_path / "bug", UNDER_NOISED)
-    err = capsys.readouterr().err
+def test_an_under_noised_mechanism_is_flagged_and_an_honest_one_is_not(tmp_path):
+    proc = _cli(tmp_path / "bug", UNDER_NOISED, under_noised=True)
     record = json.loads((tmp_path / "bug" / "record.json").read_text())
+    stds = json.loads((tmp_path / "bug" / "patched_stds.json").read_text())
     p, a = record["privacy"], record["audit"]
     # the patch ran, and the record states the calibrated σ: what it says is not what ran
-    assert stds and set(stds) == {p["noise_multiplier"] * p["clip_norm"]}
+    assert stds == [pytest.approx(p["noise_multiplier"] * p["clip_norm"])]
     assert 0.9 < p["epsilon"] <= 1.0 + 1e-6
-    assert code == 1 and record["status"] == "failed" and a["result"] == "dp_bug"
-    assert "PROBABLE DP BUG" in err
+    assert proc.returncode == 1 and record["status"] == "failed" and a["result"] == "dp_bug"
+    assert "PROBABLE DP BUG" in proc.stderr and "Traceback" not in proc.stderr
     cmp, v = a["accountant_comparison"], a["verdict_inputs"]
     assert a["relation"] == "add/remove one example inside one user present in both worlds"
     assert cmp["epsilon"] == p["epsilon"] and cmp["delta"] == p["delta"]  # the accountant's own relation
@@ -81,11 +87,10 @@ def test_an_under_noised_mechanism_is_flagged_and_an_honest_one_is_not(tmp_path,
     assert v["eps_lower_bound_raises_alarm"] is False  # the many-targets heuristic alone raises nothing
     assert a["control"]["passed"] and a["models_trained"][0]["what"] == "positive control"
 
-    monkeypatch.undo()  # the same run, honestly noised
-    code = _cli(monkeypatch, tmp_path / "honest", UNDER_NOISED)
+    proc = _cli(tmp_path / "honest", UNDER_NOISED, under_noised=False)  # the same run, honestly noised
     record = json.loads((tmp_path / "honest" / "record.json").read_text())
     a = record["audit"]
-    assert code == 0 and record["status"] == "completed"
+    assert proc.returncode == 0 and record["status"] == "completed", proc.stderr[-2000:]
     assert a["result"] == "measured" and not a["verdict_inputs"]["auc_alarm"]
     assert not a["verdict_inputs"]["one_run_alarm"]
     assert a["auc_ci"][0] < 0.6 and a["one_run_eps_lower_bound"] < 0.5

@@ -262,8 +262,9 @@ def test_one_seed_two_runs_same_model_only_when_seeded(one_round_runs):
 
 def test_the_secure_entropy_is_written_nowhere(one_round_runs):
     """Each secure run drew its server noise state from the OS; no 8 bytes of it are in any file it wrote."""
-    drawn = one_round_runs["entropy"]
-    assert len(drawn) == 2 and len(set(drawn)) == 2 and all(len(e) == 2496 for e in drawn)
+    drawn = one_round_runs["entropy"]  # per run: the noise state (624 words) and the client sampling's 256 bits
+    noise, sampling = [e for e in drawn if len(e) == 2496], [e for e in drawn if len(e) == 32]
+    assert len(noise) == 2 and len(set(noise)) == 2 and len(sampling) == 2 and len(drawn) == 4
     files = [f.read_bytes() for _, out_dir, _ in one_round_runs["secure"] for f in out_dir.iterdir() if f.is_file()]
     assert files
     for entropy in drawn:
@@ -287,7 +288,7 @@ def record_client_entropy() -> None:
     def recorded(n_bytes: int) -> bytes:
         entropy = draw(n_bytes)
         with open(path, "a", encoding="ascii") as log:
-            log.write(entropy.hex() + "\n")
+            log.write(f"{os.getpid()} {entropy.hex()}\n")  # Ray workers append concurrently
         return entropy
 
     noise._os_entropy = recorded
@@ -322,7 +323,8 @@ def flower_capture(tmp_path_factory) -> dict:
     inprocess = run_with([*FLOWER_CLIENT_DP, "federation.engine=inprocess"], root / "inprocess")
     return {"flower": flower, "inprocess": inprocess, "root": root,
             "entries": [json.loads(line) for line in messages.read_text().splitlines()],
-            "entropy": [bytes.fromhex(line) for line in entropy_log.read_text().split()]}
+            "entropy": [bytes.fromhex(line.split()[1]) for line in entropy_log.read_text().splitlines()],
+            "entropy_pids": [int(line.split()[0]) for line in entropy_log.read_text().splitlines()]}
 
 
 def _train_exchanges(entries: list[dict]) -> list[tuple[dict, dict]]:
@@ -344,7 +346,8 @@ def test_each_client_update_draws_its_own_noise_state(flower_capture):
     assert record["privacy"]["noise_source"] == "secure" and record["privacy"]["mechanism"] == "client_dpsgd"
     n_updates = sum(p["clients"] for p in record["curve"])
     assert n_updates > 0 and len(_train_exchanges(entries)) == n_updates
-    assert len(drawn) == n_updates and len(set(drawn)) == n_updates  # one fresh state per client update
+    # two fresh states per client update: its example sampling's and its noise's (both secret under secure)
+    assert len(drawn) == 2 * n_updates and len(set(drawn)) == 2 * n_updates
 
 
 def _entropy_found(entries: list[dict], entropy: bytes) -> list[str]:
@@ -406,9 +409,10 @@ def test_the_client_noise_comes_from_its_entropy_not_from_the_server_message(flo
     model = prepare(cfg, Seeds.from_seed(cfg.seed)).new_model(cfg, Seeds.from_seed(cfg.seed))
     trainer = PrivateLocalTrainer(model, side.local, local_dp)  # our own scratch model, as the client's
 
-    def replay(source: str, entropy: bytes | None = None) -> torch.Tensor:
-        if entropy is not None:
-            monkeypatch.setattr(noise_module, "_os_entropy", lambda n: entropy[:n])
+    def replay(source: str, states: list[bytes] | None = None) -> torch.Tensor:
+        if states is not None:  # the client draws its sampling state, then its noise state
+            it = iter(states)
+            monkeypatch.setattr(noise_module, "_os_entropy", lambda n: next(it)[:n])
         trainer.dp = dataclasses.replace(local_dp, noise_source=source)
         trainer.load(params)
         with single_threaded():
@@ -418,16 +422,22 @@ def test_the_client_noise_comes_from_its_entropy_not_from_the_server_message(flo
         return float((delta - reply).abs().max()) <= 1e-5  # noise-scale apart otherwise
 
     assert float(reply.abs().max()) > 1e-3  # a real, noisy update
-    matches = [i for i, entropy in enumerate(drawn) if close(replay("secure", entropy))]
-    assert len(matches) == 1  # exactly one of the client-drawn states made this update
+    by_worker: dict[int, list[bytes]] = {}  # each worker draws (sampling, noise) per update, in order
+    for pid, state in zip(flower_capture["entropy_pids"], drawn):
+        by_worker.setdefault(pid, []).append(state)
+    pairs = [states[i:i + 2] for states in by_worker.values() for i in range(0, len(states), 2)]
+    matches = [i for i, pair in enumerate(pairs) if close(replay("secure", pair))]
+    assert len(matches) == 1  # exactly one of the client-drawn (sampling, noise) pairs made this update
     assert not close(replay("seeded"))  # the noise a server could derive from the seed it sent
 
 
-def test_secure_inprocess_and_flower_runs_differ_by_the_noise_draw_only(flower_capture):
+def test_secure_inprocess_and_flower_runs_differ_by_the_mechanisms_randomness_only(flower_capture):
     flower, inprocess = flower_capture["flower"], flower_capture["inprocess"]
-    assert [p["clients"] for p in flower["curve"]] == [p["clients"] for p in inprocess["curve"]]
-    assert flower["privacy"]["epsilon"] == inprocess["privacy"]["epsilon"]
-    assert flower["privacy"]["events"] == inprocess["privacy"]["events"]
+    # the client sampling is secret too under secure noise, so only the rounds and the per-round mechanism
+    # (σ, q, local steps) agree; ε follows the busiest client, whose count depends on the sample
+    assert len(flower["curve"]) == len(inprocess["curve"])
+    assert {tuple(sorted(e.items())) for e in flower["privacy"]["events"]} == \
+        {tuple(sorted(e.items())) for e in inprocess["privacy"]["events"]}
     assert _models_differ(flower_capture["root"] / "flower", flower_capture["root"] / "inprocess")
 
 
@@ -484,3 +494,30 @@ def test_the_summary_and_the_report_warn_plainly_about_seeded_noise(tmp_path):
         for page in (report.markdown(), report.html()):
             assert (f"WARNING: {SEEDED_NOISE_WARNING}" in page) is warned
             assert "noise source" in page
+
+
+def test_the_dp_sampling_is_secret_under_secure_noise_and_replays_when_seeded():
+    """Amplification by sampling assumes nobody can replay the sample: under secure noise DP-FedAvg's client
+    sampling and DP-SGD's Poisson batches come from the OS; seeded, they replay; FedAvg without DP stays seeded."""
+    from sandbox.federated.server import DPFedAvgSettings, FederatedServer, FederationConfig
+    from sandbox.prepare import Seeds
+    from sandbox.privacy import PrivacyBook
+
+    def plans(source, dp=True):
+        cfg = FederationConfig(rounds=5, sample_rate=0.3)
+        settings = DPFedAvgSettings(noise_multiplier=1.0, clip_norm=1.0) if dp else None
+        book = PrivacyBook(unit="user", delta=1e-5, accountant="rdp") if dp else None
+        server = FederatedServer(params=torch.zeros(3), n_clients=200, cfg=cfg, dp=settings, book=book, seed=4,
+                                 noise_source=source)
+        out = []
+        while (plan := server.next_round()) is not None:
+            out.append(tuple(plan.clients))
+            server.finish_round()
+        return out
+
+    assert plans("seeded") == plans("seeded") and plans("secure") != plans("secure")
+    assert plans("secure", dp=False) == plans("seeded", dp=False)
+    seeds = Seeds.from_seed(3)
+    draw = lambda g: torch.rand(8, generator=g).tolist()  # noqa: E731
+    assert draw(Seeds.from_seed(3).dp_batches("seeded")) == draw(seeds.dp_batches("seeded"))
+    assert draw(seeds.dp_batches("secure")) != draw(seeds.dp_batches("secure"))

@@ -71,12 +71,20 @@ def audit_text(a: dict) -> str:
         else:
             text += f"; attribute inference: {attr.get('reason', attr.get('result'))}"
         return text
-    eps = a["accountant_epsilon"]
+    eps, cmp = a["accountant_epsilon"], a.get("accountant_comparison") or {}
+    one_run = a.get("one_run_eps_lower_bound")
+    bounds = (f"one-run ε ≥ {one_run:.2f} (95%)" if one_run is not None else
+              f"many-targets ε heuristic {a['eps_lower_bound']:.2f} (not a 95% bound)")
+    if cmp.get("epsilon") is not None and cmp.get("epsilon") != float("inf"):
+        compared = f"; accountant ε = {eps:.2f}, {cmp['epsilon']:.2f} for {a.get('relation', 'this relation')}"
+        compared += f" (AUC ≤ {a['max_auc_permitted']:.3f} permitted)" if a.get("max_auc_permitted") else ""
+    elif eps is not None:
+        compared = f"; accountant ε = {eps:.2f} ({a.get('relation', '?')}: not comparable)"
+    else:
+        compared = ""
     return (f"{a['attack']} ({a['level']} level, {a['threat']}): AUC {a['auc']:.3f} {ci(a['auc_ci'])}, "
-            f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f} {ci(a['tpr_at_1pct_fpr_ci'])}; "
-            f"empirical ε ≥ {a['eps_lower_bound']:.2f}"
-            + (f" (accountant ε = {eps:.2f})" if eps is not None else "")
-            + f" → {a['result'].upper()}: {a['reason']}")
+            f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f} {ci(a['tpr_at_1pct_fpr_ci'])}; {bounds}{compared}"
+            f" → {a['result'].upper()}: {a['reason']}")
 
 
 def summary_table(records: list[tuple[Path, dict]]) -> str:

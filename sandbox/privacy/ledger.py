@@ -105,7 +105,7 @@ class Spend:
 
 
 def _eps(value: float) -> str:
-    return "∞ (not private)" if math.isinf(value) else f"{value:.3g}"
+    return "∞" if math.isinf(value) else f"{value:.3g}"
 
 
 def _models(entry: dict) -> list[ModelSpend]:
@@ -216,20 +216,20 @@ class PrivacyLedger:
         for unit in units:
             before = self.at_unit(spend.dataset, unit)
             if planned is None:
-                add = math.inf
+                add, why = math.inf, " (a non-private model)"
             else:
                 (own,) = planned.units
                 add = planned_epsilon if own == unit else implied(
                     planned_epsilon, 0.0, unit=own, relation=ADD_REMOVE[unit]).epsilon
+                why = "" if own == unit else f" (this run is {own}-level: " + implied(
+                    1.0, 0.0, unit=own, relation=ADD_REMOVE[unit]).conversion + ")"
             projected = before.epsilon + add
             if projected > total:
                 message = (f"privacy ledger {self.path}: data set {spend.dataset[:12]} ({unit} level) has spent "
                            f"ε = {_eps(before.epsilon)} in {before.runs} run(s); this run ({spend.what}) may add up "
-                           f"to ε = {_eps(add)} at {unit} level, {_eps(projected)} in all, past "
+                           f"to ε = {_eps(add)} at {unit} level{why}, {_eps(projected)} in all, past "
                            f"ledger.total_epsilon = {total:g}. "
-                           + (f"(This run is {own}-level: " + implied(1.0, 0.0, unit=own, relation=ADD_REMOVE[unit])
-                              .conversion + ".) " if planned is not None and own != unit else "")
-                           + "Use another data set, lower privacy.target_epsilon (or drop the non-private parts: "
+                           "Use another data set, lower privacy.target_epsilon (or drop the non-private parts: "
                              "privacy=none, audit.control=false, non-private shadows), or raise ledger.total_epsilon")
                 if on_exceed == "warn":
                     return message
@@ -257,5 +257,6 @@ class PrivacyLedger:
                 non_private = any(not m.private for models in self.runs(dataset) for m in models)
                 eps_text = "∞ (non-private)" if non_private else ("∞" if math.isinf(got.epsilon) else
                                                                    f"{got.epsilon:.3f}")
-                lines.append(f"{dataset[:12]:<14} {unit:<10} {got.runs:>5} {eps_text:>10} {got.delta:>9.1e}")
+                delta_text = f"{got.delta:>9.1e}" if math.isfinite(got.delta) else f"{'—':>9}"
+                lines.append(f"{dataset[:12]:<14} {unit:<10} {got.runs:>5} {eps_text:>10} {delta_text}")
         return "\n".join(lines)

@@ -45,10 +45,15 @@ def _harness_tables(a: Fields) -> list[Block]:
         f"{fmt(a.get('n_members'))} members vs {fmt(a.get('n_nonmembers'))} non-members.")]
     rows = [(label, fmt(a.get(key, kind=float)), fmt_ci(a.get(f"{key}_ci", kind=list)))
             for key, label in (("auc", "AUC"), ("tpr_at_0.1pct_fpr", "TPR at 0.1% FPR"),
-                               ("tpr_at_1pct_fpr", "TPR at 1% FPR"), ("eps_lower_bound", "empirical ε lower bound"),
-                               ("one_run_eps_lower_bound", "one-run ε lower bound"),
+                               ("tpr_at_1pct_fpr", "TPR at 1% FPR"), ("eps_lower_bound", "many-targets ε heuristic (not a 95% bound)"),
+                               ("one_run_eps_lower_bound", "one-run ε lower bound (95%)"),
+                               ("max_auc_permitted", "largest AUC the accountant's ε permits"),
                                ("accountant_epsilon", "accountant ε")) if a.get(key) is not None]
     out.append(Table(("quantity", "value", "CI"), tuple(rows)))
+    if a.get("relation") is not None:
+        cmp = a.sub("accountant_comparison")
+        conversion = cmp.get("conversion") or cmp.get("reason") if cmp is not None else None
+        out.append(Paragraph(f"Relation tested: {a.get('relation')}. Accountant's ε for it: {conversion or '—'}."))
     c = a.sub("control")
     if c is not None:
         pipeline = f", {c.get('pipeline')}" if c.get("pipeline") else ""

@@ -130,7 +130,7 @@ def test_check_refuses_past_the_total_and_warns_when_asked(tmp_path):
     assert "past ledger.total_epsilon = 3" in warning
     assert ledger.check(_private(), planned_epsilon=50.0, total=None, on_exceed="refuse") is None  # track only
     ok = Spend(dataset="d1", unit=ALL_UNITS, private=False)
-    with pytest.raises(LedgerError, match="not private"):
+    with pytest.raises(LedgerError, match="a non-private model"):
         ledger.check(ok, planned_epsilon=math.inf, total=100.0, on_exceed="refuse")
 
 

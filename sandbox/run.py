@@ -1,7 +1,8 @@
 """One run: data → partition (consent) → train → account → record. The only orchestrator.
 
 Everything here is side effects at the edge: it prepares the data, calls the central or
-federated trainer, and writes ``record.json`` and ``model.pt`` into the run directory
+federated trainer, and writes ``record.json``, ``model.pt`` and ``trained_users.npy`` (the
+audits' members, for ``python -m sandbox.audit``) into the run directory
 (Hydra's output directory). Randomness comes from one seed, split into independent streams.
 """
 
@@ -14,13 +15,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from sandbox.config import ConfigError, RunConfig
 from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
 from sandbox.federated.client_dp import local_steps
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
 from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
 from sandbox.record import (
-    SCHEMA_VERSION, Outcome, model_fingerprint, privacy_section, versions, write_json, write_state_dict,
+    SCHEMA_VERSION, Outcome, model_fingerprint, privacy_section, versions, write_atomic, write_json, write_state_dict,
 )
 from sandbox.tasks import emoji
 from sandbox.tasks.recommend import ranking_metrics
@@ -28,6 +31,8 @@ from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, trai
 from sandbox.train.progress import progress_bar
 from sandbox.train.threads import single_threaded
 from sandbox.tracking import check_backend, log_record
+
+TRAINED_USERS_FILE = "trained_users.npy"  # beside model.pt: int64 corpus user indices whose data trained it
 
 
 class _Curve:
@@ -126,7 +131,8 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         "schema_version": SCHEMA_VERSION, "task": cfg.task.name, "mode": cfg.mode, "engine": outcome.engine,
         "seed": cfg.seed, "status": outcome.status, "config": resolved_config, "versions": versions(),
         "data": _data_section(data, outcome),
-        "model": {"sha256": model_fingerprint(outcome.model.state_dict()), "file": "model.pt"},
+        "model": {"sha256": model_fingerprint(outcome.model.state_dict()), "file": "model.pt",
+                  **({"trained_users_file": TRAINED_USERS_FILE} if outcome.trained_users is not None else {})},
         "privacy": outcome.privacy,
         "metrics": {**metrics, "baseline": baseline, "split": "held-out users"},
         "curve": outcome.curve,
@@ -135,19 +141,15 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     }
     _remove_stale_results(out_dir)  # an earlier run's record must never sit beside this run's model
     write_state_dict(out_dir / "model.pt", outcome.model.state_dict())
+    if outcome.trained_users is not None:  # the audits' members: under secure sampling no re-run finds them again
+        write_trained_users(out_dir / TRAINED_USERS_FILE, outcome.trained_users)
     if data.manifest is not None:  # for audits; training never reads it
         write_json(out_dir / "canaries.json", data.manifest.to_json())
-    if cfg.audit.attack == "suggestions":
-        from sandbox.audit.recsys import run_suggestions_audit  # with its positive control and DP-bug alarm
-        record["audit"] = run_suggestions_audit(cfg, data, outcome, privacy=record["privacy"])
+    audit = audit_outcome(cfg, data, outcome, out_dir=out_dir, privacy=record["privacy"])
+    if audit is not None:
+        record["audit"] = audit
         record["timing"]["seconds"] = round(time.perf_counter() - started, 2)
-        if record["audit"]["result"] == "dp_bug":
-            record["status"] = "failed"
-    elif cfg.audit.attack != "none":
-        from sandbox.audit.harness import run_audit
-        record["audit"] = run_audit(cfg, data, outcome, out_dir=out_dir, privacy=record["privacy"])
-        record["timing"]["seconds"] = round(time.perf_counter() - started, 2)
-        if record["audit"]["result"] == "dp_bug":
+        if audit["result"] == "dp_bug":
             record["status"] = "failed"
     if ledger is not None:  # what ran on the data set, audits' models included
         ledger.record(spend_of(cfg, data, record), run_dir=str(out_dir), epsilon=record["privacy"]["epsilon"])
@@ -161,10 +163,38 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     return record
 
 
+def write_trained_users(path: Path, users) -> None:
+    """``np.save`` of the users whose data took part (``Outcome.trained_users``), atomically."""
+    users = np.asarray(users, dtype=np.int64)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+            np.save(f, users, allow_pickle=False)
+    write_atomic(path, write)
+
+
+def audit_outcome(cfg: RunConfig, data: Prepared, outcome: Outcome, *, out_dir: Path, privacy: dict) -> dict | None:
+    """The record's ``audit`` section for ``cfg.audit`` on ``outcome.model`` (None for ``audit=none``).
+
+    ``audit=suggestions``: ``sandbox.audit.recsys.run_suggestions_audit``; every other attack:
+    ``sandbox.audit.harness.run_audit`` (which writes ``roc.png`` and ``audit_scores.npz`` into
+    ``out_dir``). Both carry their positive control and DP-bug alarm (``result: dp_bug``). Used by
+    :func:`run` and by the re-audit of a trained model (``python -m sandbox.audit``).
+    """
+    if cfg.audit.attack == "none":
+        return None
+    if cfg.audit.attack == "suggestions":
+        from sandbox.audit.recsys import run_suggestions_audit
+        return run_suggestions_audit(cfg, data, outcome, privacy=privacy)
+    from sandbox.audit.harness import run_audit
+    return run_audit(cfg, data, outcome, out_dir=out_dir, privacy=privacy)
+
+
 def _remove_stale_results(out_dir: Path) -> None:
-    """Before this run writes its model: remove an earlier run's record and the claims judged on it, so
-    a run that fails from here on leaves no record describing another model (``model.sha256``)."""
-    for stale in [out_dir / "record.json", *out_dir.glob("claim_*.json")]:
+    """Before this run writes its model: remove an earlier run's record, the claims judged on it and
+    its members file, so a run that fails from here on leaves no record describing another model
+    (``model.sha256``)."""
+    for stale in [out_dir / "record.json", *out_dir.glob("claim_*.json"), out_dir / TRAINED_USERS_FILE]:
         stale.unlink(missing_ok=True)
 
 
@@ -193,11 +223,51 @@ def _unit(cfg: RunConfig) -> str:
 
 def planned_epsilon(cfg: RunConfig, data: Prepared) -> float:
     """An upper bound on the ε the run (and its audit's models) will spend: basic composition."""
-    p = cfg.privacy
-    private = p.mechanism != "none"
+    private = cfg.privacy.mechanism != "none"
     shadows, non_private = _audit_models(cfg, private)
     if non_private:
         return math.inf
+    return _planned_model_epsilon(cfg, data) * (1 + shadows)
+
+
+def planned_audit_spend(cfg: RunConfig, data: Prepared) -> tuple[Spend, float] | None:
+    """What ``cfg.audit`` alone trains on the data set when it audits an already-trained model
+    (``python -m sandbox.audit``): its shadows and its positive control, with an upper bound on their ε
+    (∞ when any is not private); None when it trains nothing (the trained model is not counted)."""
+    from sandbox.audit.harness import control_config
+
+    a = cfg.audit
+    if a.attack == "none":
+        return None
+    private = cfg.privacy.mechanism != "none"
+    shadows = a.shadows if a.attack in ("lira", "rmia") else 0
+    control = a.control and control_config(cfg)[2]  # trained apart from the run (with its own shadows)
+    parts = ([f"{shadows} {'' if private else 'non-private '}shadow models"] if shadows else []) + \
+        ([f"a non-private positive control{f' + its {shadows} shadows' if shadows else ''}"] if control else [])
+    if not parts:
+        return None
+    what = "audit of a trained model: " + " + ".join(parts)
+    dataset = data.corpus.fingerprint()
+    if control or not private:
+        return Spend(dataset=dataset, unit=ALL_UNITS, private=False, what=what), math.inf
+    return (Spend(dataset=dataset, unit=_unit(cfg), private=True, what=what),
+            _planned_model_epsilon(cfg, data) * shadows)
+
+
+def audit_spend(data: Prepared, audit: dict, *, what: str) -> Spend | None:
+    """The models an audit section says it trained (``audit.models_trained``) as one ledger spend; None if none."""
+    models = _model_spends(audit.get("models_trained") or [])
+    return Spend(dataset=data.corpus.fingerprint(), what=what, models=tuple(models)) if models else None
+
+
+def _model_spends(trained: list[dict]) -> list[ModelSpend]:
+    return [ModelSpend(what=m["what"], private=bool(m["private"]), unit=m.get("unit"),
+                       delta=float(m.get("delta") or 0.0), events=tuple(m.get("events") or ())) for m in trained]
+
+
+def _planned_model_epsilon(cfg: RunConfig, data: Prepared) -> float:
+    """An upper bound on the ε one private model of ``cfg`` spends: its target, or the ε of its planned steps."""
+    p = cfg.privacy
     if p.target_epsilon is not None:
         eps = p.target_epsilon
     else:  # σ given: the ε of the planned steps
@@ -215,7 +285,7 @@ def planned_epsilon(cfg: RunConfig, data: Prepared) -> float:
         delta = resolve_delta(cfg, n=n, unit=unit)
         eps = epsilon_for(events=[SubsampledGaussianEvent(noise_multiplier=p.noise_multiplier, sample_rate=q,
                                                           steps=steps)], delta=delta, accountant="rdp")
-    return eps * (1 + shadows)
+    return eps
 
 
 def spend_of(cfg: RunConfig, data: Prepared, record: dict) -> Spend:
@@ -230,9 +300,7 @@ def spend_of(cfg: RunConfig, data: Prepared, record: dict) -> Spend:
                              events=tuple(privacy["events"]))]
     trained = (record.get("audit") or {}).get("models_trained")
     if trained is not None:
-        models += [ModelSpend(what=m["what"], private=bool(m["private"]), unit=m.get("unit"),
-                              delta=float(m.get("delta") or 0.0), events=tuple(m.get("events") or ()))
-                   for m in trained]
+        models += _model_spends(trained)
     elif privacy["epsilon"] is not None:  # an audit that does not list its models: the planned ones
         shadows, non_private = _audit_models(cfg, True)
         if shadows:

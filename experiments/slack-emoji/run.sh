@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Slack-style emoji suggestions: centralized training and federated averaging without DP (the
-# product's approaches) against federated user-level DP-FedAvg at ε = 1. Each model is audited
-# twice, with the same config and seed (so the same model: the records' model.sha256 agree):
+# product's approaches) against federated user-level DP-FedAvg at ε = 1. Each model is trained
+# once and audited twice (the second audit re-audits the trained model from its run directory,
+# python -m sandbox.audit, so both records carry its model.sha256; DP noise and sampling come
+# from the OS CSPRNG, so a second training would be another model):
 #   *-lira:   user-level LiRA, 16 shadow models            → "cannot learn"     (membership)
 #   *-canary: 150 planted canaries, 1,000 fresh ones,       → "cannot memorize"  (exposure)
 #             and a search of all 10^6 secrets               → "cannot reproduce" (extraction)
@@ -14,12 +16,19 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-outputs/experiments/slack-emoji}
 COMMON="task=emoji data.n_canaries=150 data.n_fresh_canaries=1000 progress=false"
-FED="mode=federated audit.control_on=central"
+FED_AUDIT="audit.control_on=central"
+FED="mode=federated $FED_AUDIT"
 source experiments/common.sh
-for audit in lira canary; do
-  run central-$audit audit=$audit privacy=none
-  run fedavgm-$audit audit=$audit $FED privacy=none
-  run dp1-$audit audit=$audit $FED privacy=dpfedavg privacy.target_epsilon=1
+run central-lira audit=lira privacy=none
+run fedavgm-lira audit=lira $FED privacy=none
+run dp1-lira audit=lira $FED privacy=dpfedavg privacy.target_epsilon=1
+for model in central fedavgm dp1; do  # the canary audit of the same trained model
+  keep=$FED_AUDIT; [ "$model" = central ] && keep=""  # audit=canary replaces the whole audit group
+  rm -rf "$OUT/$model-canary"  # an earlier experiment's re-audit: sandbox.audit writes only into a new directory
+  "$PY" -m sandbox.audit "$OUT/$model-lira" "$OUT/$model-canary" audit=canary $keep
+  code=$?  # as common.sh's run: 1 (probable DP bug) keeps its record; no record stops the experiment
+  [ "$code" -le 2 ] || { echo "re-audit $model-canary failed (exit $code)" >&2; exit "$code"; }
+  [ -f "$OUT/$model-canary/record.json" ] || { echo "re-audit $model-canary wrote no record" >&2; exit 1; }
 done
 for model in central fedavgm dp1; do
   echo "== claim cannot-memorize on $model (LiRA + canary audits of one model)"

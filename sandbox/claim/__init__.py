@@ -278,7 +278,7 @@ def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
     dict, or a list of them.
 
     Several records must be audits of **one trained model** (equal ``model.sha256`` and data
-    fingerprint: the same config and seed with another ``audit=``), so that LiRA, the canary audit
+    fingerprint: the run and its re-audits, ``python -m sandbox.audit RUN_DIR OUT_DIR audit=…``), so that LiRA, the canary audit
     and extraction can all speak for it. Each check then takes the strongest evidence: FAIL if
     any record fails it, else PASS if any passes it, else INCONCLUSIVE (a measured reason before
     "not measured"). Each record is verified first (``verify_record``: possible, and the record of
@@ -312,7 +312,8 @@ def _require_one_model(records: list[Record]) -> None:
         if len(values) > 1:
             groups = "; ".join(f"{v[:12]}…: {', '.join(origins)}" for v, origins in values.items())
             raise ClaimError(f"the runs are not one model: {key} differs ({groups}); combine only audits of the "
-                             "same training (same config and seed, another audit=)")
+                             "same trained model (a run and its re-audits: python -m sandbox.audit RUN_DIR OUT_DIR audit=…; "
+                             "with secure noise two DP trainings with one seed are two models)")
 
 
 def _strongest(rows: list[Evidence], records: list[Record]) -> Evidence:

@@ -1,7 +1,7 @@
 """`python -m sandbox.claim CLAIM RUN_DIR [RUN_DIR ...]`: the evidence table and verdict; exit 0 PASS,
 1 FAIL, 2 INCONCLUSIVE, 3 bad input (message on stderr, no traceback, nothing written).
 
-Several RUN_DIRs are audits of one model (same config and seed, another ``audit=``; checked by the
+Several RUN_DIRs are audits of one model (a run and its re-audits, ``python -m sandbox.audit``; checked by the
 records' model fingerprints); the verdict is written into each of them."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         "3 bad input (nothing written)."))
     parser.add_argument("claim", help="a claim file, or the name of one in conf/claim/")
     parser.add_argument("run_dir", nargs="+", help="the run directory (holding record.json) or a record.json; "
-                        "several: audits of one model (same config and seed, another audit=)")
+                        "several: audits of one model (a run and its re-audits)")
     args = parser.parse_args(argv)
     try:
         result = check_claim(args.claim, args.run_dir)

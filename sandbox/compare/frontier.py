@@ -161,7 +161,7 @@ def pareto_text(row: Row) -> str:
 
 
 HEADER = ["#", "run", "task", "mode", "mechanism", "ε (unit, δ)", "utility", "baseline", "attack (result)",
-          "membership AUC", "TPR@1%FPR", "empirical ε ≥", "Pareto"]
+          "membership AUC", "TPR@1%FPR", "many-targets ε (heuristic)", "Pareto"]
 
 
 def table_rows(frontier: Frontier) -> list[list[str]]:
@@ -200,7 +200,8 @@ def to_markdown(frontier: Frontier, *, plots: dict[str, str]) -> str:
         f"Utility per task: {utilities}.",
         f"Attack success for the Pareto flag: {ATTACK_METRICS[frontier.attack_metric]} (lower is better). "
         "Shown as recorded: membership AUC (0.5 = chance), TPR at 1% FPR (0.01 = chance) and the audit's "
-        "empirical ε lower bound (— when the attack computes none).",
+        "many-targets ε figure (a heuristic that treats the targets of one model as independent trials, "
+        "not a 95% bound; — when the attack computes none).",
         "Pareto, within each task: a run is optimal when no other run of the task has ε ≤ its ε, utility ≥ "
         "its utility and — when both runs were audited — attack success ≤ its attack success, with at least "
         "one of these strict. Non-private runs have ε = ∞. Runs without an audit are compared on ε and utility "

@@ -67,6 +67,14 @@ TPR_LABELS = {0.001: "TPR at 0.1% FPR", 0.01: "TPR at 1% FPR"}
 HEURISTIC = "heuristic: targets of one model treated as independent trials, not a 95% bound"
 
 
+MIN_AUC_ALARM_TARGETS = 20  # members and non-members each, for the AUC rule of the DP-bug alarm
+
+
+def enough_for_auc_alarm(n_members: int, n_nonmembers: int) -> bool:
+    """Whether the AUC's bootstrap CI is worth an alarm: at least MIN_AUC_ALARM_TARGETS of each class."""
+    return min(int(n_members), int(n_nonmembers)) >= MIN_AUC_ALARM_TARGETS
+
+
 class ProbableDPBug(RuntimeError):
     """The audit measured more than the accountant's ε permits for the audited relation: the DP
     claim does not hold as implemented (or as accounted)."""
@@ -194,7 +202,9 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
     m, shadow_timing = main.metrics, main.details.pop("timing", {})
     permitted = max_auc(comparison["epsilon"], comparison["delta"]) if comparable else None
     auc_low = m["auc_ci"][0]
-    auc_alarm = bool(comparable and auc_low > permitted)
+    # a bootstrap CI from a handful of targets is no evidence (3 canaries against 5 fresh ones separate
+    # perfectly by chance 1 time in 56, and their "CI" is then [1, 1]): the AUC rule needs enough of each
+    auc_alarm = bool(comparable and enough_for_auc_alarm(m["n_members"], m["n_nonmembers"]) and auc_low > permitted)
     one_run_alarm = bool(comparable and one_run is not None and one_run > comparison["epsilon"])
     result, reason = _verdict(comparison, control, auc_low=auc_low, permitted=permitted, one_run=one_run,
                               auc_alarm=auc_alarm, one_run_alarm=one_run_alarm)

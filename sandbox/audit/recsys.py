@@ -214,7 +214,9 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
                    "passed": passed, "reason": reason, "statistics": statistics, "audit": section}
     permitted = max_auc(comparison["epsilon"], comparison["delta"]) if comparable else None
     auc_low = mem["auc_ci"][0]
-    auc_alarm = bool(comparable and auc_low > permitted)
+    from sandbox.audit.harness import enough_for_auc_alarm
+    auc_alarm = bool(comparable and enough_for_auc_alarm(mem["n_members"], mem["n_nonmembers"])
+                     and auc_low > permitted)
     if auc_alarm:
         result, reason = "dp_bug", (f"membership AUC CI lower end {auc_low:.3f} > {permitted:.3f}, the largest AUC "
                                     f"(ε' = {comparison['epsilon']:.3f}, δ' = {comparison['delta']:.3g}) permits "

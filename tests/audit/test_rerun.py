@@ -24,8 +24,10 @@ from tests.conftest import TINY, compose_config
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 QUICK = ["audit.resamples=100"]  # re-audit overrides that keep the bootstrap short
+# secure noise and sampling (the default): not replayable. 20 canaries, so that some host is sampled
+# whatever the draw (with TINY's 3, no host trained in about 1 draw of 5, and the audit had no members)
 FEDERATED_DP = ["mode=federated", "privacy=dpfedavg", "privacy.target_epsilon=4", "federation.rounds=3",
-                "federation.sample_rate=0.2"]  # secure noise (the default): not replayable
+                "federation.sample_rate=0.2", "data.n_canaries=20"]
 
 
 def _train(out_dir, overrides):

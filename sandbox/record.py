@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-import json
-import os
 import platform
-import tempfile
 from importlib import metadata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sandbox.io import write_atomic, write_json  # noqa: F401  (re-exported)
 from sandbox.privacy import PrivacyBook
 from sandbox.privacy.noise import NOISE_SOURCES, SEEDED_NOISE_WARNING
 
@@ -83,24 +81,6 @@ def privacy_section(*, mechanism: str, unit: str, book: PrivacyBook | None, step
         "events": [e.to_json() for e in book.events],
         **extra,
     }
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: all or nothing."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: dict) -> None:
-    write_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n",
-                                              encoding="utf-8"))
 
 
 def model_fingerprint(state_dict: dict) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from sandbox.config.schema import JobsConfig
 from sandbox.data.schema import CorpusError, _hash_section
 
 FINGERPRINT_VERSION = "sandbox.jobs.v1"
@@ -57,48 +58,6 @@ _WORK_TEMPLATES = (
     "proud of my colleagues, the work of {title} is harder than it looks",
 )
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
-
-
-@dataclass(frozen=True)
-class JobsConfig:
-    """Knobs of the job-suggestion corpus."""
-
-    seed: int = 0
-    n_members: int = 3000
-    n_postings: int = 600
-    messages_per_member: float = 6.0  # median, lognormal, clipped to [1, max_messages_per_member]
-    messages_sigma: float = 1.0
-    max_messages_per_member: int = 500
-    interactions_per_member: float = 8.0  # median, lognormal, clipped to [1, n_postings]
-    interactions_sigma: float = 0.8
-    seeking_rate: float = 0.15  # share of members secretly looking for a job
-    reveal_rate: float = 0.3  # share of a seeking member's messages that reveal it (>= 1 each)
-    member_opt_out_rate: float = 0.03
-    apply_rate: float = 0.05  # chance an interaction is an application (non-seeking member)
-    seeking_apply_rate: float = 0.35  # same, for a seeking member
-    save_rate: float = 0.2  # chance a non-application interaction is a save
-    same_type_affinity: float = 1.5  # log-odds bonus of a posting of the member's type
-    same_band_affinity: float = 1.0  # ... of the member's education band
-    same_region_affinity: float = 1.0  # ... in the member's region
-    same_occupation_affinity: float = 2.0  # ... of the member's own occupation
-    seeking_senior_affinity: float = 1.5  # ... of a senior posting, for a member secretly seeking
-
-    def __post_init__(self) -> None:
-        for name in ("n_members", "n_postings", "messages_per_member", "max_messages_per_member",
-                     "interactions_per_member"):
-            _require(self, name, getattr(self, name) > 0, "must be > 0")
-        for name in ("seeking_rate", "reveal_rate", "member_opt_out_rate", "apply_rate",
-                     "seeking_apply_rate", "save_rate"):
-            _require(self, name, 0.0 <= getattr(self, name) <= 1.0, "must be in [0, 1]")
-        for name in ("seed", "messages_sigma", "interactions_sigma", "same_type_affinity",
-                     "same_band_affinity", "same_region_affinity", "same_occupation_affinity",
-                     "seeking_senior_affinity"):
-            _require(self, name, getattr(self, name) >= 0, "must be >= 0")
-
-
-def _require(config: JobsConfig, name: str, ok: bool, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"JobsConfig.{name}={getattr(config, name)!r}: {rule}")
 
 
 @dataclass(frozen=True, eq=False)

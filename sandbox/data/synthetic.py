@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sandbox.config.schema import SyntheticConfig
 from sandbox.data.canaries import CanaryManifest, draw_canary_manifest
 from sandbox.data.lexicon import REACTION_EMOJI, topic_vocabulary
 from sandbox.data.population import GENERAL_CHANNELS, Population, draw_population
@@ -52,84 +53,19 @@ _HIRING_TEXTS = (
 )
 
 
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """Knobs of the synthetic corpus; field names are the Hydra keys of conf/data/synthetic.yaml."""
+def check_lexicon(config: SyntheticConfig) -> None:
+    """The limits the shipped lexicon sets on a config (``ValueError`` naming the field)."""
+    def require(name: str, ok: bool, rule: str) -> None:
+        if not ok:
+            raise ValueError(f"SyntheticConfig.{name}={getattr(config, name)!r}: {rule}")
 
-    seed: int = 0
-    n_workspaces: int = 200
-    n_users: int = 6000
-    n_emoji: int = 40
-    messages_per_user_median: float = 12.0  # lognormal, clipped to [1, max_messages_per_user]
-    messages_per_user_sigma: float = 1.4
-    max_messages_per_user: int = 5000
-    reaction_rate: float = 0.7  # share of messages with at least one reaction
-    keyword_rate: float = 0.65  # share of messages holding keywords of their primary reaction
-    workspace_opt_out_rate: float = 0.05
-    user_opt_out_rate: float = 0.03
-    n_canaries: int = 10
-    canary_users: int = 1  # k: users per canary (distinct across canaries)
-    canary_repeats: int = 10  # r: copies per host user
-    n_fresh_canaries: int = 100
-    canary_format: str = "spaced"  # spaced: "0 0 4 8 1 9" | compact: "004819" (one word)
-    canary_inclusion: str = "fixed"  # fixed: plant all n_canaries | bernoulli: plant each with probability 1/2
-    start_timestamp: int = 1_700_000_000
-    activity_days: float = 90.0  # typical span of one user's messages
-    workspace_size_sigma: float = 1.0  # lognormal spread of users per workspace
-    n_topics: int = 40
-    words_per_topic: int = 60
-    workspace_topic_concentration: float = 0.3  # Dirichlet α per topic; small = few topics
-    user_topic_concentration: float = 20.0  # user mix ~ Dirichlet(c * workspace mix)
-    emoji_zipf_exponent: float = 0.7  # overall popularity ∝ rank^-s; sets the top-5 baseline
-    workspace_emoji_concentration: float = 20.0  # workspace pref ~ Dirichlet(c * popularity)
-    user_emoji_concentration: float = 20.0  # user pref ~ Dirichlet(c * workspace pref)
-    words_per_message: float = 7.0  # mean topic + filler words per message (at least 1)
-    filler_rate: float = 0.35  # share of those words that are everyday filler
-    distractor_rate: float = 0.1  # share of messages with a keyword of another emoji
-    extra_reaction_rate: float = 0.3  # chance of a 2nd reaction (squared: of a 3rd)
-    topic_channels_per_workspace: int = 3
-    topic_channel_rate: float = 0.7  # chance a message on a channel topic goes to its channel
-    channel_discovery: bool = False  # a user finds each topic channel at a random point of their activity;
-    #                                  before it, their messages on the topic go to #general/#random
-    seeking_rate: float = 0.0  # share of users secretly looking for a new job (0: none, no #careers channel)
-    seeking_message_rate: float = 0.15  # share of a seeking user's messages that say so (at least one)
-    hiring_rate: float = 0.05  # chance that a user posts an opening in #careers (one message)
-
-    def __post_init__(self) -> None:
-        positive = ("n_workspaces", "n_users", "n_emoji", "messages_per_user_median",
-                    "max_messages_per_user", "n_topics", "words_per_topic", "activity_days",
-                    "workspace_topic_concentration", "user_topic_concentration",
-                    "workspace_emoji_concentration", "user_emoji_concentration",
-                    "words_per_message", "canary_users", "canary_repeats")
-        rates = ("reaction_rate", "keyword_rate", "workspace_opt_out_rate", "user_opt_out_rate",
-                 "filler_rate", "distractor_rate", "extra_reaction_rate", "topic_channel_rate",
-                 "seeking_rate", "seeking_message_rate", "hiring_rate")
-        non_negative = ("seed", "n_canaries", "n_fresh_canaries", "messages_per_user_sigma",
-                        "workspace_size_sigma", "emoji_zipf_exponent",
-                        "topic_channels_per_workspace", "start_timestamp")
-        for name in positive:
-            _require(self, name, getattr(self, name) > 0, "must be > 0")
-        for name in rates:
-            _require(self, name, 0.0 <= getattr(self, name) <= 1.0, "must be in [0, 1]")
-        for name in non_negative:
-            _require(self, name, getattr(self, name) >= 0, "must be >= 0")
-        _require(self, "n_users", self.n_users >= self.n_workspaces, "must be >= n_workspaces")
-        _require(self, "canary_format", self.canary_format in ("spaced", "compact"), "must be spaced or compact")
-        _require(self, "canary_inclusion", self.canary_inclusion in ("fixed", "bernoulli"),
-                 "must be fixed or bernoulli")
-        _require(self, "n_emoji", 2 <= self.n_emoji <= len(REACTION_EMOJI),
-                 f"must be in [2, {len(REACTION_EMOJI)}]")
-        vocabulary = len(topic_vocabulary())
-        _require(self, "n_topics", self.n_topics <= vocabulary // 2, f"must be <= {vocabulary // 2}")
-        _require(self, "words_per_topic", self.words_per_topic <= vocabulary - self.n_topics,
-                 f"must be <= {vocabulary - self.n_topics}")
-        _require(self, "topic_channels_per_workspace",
-                 self.topic_channels_per_workspace <= self.n_topics, "must be <= n_topics")
-
-
-def _require(config: SyntheticConfig, name: str, ok: bool, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"SyntheticConfig.{name}={getattr(config, name)!r}: {rule}")
+    require("n_emoji", 2 <= config.n_emoji <= len(REACTION_EMOJI), f"must be in [2, {len(REACTION_EMOJI)}]")
+    vocabulary = len(topic_vocabulary())
+    require("n_topics", config.n_topics <= vocabulary // 2, f"must be <= {vocabulary // 2}")
+    require("words_per_topic", config.words_per_topic <= vocabulary - config.n_topics,
+            f"must be <= {vocabulary - config.n_topics}")
+    require("topic_channels_per_workspace", config.topic_channels_per_workspace <= config.n_topics,
+            "must be <= n_topics")
 
 
 def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
@@ -138,6 +74,7 @@ def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
     The corpus contains the canary messages like any other; only the manifest says which.
     Raises ValueError if there are fewer consenting users than n_canaries * canary_users.
     """
+    check_lexicon(config)
     root = np.random.default_rng(config.seed)
     streams = dict(zip(_STREAMS, root.spawn(len(_STREAMS))))
     reactions = REACTION_EMOJI[: config.n_emoji]

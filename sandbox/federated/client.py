@@ -12,16 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils import vector_to_parameters
 
+from sandbox.config.schema import LocalConfig
 from sandbox.federated.aggregate import SparseDelta, Update, clip_update
-
-
-@dataclass(frozen=True)
-class LocalConfig:
-    """Client training (Hydra keys ``federation.local_*``)."""
-
-    epochs: int = 1
-    batch_size: int = 16
-    lr: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sandbox.config.schema import FederationConfig
 from sandbox.federated.aggregate import (
     Update, add_delta, clip_update, gaussian_noise, next_clip_norm, noisy_mean, update_noise_multiplier,
 )
@@ -24,29 +25,6 @@ from sandbox.federated.client_dp import LocalDPSGD
 from sandbox.federated.sampling import poisson_sample_clients
 from sandbox.privacy.noise import noise_generator, sampling_rng
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for, joint_noise_multiplier
-
-
-@dataclass(frozen=True)
-class FederationConfig:
-    """Hydra group ``federation/``."""
-
-    engine: str = "inprocess"  # inprocess | flower (simulation) | deployment (inside a Flower ServerApp)
-    unit: str = "user"  # user (cross-device) | workspace (cross-silo): what one client is
-    rounds: int = 100
-    sample_rate: float = 0.05  # Poisson: each client joins a round with probability q
-    local_epochs: int = 1
-    local_batch_size: int = 16
-    local_lr: float = 0.1
-    server_optimizer: str = "fedavg"  # fedavg | fedavgm | fedadam
-    server_lr: float = 1.0
-    server_momentum: float = 0.9
-    server_tau: float = 1e-3  # fedadam: adaptivity τ (Adam's eps); larger damps noise-only coordinates
-    eval_every: int = 5
-    client_batch: int = 64  # inprocess: clients trained together per batched step (0 = one at a time)
-
-    @property
-    def local(self) -> LocalConfig:
-        return LocalConfig(epochs=self.local_epochs, batch_size=self.local_batch_size, lr=self.local_lr)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
-ACCOUNTANTS = ("rdp", "prv", "gdp")
+from sandbox.config.schema import ACCOUNTANTS  # noqa: F401  (re-exported)
+
 UNITS = ("example", "user", "workspace")
 # sampling kind -> neighbouring relation under which its ε holds. Only Poisson
 # sampling (add/remove one unit) is analysed by the subsampled-Gaussian accountants.

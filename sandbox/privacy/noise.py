@@ -58,10 +58,11 @@ from __future__ import annotations
 
 import os
 
+from sandbox.config.schema import NOISE_SOURCES  # noqa: F401  (re-exported)
+
 import numpy as np
 import torch
 
-NOISE_SOURCES = ("secure", "seeded")
 SEEDED_NOISE_WARNING = ("seeded noise (research mode): anyone holding this record can regenerate the DP noise "
                         "and subtract it; this model is NOT differentially private against them")
 

@@ -18,24 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from sandbox.config.schema import EmojiTaskConfig
 from sandbox.data.schema import Corpus
 
 PAD = 0
 _TOKEN = re.compile(r"[a-z0-9']+")
-
-
-@dataclass(frozen=True)
-class EmojiTaskConfig:
-    """Hydra group ``task/emoji.yaml``."""
-
-    name: str = "emoji"
-    n_buckets: int = 2**14
-    max_tokens: int = 32
-    bigrams: bool = True
-    embedding_dim: int = 32
-    hidden_dim: int = 64
-    test_fraction: float = 0.2
-    top_k: int = 5
 
 
 @dataclass(frozen=True)

@@ -34,32 +34,13 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from sandbox.data.jobs import JobsConfig, JobsCorpus, generate_jobs
+from sandbox.config.schema import RECOMMEND_TASKS, JobsConfig, RecommendTaskConfig
+from sandbox.data.jobs import JobsCorpus, generate_jobs
 from sandbox.tasks.emoji import featurize, tokenize
 from sandbox.tasks.ranking import RankingMetrics, evaluate_ranking, popularity_scores, top_k_items
 
-TASKS = ("jobs", "channels")
+TASKS = RECOMMEND_TASKS
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
-@dataclass(frozen=True)
-class RecommendTaskConfig:
-    """Hydra group ``task/jobs.yaml`` and ``task/channels.yaml``."""
-
-    name: str = "jobs"  # jobs | channels
-    n_buckets: int = 4096  # hashed words of the user's messages (and profile)
-    max_tokens: int = 128  # distinct words kept per user, in order of first use
-    bigrams: bool = False
-    embedding_dim: int = 32
-    hidden_dim: int = 64
-    test_fraction: float = 0.2  # held-out users
-    holdout_fraction: float = 0.2  # each user's held-out interactions (jobs: random; channels: latest joins)
-    top_k: int = 10
-    topic_channels: int = 12  # channels: topic channels per workspace (data.topic_channels_per_workspace follows)
-    user_topic_concentration: float = 20.0  # channels: how close a user's topics are to their workspace's (data. follows)
-    channel_discovery: bool = False  # channels: users find topic channels over time (data.channel_discovery follows)
-    seeking_rate: float = 0.0  # channels: users secretly job-seeking (data.seeking_rate follows; jobs: task.jobs.*)
-    jobs: JobsConfig = field(default_factory=JobsConfig)  # task=jobs: the corpus' knobs
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,10 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from sandbox.config.schema import TrainConfig
 from sandbox.privacy import PrivacyBook, noise_multiplier_for
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hydra group ``train/``."""
-
-    epochs: float = 5.0
-    batch_size: int = 512  # expected batch size under Poisson sampling
-    lr: float = 2e-3
-    optimizer: str = "adam"  # adam | sgd
-    momentum: float = 0.0
-    weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)

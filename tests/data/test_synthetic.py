@@ -175,13 +175,20 @@ def test_emoji_are_learnable_from_text_but_not_trivially(small_corpus):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("n_users", 0), ("n_users", 5), ("n_emoji", 1), ("n_emoji", len(REACTION_EMOJI) + 1),
+    ("n_users", 0), ("n_users", 5), ("n_emoji", 1),
     ("reaction_rate", 1.5), ("keyword_rate", -0.1), ("n_canaries", -1), ("seed", -1),
-    ("words_per_topic", 100_000), ("canary_repeats", 0),
+    ("canary_repeats", 0),
 ])
 def test_invalid_config_is_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         dataclasses.replace(SMALL, n_workspaces=20, **{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("n_emoji", len(REACTION_EMOJI) + 1), ("words_per_topic", 100_000)])
+def test_a_config_past_the_lexicon_is_refused_before_drawing(field, value):
+    """The schema knows no lexicon (it is the bottom layer); generate_corpus checks its limits first."""
+    with pytest.raises(ValueError, match=field):
+        generate_corpus(dataclasses.replace(SMALL, n_workspaces=20, **{field: value}))
 
 
 def test_too_many_canary_users_is_refused():

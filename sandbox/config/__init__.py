@@ -12,116 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 
 from omegaconf import DictConfig, OmegaConf
 
-from sandbox.data.jobs import JobsConfig
-from sandbox.data.synthetic import SyntheticConfig
-from sandbox.federated.server import FederationConfig
-from sandbox.privacy import ACCOUNTANTS
-from sandbox.privacy.noise import NOISE_SOURCES
-from sandbox.tasks.emoji import EmojiTaskConfig
-from sandbox.tasks.recommend import TASKS as RECOMMEND_TASKS, RecommendTaskConfig
-from sandbox.train.central import TrainConfig
-
-MECHANISMS = ("none", "dpsgd", "dpfedavg", "client_dpsgd")
-MODES = ("central", "federated")
-ENGINES = ("inprocess", "flower", "deployment")  # deployment: only inside a Flower ServerApp
-
-
-class ConfigError(ValueError):
-    """A config value that cannot run; the message names the key."""
-
-
-@dataclass(frozen=True)
-class PrivacyConfig:
-    """Hydra group ``privacy/``: ``none``, ``dpsgd`` (example-level, central), ``dpfedavg`` (user-level,
-    federated) or ``client_dpsgd`` (example-level DP-SGD inside each client, federated)."""
-
-    mechanism: str = "none"
-    unit: str = "example"
-    accountant: str = "rdp"
-    noise_multiplier: float | None = None
-    target_epsilon: float | None = None
-    delta: float | None = None  # None: the largest power of ten ≤ 1/(10 N)
-    clip_norm: float = 1.0
-    # where every DP noise generator comes from (sandbox.privacy.noise): secure = a secret OS-CSPRNG
-    # state per run / client update, never recorded; seeded = replayed from `seed` (research mode:
-    # anyone with the record can subtract the noise)
-    noise_source: str = "secure"
-    # DP-FedAvg only
-    clipping: str = "fixed"  # fixed | adaptive (Andrew et al. 2021)
-    clipping_site: str = "client"  # client | server
-    target_quantile: float = 0.5
-    clip_lr: float = 0.2
-    count_noise_multiplier: float | None = None  # None: expected clients per round / 20
-    # client-level DP-SGD only: each example joins each local step with this probability
-    local_sample_rate: float = 0.25
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Hydra group ``data/``: ``synthetic`` (generated from ``synthetic.seed``) or ``files`` (a corpus directory)."""
-
-    source: str = "synthetic"
-    path: str | None = None
-    synthetic: SyntheticConfig = SyntheticConfig()
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    """Hydra group ``audit/``: a membership or memorisation audit of the run's own model."""
-
-    attack: str = "none"  # none | loss | lira | rmia | canary
-    level: str = "user"  # user (a user's records together) | example (one message)
-    threat: str = "scores"  # whitebox | scores (full output distribution) | topk (suggestions shown)
-    topk: int = 3  # threat=topk: how many suggestions the product shows
-    shadows: int = 16  # lira / rmia: shadow models, each on a random half of the users
-    online: bool = False  # lira: online (IN and OUT shadows) or offline (OUT only); rmia: all refs or OUT
-    rmia_gamma: float = 1.0
-    rmia_offline_a: float = 0.3  # rmia offline: Pr(x) ≈ ((1 + a)·Pr_OUT(x) + (1 − a)) / 2
-    threshold_fpr: float = 0.01  # the ε lower bound's threshold: best TPR at this FPR, on a separate split
-    alpha: float = 0.05  # confidence 1 − alpha: the one-run bound (a bound) and the many-targets figure (a heuristic)
-    resamples: int = 1000  # bootstrap resamples for the confidence intervals
-    confidence: float = 0.95
-    control: bool = True  # positive control: the same attack on the same pipeline without DP
-    control_on: str = "same"  # same: this pipeline without DP | central: a central non-private model of the data
-    control_tpr_floor: float = 0.02  # a TPR statistic catches members when its CI's lower end is above it
-    workers: int = 2  # processes training shadows (each single-threaded)
-    # canary one-run bound: shares of candidates guessed (half IN, half OUT); the bound is the best
-    # over them, each computed at alpha / (number of distinct guess counts) (Bonferroni)
-    one_run_guess_fractions: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4, 1.0])
-    extraction: bool = True  # canary: search the whole secret space for each canary whose host trained
-
-
-@dataclass(frozen=True)
-class LedgerConfig:
-    """Hydra key ``ledger``: the privacy ledger in the output root (``sandbox.privacy.ledger``)."""
-
-    path: str | None = None  # None: no ledger (e.g. library use); the CLI's config sets outputs/privacy_ledger.json
-    total_epsilon: float | None = None  # per data set and unit; None: track only
-    on_exceed: str = "refuse"  # refuse | warn
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Hydra key ``tracking``: optional TensorBoard / MLflow logging of the record (``sandbox.tracking``)."""
-
-    backend: str = "none"  # none | tensorboard | mlflow
-    dir: str | None = None  # tensorboard: log root (default RUN_DIR/tensorboard); mlflow: tracking URI
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    seed: int
-    mode: str
-    task: EmojiTaskConfig | RecommendTaskConfig
-    data: DataConfig
-    privacy: PrivacyConfig
-    train: TrainConfig
-    federation: FederationConfig
-    progress: bool
-    audit: AuditConfig = AuditConfig()
-    ledger: LedgerConfig = LedgerConfig()
-    tracking: TrackingConfig = TrackingConfig()
-
+from sandbox.config.schema import (  # noqa: F401  (the public names of sandbox.config)
+    ACCOUNTANTS, ATTACKS, ENGINES, MECHANISMS, MODES, NOISE_SOURCES, RECOMMEND_TASKS, AuditConfig, ConfigError,
+    DataConfig, EmojiTaskConfig, FederationConfig, JobsConfig, LedgerConfig, LocalConfig, PrivacyConfig,
+    RecommendTaskConfig, RunConfig, SyntheticConfig, TrackingConfig, TrainConfig,
+)
 
 def _typed(cls, node, key: str):
     """Build dataclass ``cls`` from a config node; unknown or mistyped keys name ``key.field``."""
@@ -186,9 +81,6 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.batch_size >= 1, "train.batch_size", f"must be ≥ 1, got {t.batch_size}")
     _check(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
     _check(t.optimizer in ("adam", "sgd"), "train.optimizer", f"must be 'adam' or 'sgd', got {t.optimizer!r}")
-
-
-ATTACKS = ("none", "loss", "lira", "rmia", "canary", "suggestions")
 
 
 def _validate_audit(a: AuditConfig) -> None:

@@ -9,15 +9,23 @@ audits' members, for ``python -m sandbox.audit``) into the run directory
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from omegaconf import OmegaConf
 
-from sandbox.config import ConfigError, RunConfig
+from sandbox.audit.harness import ProbableDPBug, control_config, run_audit
+from sandbox.audit.recsys import run_suggestions_audit
+from sandbox.config import ConfigError, RunConfig, resolve
+from sandbox.config.overrides import audit_config, parse_overrides
 from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
 from sandbox.federated.client_dp import local_steps
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
@@ -27,81 +35,11 @@ from sandbox.record import (
 )
 from sandbox.tasks import emoji
 from sandbox.tasks.recommend import ranking_metrics
-from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, train_dpsgd, train_nonprivate
-from sandbox.train.progress import progress_bar
-from sandbox.train.threads import single_threaded
+from sandbox.train.central import planned_steps
+from sandbox.training import check_finite, train_model
 from sandbox.tracking import check_backend, log_record
 
 TRAINED_USERS_FILE = "trained_users.npy"  # beside model.pt: int64 corpus user indices whose data trained it
-
-
-class _Curve:
-    """Learning curve: held-out-user metrics and ε spent, at each epoch boundary and at the end."""
-
-    def __init__(self, model, test: emoji.EmojiExamples, *, k: int, every: int, book):
-        self.model, self.test, self.k, self.every, self.book = model, test, k, every, book
-        self.eval_model = copy.deepcopy(model)  # evaluate a copy: Opacus hooks live on the original
-        self.points: list[dict] = []
-
-    def __call__(self, step: int, total: int, loss: float) -> None:
-        if step % self.every == 0 or step == total:
-            self.eval_model.load_state_dict(self.model.state_dict())
-            metrics = emoji.evaluate(self.eval_model, self.test, k=self.k)
-            eps = self.book.epsilon() if self.book is not None and self.book.steps else None
-            self.points.append({"step": step, "epsilon": eps, "train_loss": loss, **metrics})
-
-
-def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
-    """Non-private training or example-level DP-SGD on the pooled training users' messages."""
-    model = data.new_model(cfg, seeds)
-    book = None
-    if cfg.privacy.mechanism == "dpsgd":
-        delta = resolve_delta(cfg, n=len(data.train), unit="example")
-        book = PrivacyBook(unit="example", delta=delta, accountant=cfg.privacy.accountant)
-    per_epoch = planned_steps(n_examples=len(data.train), batch_size=cfg.train.batch_size, epochs=1)[0]
-    curve = _Curve(model, data.test, k=cfg.task.top_k, every=per_epoch, book=book)
-    rows = TensorRows(data.train.tokens, data.train.labels)
-    with progress_bar(cfg.progress, unit="steps") as show:
-        def progress(step, total, loss):
-            curve(step, total, loss)
-            show(step, total, loss)
-
-        if book is None:
-            result = train_nonprivate(model, rows, cfg=cfg.train, generator=seeds.batches, progress=progress)
-        else:
-            dp = DPSGDSettings(clip_norm=cfg.privacy.clip_norm, delta=book.delta, accountant=book.accountant,
-                               noise_multiplier=cfg.privacy.noise_multiplier,
-                               target_epsilon=cfg.privacy.target_epsilon)
-            result = train_dpsgd(model, rows, cfg=cfg.train, dp=dp, book=book,
-                                 generator=seeds.dp_batches(cfg.privacy.noise_source),
-                                 noise_generator=seeds.noise_generator(cfg.privacy.noise_source), progress=progress)
-    if book is None:
-        privacy = privacy_section(mechanism="none", unit="example", book=None, steps=result.steps)
-    else:
-        privacy = privacy_section(mechanism="dpsgd", unit="example", book=book, steps=result.steps,
-                                  noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
-                                  clip_norm=cfg.privacy.clip_norm, target_epsilon=cfg.privacy.target_epsilon,
-                                  noise_source=cfg.privacy.noise_source)
-    return Outcome(model=result.model, curve=curve.points, privacy=privacy, status="completed",
-                   engine="central", trained_users=data.split.train_users)
-
-
-def train_model(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) -> Outcome:
-    """Central or federated training as configured: the one harness runs, shadows and controls share."""
-    if cfg.mode == "federated":
-        from sandbox.federated.trainer import train_federated
-        return train_federated(cfg, data, seeds, grid=grid)
-    with single_threaded():  # bit-identical replays (see sandbox.train.threads)
-        return train_central(cfg, data, seeds)
-
-
-def check_finite(model, cfg: RunConfig) -> None:
-    """A diverged model (inf/NaN parameters) is not a result: stop with the keys that usually cause it."""
-    bad = [name for name, p in model.named_parameters() if not bool(p.detach().isfinite().all())]
-    if bad:
-        keys = ("federation.local_lr, federation.server_lr, federation.local_epochs" if cfg.mode == "federated"
-                else "train.lr")
-        raise ConfigError(f"training diverged: non-finite parameters in {', '.join(bad)}; lower {keys}")
 
 
 def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> dict:
@@ -158,7 +96,6 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         record["tracking"] = log_record(record, backend=cfg.tracking.backend, run_dir=out_dir,
                                         directory=cfg.tracking.dir)
     if record["status"] == "failed":
-        from sandbox.audit.harness import ProbableDPBug
         raise ProbableDPBug(record["audit"])
     return record
 
@@ -184,9 +121,7 @@ def audit_outcome(cfg: RunConfig, data: Prepared, outcome: Outcome, *, out_dir: 
     if cfg.audit.attack == "none":
         return None
     if cfg.audit.attack == "suggestions":
-        from sandbox.audit.recsys import run_suggestions_audit
         return run_suggestions_audit(cfg, data, outcome, privacy=privacy)
-    from sandbox.audit.harness import run_audit
     return run_audit(cfg, data, outcome, out_dir=out_dir, privacy=privacy)
 
 
@@ -234,8 +169,6 @@ def planned_audit_spend(cfg: RunConfig, data: Prepared) -> tuple[Spend, float] |
     """What ``cfg.audit`` alone trains on the data set when it audits an already-trained model
     (``python -m sandbox.audit``): its shadows and its positive control, with an upper bound on their ε
     (∞ when any is not private); None when it trains nothing (the trained model is not counted)."""
-    from sandbox.audit.harness import control_config
-
     a = cfg.audit
     if a.attack == "none":
         return None
@@ -325,3 +258,228 @@ def _data_section(data: Prepared, outcome: Outcome) -> dict:
         **outcome.data,
     }
 
+
+# == Re-audit a trained run ===========================================================================
+# ``python -m sandbox.audit RUN_DIR [OUT_DIR] [audit=NAME] [audit.KEY=VALUE ...]``
+# A run holds one audit, and a promise such as "cannot learn, memorize or reproduce" needs
+# several (LiRA, the canary audit). Training again with the same config and seed gives the same
+# model only without DP: the DP noise and the mechanisms' sampling come from the OS CSPRNG
+# (``privacy.noise_source=secure``). So the model is trained once and audited again from its
+# run directory:
+#
+#     python -m sandbox.audit RUN_DIR OUT_DIR [audit=NAME] [audit.KEY=VALUE ...]
+#
+# * **What is read** (refused, ``ReauditError``, when missing or wrong; the message names the
+#   file): ``RUN_DIR/record.json`` of a ``completed`` or ``stopped_budget`` run; ``model.pt``,
+#   whose fingerprint (``sandbox.record.model_fingerprint``) must be the record's
+#   ``model.sha256``; and the audit's members, ``trained_users.npy`` (the users whose data took
+#   part). A central run's members are its training users, so a central run without the file
+#   (older runs) is re-audited with them; a federated run's members are the users whose client
+#   was sampled, which no re-run can find again, so a federated run without the file is refused
+#   (``audit=suggestions`` does not need them: its members are the training users).
+# * **The config** is the record's own (``record["config"]``, the resolved one) with only the
+#   audit changed: ``audit=NAME`` takes the group ``conf/audit/NAME.yaml`` (Hydra's compose API),
+#   ``audit.KEY=VALUE`` changes one key of it (or of the run's own audit config without
+#   ``audit=NAME``). Any other key is refused (``ConfigError`` naming it): the model's config is
+#   what trained it. The data are rebuilt from the config (deterministic from the seeds, and
+#   checked against the record's ``data.fingerprint``).
+# * **The ledger** (``cfg.ledger.path`` of the run's config): the audit's planned models (shadows,
+#   a positive control) are checked against ``ledger.total_epsilon`` before anything trains, and
+#   the models it trained (``audit.models_trained``) are recorded as one entry. The trained model
+#   is not charged again.
+# * **What is written** into OUT_DIR (new, or empty): ``model.pt`` (a copy: ``model.sha256``
+#   still matches), ``trained_users.npy``, ``canaries.json`` when the run has one, the audit's own
+#   files (``roc.png``, ``audit_scores.npz``), and last, atomically, ``record.json``: the run's
+#   record with ``audit`` and ``config.audit`` replaced, ``status`` recomputed (``failed`` when the
+#   audit finds a probable DP bug: ``ProbableDPBug`` is raised after the record is written),
+#   ``timing`` of the re-audit (the run's under ``timing.original``) and ``reaudit_of: {run_dir,
+#   record_sha256}`` (sha256 of the run's record.json bytes). A re-audit that stops with an error
+#   leaves OUT_DIR as it found it.
+#
+# The records of RUN_DIR and OUT_DIR (and of other re-audits) then carry one ``model.sha256``
+# and are judged together: ``python -m sandbox.claim CLAIM RUN_DIR OUT_DIR``.
+
+RECORD_FILE, MODEL_FILE, CANARIES_FILE = "record.json", "model.pt", "canaries.json"
+REAUDITABLE = ("completed", "stopped_budget")
+AUDITS_DIR = "audits"  # RUN_DIR/audits/NAME/: re-audits kept beside the run they audit
+
+
+class ReauditError(ValueError):
+    """RUN_DIR or OUT_DIR cannot be used; the message names the file and why."""
+
+
+# -- the run directory --------------------------------------------------------------------------------
+def read_run(run_dir: Path) -> tuple[dict, bytes, dict]:
+    """(record, the record file's bytes, model.pt's state dict), refused unless the record is of that model."""
+    record_path, model_path = run_dir / RECORD_FILE, run_dir / MODEL_FILE
+    if not record_path.is_file():
+        raise ReauditError(f"{record_path}: missing: not the directory of a finished run (a run writes "
+                           "record.json last, when it completes)")
+    raw = record_path.read_bytes()
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise ReauditError(f"{record_path}: not a readable JSON record: {exc}") from None
+    if not isinstance(record, dict):
+        raise ReauditError(f"{record_path}: not a run record (a JSON object)")
+    status = record.get("status")
+    if status not in REAUDITABLE:
+        raise ReauditError(f"{record_path}: status: {status!r}: only the model of a completed run "
+                           f"({' or '.join(REAUDITABLE)}) is re-audited")
+    for key in ("config", "privacy", "model"):
+        if not isinstance(record.get(key), dict):
+            raise ReauditError(f"{record_path}: {key}: missing from the record")
+    sha = record["model"].get("sha256")
+    if not isinstance(sha, str):
+        raise ReauditError(f"{record_path}: model.sha256: missing, so {model_path} cannot be shown to be its model")
+    if not model_path.is_file():
+        raise ReauditError(f"{model_path}: missing beside {record_path}")
+    try:
+        state = torch.load(model_path, map_location="cpu", weights_only=True)
+        found = model_fingerprint(state)
+    except Exception as exc:  # not a state dict
+        raise ReauditError(f"{model_path}: not a readable state dict: {exc}") from None
+    if found != sha:
+        raise ReauditError(f"{model_path}: its fingerprint {found[:12]}… is not the model.sha256 {sha[:12]}… of "
+                           f"{record_path}: the record is not of this model (replaced or retrained?)")
+    return record, raw, state
+
+
+def trained_users(run_dir: Path, record: dict, cfg: RunConfig, data) -> np.ndarray | None:
+    """The audit's members: RUN_DIR/trained_users.npy, or a central run's training users; None when the
+    audit needs none (``audit=suggestions`` of a federated run without the file)."""
+    path = run_dir / record["model"].get("trained_users_file", TRAINED_USERS_FILE)
+    train_users = np.asarray(data.split.train_users)
+    if not path.is_file():
+        if cfg.mode == "central":  # every training user trained
+            return train_users.astype(np.int64)
+        if cfg.audit.attack == "suggestions":
+            return None
+        raise ReauditError(f"{path}: missing: a federated run's members are the users whose client was sampled, "
+                           "and sampling is not reproducible (privacy.noise_source=secure draws it from the OS "
+                           "CSPRNG), so runs save them there; this run predates that. Train it again (its audits "
+                           "then come from python -m sandbox.audit on the new run directory)")
+    try:
+        users = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ReauditError(f"{path}: not a readable .npy array: {exc}") from None
+    if users.ndim != 1 or not np.issubdtype(users.dtype, np.integer):
+        raise ReauditError(f"{path}: expected a 1-d array of corpus user indices, got {users.dtype} {users.shape}")
+    if not np.isin(users, train_users).all():
+        raise ReauditError(f"{path}: holds users that are not training users of the run's split: not this run's")
+    return users.astype(np.int64)
+
+
+def _check_out_dir(out_dir: Path) -> bool:
+    """Refuse an OUT_DIR that exists and is not an empty directory; True when it must be created."""
+    if not out_dir.exists():
+        return True
+    if not out_dir.is_dir():
+        raise ReauditError(f"{out_dir}: exists and is not a directory")
+    if any(out_dir.iterdir()):
+        raise ReauditError(f"{out_dir}: exists and is not empty; a re-audit writes into a new (or empty) directory")
+    return False
+
+
+def _copy(source: Path, target: Path) -> None:
+    write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def _discard(out_dir: Path, created: bool) -> None:
+    """Empty OUT_DIR again (it was new or empty), so a failed re-audit leaves nothing behind."""
+    if not out_dir.is_dir():
+        return
+    for path in out_dir.iterdir():
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    if created:
+        out_dir.rmdir()
+
+
+# -- the re-audit -------------------------------------------------------------------------------------
+def default_audit_dir(run_dir: Path, attack: str) -> Path:
+    """``RUN_DIR/audits/ATTACK`` (``ATTACK-2``, ``-3``, … when taken): where a re-audit goes by default."""
+    base = Path(run_dir) / AUDITS_DIR / attack
+    candidate, n = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        n += 1
+        candidate = base.with_name(f"{attack}-{n}")
+    return candidate
+
+
+def reaudit(run_dir: str | Path, out_dir: str | Path | None = None, overrides: list[str] = ()) -> dict:
+    """Audit RUN_DIR's model with the audit ``overrides`` into OUT_DIR (default ``RUN_DIR/audits/ATTACK``,
+    beside the run: its record.json and model.pt are never rewritten); returns the new record. Raises
+    ``ConfigError`` / ``ReauditError`` (nothing written), ``LedgerError``, and ``ProbableDPBug`` after
+    writing a ``failed`` record."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    parse_overrides(list(overrides))  # a key outside audit is refused before anything is read
+    if out_dir is not None:
+        _check_out_dir(Path(out_dir))
+    record, raw, state = read_run(run_dir)
+    new_audit = audit_config(record["config"].get("audit"), list(overrides))
+    config = {**copy.deepcopy(record["config"]), "audit": new_audit}
+    cfg = resolve(OmegaConf.create(config))
+    if cfg.audit.attack == "none":
+        raise ConfigError("audit: audit=none audits nothing; choose the audit: audit=loss|lira|rmia|canary "
+                          "(audit=suggestions for task=jobs|channels)")
+    out_dir = Path(out_dir) if out_dir is not None else default_audit_dir(run_dir, cfg.audit.attack)
+    create = _check_out_dir(out_dir)
+    seeds = Seeds.from_seed(cfg.seed)
+    data = prepare(cfg, seeds)
+    recorded = (record.get("data") or {}).get("fingerprint")
+    if recorded is not None and recorded != data.corpus.fingerprint():
+        raise ReauditError(f"{run_dir / RECORD_FILE}: data.fingerprint {recorded[:12]}… but the data its config "
+                           f"builds now has {data.corpus.fingerprint()[:12]}…: the corpus changed (data.path?)")
+    if cfg.audit.attack == "canary" and (data.manifest is None or not data.manifest.planted
+                                         or not data.manifest.fresh):
+        raise ConfigError("audit=canary needs a corpus with planted and fresh canaries: the run must have been "
+                          "trained with data.n_canaries ≥ 1 and data.n_fresh_canaries ≥ 1 (data=synthetic)")
+    model = data.new_model(cfg, seeds)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ReauditError(f"{run_dir / MODEL_FILE}: does not fit the model of the run's config: "
+                           f"{str(exc).splitlines()[0]}") from None
+    check_finite(model, cfg)
+    members = trained_users(run_dir, record, cfg, data)
+    ledger = PrivacyLedger(cfg.ledger.path) if cfg.ledger.path else None
+    planned = planned_audit_spend(cfg, data)
+    if ledger is not None and planned is not None:  # before training: the audit's own models only
+        warning = ledger.check(planned[0], planned_epsilon=planned[1], total=cfg.ledger.total_epsilon,
+                               on_exceed=cfg.ledger.on_exceed)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+
+    outcome = Outcome(model=model, curve=record.get("curve") or [], privacy=record["privacy"],
+                      status=record["status"], engine=record.get("engine", ""), trained_users=members)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _copy(run_dir / MODEL_FILE, out_dir / MODEL_FILE)
+        if members is not None:
+            write_trained_users(out_dir / TRAINED_USERS_FILE, members)
+        if (run_dir / CANARIES_FILE).is_file():
+            _copy(run_dir / CANARIES_FILE, out_dir / CANARIES_FILE)
+        audit = audit_outcome(cfg, data, outcome, out_dir=out_dir, privacy=record["privacy"])
+        new = copy.deepcopy(record)
+        new["config"]["audit"] = new_audit
+        new["model"] = {k: v for k, v in new["model"].items() if k != "trained_users_file"}
+        if members is not None:
+            new["model"]["trained_users_file"] = TRAINED_USERS_FILE
+        new["audit"] = audit
+        new["status"] = "failed" if audit["result"] == "dp_bug" else record["status"]
+        new["timing"] = {"seconds": round(time.perf_counter() - started, 2),
+                         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                         "original": record.get("timing")}
+        new["reaudit_of"] = {"run_dir": str(run_dir), "record_sha256": hashlib.sha256(raw).hexdigest(),
+                             "out_dir": str(out_dir)}
+        spend = audit_spend(data, audit, what=f"re-audit of {run_dir} (audit={cfg.audit.attack})")
+        if ledger is not None and spend is not None:  # what the audit trained; the model itself is not charged
+            ledger.record(spend, run_dir=str(out_dir), epsilon=None)
+        write_json(out_dir / RECORD_FILE, new)  # last: its presence means the re-audit finished
+    except BaseException:
+        _discard(out_dir, create)
+        raise
+    if new["status"] == "failed":
+        raise ProbableDPBug(audit)
+    return new

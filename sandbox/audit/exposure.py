@@ -29,6 +29,7 @@ from numbers import Integral
 
 import numpy as np
 from scipy import stats
+from sandbox.data.canaries import SECRET_SPACE_SIZE, format_secret, secret_pattern
 
 __all__ = ["exposure", "exposure_by_rank", "exposure_by_fit", "one_run_guesses", "search_secret_space"]
 
@@ -167,7 +168,6 @@ def search_secret_space(stat, see, texts, labels, *, template: str, secret_forma
     in :func:`exposure_by_rank`. Extracted: rank 1 (no other secret scores as high). An attacker
     who knew the reaction and searched the whole space would find exactly these.
     """
-    from sandbox.data.canaries import SECRET_SPACE_SIZE, format_secret, secret_pattern
 
     started = time.perf_counter()
     pattern = secret_pattern(template, secret_format)

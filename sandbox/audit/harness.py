@@ -60,6 +60,7 @@ from sandbox.privacy.relations import ADD_REMOVE, Relation, implied, max_auc
 from sandbox.record import write_atomic
 from sandbox.tasks import emoji
 from sandbox.train.progress import progress_bar
+from sandbox.training import train_model
 
 FPRS = (0.001, 0.01)
 TPR_KEYS = {0.001: "tpr_at_0.1pct_fpr", 0.01: "tpr_at_1pct_fpr"}
@@ -468,7 +469,6 @@ def positive_control(cfg: RunConfig, data: Prepared, main: AttackResult, *, show
         return {"ran_on": "none", "pipeline": pipeline, "passed": False, "statistics": {},
                 "reason": "positive control disabled (audit.control=false)"}
     else:
-        from sandbox.run import train_model
 
         outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
         result = attack_model(control_cfg, data, outcome.model, outcome.trained_users, show=show,

@@ -27,6 +27,7 @@ pipeline (``audit.control``), the DP-bug alarm on the membership AUC, and ``mode
 
 from __future__ import annotations
 
+import sys
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -34,6 +35,14 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from sandbox.audit.metrics import attack_metrics
 from sandbox.tasks.recommend import RecData, shown_lists
+from sandbox.training import train_model
+from sandbox.audit.harness import (
+    FPRS, TPR_KEYS, AuditRelation, accountant_comparison, control_config, control_verdict, describe_comparison,
+    enough_for_auc_alarm, measurability, model_entry,
+)
+from sandbox.audit.metrics import tpr_measurability
+from sandbox.prepare import Seeds
+from sandbox.privacy.relations import ADD_REMOVE, max_auc
 
 
 def list_hit_scores(lists: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -167,14 +176,6 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
       ``measured``; ``reason`` says whether the control caught members, and a claim judges each of its
       rows on the control's statistic (``control.statistics``).
     """
-    import sys
-
-    from sandbox.audit.harness import (
-        AuditRelation, accountant_comparison, control_config, control_verdict, describe_comparison, measurability,
-        model_entry,
-    )
-    from sandbox.prepare import Seeds
-    from sandbox.privacy.relations import ADD_REMOVE, max_auc
 
     a = cfg.audit
     kwargs = dict(k=cfg.task.top_k, resamples=a.resamples, confidence=a.confidence, seed=cfg.seed)
@@ -190,7 +191,6 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
     elif not a.control:
         control_audit, ran_on = None, "none"
     else:
-        from sandbox.run import train_model
 
         control_outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
         control_audit, ran_on = suggestions_audit(control_outcome.model, data.rec, **kwargs), "control run"
@@ -214,7 +214,6 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
                    "passed": passed, "reason": reason, "statistics": statistics, "audit": section}
     permitted = max_auc(comparison["epsilon"], comparison["delta"]) if comparable else None
     auc_low = mem["auc_ci"][0]
-    from sandbox.audit.harness import enough_for_auc_alarm
     auc_alarm = bool(comparable and enough_for_auc_alarm(mem["n_members"], mem["n_nonmembers"])
                      and auc_low > permitted)
     if auc_alarm:
@@ -246,8 +245,6 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
 
 def suggestions_control_statistics(audit: dict, *, floor: float) -> dict:
     """Per statistic of a suggestions audit run as a control: measurable, value, CI, caught members."""
-    from sandbox.audit.harness import FPRS, TPR_KEYS
-    from sandbox.audit.metrics import tpr_measurability
 
     mem = audit["membership"]
     lo, hi = mem["auc_ci"]

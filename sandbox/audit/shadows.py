@@ -27,6 +27,7 @@ from sandbox.audit.targets import Population, UnitStats, trained_user_mask, unit
 from sandbox.config import RunConfig
 from sandbox.prepare import Prepared, Seeds
 from sandbox.train.threads import single_threaded
+from sandbox.training import train_model
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,6 @@ def shadow_config(cfg: RunConfig) -> RunConfig:
 def train_on_users(cfg: RunConfig, data: Prepared, population: Population, keep_users: np.ndarray,
                    seed: int):
     """Train with the run's harness on the population users flagged in ``keep_users``; returns the Outcome."""
-    from sandbox.run import train_model  # the one place a model is trained from a config
 
     train = population.examples_of_users(keep_users)
     split = dataclasses.replace(data.split, train_users=population.users[keep_users])

@@ -8,6 +8,7 @@ Errors name the config key (``privacy.delta``), say what is allowed, and are rai
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, field, fields, replace
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +18,8 @@ from sandbox.config.schema import (  # noqa: F401  (the public names of sandbox.
     DataConfig, EmojiTaskConfig, FederationConfig, JobsConfig, LedgerConfig, LocalConfig, PrivacyConfig,
     RecommendTaskConfig, RunConfig, SyntheticConfig, TrackingConfig, TrainConfig,
 )
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the Hydra config tree (conf/config.yaml)
+
 
 def _typed(cls, node, key: str):
     """Build dataclass ``cls`` from a config node; unknown or mistyped keys name ``key.field``."""

@@ -17,7 +17,8 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from sandbox.config import RunConfig
-from sandbox.federated.flower_app import client_app, run_flower_rounds
+from sandbox.federated.flower_client import client_app
+from sandbox.federated.flower_server import run_flower_rounds
 from sandbox.federated.server import FederatedServer
 
 

@@ -9,8 +9,6 @@ with the number of users.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
@@ -18,12 +16,10 @@ from sandbox.federated.batched import BatchedLocalTrainer, supports_batching
 from sandbox.federated.client import LocalConfig
 from sandbox.federated.client_dp import make_trainer
 from sandbox.federated.clients import ClientPartition
+from sandbox.federated.rounds import RoundCallback, run_rounds
 from sandbox.federated.server import FederatedServer
 from sandbox.train.threads import single_threaded
 from sandbox.tasks.emoji import EmojiExamples
-
-RoundCallback = Callable[[dict, torch.Tensor], None]  # (round summary, global params)
-
 
 def run_inprocess(server: FederatedServer, *, partition: ClientPartition, examples: EmojiExamples,
                   model: nn.Module, local: LocalConfig, on_round: RoundCallback | None = None,
@@ -44,16 +40,16 @@ def _rounds(server, *, partition, examples, model, local, on_round, client_batch
     batched = client_batch > 0 and server.local_dp is None and supports_batching(model)
     trainer = (BatchedLocalTrainer(model, local, chunk=client_batch) if batched
                else make_trainer(model, local, server.local_dp))
-    while (plan := server.next_round()) is not None:
+
+    def updates_of(plan):
         trainer.load(server.params)
         datas = [partition.data(int(client), examples) for client in plan.clients]
         generators = [torch.Generator().manual_seed(seed) for seed in plan.client_seeds]
         if batched:
             for _, update in trainer.updates(datas, generators, clip_norm=plan.clip_norm):
-                server.receive(update)
+                yield update
         else:
             for data, generator in zip(datas, generators):
-                server.receive(trainer.update(data, generator=generator, clip_norm=plan.clip_norm))
-        summary = server.finish_round()
-        if on_round is not None:
-            on_round(summary, server.params)
+                yield trainer.update(data, generator=generator, clip_norm=plan.clip_norm)
+
+    run_rounds(server, updates_of, on_round=on_round)

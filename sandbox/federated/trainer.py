@@ -104,13 +104,14 @@ def run_engine(engine: str, server: FederatedServer, *, partition: ClientPartiti
         run_inprocess(server, partition=partition, examples=data.train, model=model,
                       local=cfg.federation.local, on_round=on_round, client_batch=cfg.federation.client_batch)
         return {}
+    # the Flower engines import flwr (and Ray) only when they run: seconds of start-up otherwise
     if engine == "flower":
         from sandbox.federated.flower_simulation import run_flower_simulation
         return run_flower_simulation(server, n_clients=len(partition), cfg=cfg, on_round=on_round)
     if grid is None:
         raise ConfigError("federation.engine: 'deployment' runs inside a Flower ServerApp (scripts/flower-deploy, "
                           "`flwr run .`); here use 'inprocess' or 'flower'")
-    from sandbox.federated.flower_app import run_flower_rounds
+    from sandbox.federated.flower_server import run_flower_rounds
     return run_flower_rounds(grid, server, n_clients=len(partition), cfg=cfg, on_round=on_round)
 
 

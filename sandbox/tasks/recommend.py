@@ -38,6 +38,8 @@ from sandbox.config.schema import RECOMMEND_TASKS, JobsConfig, RecommendTaskConf
 from sandbox.data.jobs import JobsCorpus, generate_jobs
 from sandbox.tasks.emoji import featurize, tokenize
 from sandbox.tasks.ranking import RankingMetrics, evaluate_ranking, popularity_scores, top_k_items
+from sandbox.data.channels import channel_memberships, hold_out_latest
+from sandbox.data.partition import split_users
 
 TASKS = RECOMMEND_TASKS
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -196,8 +198,6 @@ def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator,
                   sensitive: np.ndarray | None = None) -> RecData:
     """``sensitive``: [n_users] bool ground truth of the corpus' sensitive attribute (``seeking``),
     for the attribute audit only; None when the corpus has none."""
-    from sandbox.data.channels import channel_memberships, hold_out_latest
-    from sandbox.data.partition import split_users
 
     split = split_users(corpus, test_fraction=config.test_fraction, rng=rng)
     users = np.concatenate([split.train_users, split.test_users])

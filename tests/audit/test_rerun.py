@@ -15,11 +15,10 @@ from omegaconf import OmegaConf
 
 from sandbox.audit import harness
 from sandbox.audit.__main__ import main as reaudit_main
-from sandbox.audit.rerun import reaudit
 from sandbox.config import resolve
 from sandbox.prepare import Seeds, prepare
 from sandbox.privacy.ledger import LedgerError
-from sandbox.run import planned_audit_spend, run
+from sandbox.run import planned_audit_spend, reaudit, run
 from tests.conftest import TINY, compose_config
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -91,7 +90,8 @@ def test_reaudits_of_a_central_run_are_one_model_for_claims(central, tmp_path):
         assert {k: v for k, v in r["config"].items() if k != "audit"} == \
             {k: v for k, v in original["config"].items() if k != "audit"}
         assert r["status"] == "completed" and r["privacy"] == original["privacy"] and r["data"] == original["data"]
-        assert r["reaudit_of"] == {"run_dir": str(central), "record_sha256": hashlib.sha256(raw).hexdigest()}
+        assert r["reaudit_of"] == {"run_dir": str(central), "record_sha256": hashlib.sha256(raw).hexdigest(),
+                                   "out_dir": str(out)}
         assert r["timing"]["original"] == original["timing"] and r["timing"]["seconds"] > 0
         assert (out / "model.pt").read_bytes() == (central / "model.pt").read_bytes()
         assert {"model.pt", "trained_users.npy", "canaries.json", "roc.png", "audit_scores.npz"} <= \
@@ -163,11 +163,11 @@ def test_the_ledger_total_is_checked_before_the_reaudit_trains(federated, tmp_pa
 
 def test_an_override_outside_the_audit_is_refused(central, tmp_path, capsys):
     out = tmp_path / "out"
-    assert reaudit_main([str(central), str(out), "audit=canary", "privacy.target_epsilon=2"]) == 2
+    assert reaudit_main([str(central), str(out), "audit=canary", "privacy.target_epsilon=2"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("error: privacy.target_epsilon:") and "only the audit" in err
     assert not out.exists()
-    assert reaudit_main([str(central), str(out), "audit=nosuch"]) == 2
+    assert reaudit_main([str(central), str(out), "audit=nosuch"]) == 3
     assert "audit=nosuch: no such audit" in capsys.readouterr().err and not out.exists()
 
 
@@ -190,7 +190,7 @@ def test_a_run_dir_that_is_not_of_its_model_is_refused(central, federated, tmp_p
     else:  # a federated run from before trained_users.npy
         (run_dir / "trained_users.npy").unlink()
     out = tmp_path / "out"
-    assert reaudit_main([str(run_dir), str(out), "audit=loss", *QUICK]) == 2
+    assert reaudit_main([str(run_dir), str(out), "audit=loss", *QUICK]) == 3
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not out.exists()
@@ -200,17 +200,35 @@ def test_a_non_empty_out_dir_is_refused(central, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert reaudit_main([str(central), str(out), "audit=loss"]) == 2
+    assert reaudit_main([str(central), str(out), "audit=loss"]) == 3
     assert "exists and is not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_a_reaudit_that_finds_a_dp_bug_keeps_its_failed_record_and_exits_1(central, tmp_path, monkeypatch, capsys):
+def test_a_reaudit_that_finds_a_dp_bug_keeps_its_failed_record_and_exits_4(central, tmp_path, monkeypatch, capsys):
     bug = {"attack": "loss", "relation": "add/remove one user", "result": "dp_bug", "reason": "an alarm fired",
            "accountant_epsilon": 1.0, "models_trained": []}
-    monkeypatch.setattr(harness, "run_audit", lambda *args, **kwargs: bug)
+    monkeypatch.setattr("sandbox.run.run_audit", lambda *args, **kwargs: bug)
     out = tmp_path / "out"
-    assert reaudit_main([str(central), str(out), "audit=loss"]) == 1
+    assert reaudit_main([str(central), str(out), "audit=loss"]) == 4
     assert "PROBABLE DP BUG" in capsys.readouterr().err
     r = _record(out)
     assert r["status"] == "failed" and r["audit"] == bug and r["model"]["sha256"] == _record(central)["model"]["sha256"]
+
+
+LIRA = ["audit=lira", "audit.shadows=4", "audit.workers=1", "audit.resamples=100"]
+
+
+@pytest.mark.e2e
+def test_a_lira_reaudit_of_a_run_dir_equals_the_inline_audit(tmp_path):
+    """`python -m sandbox.audit RUN_DIR audit=lira` on a trained (non-private) run gives the AUC and TPRs the
+    same audit gave inline, and goes to RUN_DIR/audits/lira without touching the run's own files."""
+    inline = _train(tmp_path / "run", LIRA)
+    run_files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    proc = _cli("sandbox.audit", tmp_path / "run", *LIRA, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    again = _record(tmp_path / "run" / "audits" / "lira")
+    assert again["model"]["sha256"] == inline["model"]["sha256"]
+    for key in ("auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"):
+        assert again["audit"][key] == inline["audit"][key], key
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == run_files

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from sandbox.config import resolve
 from sandbox.federated.aggregate import SparseDelta, Update
 from sandbox.federated.clients import partition_clients
-from sandbox.federated.flower_app import exchange
+from sandbox.federated.flower_server import exchange
 from sandbox.federated.flower_capture import MESSAGE_LOG_ENV, records_as_json
 from sandbox.federated.flower_messages import (
     RECORD_KEYS, read_update_content, run_config_from_text, run_config_text, update_content,

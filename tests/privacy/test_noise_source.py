@@ -389,7 +389,7 @@ def test_the_entropy_check_finds_a_seed_smuggled_into_a_message(flower_capture):
 def test_the_client_noise_comes_from_its_entropy_not_from_the_server_message(flower_capture, monkeypatch):
     """Replay one client update from what it received: only the client's own entropy reproduces what it sent;
     the seeded derivation from the message's seed (what a server could compute) does not."""
-    from sandbox.federated.flower_app import client_side
+    from sandbox.federated.flower_client import client_side
     from sandbox.federated.flower_messages import run_config_from_text
 
     entries, drawn = flower_capture["entries"], flower_capture["entropy"]

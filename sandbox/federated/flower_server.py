@@ -1,0 +1,110 @@
+"""The Flower server loop: the shared round loop (``rounds.run_rounds``) over a Flower Grid.
+
+Used by the Simulation Engine (``flower_simulation``) and by the deployment ServerApp
+(``sandbox.app``). ``FederatedServer`` samples, seeds, clips, noises, averages and accounts as
+in the in-process engine, so the same seed gives the same model under
+``privacy.noise_source=seeded``; only the updates travel as Flower messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import torch
+from flwr.app import Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from sandbox.config import RunConfig
+from sandbox.federated.aggregate import Update
+from sandbox.federated.flower_capture import MESSAGE_LOG_ENV, RecordingGrid
+from sandbox.federated.flower_messages import (
+    TrainInstruction, read_partition_content, read_update_content, run_config_text, train_content,
+)
+from sandbox.federated.rounds import run_rounds
+from sandbox.federated.server import FederatedServer, RoundPlan
+
+log = logging.getLogger("flwr")  # Flower's logger: shown by `flwr run --stream`
+REPLY_TIMEOUT_SECONDS = 600.0  # a round whose replies are not all in by then fails
+PULL_INTERVAL_SECONDS = 0.1  # how often the server asks for replies
+NODE_WAIT_SECONDS = 120.0  # deployment: how long to wait for every SuperNode to connect
+
+
+def exchange(grid: Grid, messages: list[Message], *, what: str,
+             timeout: float = REPLY_TIMEOUT_SECONDS) -> dict[int, Message]:
+    """Send ``messages`` (one per node) and return the replies by node; any error or missing reply raises.
+
+    Pulls every ``PULL_INTERVAL_SECONDS`` (``Grid.send_and_receive`` of the deployment Grid waits 3 s
+    between pulls, which would dominate a small round).
+    """
+    if not messages:  # Poisson sampling can pick no client in a round
+        return {}
+    pending, replies = set(grid.push_messages(messages)), {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for reply in grid.pull_messages(pending):
+            pending.discard(reply.metadata.reply_to_message_id)
+            replies[reply.metadata.src_node_id] = reply
+        if pending:
+            time.sleep(PULL_INTERVAL_SECONDS)
+    for node, reply in replies.items():
+        if reply.has_error():
+            raise RuntimeError(f"{what}: node {node} replied with error {reply.error.code}: {reply.error.reason}")
+    missing = sorted({m.metadata.dst_node_id for m in messages} - set(replies))
+    if missing:
+        raise RuntimeError(f"{what}: no reply from nodes {missing} within {timeout:.0f} s")
+    return replies
+
+
+def discover_client_nodes(grid: Grid, *, n_clients: int, wait_seconds: float) -> dict[int, int]:
+    """client index → node id, from each node's partition id (one QUERY per node).
+
+    Needs exactly one node per client: partition ids 0 … n_clients − 1, each once.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while len(node_ids := sorted(grid.get_node_ids())) < n_clients:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(node_ids)} nodes connected after {wait_seconds:.0f} s; "
+                               f"this run has {n_clients} clients and needs one node per client")
+        time.sleep(0.2)
+    queries = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY, group_id="discovery")
+               for node in node_ids]
+    replies = exchange(grid, queries, what="discovery")
+    clients = {node: read_partition_content(reply.content) for node, reply in replies.items()}
+    if sorted(clients.values()) != list(range(n_clients)):
+        raise RuntimeError(f"nodes report partition ids {sorted(clients.values())}; this run has {n_clients} "
+                           f"clients and needs partition ids 0..{n_clients - 1}, one node each")
+    return {client: node for node, client in clients.items()}
+
+
+def train_round(grid: Grid, plan: RoundPlan, params: torch.Tensor, *, nodes: dict[int, int],
+                run_config: str) -> list[Update]:
+    """The sampled clients' updates, in the plan's (ascending client-index) order, as in-process."""
+    messages = [
+        Message(train_content(TrainInstruction(params=params, round=plan.round, client=int(client), seed=seed,
+                                               clip_norm=plan.clip_norm, run_config=run_config,
+                                               local_dp=plan.local_dp)),
+                dst_node_id=nodes[int(client)], message_type=MessageType.TRAIN, group_id=str(plan.round))
+        for client, seed in zip(plan.clients, plan.client_seeds)]
+    replies = exchange(grid, messages, what=f"round {plan.round}")
+    return [read_update_content(replies[nodes[int(client)]].content) for client in plan.clients]
+
+
+def run_flower_rounds(grid: Grid, server: FederatedServer, *, n_clients: int, cfg: RunConfig, on_round=None,
+                      wait_seconds: float = NODE_WAIT_SECONDS) -> dict:
+    """``run_inprocess`` over a Flower Grid; returns the engine's timing (seconds) for the record."""
+    if os.environ.get(MESSAGE_LOG_ENV):
+        grid = RecordingGrid(grid)
+    started = time.perf_counter()
+    nodes = discover_client_nodes(grid, n_clients=n_clients, wait_seconds=wait_seconds)
+    discovered = time.perf_counter()
+    log.info("%d clients on %d nodes (discovery %.1f s)", n_clients, len(nodes), discovered - started)
+    run_config = run_config_text(cfg)
+
+    def log_round(summary: dict) -> None:
+        log.info("round %d: %d clients, train loss %s", summary["round"], summary["clients"], summary["train_loss"])
+
+    run_rounds(server, lambda plan: train_round(grid, plan, server.params, nodes=nodes, run_config=run_config),
+               on_round=on_round, after_round=log_round)
+    return {"node_discovery_seconds": round(discovered - started, 3)}

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+from torch import nn
 
 from sandbox.config import ConfigError, RunConfig
-from sandbox.data import CanaryManifest, Corpus, generate_corpus, load_corpus
-from sandbox.data.partition import UserSplit, split_users
-from sandbox.data.synthetic import draw_seeking
 from sandbox.privacy import check_delta, default_delta
 from sandbox.privacy.noise import noise_generator, sampling_generator
-from sandbox.tasks import emoji
-from sandbox.tasks.recommend import TASKS as RECOMMEND_TASKS, RecCorpus, RecData, RecExamples, Split
-from sandbox.tasks.recommend import channels_data, jobs_data
+from sandbox.tasks.base import Task, TaskData
 
 
 @dataclass(frozen=True)
@@ -51,67 +46,31 @@ class Seeds:
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """A run's data. For task=jobs|channels: ``rec`` holds the interactions, ``classes`` are the
+class Prepared(TaskData):
+    """A run's data, as its task prepared it (``Task.prepare``), and the run's initial model.
+
+    For recommenders (task=jobs|channels) ``extra`` holds the interactions, ``classes`` are the
     items, ``train`` the training users' history rows and ``test`` the held-out users' held-out rows."""
 
-    corpus: Corpus | RecCorpus
-    manifest: CanaryManifest | None
-    split: UserSplit | Split
-    classes: tuple[str, ...]
-    train: emoji.EmojiExamples | RecExamples
-    test: emoji.EmojiExamples | RecExamples
-    rec: RecData | None = None
+    task: Task | None = None
 
-    def new_model(self, cfg: RunConfig, seeds: Seeds) -> emoji.EmojiModel:
-        """The initial model, from the run's init seed (global torch RNG forked, then restored).
-
-        For recommendation the same network is the two-tower model: hashed user words →
-        pooled user vector → MLP → one logit per item (the item embeddings)."""
+    def new_model(self, cfg: RunConfig, seeds: Seeds) -> nn.Module:
+        """The initial model, from the run's init seed (global torch RNG forked, then restored)."""
         with torch.random.fork_rng():
             torch.manual_seed(seeds.init)
-            return emoji.EmojiModel(config=cfg.task, n_classes=len(self.classes))
-
-
-def load_data(cfg: RunConfig) -> tuple[Corpus, CanaryManifest | None]:
-    if cfg.data.source == "files":
-        return load_corpus(Path(cfg.data.path)), None
-    try:
-        return generate_corpus(cfg.data.synthetic)
-    except ValueError as exc:  # SyntheticConfig names the field it refuses
-        raise ConfigError(f"data: {exc}".replace("data: SyntheticConfig.", "data.")) from None
+            return cfg.task.build_model(n_classes=len(self.classes))
 
 
 def prepare(cfg: RunConfig, seeds: Seeds) -> Prepared:
-    if cfg.task.name in RECOMMEND_TASKS:
-        return _prepare_recommend(cfg, seeds)
-    corpus, manifest = load_data(cfg)
-    split = split_users(corpus, test_fraction=cfg.task.test_fraction, rng=seeds.split)
-    classes = emoji.emoji_classes(corpus, users=np.concatenate([split.train_users, split.test_users]))
-    train = emoji.build_examples(corpus, users=split.train_users, classes=classes, config=cfg.task)
-    test = emoji.build_examples(corpus, users=split.test_users, classes=classes, config=cfg.task)
-    if len(train) == 0 or len(test) == 0:
-        raise ConfigError("data: no labelled messages among the training or held-out users")
-    return Prepared(corpus=corpus, manifest=manifest, split=split, classes=classes, train=train, test=test)
-
-
-def _prepare_recommend(cfg: RunConfig, seeds: Seeds) -> Prepared:
-    try:
-        if cfg.task.name == "jobs":
-            rec = jobs_data(cfg.task, seeds.split)
-        else:
-            synthetic = cfg.data.synthetic if cfg.data.source == "synthetic" else None
-            seeking = draw_seeking(synthetic) if synthetic is not None and synthetic.seeking_rate > 0 else None
-            rec = channels_data(cfg.task, load_data(cfg)[0], seeds.split, sensitive=seeking)
-    except ValueError as exc:  # JobsConfig / CorpusError / a split too small: say where
-        raise ConfigError(f"task={cfg.task.name}: {exc}".replace("JobsConfig.", "task.jobs.")) from None
-    train = rec.examples(rec.split.train_users, held_out=False)
-    test = rec.examples(rec.split.test_users, held_out=True)
-    if len(train) == 0 or len(test) == 0:
-        raise ConfigError(f"task={cfg.task.name}: no interactions among the training users or none held out "
-                          "among the held-out users (task.holdout_fraction)")
-    return Prepared(corpus=rec.corpus, manifest=None, split=rec.split, classes=rec.corpus.item_names,
-                    train=train, test=test, rec=rec)
+    """The task's data for this run: corpus, consent-aware split, label space, examples (``Task.prepare``)."""
+    if not isinstance(cfg.task, Task):
+        missing = [name for name in ("name", "top_k", "attacks", "check", "prepare", "build_model", "evaluate",
+                                     "baseline", "extra_metrics", "featurize", "canary_label")
+                   if not hasattr(cfg.task, name)]
+        raise ConfigError(f"task._target_: {type(cfg.task).__qualname__} does not implement sandbox.tasks.base.Task "
+                          f"(missing: {', '.join(missing)})")
+    data = cfg.task.prepare(cfg.data, seeds.split)
+    return Prepared(**{f.name: getattr(data, f.name) for f in fields(TaskData)}, task=cfg.task)
 
 
 def resolve_delta(cfg: RunConfig, *, n: int, unit: str) -> float:

@@ -33,8 +33,6 @@ from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
 from sandbox.record import (
     SCHEMA_VERSION, Outcome, model_fingerprint, privacy_section, versions, write_atomic, write_json, write_state_dict,
 )
-from sandbox.tasks import emoji
-from sandbox.tasks.recommend import ranking_metrics
 from sandbox.train.central import planned_steps
 from sandbox.training import check_finite, train_model
 from sandbox.tracking import check_backend, log_record
@@ -59,12 +57,9 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
             print(f"warning: {warning}", file=sys.stderr)
     outcome = train_model(cfg, data, seeds, grid=grid)
     check_finite(outcome.model, cfg)
-    metrics = emoji.evaluate(outcome.model, data.test, k=cfg.task.top_k)
-    baseline = emoji.most_frequent_baseline(data.train, data.test, n_classes=len(data.classes),
-                                            k=cfg.task.top_k)
-    if data.rec is not None:  # recommenders: recall@k / NDCG@k beside the top-k hit rate above
-        metrics["ranking"] = ranking_metrics(outcome.model, data.rec, k=cfg.task.top_k, resamples=cfg.audit.resamples,
-                                             seed=cfg.seed)
+    metrics = cfg.task.evaluate(outcome.model, data.test)
+    baseline = cfg.task.baseline(data.train, data.test, n_classes=len(data.classes))
+    metrics.update(cfg.task.extra_metrics(outcome.model, data, resamples=cfg.audit.resamples, seed=cfg.seed))
     record = {
         "schema_version": SCHEMA_VERSION, "task": cfg.task.name, "mode": cfg.mode, "engine": outcome.engine,
         "seed": cfg.seed, "status": outcome.status, "config": resolved_config, "versions": versions(),

@@ -14,7 +14,7 @@ from sandbox.federated.trainer import train_federated
 from sandbox.prepare import Prepared, Seeds, resolve_delta
 from sandbox.privacy import PrivacyBook
 from sandbox.record import Outcome, privacy_section
-from sandbox.tasks import emoji
+from sandbox.tasks.base import Examples
 from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, train_dpsgd, train_nonprivate
 from sandbox.train.progress import progress_bar
 from sandbox.train.threads import single_threaded
@@ -23,15 +23,15 @@ from sandbox.train.threads import single_threaded
 class _Curve:
     """Learning curve: held-out-user metrics and ε spent, at each epoch boundary and at the end."""
 
-    def __init__(self, model, test: emoji.EmojiExamples, *, k: int, every: int, book):
-        self.model, self.test, self.k, self.every, self.book = model, test, k, every, book
+    def __init__(self, model, test: Examples, *, task, every: int, book):
+        self.model, self.test, self.task, self.every, self.book = model, test, task, every, book
         self.eval_model = copy.deepcopy(model)  # evaluate a copy: Opacus hooks live on the original
         self.points: list[dict] = []
 
     def __call__(self, step: int, total: int, loss: float) -> None:
         if step % self.every == 0 or step == total:
             self.eval_model.load_state_dict(self.model.state_dict())
-            metrics = emoji.evaluate(self.eval_model, self.test, k=self.k)
+            metrics = self.task.evaluate(self.eval_model, self.test)
             eps = self.book.epsilon() if self.book is not None and self.book.steps else None
             self.points.append({"step": step, "epsilon": eps, "train_loss": loss, **metrics})
 
@@ -44,7 +44,7 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
         delta = resolve_delta(cfg, n=len(data.train), unit="example")
         book = PrivacyBook(unit="example", delta=delta, accountant=cfg.privacy.accountant)
     per_epoch = planned_steps(n_examples=len(data.train), batch_size=cfg.train.batch_size, epochs=1)[0]
-    curve = _Curve(model, data.test, k=cfg.task.top_k, every=per_epoch, book=book)
+    curve = _Curve(model, data.test, task=cfg.task, every=per_epoch, book=book)
     rows = TensorRows(data.train.tokens, data.train.labels)
     with progress_bar(cfg.progress, unit="steps") as show:
         def progress(step, total, loss):

@@ -58,7 +58,6 @@ from sandbox.config import ConfigError, PrivacyConfig, RunConfig
 from sandbox.prepare import Prepared, Seeds
 from sandbox.privacy.relations import ADD_REMOVE, Relation, implied, max_auc
 from sandbox.record import write_atomic
-from sandbox.tasks import emoji
 from sandbox.train.progress import progress_bar
 from sandbox.training import train_model
 
@@ -334,15 +333,15 @@ def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarr
                           "data.n_canaries ≥ 1, data.n_fresh_canaries ≥ 1)")
     class_id = {c: i for i, c in enumerate(data.classes)}
     user_index = {u: i for i, u in enumerate(data.corpus.user_ids)}
-    candidates = [c for c in manifest.inserted if c.reaction in class_id]
+    candidates = [c for c in manifest.inserted if cfg.task.canary_label(c) in class_id]
     planted = np.array([c.planted for c in candidates])
     host_trained = np.isin([[user_index[u] for u in c.user_ids] for c in candidates], trained_users).any(axis=1)
     trained = planted & host_trained
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xCA7A]))
     fresh_labels = rng.integers(len(data.classes), size=len(manifest.fresh))  # same law as the planted ones
-    candidate_tokens = emoji.featurize([c.text for c in candidates], config=cfg.task)
-    fresh_tokens = emoji.featurize(list(manifest.fresh), config=cfg.task)
-    labels = np.array([class_id[c.reaction] for c in candidates])
+    candidate_tokens = cfg.task.featurize([c.text for c in candidates])
+    fresh_tokens = cfg.task.featurize(list(manifest.fresh))
+    labels = np.array([class_id[cfg.task.canary_label(c)] for c in candidates], dtype=np.int64)
     stat, see = _canary_statistic(cfg, data, model)
     seen = see(candidate_tokens), see(fresh_tokens)
     scores = np.concatenate([stat(seen[0], labels), stat(seen[1], fresh_labels)])
@@ -368,7 +367,7 @@ def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarr
         tried = np.flatnonzero(trained)
         details["extraction"] = search_secret_space(
             stat, see, [candidates[i].text for i in tried], labels[tried], template=manifest.template,
-            secret_format=_secret_format(manifest), featurize=lambda texts: emoji.featurize(texts, config=cfg.task))
+            secret_format=_secret_format(manifest), featurize=cfg.task.featurize)
     return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
 
 

@@ -179,7 +179,7 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
 
     a = cfg.audit
     kwargs = dict(k=cfg.task.top_k, resamples=a.resamples, confidence=a.confidence, seed=cfg.seed)
-    main = suggestions_audit(outcome.model, data.rec, **kwargs)
+    main = suggestions_audit(outcome.model, data.extra, **kwargs)
     rel = ADD_REMOVE["user"]
     relation = AuditRelation(str(rel), {"*": rel}, "members are whole training users, non-members held-out users")
     comparison = accountant_comparison(relation, privacy)
@@ -193,7 +193,7 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
     else:
 
         control_outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
-        control_audit, ran_on = suggestions_audit(control_outcome.model, data.rec, **kwargs), "control run"
+        control_audit, ran_on = suggestions_audit(control_outcome.model, data.extra, **kwargs), "control run"
         models.append(model_entry("positive control", control_outcome.privacy))
     mem = main["membership"]
     mem["measurable"] = measurability(mem["n_nonmembers"])

@@ -32,7 +32,7 @@ from torch import nn
 
 from sandbox.audit.attacks import label_probability, logit_confidence, mean_by_unit, topk_score
 from sandbox.prepare import Prepared
-from sandbox.tasks import emoji
+from sandbox.tasks.base import PAD, Examples
 
 THREATS = ("whitebox", "scores", "topk")
 LEVELS = ("user", "example")
@@ -42,7 +42,7 @@ LEVELS = ("user", "example")
 class Population:
     """All audit targets' messages: featurised examples, their users, and unit ids per example."""
 
-    examples: emoji.EmojiExamples  # training users' examples first, then held-out users'
+    examples: Examples  # training users' examples first, then held-out users'
     users: np.ndarray  # corpus user index of each population user (≥ 1 labelled message), sorted
     example_user: np.ndarray  # [n_examples] position in ``users`` of the example's user
     level: str
@@ -58,9 +58,9 @@ class Population:
         """Boolean [n_units]: units belonging to the users flagged in ``user_mask`` [len(users)]."""
         return user_mask if self.level == "user" else user_mask[self.example_user]
 
-    def examples_of_users(self, user_mask: np.ndarray) -> emoji.EmojiExamples:
+    def examples_of_users(self, user_mask: np.ndarray) -> Examples:
         rows = np.flatnonzero(user_mask[self.example_user])
-        return emoji.EmojiExamples(tokens=self.examples.tokens[rows], labels=self.examples.labels[rows],
+        return Examples(tokens=self.examples.tokens[rows], labels=self.examples.labels[rows],
                                    message_index=self.examples.message_index[rows])
 
 
@@ -73,7 +73,7 @@ def build_population(data: Prepared, *, level: str) -> Population:
     message_index = np.concatenate([data.train.message_index, data.test.message_index])
     owner = data.corpus.message_user[message_index]
     users = np.unique(owner)  # users with at least one labelled message: the ones a model saw or could see
-    return Population(examples=emoji.EmojiExamples(tokens=tokens, labels=labels, message_index=message_index),
+    return Population(examples=Examples(tokens=tokens, labels=labels, message_index=message_index),
                       users=users, example_user=np.searchsorted(users, owner), level=level)
 
 
@@ -135,7 +135,7 @@ def moved_rows_stats(model: nn.Module, initial: nn.Module, tokens: torch.Tensor,
     """White-box statistic of groups of messages (``unit[i]`` is message i's group)."""
     moved = (model.embedding.weight - initial.embedding.weight).norm(dim=1).double().numpy()
     tokens = tokens.numpy()
-    rows, cols = np.nonzero(tokens != emoji.PAD)
+    rows, cols = np.nonzero(tokens != PAD)
     n_buckets = len(moved)
     pairs = np.unique(np.asarray(unit)[rows].astype(np.int64) * n_buckets + tokens[rows, cols])
     group, bucket = pairs // n_buckets, pairs % n_buckets

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import get_type_hints
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from sandbox.config.schema import (  # noqa: F401  (the public names of sandbox.config)
@@ -109,30 +111,32 @@ def _validate_audit(a: AuditConfig) -> None:
     _check(0 <= a.control_tpr_floor < 1, "audit.control_tpr_floor", f"must be in [0, 1), got {a.control_tpr_floor}")
 
 
-def _task_config(name: str, node) -> EmojiTaskConfig | RecommendTaskConfig:
-    if name == "emoji":
-        return _typed(EmojiTaskConfig, node, "task")
-    values = dict(OmegaConf.to_container(node, resolve=True))
-    jobs = values.pop("jobs", None)  # nested frozen dataclass: typed on its own, errors name task.jobs.*
-    task = _typed(RecommendTaskConfig, OmegaConf.create(values), "task")
+def _task(node):
+    """The run's task: the class ``task._target_`` names, built from the other ``task.*`` keys (checked
+    against its fields: an unknown or mistyped key names ``task.KEY``; a nested dataclass field, such as
+    ``task.jobs``, names ``task.jobs.KEY``). The class implements ``sandbox.tasks.base.Task``."""
+    values = dict(OmegaConf.to_container(node, resolve=True)) if node is not None else {}
+    target = values.pop("_target_", None)
+    if not target:
+        raise ConfigError("task._target_: missing: the task's class, e.g. sandbox.tasks.emoji.EmojiTask "
+                          "(task=emoji|jobs|channels, or task._target_=my_pkg.MyTask)")
     try:
-        corpus = _typed(JobsConfig, OmegaConf.create(jobs or {}), "task.jobs")
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("JobsConfig.", "task.jobs.")) from None
-    return replace(task, jobs=corpus)
-
-
-def _validate_recommend(task: RecommendTaskConfig, audit: AuditConfig, federation: FederationConfig,
-                        mode: str) -> None:
-    _check(audit.attack in ("none", "suggestions"), "audit.attack",
-           f"task={task.name} is audited with audit=suggestions (membership and attribute inference "
-           f"from the suggested lists), got {audit.attack!r}")
-    _check(0 < task.holdout_fraction < 1, "task.holdout_fraction", f"must be in (0, 1), got {task.holdout_fraction}")
-    _check(task.top_k >= 1, "task.top_k", f"must be ≥ 1, got {task.top_k}")
-    _check(task.max_tokens >= 1, "task.max_tokens", f"must be ≥ 1, got {task.max_tokens}")
-    if task.name == "jobs" and mode == "federated":
-        _check(federation.unit == "user", "federation.unit",
-               "task=jobs has members only (no workspaces): use federation=cross_device")
+        cls = get_class(str(target))
+    except Exception as exc:  # Hydra's ImportError text names the module or the attribute
+        raise ConfigError(f"task._target_: cannot import {target!r}: {str(exc).splitlines()[0]}") from None
+    if not (isinstance(cls, type) and is_dataclass(cls)):
+        raise ConfigError(f"task._target_: {target} must be a dataclass whose fields are the task's keys")
+    hints = get_type_hints(cls)
+    nested = {}
+    for f in fields(cls):
+        kind = hints.get(f.name)
+        if isinstance(kind, type) and is_dataclass(kind) and isinstance(values.get(f.name), dict):
+            try:  # a nested frozen dataclass: typed on its own, errors name task.FIELD.KEY
+                nested[f.name] = _typed(kind, OmegaConf.create(values.pop(f.name)), f"task.{f.name}")
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace(f"{kind.__name__}.", f"task.{f.name}.")) from None
+    task = _typed(cls, OmegaConf.create(values), "task")
+    return replace(task, **nested) if nested else task
 
 
 def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
@@ -173,10 +177,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
     privacy = _typed(PrivacyConfig, cfg.privacy, "privacy")
     federation = _typed(FederationConfig, cfg.get("federation"), "federation")
     train = _typed(TrainConfig, cfg.train, "train")
-    task_name = cfg.task.get("name", "emoji") if cfg.get("task") is not None else "emoji"
-    _check(task_name in ("emoji", *RECOMMEND_TASKS), "task",
-           f"must be one of {('emoji', *RECOMMEND_TASKS)}, got {task_name!r}")
-    task = _task_config(task_name, cfg.task)
+    task = _task(cfg.get("task"))
     audit = _typed(AuditConfig, cfg.get("audit"), "audit")
     ledger = _typed(LedgerConfig, cfg.get("ledger"), "ledger")
     tracking = _typed(TrackingConfig, cfg.get("tracking"), "tracking")
@@ -194,14 +195,13 @@ def resolve(cfg: DictConfig) -> RunConfig:
     else:
         _check(privacy.mechanism not in ("dpfedavg", "client_dpsgd"), "privacy",
                f"privacy={privacy.mechanism} is federated: add mode=federated")
-    if task.name in RECOMMEND_TASKS:
-        _validate_recommend(task, audit, federation, mode)
-    else:
-        _check(audit.attack != "suggestions", "audit.attack",
-               "audit=suggestions attacks recommenders (task=jobs or task=channels)")
-    _check(0 < task.test_fraction < 1, "task.test_fraction", f"must be in (0, 1), got {task.test_fraction}")
-    _check(task.n_buckets >= 2, "task.n_buckets", f"must be ≥ 2, got {task.n_buckets}")
-    return RunConfig(seed=int(cfg.seed), mode=mode, task=task, data=_data_config(cfg.data),
-                     privacy=privacy, train=train, federation=federation,
-                     progress=bool(cfg.get("progress", True)), audit=audit, ledger=ledger,
-                     tracking=tracking)
+    run_config = RunConfig(seed=int(cfg.seed), mode=mode, task=task, data=_data_config(cfg.data),
+                           privacy=privacy, train=train, federation=federation,
+                           progress=bool(cfg.get("progress", True)), audit=audit, ledger=ledger,
+                           tracking=tracking)
+    check = getattr(task, "check", None)
+    if not callable(check):
+        raise ConfigError(f"task._target_: {type(task).__module__}.{type(task).__qualname__} is not a task: it has "
+                          "no check(cfg) (see sandbox.tasks.base.Task)")
+    check(run_config)  # the task's own rules (which audits apply, its keys' ranges)
+    return run_config

@@ -7,6 +7,7 @@ The bottom layer: nothing here imports another ``sandbox`` module. Field names a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 ACCOUNTANTS = ("rdp", "prv", "gdp")
 NOISE_SOURCES = ("secure", "seeded")  # sandbox.privacy.noise
@@ -293,7 +294,7 @@ class TrackingConfig:
 class RunConfig:
     seed: int
     mode: str
-    task: EmojiTaskConfig | RecommendTaskConfig
+    task: Any  # a sandbox.tasks.base.Task: the class task._target_ names (resolve builds it)
     data: DataConfig
     privacy: PrivacyConfig
     train: TrainConfig

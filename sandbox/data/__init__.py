@@ -13,6 +13,7 @@ from sandbox.data.canaries import (
 from sandbox.data.io import FORMATS, corpus_format, load_corpus, load_manifest, write_corpus
 from sandbox.data.lexicon import REACTION_EMOJI, emoji_keywords
 from sandbox.data.schema import Corpus, CorpusError
+from sandbox.data.source import corpus_from_config
 from sandbox.data.synthetic import SyntheticConfig, generate_corpus
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "CorpusError",
     "SyntheticConfig",
     "corpus_format",
+    "corpus_from_config",
     "draw_canary_manifest",
     "emoji_keywords",
     "format_secret",

@@ -27,7 +27,13 @@ def split_users(corpus: Corpus, *, test_fraction: float, rng: np.random.Generato
     """Drop non-consenting users, then hold out ``test_fraction`` of the rest (by user, not by message)."""
     if not 0.0 < test_fraction < 1.0:
         raise CorpusError(f"task.test_fraction must be in (0, 1), got {test_fraction}")
-    consenting = np.flatnonzero(corpus.user_consented())
+    return split_consenting(np.flatnonzero(corpus.user_consented()), n_users=corpus.n_users,
+                            test_fraction=test_fraction, rng=rng)
+
+
+def split_consenting(consenting: np.ndarray, *, n_users: int, test_fraction: float,
+                     rng: np.random.Generator) -> UserSplit:
+    """The one user split of every task: hold out ``test_fraction`` of the consenting users (indices)."""
     if len(consenting) < 2:
         raise CorpusError(
             f"only {len(consenting)} consenting user(s) in the corpus: need at least 2 "
@@ -38,5 +44,5 @@ def split_users(corpus: Corpus, *, test_fraction: float, rng: np.random.Generato
     return UserSplit(
         train_users=np.sort(shuffled[n_test:]),
         test_users=np.sort(shuffled[:n_test]),
-        n_excluded_users=int(corpus.n_users - len(consenting)),
+        n_excluded_users=int(n_users - len(consenting)),
     )

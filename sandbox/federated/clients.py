@@ -13,7 +13,7 @@ import numpy as np
 
 from sandbox.data.schema import Corpus
 from sandbox.federated.client import ClientData
-from sandbox.tasks.emoji import EmojiExamples
+from sandbox.tasks.base import Examples
 
 UNITS = ("user", "workspace")
 
@@ -30,11 +30,11 @@ class ClientPartition:
     def __len__(self) -> int:
         return len(self.owners)
 
-    def data(self, client: int, examples: EmojiExamples) -> ClientData:
+    def data(self, client: int, examples: Examples) -> ClientData:
         rows = self.rows[self.offsets[client] : self.offsets[client + 1]]
         return ClientData(tokens=examples.tokens[rows], labels=examples.labels[rows])
 
-    def users_of(self, clients: np.ndarray, corpus: Corpus, examples: EmojiExamples) -> np.ndarray:
+    def users_of(self, clients: np.ndarray, corpus: Corpus, examples: Examples) -> np.ndarray:
         """Sorted corpus user indices whose examples belong to ``clients`` (a workspace: its training users)."""
         rows = np.concatenate([self.rows[self.offsets[c]:self.offsets[c + 1]] for c in clients] or [np.zeros(0, int)])
         return np.unique(corpus.message_user[examples.message_index[rows]])
@@ -43,7 +43,7 @@ class ClientPartition:
         return np.diff(self.offsets)
 
 
-def partition_clients(corpus: Corpus, examples: EmojiExamples, *, unit: str) -> ClientPartition:
+def partition_clients(corpus: Corpus, examples: Examples, *, unit: str) -> ClientPartition:
     """Group training examples by their user (``unit="user"``) or their user's workspace."""
     if unit not in UNITS:
         raise ValueError(f"federation.unit must be one of {UNITS}, got {unit!r}")

@@ -25,14 +25,14 @@ from sandbox.federated.flower_messages import (
     partition_content, read_train_content, run_config_from_text, update_content,
 )
 from sandbox.prepare import Seeds, prepare
-from sandbox.tasks.emoji import EmojiExamples
+from sandbox.tasks.base import Examples
 
 
 @dataclass(frozen=True)
 class ClientSide:
     """What a client process holds: its training rows (and everyone's, in this sandbox), a scratch model."""
 
-    examples: EmojiExamples
+    examples: Examples
     partition: ClientPartition
     model: nn.Module
     local: LocalConfig

@@ -19,9 +19,9 @@ from sandbox.federated.clients import ClientPartition
 from sandbox.federated.rounds import RoundCallback, run_rounds
 from sandbox.federated.server import FederatedServer
 from sandbox.train.threads import single_threaded
-from sandbox.tasks.emoji import EmojiExamples
+from sandbox.tasks.base import Examples
 
-def run_inprocess(server: FederatedServer, *, partition: ClientPartition, examples: EmojiExamples,
+def run_inprocess(server: FederatedServer, *, partition: ClientPartition, examples: Examples,
                   model: nn.Module, local: LocalConfig, on_round: RoundCallback | None = None,
                  client_batch: int = 64) -> None:
     """Run rounds until the server stops (rounds done, or the privacy budget reached).

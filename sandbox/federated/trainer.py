@@ -21,7 +21,7 @@ from sandbox.federated.server import DPFedAvgSettings, FederatedServer
 from sandbox.prepare import Prepared, Seeds, resolve_delta
 from sandbox.privacy import PrivacyBook, noise_multiplier_for
 from sandbox.record import Outcome, privacy_section
-from sandbox.tasks import emoji
+from sandbox.tasks.base import Examples
 from sandbox.train.progress import progress_bar
 
 
@@ -77,8 +77,8 @@ def client_dpsgd_settings(cfg: RunConfig, n_examples: int) -> tuple[LocalDPSGD, 
 class _FederatedCurve:
     """Per round: clients sampled, clip norm in use, ε so far; held-out-user metrics every k rounds."""
 
-    def __init__(self, eval_model, test: emoji.EmojiExamples, *, k: int, every: int, rounds: int, show):
-        self.eval_model, self.test, self.k, self.every, self.rounds = eval_model, test, k, every, rounds
+    def __init__(self, eval_model, test: Examples, *, task, every: int, rounds: int, show):
+        self.eval_model, self.test, self.task, self.every, self.rounds = eval_model, test, task, every, rounds
         self.show = show
         self.points: list[dict] = []
 
@@ -91,7 +91,7 @@ class _FederatedCurve:
 
     def evaluate(self, params) -> dict:
         vector_to_parameters(params.clone(), self.eval_model.parameters())
-        return emoji.evaluate(self.eval_model, self.test, k=self.k)
+        return self.task.evaluate(self.eval_model, self.test)
 
 
 def run_engine(engine: str, server: FederatedServer, *, partition: ClientPartition, data: Prepared,
@@ -129,7 +129,7 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
                              local_dp=local_dp, noise_source=cfg.privacy.noise_source)
     started = time.perf_counter()
     with progress_bar(cfg.progress, unit="rounds") as show:
-        curve = _FederatedCurve(data.new_model(cfg, seeds), data.test, k=cfg.task.top_k,
+        curve = _FederatedCurve(data.new_model(cfg, seeds), data.test, task=cfg.task,
                                 every=fed.eval_every, rounds=fed.rounds, show=show)
         engine_timing = run_engine(fed.engine, server, partition=partition, data=data, model=model, cfg=cfg,
                                    on_round=curve, grid=grid)

@@ -28,18 +28,22 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from scipy import sparse
 
-from sandbox.config.schema import RECOMMEND_TASKS, JobsConfig, RecommendTaskConfig
-from sandbox.data.jobs import JobsCorpus, generate_jobs
-from sandbox.tasks.emoji import featurize, tokenize
-from sandbox.tasks.ranking import RankingMetrics, evaluate_ranking, popularity_scores, top_k_items
+from sandbox.config.schema import RECOMMEND_TASKS, ConfigError, DataConfig, RecommendTaskConfig
+from sandbox.data import corpus_from_config
 from sandbox.data.channels import channel_memberships, hold_out_latest
-from sandbox.data.partition import split_users
+from sandbox.data.jobs import JobsCorpus, generate_jobs
+from sandbox.data.partition import UserSplit, split_consenting, split_users
+from sandbox.data.synthetic import draw_seeking
+from sandbox.tasks.base import Examples, TaskData
+from sandbox.tasks.ranking import RankingMetrics, evaluate_ranking, popularity_scores, top_k_items
+from sandbox.tasks.text import HashedBagModel, evaluate, featurize, most_frequent_baseline, tokenize
 
 TASKS = RECOMMEND_TASKS
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -82,18 +86,11 @@ class RecCorpus:
 
 
 @dataclass(frozen=True)
-class Split:
-    train_users: np.ndarray
-    test_users: np.ndarray
-    n_excluded_users: int
-
-
-@dataclass(frozen=True)
 class RecData:
     """A recommendation data set, split: features, history (trained on) and held-out interactions."""
 
     corpus: RecCorpus
-    split: Split
+    split: UserSplit
     features: torch.Tensor  # [n_users, max_tokens] hashed words of each user's own data
     inter_user: np.ndarray  # [I] all interactions of consenting users
     inter_item: np.ndarray
@@ -143,15 +140,6 @@ def _profile_word(prefix: str, value: str) -> str:
     return prefix + _NON_ALNUM.sub("", str(value).lower())
 
 
-def _split(consenting: np.ndarray, n_excluded: int, test_fraction: float, rng: np.random.Generator) -> Split:
-    order = rng.permutation(consenting)
-    n_test = max(1, int(round(test_fraction * len(order))))
-    if n_test >= len(order):
-        raise ValueError(f"{len(order)} consenting users are too few to hold out {test_fraction:.0%}")
-    return Split(train_users=np.sort(order[n_test:]), test_users=np.sort(order[:n_test]),
-                 n_excluded_users=n_excluded)
-
-
 def _random_holdout(user: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Hold out floor(fraction · n) of each user's interactions at random, keeping at least one."""
     key = rng.random(len(user))
@@ -170,7 +158,7 @@ def jobs_data(config: RecommendTaskConfig, rng: np.random.Generator) -> RecData:
     corpus: JobsCorpus = generate_jobs(config.jobs)
     n = len(corpus.member_ids)
     consenting = np.flatnonzero(~corpus.member_opted_out)
-    split = _split(consenting, n - len(consenting), config.test_fraction, rng)
+    split = split_consenting(consenting, n_users=n, test_fraction=config.test_fraction, rng=rng)
     cat = corpus.catalogue
     texts: list[list[str]] = [[] for _ in range(n)]  # opted-out members' stay empty: never read
     for member in consenting:  # the profile first: always within max_tokens
@@ -225,7 +213,7 @@ def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator,
                     n_messages=corpus.n_messages, user_workspace=corpus.user_workspace,
                     workspace_opted_out=corpus.workspace_opted_out, message_user=members.user,
                     item_names=tuple(names), item_available=available, corpus_fingerprint=fingerprint)
-    return RecData(corpus=rec, split=Split(split.train_users, split.test_users, split.n_excluded_users),
+    return RecData(corpus=rec, split=split,
                    features=_user_features(texts, config), inter_user=members.user,
                    inter_item=name_of_channel[members.channel],
                    held_out=held, sensitive=None if sensitive is None else np.asarray(sensitive, dtype=bool),
@@ -300,3 +288,88 @@ def shown_lists(model, data: RecData, users: np.ndarray, *, k: int) -> np.ndarra
     Items the user already interacted with are *not* hidden: a "for you" list may repeat them.
     """
     return top_k_items(user_scores(model, data, users), k, exclude=data.not_shown(users))
+
+
+# -- the tasks ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecommendTask(RecommendTaskConfig):
+    """A recommender over hashed user words (two towers: user words → MLP → one logit per item).
+
+    Audited from the suggested lists (``audit=suggestions``): membership and attribute inference."""
+
+    attacks: ClassVar[tuple[str, ...]] = ("suggestions",)
+
+    def rec_data(self, data: DataConfig, rng: np.random.Generator) -> RecData:
+        raise NotImplementedError
+
+    def check(self, cfg) -> None:
+        if cfg.audit.attack not in ("none", *self.attacks):
+            raise ConfigError(f"audit.attack: task={self.name} is audited with audit=suggestions (membership and "
+                              f"attribute inference from the suggested lists), got {cfg.audit.attack!r}")
+        for key, ok, rule in (("holdout_fraction", 0 < self.holdout_fraction < 1, "must be in (0, 1)"),
+                              ("top_k", self.top_k >= 1, "must be ≥ 1"),
+                              ("max_tokens", self.max_tokens >= 1, "must be ≥ 1"),
+                              ("test_fraction", 0 < self.test_fraction < 1, "must be in (0, 1)"),
+                              ("n_buckets", self.n_buckets >= 2, "must be ≥ 2")):
+            if not ok:
+                raise ConfigError(f"task.{key}: {rule}, got {getattr(self, key)}")
+
+    def prepare(self, data: DataConfig, rng: np.random.Generator) -> TaskData:
+        try:
+            rec = self.rec_data(data, rng)
+        except ValueError as exc:  # JobsConfig / CorpusError / a split too small: say where
+            raise ConfigError(f"task={self.name}: {exc}".replace("JobsConfig.", "task.jobs.")) from None
+        train = rec.examples(rec.split.train_users, held_out=False)
+        test = rec.examples(rec.split.test_users, held_out=True)
+        if len(train) == 0 or len(test) == 0:
+            raise ConfigError(f"task={self.name}: no interactions among the training users or none held out "
+                              "among the held-out users (task.holdout_fraction)")
+        return TaskData(corpus=rec.corpus, manifest=None, split=rec.split, classes=rec.corpus.item_names,
+                        train=train, test=test, extra=rec)
+
+    def build_model(self, n_classes: int):
+        return HashedBagModel(config=self, n_classes=n_classes)
+
+    def evaluate(self, model, examples: Examples) -> dict:
+        return evaluate(model, examples, k=self.top_k)
+
+    def baseline(self, train: Examples, test: Examples, n_classes: int) -> dict:
+        return most_frequent_baseline(train, test, n_classes=n_classes, k=self.top_k)
+
+    def extra_metrics(self, model, data: TaskData, *, resamples: int, seed: int) -> dict:
+        """recall@k / NDCG@k beside the top-k hit rate"""
+        return {"ranking": ranking_metrics(model, data.extra, k=self.top_k, resamples=resamples, seed=seed)}
+
+    def featurize(self, texts) -> torch.Tensor:
+        return featurize(texts, config=self)
+
+    def canary_label(self, canary) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class JobsTask(RecommendTask):
+    """``task=jobs``: job postings suggested to members from their messages and profile."""
+
+    name: str = "jobs"
+
+    def check(self, cfg) -> None:
+        super().check(cfg)
+        if cfg.mode == "federated" and cfg.federation.unit != "user":
+            raise ConfigError("federation.unit: task=jobs has members only (no workspaces): use "
+                              "federation=cross_device")
+
+    def rec_data(self, data: DataConfig, rng: np.random.Generator) -> RecData:
+        return jobs_data(self, rng)
+
+
+@dataclass(frozen=True)
+class ChannelsTask(RecommendTask):
+    """``task=channels``: channels suggested to users from their messages (the corpus of ``data``)."""
+
+    name: str = "channels"
+
+    def rec_data(self, data: DataConfig, rng: np.random.Generator) -> RecData:
+        synthetic = data.synthetic if data.source == "synthetic" else None
+        seeking = draw_seeking(synthetic) if synthetic is not None and synthetic.seeking_rate > 0 else None
+        return channels_data(self, corpus_from_config(data)[0], rng, sensitive=seeking)

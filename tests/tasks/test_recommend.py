@@ -348,9 +348,9 @@ def test_channels_sensitive_attribute_is_the_generators_seeking_draw():
 
     cfg = resolve(compose_config(["task=channels", "data.n_users=300", "data.n_workspaces=6"]))
     data = prepare(cfg, Seeds.from_seed(cfg.seed))
-    assert data.rec.sensitive_name == "seeking"
-    assert np.array_equal(data.rec.sensitive, draw_seeking(cfg.data.synthetic)) and data.rec.sensitive.any()
-    assert "#careers" in data.rec.corpus.item_names
+    assert data.extra.sensitive_name == "seeking"
+    assert np.array_equal(data.extra.sensitive, draw_seeking(cfg.data.synthetic)) and data.extra.sensitive.any()
+    assert "#careers" in data.extra.corpus.item_names
 
 
 def test_difference_to_popularity_has_a_paired_bootstrap_ci_computed_per_user():
@@ -364,7 +364,7 @@ def test_difference_to_popularity_has_a_paired_bootstrap_ci_computed_per_user():
                                   "progress=false"]))
     data = prepare(cfg, Seeds.from_seed(cfg.seed))
     model = data.new_model(cfg, Seeds.from_seed(cfg.seed))  # untrained: differences of both signs
-    rec, users = data.rec, data.rec.split.test_users
+    rec, users = data.extra, data.extra.split.test_users
     out = ranking_metrics(model, rec, k=10, resamples=500, seed=3)["held_out_users_vs_popularity"]["recall@10"]
     ours, theirs = _ranking(user_scores(model, rec, users), rec, users, 10), _ranking(popularity(rec, users), rec,
                                                                                        users, 10)

@@ -1,0 +1,192 @@
+"""Hashed text: the featuriser and model every built-in task shares, and a base for message tasks.
+
+Text is featurised with a *hashing* tokenizer (unigrams and bigrams hashed into a fixed
+number of buckets). Hashing needs no vocabulary, so no statistic of the training data is
+released outside the DP mechanism. The model is an embedding table with masked mean
+pooling and a small MLP: the same function as ``nn.EmbeddingBag(mode="mean")``, written
+with ``nn.Embedding`` because Opacus' ghost clipping has a fast per-sample norm for
+``nn.Embedding`` (about 4× plain SGD here) and none for ``EmbeddingBag`` (about 50×).
+
+:class:`MessageTask` is a whole :class:`~sandbox.tasks.base.Task` for "message text → one
+label": a subclass says which label each message has (``message_labels``) and how a canary is
+labelled (``canary_label``); the emoji task is one, and so can a team's own task be.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from sandbox.config import ConfigError
+from sandbox.config.schema import DataConfig
+from sandbox.data import corpus_from_config
+from sandbox.data.partition import split_users
+from sandbox.data.schema import Corpus
+from sandbox.tasks.base import PAD, Examples, TaskData
+
+_TOKEN = re.compile(r"[a-z0-9']+")
+MEMBERSHIP_ATTACKS = ("loss", "lira", "rmia", "canary")
+
+
+def bucket_of(token: str, n_buckets: int) -> int:
+    """Stable hash of a token into 1..n_buckets-1 (0 is padding); CRC32 is process-independent."""
+    return zlib.crc32(token.encode("utf-8")) % (n_buckets - 1) + 1
+
+
+def tokenize(text: str, *, bigrams: bool) -> list[str]:
+    words = _TOKEN.findall(text.lower())
+    if bigrams:
+        words = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    return words
+
+
+def featurize(texts, *, config) -> torch.Tensor:
+    """Texts → [N, max_tokens] bucket ids. A cache makes repeated tokens cost one hash."""
+    out = np.zeros((len(texts), config.max_tokens), dtype=np.int64)
+    cache: dict[str, int] = {}
+    for row, text in enumerate(texts):
+        tokens = tokenize(text, bigrams=config.bigrams)[: config.max_tokens]
+        for col, tok in enumerate(tokens):
+            b = cache.get(tok)
+            if b is None:
+                b = cache[tok] = bucket_of(tok, config.n_buckets)
+            out[row, col] = b
+    return torch.from_numpy(out)
+
+
+class HashedBagModel(nn.Module):
+    """Hashed bag of words → mean-pooled embedding → MLP → emoji logits."""
+
+    def __init__(self, *, config, n_classes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(config.n_buckets, config.embedding_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.embedding_dim, config.hidden_dim),
+            nn.ReLU(),
+            nn.Linear(config.hidden_dim, n_classes),
+        )
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = (tokens != PAD).unsqueeze(-1).to(self.embedding.weight.dtype)
+        pooled = (self.embedding(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.mlp(pooled)
+
+    def forward_stacked(self, table: torch.Tensor, dense: list[torch.Tensor], rows: torch.Tensor,
+                        tokens: torch.Tensor) -> torch.Tensor:
+        """``forward`` for k clients at once, each with its own parameters (``federated.batched``).
+
+        ``table`` [k·R, dim] holds every client's embedding rows, ``rows`` [k, B, T] indexes it
+        (client c's tokens point into its own R rows), ``tokens`` [k, B, T] are the bucket ids
+        (for the padding mask); ``dense`` is this model's other parameters, in ``parameters()``
+        order, each with a leading client dimension. Returns logits [k, B, classes].
+        """
+        w1, b1, w2, b2 = dense
+        k, batch, _ = rows.shape
+        mask = tokens != PAD
+        lengths = mask.sum(-1).reshape(-1)  # a fused mean over non-padding tokens (empty bag → 0)
+        weights = (1.0 / lengths.clamp(min=1).to(table.dtype)).repeat_interleave(lengths)
+        pooled = nn.functional.embedding_bag(rows[mask], table, torch.cumsum(lengths, 0) - lengths, mode="sum",
+                                             per_sample_weights=weights, sparse=True).view(k, batch, -1)
+        hidden = torch.relu(torch.baddbmm(b1.unsqueeze(1), pooled, w1.transpose(1, 2)))
+        return torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Share of rows whose label is among the k highest logits (ties broken by index)."""
+    if len(labels) == 0:
+        return float("nan")
+    k = min(k, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    return float((top == labels.unsqueeze(1)).any(dim=1).float().mean())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, examples: Examples, *, k: int, batch_size: int = 4096) -> dict:
+    """top-1 and top-k accuracy of ``model`` on ``examples``."""
+    model.eval()
+    logits = torch.cat([model(t) for t in examples.tokens.split(batch_size)])
+    return {"top1": topk_accuracy(logits, examples.labels, 1),
+            f"top{k}": topk_accuracy(logits, examples.labels, k)}
+
+
+def most_frequent_baseline(train: Examples, test: Examples, *, n_classes: int, k: int) -> dict:
+    """Always suggest the emoji most frequent in training, in order of frequency."""
+    counts = torch.bincount(train.labels, minlength=n_classes).to(torch.float32)
+    logits = counts.expand(len(test), n_classes)
+    return {"top1": topk_accuracy(logits, test.labels, 1),
+            f"top{k}": topk_accuracy(logits, test.labels, k)}
+
+
+def message_examples(corpus: Corpus, labels: list[str | None], *, users: np.ndarray, classes: tuple[str, ...],
+                     config) -> Examples:
+    """Examples of the given users (indices into ``corpus.user_ids``): their messages that have a label."""
+    in_users = np.zeros(corpus.n_users, dtype=bool)
+    in_users[users] = True
+    has_label = np.fromiter((label is not None for label in labels), bool, corpus.n_messages)
+    index = np.flatnonzero(in_users[corpus.message_user] & has_label)
+    class_id = {c: i for i, c in enumerate(classes)}
+    y = np.fromiter((class_id[labels[i]] for i in index), np.int64, len(index))
+    return Examples(tokens=featurize(corpus.texts[index], config=config), labels=torch.from_numpy(y),
+                    message_index=index)
+
+
+class MessageTask:
+    """A :class:`~sandbox.tasks.base.Task` "message text → one label" over hashed text (mixin).
+
+    The concrete class is a frozen dataclass with at least the fields ``name``, ``n_buckets``,
+    ``max_tokens``, ``bigrams``, ``embedding_dim``, ``hidden_dim``, ``test_fraction``, ``top_k``
+    (``sandbox.config.schema.EmojiTaskConfig`` has them) and defines :meth:`message_labels`.
+    """
+
+    attacks: ClassVar[tuple[str, ...]] = MEMBERSHIP_ATTACKS
+
+    def message_labels(self, corpus: Corpus) -> list[str | None]:
+        """The label of each corpus message (None: unlabelled, not an example)."""
+        raise NotImplementedError
+
+    def canary_label(self, canary) -> str | None:
+        """The label a planted canary is scored with (None: the canary audit does not apply)."""
+        return None
+
+    def check(self, cfg) -> None:
+        if cfg.audit.attack not in ("none", *self.attacks):
+            raise ConfigError(f"audit.attack: task={self.name} is audited with one of "
+                              f"{', '.join(self.attacks)}, got {cfg.audit.attack!r}")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"task.test_fraction: must be in (0, 1), got {self.test_fraction}")
+        if self.n_buckets < 2:
+            raise ConfigError(f"task.n_buckets: must be ≥ 2, got {self.n_buckets}")
+
+    def prepare(self, data: DataConfig, rng: np.random.Generator) -> TaskData:
+        corpus, manifest = corpus_from_config(data)
+        split = split_users(corpus, test_fraction=self.test_fraction, rng=rng)
+        labels = self.message_labels(corpus)
+        in_split = np.zeros(corpus.n_users, dtype=bool)
+        in_split[np.concatenate([split.train_users, split.test_users])] = True
+        keep = in_split[corpus.message_user]
+        classes = tuple(sorted({label for label, k in zip(labels, keep) if k and label is not None}))
+        train = message_examples(corpus, labels, users=split.train_users, classes=classes, config=self)
+        test = message_examples(corpus, labels, users=split.test_users, classes=classes, config=self)
+        if len(train) == 0 or len(test) == 0:
+            raise ConfigError("data: no labelled messages among the training or held-out users")
+        return TaskData(corpus=corpus, manifest=manifest, split=split, classes=classes, train=train, test=test)
+
+    def build_model(self, n_classes: int) -> nn.Module:
+        return HashedBagModel(config=self, n_classes=n_classes)
+
+    def evaluate(self, model: nn.Module, examples: Examples) -> dict:
+        return evaluate(model, examples, k=self.top_k)
+
+    def baseline(self, train: Examples, test: Examples, n_classes: int) -> dict:
+        return most_frequent_baseline(train, test, n_classes=n_classes, k=self.top_k)
+
+    def extra_metrics(self, model: nn.Module, data: TaskData, *, resamples: int, seed: int) -> dict:
+        return {}
+
+    def featurize(self, texts) -> torch.Tensor:
+        return featurize(texts, config=self)

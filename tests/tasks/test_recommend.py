@@ -18,9 +18,10 @@ from sandbox.data.jobs import JobsConfig, generate_jobs
 from sandbox.data.synthetic import SyntheticConfig
 from sandbox.prepare import Seeds, prepare
 from sandbox.run import run
+from sandbox.data.partition import UserSplit
 from sandbox.tasks.emoji import PAD, bucket_of, tokenize
 from sandbox.tasks.recommend import (
-    RecCorpus, RecData, RecommendTaskConfig, Split, channels_data, jobs_data, ranking_metrics, shown_lists,
+    RecCorpus, RecData, RecommendTaskConfig, channels_data, jobs_data, ranking_metrics, shown_lists,
 )
 from tests.conftest import compose_config
 
@@ -193,7 +194,7 @@ def _tiny(interactions, *, train, test, n_items, user_workspace=None, item_works
                        item_available=None if item_workspace is None else
                        np.arange(int(workspace.max()) + 1)[:, None] == np.asarray(item_workspace)[None, :],
                        corpus_fingerprint="tiny")
-    return RecData(corpus=corpus, split=Split(np.array(train), np.array(test), 0), features=features,
+    return RecData(corpus=corpus, split=UserSplit(np.array(train), np.array(test), 0), features=features,
                    inter_user=user, inter_item=item, held_out=held.astype(bool), sensitive=None,
                    sensitive_name=None)
 

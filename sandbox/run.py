@@ -22,8 +22,9 @@ from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
 from sandbox.federated.client_dp import local_steps
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
 from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
+from sandbox.privacy.section import privacy_section
 from sandbox.record import (
-    SCHEMA_VERSION, Outcome, model_fingerprint, privacy_section, versions, write_atomic, write_json, write_state_dict,
+    SCHEMA_VERSION, Outcome, model_fingerprint, versions, write_atomic, write_json, write_state_dict,
 )
 from sandbox.tasks import emoji
 from sandbox.tasks.recommend import ranking_metrics

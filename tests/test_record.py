@@ -101,7 +101,7 @@ def test_bad_records_name_the_file_and_the_key(run_dirs, tmp_path, change, expec
 def test_missing_file_and_invalid_json_name_the_file(tmp_path):
     with pytest.raises(RecordError, match=r"record\.json: missing"):
         load(tmp_path)
-    with pytest.raises(RecordError, match=r"record\.json: not a readable JSON record"):
+    with pytest.raises(RecordError, match=r"record\.json: not a readable JSON run record"):
         load(_write(tmp_path, "{not json"))
     with pytest.raises(RecordError, match=r"\(top level\): expected an object"):
         load(_write(tmp_path, "[1, 2]"))

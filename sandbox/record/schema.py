@@ -96,8 +96,11 @@ class Section:
     open_ended: ClassVar[str] = ""  # docs: what the other keys are, when the section has any
 
     @classmethod
-    def from_json(cls, data, *, origin: str = "record", path: str = ""):
-        """Check and wrap ``data`` (a JSON object); ``RecordError`` naming ``origin`` and the key."""
+    def from_json(cls, data, *, origin: str = "record", path: str = "", partial: bool = False):
+        """Check and wrap ``data`` (a JSON object); ``RecordError`` naming ``origin`` and the key.
+
+        ``partial``: required keys may be missing (they read as None and stay absent); the types of
+        the keys present are checked all the same (for readers that report on what a record has)."""
         where = path or "(top level)"
         if not isinstance(data, Mapping):
             raise RecordError(f"{origin}: {where}: expected an object, got {_short(data)}")
@@ -107,10 +110,11 @@ class Section:
             typed.add(name)
             dotted = f"{path}.{name}" if path else name
             if name not in data:
-                if not f.metadata["optional"]:
+                if not f.metadata["optional"] and not partial:
                     raise RecordError(f"{origin}: {dotted}: missing from the record")
+                values[f.name] = None
                 continue
-            values[f.name] = _read(f.metadata["kind"], f.metadata["null"], data[name], origin, dotted)
+            values[f.name] = _read(f.metadata["kind"], f.metadata["null"], data[name], origin, dotted, partial)
         extra = {k: _freeze(copy.deepcopy(v)) for k, v in data.items() if k not in typed}
         return cls(**values, extra=MappingProxyType(extra), key_order=tuple(data))
 
@@ -119,7 +123,7 @@ class Section:
         out = {}
         for f in _typed_fields(type(self)):
             name, value = _json_name(f), getattr(self, f.name)
-            if value is None and f.metadata["optional"] and name not in self.key_order:
+            if value is None and name not in self.key_order and (f.metadata["optional"] or self.key_order):
                 continue  # absent, not null
             out[name] = _write(value)
         out.update({k: _thaw(v) for k, v in self.extra.items()})
@@ -131,7 +135,8 @@ class Section:
         for f in _typed_fields(type(self)):
             if _json_name(f) == name:
                 value = getattr(self, f.name)
-                present = value is not None or not f.metadata["optional"] or name in self.key_order
+                present = value is not None or name in self.key_order or not (
+                    f.metadata["optional"] or self.key_order)
                 return _write(value) if present else default
         return _thaw(self.extra[name]) if name in self.extra else default
 
@@ -146,7 +151,7 @@ def _short(value) -> str:
     return repr(value)[:200]
 
 
-def _read(kind, null: bool, value, origin: str, dotted: str):
+def _read(kind, null: bool, value, origin: str, dotted: str, partial: bool = False):
     if value is None:
         if null:
             return None
@@ -154,9 +159,10 @@ def _read(kind, null: bool, value, origin: str, dotted: str):
     if isinstance(kind, tuple):
         if not isinstance(value, list):
             raise RecordError(f"{origin}: {dotted}: expected {_describe(kind, null)}, got {_short(value)}")
-        return tuple(kind[0].from_json(v, origin=origin, path=f"{dotted}[{i}]") for i, v in enumerate(value))
+        return tuple(kind[0].from_json(v, origin=origin, path=f"{dotted}[{i}]", partial=partial)
+                     for i, v in enumerate(value))
     if isinstance(kind, type):
-        return kind.from_json(value, origin=origin, path=dotted)
+        return kind.from_json(value, origin=origin, path=dotted, partial=partial)
     if not _ok(kind, value):
         raise RecordError(f"{origin}: {dotted}: expected {_describe(kind, null)}, got {_short(value)}")
     return _freeze(copy.deepcopy(value))
@@ -306,12 +312,12 @@ class RunRecord(Section):
     open_ended = "keys added by later writers"
 
     @classmethod
-    def from_json(cls, data, *, origin: str = "record", path: str = ""):
+    def from_json(cls, data, *, origin: str = "record", path: str = "", partial: bool = False):
         if isinstance(data, Mapping) and not path and "schema_version" in data \
                 and data["schema_version"] != SCHEMA_VERSION:
             raise RecordError(f"{origin}: schema_version: {_short(data['schema_version'])} is not supported "
                               f"(this version reads {SCHEMA_VERSION})")
-        return super().from_json(data, origin=origin, path=path)
+        return super().from_json(data, origin=origin, path=path, partial=partial)
 
     @property
     def private(self) -> bool:
@@ -326,16 +332,18 @@ def record_path(run_dir: str | Path) -> Path:
     return path if path.suffix == ".json" and not path.is_dir() else path / RECORD_FILE
 
 
-def load(run_dir: str | Path) -> RunRecord:
-    """The record of a run directory (or a record.json path); ``RecordError`` naming the file and key."""
+def load(run_dir: str | Path, *, partial: bool = False) -> RunRecord:
+    """The record of a run directory (or a record.json path); ``RecordError`` naming the file and key.
+
+    ``partial``: as for ``RunRecord.from_json``."""
     path = record_path(run_dir)
     if not path.is_file():
         raise RecordError(f"{path}: missing (a run directory holds {RECORD_FILE} once its run completed)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise RecordError(f"{path}: not a readable JSON record: {exc}") from None
-    return RunRecord.from_json(data, origin=str(path))
+        raise RecordError(f"{path}: not a readable JSON run record: {exc}") from None
+    return RunRecord.from_json(data, origin=str(path), partial=partial)
 
 
 def save(run_dir: str | Path, record: RunRecord) -> Path:

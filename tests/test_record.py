@@ -125,3 +125,20 @@ def test_the_record_layer_imports_no_privacy_layer():
                 for name in names:
                     assert not name.startswith("sandbox.") or name.startswith(
                         ("sandbox.io", "sandbox.config", "sandbox.record")), f"{path.name} imports {name}"
+
+
+def test_summary_reads_typed_records_and_exits_3_naming_a_bad_one(run_dirs, tmp_path, capsys):
+    from sandbox.summary import main
+
+    assert main([str(run_dirs["dpsgd"].parent)]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in KINDS)
+    data = json.loads((run_dirs["dpsgd"] / "record.json").read_text())
+    data["privacy"]["epsilon"] = "abc"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _write(bad, data)
+    assert main([str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert err == f"error: {bad / 'record.json'}: privacy.epsilon: expected a number or null, got 'abc'\n"
+    assert main([str(tmp_path / "nowhere")]) == 3 and "nowhere: no such directory" in capsys.readouterr().err

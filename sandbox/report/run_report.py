@@ -32,7 +32,7 @@ class RunDir:
     """What a report reads from a run directory, already parsed."""
 
     path: Path
-    record: RunRecord
+    record: RunRecord | dict  # a dict is read as a partial RunRecord
     scores: dict = field(default_factory=dict)  # curve name → (scores, members), from audit_scores.npz
     scores_file: str = SCORES
     claims: tuple[tuple[Path, dict], ...] = ()
@@ -97,7 +97,9 @@ def load_run(run_dir: str | Path) -> RunDir:
 
 def build_report(run: RunDir) -> Report:
     """The report's blocks, in order: header, verdicts, utility, learning curve, ε, audit, claims."""
-    r = Fields(run.record.to_json(), str(run.path / RECORD))
+    record = run.record if isinstance(run.record, RunRecord) else \
+        RunRecord.from_json(run.record, origin=str(run.path / RECORD), partial=True)
+    r = Fields(record.to_json(), str(run.path / RECORD))
     named = [v for v in (r.get("task"), r.get("mode"), r.get("privacy", "mechanism")) if v is not None]
     title = f"Run report: {' · '.join(map(str, named))}" if named else f"Run report: {run.path.name}"
     claims = list(run.claims)

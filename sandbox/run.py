@@ -31,7 +31,8 @@ from sandbox.federated.client_dp import local_steps
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
 from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
 from sandbox.record import (
-    SCHEMA_VERSION, Outcome, model_fingerprint, privacy_section, versions, write_atomic, write_json, write_state_dict,
+    SCHEMA_VERSION, Outcome, RecordError, RunRecord, load, model_fingerprint, save, versions, write_atomic,
+    write_json, write_state_dict,
 )
 from sandbox.train.central import planned_steps
 from sandbox.training import check_finite, train_model
@@ -86,7 +87,7 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
             record["status"] = "failed"
     if ledger is not None:  # what ran on the data set, audits' models included
         ledger.record(spend_of(cfg, data, record), run_dir=str(out_dir), epsilon=record["privacy"]["epsilon"])
-    write_json(out_dir / "record.json", record)  # last: its presence means the run finished
+    save(out_dir, RunRecord.from_json(record, origin="the run's record"))  # last: its presence means the run finished
     if cfg.tracking.backend != "none":
         record["tracking"] = log_record(record, backend=cfg.tracking.backend, run_dir=out_dir,
                                         directory=cfg.tracking.dir)
@@ -312,11 +313,9 @@ def read_run(run_dir: Path) -> tuple[dict, bytes, dict]:
                            "record.json last, when it completes)")
     raw = record_path.read_bytes()
     try:
-        record = json.loads(raw.decode("utf-8"))
-    except ValueError as exc:
-        raise ReauditError(f"{record_path}: not a readable JSON record: {exc}") from None
-    if not isinstance(record, dict):
-        raise ReauditError(f"{record_path}: not a run record (a JSON object)")
+        record = load(run_dir).to_json()
+    except RecordError as exc:
+        raise ReauditError(str(exc)) from None
     status = record.get("status")
     if status not in REAUDITABLE:
         raise ReauditError(f"{record_path}: status: {status!r}: only the model of a completed run "
@@ -471,7 +470,7 @@ def reaudit(run_dir: str | Path, out_dir: str | Path | None = None, overrides: l
         spend = audit_spend(data, audit, what=f"re-audit of {run_dir} (audit={cfg.audit.attack})")
         if ledger is not None and spend is not None:  # what the audit trained; the model itself is not charged
             ledger.record(spend, run_dir=str(out_dir), epsilon=None)
-        write_json(out_dir / RECORD_FILE, new)  # last: its presence means the re-audit finished
+        save(out_dir, RunRecord.from_json(new, origin="the re-audit's record"))  # last: the re-audit finished
     except BaseException:
         _discard(out_dir, create)
         raise

@@ -1,10 +1,20 @@
-"""Human-readable summaries of run records; `python -m sandbox.summary DIR` tabulates a run or a sweep."""
+"""Human-readable summaries of run records; `python -m sandbox.summary DIR` tabulates a run or a sweep.
+
+Records are read as typed ``sandbox.record.RunRecord``s; a bad one is bad input: one ``error: …``
+line naming the file and the key, exit 3 (``sandbox.cli``).
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from sandbox.cli import Exit, fail, run_main
+from sandbox.record import RecordError, RunRecord, load
+
+
+def _json(record: RunRecord | dict) -> dict:
+    return record.to_json() if isinstance(record, RunRecord) else record
 
 
 def _privacy_text(privacy: dict) -> str:
@@ -41,8 +51,9 @@ def ranking_text(ranking: dict) -> str:
             f"training users' held-out items {r} {t[r]:.3f}")
 
 
-def describe_run(record: dict, run_dir: Path) -> str:
+def describe_run(record: RunRecord | dict, run_dir: Path) -> str:
     """One paragraph: task, utility next to the baseline, privacy, where the results are."""
+    record = _json(record)
     m, base = record["metrics"], record["metrics"]["baseline"]
     k = _top_key(m)
     name = "most-frequent" if "ranking" not in m else "popularity"
@@ -87,10 +98,11 @@ def audit_text(a: dict) -> str:
             f" → {a['result'].upper()}: {a['reason']}")
 
 
-def summary_table(records: list[tuple[Path, dict]]) -> str:
+def summary_table(records: list[tuple[Path, RunRecord | dict]]) -> str:
     """One line per run: where, utility next to the baseline, ε."""
     lines = [f"{'run':<32} {'task':<9} {'mode':<10} {'top-k':>6} {'baseline':>9} {'top-1':>6}  privacy"]
     for path, r in records:
+        r = _json(r)
         m = r["metrics"]
         p = r["privacy"]
         k = _top_key(m)
@@ -106,15 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m sandbox.summary RUN_OR_SWEEP_DIR", file=sys.stderr)
-        return 2
-    paths = sorted(Path(args[0]).glob("**/record.json"))
+        return fail("expected one directory", Exit.BAD_INPUT)
+    root = Path(args[0])
+    if not root.is_dir():
+        return fail(f"{root}: no such directory")
+    paths = sorted(root.glob("**/record.json"))
     if not paths:
-        print(f"error: no record.json under {args[0]}", file=sys.stderr)
-        return 2
+        return fail(f"no record.json under {args[0]}")
+    try:
+        records = [(p, load(p)) for p in paths]
+    except RecordError as exc:
+        return fail(str(exc))
     print(f"\nResults under {args[0]}/ (record.json and model.pt in each run directory):")
-    print(summary_table([(p, json.loads(p.read_text(encoding="utf-8"))) for p in paths]))
+    print(summary_table(records))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -15,7 +15,10 @@ config as hyperparameters / params. The record stays the source of truth.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
+
+from sandbox.record import RunRecord
 
 BACKENDS = ("none", "tensorboard", "mlflow")
 _PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
@@ -49,8 +52,14 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str | int | float | boo
     return out
 
 
-def scalars(record: dict) -> list[tuple[str, int, float]]:
+def _typed(record: RunRecord | Mapping) -> RunRecord:
+    """The record as a ``RunRecord`` (JSON data is read partially: what it has, type-checked)."""
+    return record if isinstance(record, RunRecord) else RunRecord.from_json(record, partial=True)
+
+
+def scalars(record: RunRecord | Mapping) -> list[tuple[str, int, float]]:
     """(tag, step, value) for every number of the learning curve, then the final metrics and audit."""
+    record = _typed(record).to_json()
     out: list[tuple[str, int, float]] = []
     for point in record.get("curve", []):
         step = int(point.get("round", point.get("step", 0)))
@@ -78,11 +87,12 @@ def scalars(record: dict) -> list[tuple[str, int, float]]:
     return out
 
 
-def log_record(record: dict, *, backend: str, run_dir: Path, directory: str | None) -> str | None:
+def log_record(record: RunRecord | Mapping, *, backend: str, run_dir: Path, directory: str | None) -> str | None:
     """Log ``record`` with ``backend``; returns where it went (None for ``none``)."""
     check_backend(backend)
     if backend == "none":
         return None
+    record = _typed(record).to_json()
     name = Path(run_dir).name
     if backend == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter

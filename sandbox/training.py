@@ -13,7 +13,8 @@ from sandbox.config import ConfigError, RunConfig
 from sandbox.federated.trainer import train_federated
 from sandbox.prepare import Prepared, Seeds, resolve_delta
 from sandbox.privacy import PrivacyBook
-from sandbox.record import Outcome, privacy_section
+from sandbox.privacy.section import privacy_section
+from sandbox.record import Outcome
 from sandbox.tasks.base import Examples
 from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, train_dpsgd, train_nonprivate
 from sandbox.train.progress import progress_bar

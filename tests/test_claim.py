@@ -105,11 +105,27 @@ SUGGESTIONS_CONTROL_AUDIT = {"attack": "suggestions", "level": "user", "result":
 CONTROL_OK = control(LIRA_CONTROL_AUDIT)
 
 
+def base_record(**keys) -> dict:
+    """What every run record has besides its privacy and audit (``sandbox.record.RunRecord``'s
+    required keys), with small made-up values; ``keys`` replace them."""
+    return {"schema_version": 1, "task": "emoji", "mode": "federated", "engine": "inprocess", "seed": 0,
+            "status": "completed", "config": {},
+            "versions": {"python": "3.11", "torch": "2.13.0", "opacus": None, "flwr": None, "sandbox": None},
+            "data": {"n_users": 6000, "n_workspaces": 40, "n_messages": 90000, "n_examples": 60000,
+                     "n_test_examples": 15000, "n_train_users": 4390, "n_test_users": 1107,
+                     "n_opted_out_users": 503, "n_opted_out_workspaces": 2, "n_canaries": 0, "n_classes": 40,
+                     "fingerprint": "f" * 64},
+            "model": {"sha256": "0" * 64, "file": "model.pt"},
+            "privacy": privacy(None),
+            "metrics": {"top1": 0.2, "top5": 0.4, "baseline": {"top1": 0.15, "top5": 0.39}, "split": "held-out users"},
+            "curve": [], "timing": {"seconds": 1.0, "peak_rss_mb": 400.0}, **keys}
+
+
 def lira_record(**audit) -> dict:
     """A user-level DP-FedAvg run (ε just under 0.95, secure noise) audited by LiRA at user level,
     near chance; its positive control (the same pipeline without DP) leaks and passed."""
     return {
-        "task": "emoji", "status": "completed", "privacy": privacy(0.95),
+        **base_record(), "task": "emoji", "status": "completed", "privacy": privacy(0.95),
         "audit": {"attack": "lira", "level": "user", "threat": "scores", "auc": 0.51, "auc_ci": [0.49, 0.53],
                   "tpr_at_0.1pct_fpr": 0.002, "tpr_at_0.1pct_fpr_ci": [0.0, 0.004],
                   "tpr_at_1pct_fpr": 0.010, "tpr_at_1pct_fpr_ci": [0.005, 0.015],
@@ -135,7 +151,7 @@ def suggestions_record(*, with_control: bool = True) -> dict:
     same attack on the pipeline without DP) finds members and the attribute. ``with_control=False``:
     as written before suggestions audits had a control."""
     record = {
-        "task": "jobs", "status": "completed", "privacy": privacy(3.9, delta=1e-5),
+        **base_record(), "task": "jobs", "status": "completed", "privacy": privacy(3.9, delta=1e-5),
         "audit": {"attack": "suggestions", "level": "user", "threat": "top-10 list shown to the user",
                   "result": "measured",
                   "membership": {"auc": 0.52, "auc_ci": [0.50, 0.54],
@@ -302,8 +318,21 @@ def test_dp_bug_audit_fails_its_checks_and_epsilon():
     assert (row.verdict, verdict) == (FAIL, FAIL) and "dp_bug" in row.reason
 
 
+def test_cli_exits_4_on_a_dp_bug_and_still_writes_the_verdict(tmp_path):
+    """A record whose audit found a probable DP bug: every row FAILs, and the exit code says why (sandbox.cli)."""
+    record = lira_record(result="dp_bug", reason="empirical ε lower bound exceeds the accountant's ε")
+    record["status"] = "failed"
+    run = run_dir_with(tmp_path, record)
+    proc = claim_cli("cannot-memorize", run)
+    assert proc.returncode == 4, proc.stderr
+    assert json.loads((run / "claim_cannot-memorize.json").read_text())["verdict"] == FAIL
+    assert check_claim("cannot-memorize", run).exit_code == 4
+    plain = check_claim("cannot-memorize", lira_record())  # no DP bug: the verdict's own code
+    assert not plain.dp_bug and plain.exit_code == {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}[plain.verdict]
+
+
 @pytest.mark.parametrize("record, why", [
-    ({"status": "completed", "privacy": privacy(0.95)}, "no audit section"),
+    (base_record(privacy=privacy(0.95)), "no audit section"),
     (lira_record(level="example"), "at example level, not user"),
     (canary_record(), "canary membership at canary level, not user"),
 ])
@@ -429,7 +458,7 @@ def test_overall_fail_beats_inconclusive_beats_pass():
 @pytest.mark.parametrize("edit, key", [
     (lambda r: r["audit"].pop("auc_ci"), "audit.auc_ci: missing"),
     (lambda r: r["audit"].update(auc="high"), "audit.auc: expected a number"),
-    (lambda r: r.pop("privacy"), "privacy.mechanism: missing"),
+    (lambda r: r.pop("privacy"), "privacy: missing"),  # the typed record (sandbox.record) names the section
     (lambda r: r["audit"].pop("result"), "audit.result: missing"),
 ])
 def test_malformed_record_names_the_key(edit, key):
@@ -497,8 +526,8 @@ def _bad_cases(tmp_path: Path):
         "malformed yaml": ((tmp_path / "malformed.yaml", good), ["malformed.yaml", "not valid YAML"]),
         "unknown check": ((tmp_path / "unknown.yaml", good), ["unknown.yaml", "checks[0].type", "leakage"]),
         "missing key": ((tmp_path / "nokey.yaml", good), ["nokey.yaml", "(membership_auc).max: missing"]),
-        "no run dir": (("anonymized-aggregated", tmp_path / "nowhere"), ["nowhere", "no such record"]),
-        "no record": (("anonymized-aggregated", tmp_path / "empty"), ["empty", "no such record"]),
+        "no run dir": (("anonymized-aggregated", tmp_path / "nowhere"), ["nowhere", "record.json: missing"]),
+        "no record": (("anonymized-aggregated", tmp_path / "empty"), ["empty", "record.json: missing"]),
         "record key": (("anonymized-aggregated", bad_record), ["record.json", "audit.membership.auc_ci: missing"]),
     }
 
@@ -572,7 +601,7 @@ def test_claim_on_a_real_tiny_run(tmp_path):
 # --- several audits of one model ----------------------------------------------------------------
 
 def _of_model(record: dict, sha: str = "a" * 64, data: str = "d" * 64) -> dict:
-    return {**record, "model": {"sha256": sha}, "data": {"fingerprint": data}}
+    return {**record, "model": {**record["model"], "sha256": sha}, "data": {**record["data"], "fingerprint": data}}
 
 
 CANNOT_MEMORIZE_LIKE = Claim(name="t", promise="p", path="test", checks=(
@@ -606,7 +635,7 @@ def test_audits_of_one_model_combine_each_check_takes_the_strongest_evidence():
 @pytest.mark.parametrize("edit, message", [
     (lambda r: r["model"].update(sha256="b" * 64), "model.sha256 differs"),
     (lambda r: r["data"].update(fingerprint="e" * 64), "data.fingerprint differs"),
-    (lambda r: r.pop("model"), "model.sha256: missing"),
+    (lambda r: r.pop("model"), "model: missing"),
 ])
 def test_records_of_different_models_are_refused(edit, message):
     other = _of_model(canary_record())

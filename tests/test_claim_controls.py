@@ -176,7 +176,8 @@ def test_anonymized_aggregated_needs_a_discriminating_control():
 
 
 def test_each_record_of_a_model_brings_its_own_control():
-    sha = {"model": {"sha256": "a" * 64}, "data": {"fingerprint": "d" * 64}}
+    base = lira_record()
+    sha = {"model": {**base["model"], "sha256": "a" * 64}, "data": {**base["data"], "fingerprint": "d" * 64}}
     discriminating = {**lira_record(), **sha}
     not_discriminating = {**with_control_audit(lira_record(), **NEAR_CHANCE), **sha}
     claim = Claim(name="t", promise="p", path="test", checks=(MembershipAUC(max=0.55),))

@@ -136,11 +136,13 @@ def test_event_components_from_json_lists_recompute():
 
 # --- status, mechanism and unit -----------------------------------------------------------------
 
-@pytest.mark.parametrize("status", ["running", "aborted", None])
-def test_status_that_is_not_a_finished_run_is_refused(tmp_path, status):
+@pytest.mark.parametrize("status, why", [("running", "is not the status of a finished run"),
+                                         ("aborted", "is not the status of a finished run"),
+                                         (None, "expected text, got None")])  # the typed record refuses null
+def test_status_that_is_not_a_finished_run_is_refused(tmp_path, status, why):
     record = lira_record()
     record["status"] = status
-    assert "is not the status of a finished run" in refused(record, key="status")
+    assert why in refused(record, key="status")
     assert_cli_refuses(tmp_path, record, "record.json", "status")
     del record["status"]
     refused(record, key="status: missing")
@@ -251,7 +253,7 @@ def test_model_check_needs_the_model_and_its_fingerprint(tmp_path):
     record = json.loads((run / "record.json").read_text())
     del record["model"]
     (run / "record.json").write_text(json.dumps(record))
-    refused(run, key="model.sha256: missing")
+    refused(run, key="model: missing")
     run = run_dir_with(tmp_path, lira_record(), "garbage")
     (run / "model.pt").write_bytes(b"not a model")
     assert "not a readable model state_dict" in refused(run, key="model.pt")

@@ -59,3 +59,12 @@ def test_flatten_and_scalars_on_a_hand_made_record():
     assert not any(tag == "curve/clip_norm" for tag, _, _ in got)  # None is not a number
     assert ("final/top5", 2, 0.41) in got and ("final/held_out_users/recall@10", 2, 0.1) in got
     assert ("final/epsilon", 2, 0.7) in got and ("audit/membership_auc", 2, 0.52) in got
+
+
+def test_scalars_take_the_typed_record_and_refuse_a_wrong_type():
+    from sandbox.record import RecordError, RunRecord
+
+    record = {"curve": [{"step": 1, "epsilon": 0.5, "top5": 0.3}], "metrics": {"top1": 0.2, "top5": 0.31}}
+    assert scalars(RunRecord.from_json(record, partial=True)) == scalars(record)
+    with pytest.raises(RecordError, match=r"curve\[0\]\.step: expected a whole number"):
+        scalars({"curve": [{"step": "one"}]})

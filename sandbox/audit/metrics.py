@@ -20,13 +20,13 @@ would compute them on the resampled scores (the tests check this).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
+
+from sandbox.io import write_atomic
 
 BOOTSTRAP_METHOD = "stratified percentile bootstrap (vectorised numpy)"
 # Resamples per vectorised batch: at most 64, and at most _CELLS / distinct scores so each
@@ -236,14 +236,8 @@ def plot_roc(curves: dict[str, tuple], path, *, title: str) -> Path:
     ax.legend(loc="lower right")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
         fig.clear()  # never registered with pyplot, so nothing else holds it
     return path

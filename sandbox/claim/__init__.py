@@ -6,7 +6,8 @@ prints the evidence table and the verdict, and writes ``claim_<name>.json`` into
 config and seed, another ``audit=``: the records' ``model.sha256`` must agree): a record holds
 one audit, and a promise such as "cannot learn, memorize or reproduce" needs several. Exit codes: **0** PASS, **1** FAIL, **2** INCONCLUSIVE, **3** bad
 input (claim file or record missing or malformed; the message names the file and the key; no
-traceback, nothing written). 3, not 2 as for ``python -m sandbox``, because 2 is a verdict here.
+traceback, nothing written), **4** probable DP bug (a record's audit says ``result: dp_bug``: every
+row FAILs, and the exit code says why; ``sandbox.cli``). 3, not 2 as for ``python -m sandbox``, because 2 is a verdict here.
 
 A claim file (YAML) states the promise in the product's words and the checks that test it::
 
@@ -21,7 +22,8 @@ A claim file (YAML) states the promise in the product's words and the checks tha
       - {type: attribute_advantage, max: 0.05, field: gap}           # field gap | members
       - {type: epsilon, max: 1.0, delta: 1.0e-5, unit: user}
 
-**The record is checked before it is trusted** (``sandbox.claim.record_checks``). Refused (exit 3,
+**The record is checked before it is trusted**: read as a typed ``sandbox.record.RunRecord`` (a
+missing key or a value of the wrong type is refused, naming it), then ``sandbox.claim.record_checks``. Refused (exit 3,
 ``ClaimError`` naming the file and key, nothing written): ``status`` other than ``completed``,
 ``stopped_budget`` or ``failed``; ``privacy.epsilon`` NaN or negative (inf is possible: the ε row
 FAILs, below); an unknown ``privacy.mechanism``, or a private one without an ε; a ``privacy.unit``
@@ -108,11 +110,8 @@ message is the evidence table, so the test log says which check failed and why::
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
@@ -122,14 +121,18 @@ from sandbox.claim.checks import (
     judge_row,
 )
 from sandbox.claim.record_checks import verify_record
+from sandbox.cli import Exit, verdict_exit
+from sandbox.io import write_json
+from sandbox.record import RecordError, RunRecord, load, record_path
 
 __all__ = ["CHECKS", "Claim", "ClaimError", "ClaimResult", "Evidence", "FAIL", "INCONCLUSIVE", "NOT_MEASURED",
            "NO_CONTROL", "NOT_DISCRIMINATING", "PASS", "assert_claim", "check_claim", "load_claim", "load_record",
            "verify_record", "write_result"]
 
 CLAIM_DIR = Path(__file__).resolve().parents[2] / "conf" / "claim"
-EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}
-EXIT_BAD_INPUT = 3
+EXIT_CODES = {v: int(verdict_exit(v)) for v in (PASS, FAIL, INCONCLUSIVE)}
+EXIT_BAD_INPUT = int(Exit.BAD_INPUT)
+EXIT_DP_BUG = int(Exit.DP_BUG)
 
 
 @dataclass(frozen=True)
@@ -152,10 +155,12 @@ class ClaimResult:
     evidence: tuple[Evidence, ...]
     record: str  # where the record(s) came from, comma-separated
     record_checks: tuple[str, ...] = ()  # what was verified about the record(s) before judging (record_checks)
+    dp_bug: bool = False  # a record's audit found a probable DP bug (audit.result dp_bug, or status failed)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
+        """0 PASS, 1 FAIL, 2 INCONCLUSIVE; 4 when a record's audit found a probable DP bug (``sandbox.cli``)."""
+        return EXIT_DP_BUG if self.dp_bug else EXIT_CODES[self.verdict]
 
     def to_dict(self) -> dict:
         return {"name": self.claim.name, "promise": self.claim.promise, "claim_file": self.claim.path,
@@ -258,19 +263,18 @@ def load_claim(claim: str | Path) -> Claim:
                  require_control=data.get("require_control", True))
 
 
-def load_record(run: str | Path | Mapping) -> Record:
-    """A record dict as is, or ``record.json`` from a run directory (or its path)."""
-    if isinstance(run, Mapping):
-        return Record(run, "record")
-    path = Path(run)
-    path = path / "record.json" if path.is_dir() else path
-    if not path.is_file():
-        raise ClaimError(f"{path}: no such record (a run directory without record.json is not a completed run)")
+def load_record(run: str | Path | Mapping | RunRecord) -> Record:
+    """A run record (``sandbox.record.RunRecord``, or a dict of one), or the record of a run directory
+    (or its record.json); ``ClaimError`` naming the file and the key when it is not a record."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise ClaimError(f"{path}: not a readable JSON record: {exc}") from None
-    return Record(data, str(path), path)
+        if isinstance(run, RunRecord):
+            return Record(run, "record")
+        if isinstance(run, Mapping):
+            return Record(RunRecord.from_json(run, origin="record"), "record")
+        path = record_path(run)
+        return Record(load(path), str(path), path)
+    except RecordError as exc:
+        raise ClaimError(str(exc)) from None
 
 
 def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
@@ -295,8 +299,10 @@ def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
                                 records) for check in claim.checks)
     verdicts = {e.verdict for e in evidence}
     verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
+    dp_bug = any(r.run.status == "failed" or (r.run.audit is not None and r.run.audit.result == "dp_bug")
+                 for r in records)
     return ClaimResult(claim=claim, verdict=verdict, evidence=evidence,
-                       record=", ".join(r.origin for r in records), record_checks=checked)
+                       record=", ".join(r.origin for r in records), record_checks=checked, dp_bug=dp_bug)
 
 
 def _require_one_model(records: list[Record]) -> None:
@@ -339,17 +345,7 @@ def assert_claim(claim: Claim | str | Path, runs, *, allow_inconclusive: bool = 
 
 
 def write_result(result: ClaimResult, run_dir: Path) -> Path:
-    """``claim_<name>.json`` in ``run_dir``, atomically (temp file + rename: all or nothing).
-
-    Not ``sandbox.record.write_json``: that module imports torch (3 s) and a claim reads JSON only.
-    """
-    path = run_dir / f"claim_{result.claim.name}.json"
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``claim_<name>.json`` in ``run_dir``, atomically (``sandbox.io.write_json``: all or nothing)."""
+    path = Path(run_dir) / f"claim_{result.claim.name}.json"
+    write_json(path, result.to_dict())
     return path

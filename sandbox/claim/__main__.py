@@ -1,5 +1,6 @@
 """`python -m sandbox.claim CLAIM RUN_DIR [RUN_DIR ...]`: the evidence table and verdict; exit 0 PASS,
-1 FAIL, 2 INCONCLUSIVE, 3 bad input (message on stderr, no traceback, nothing written).
+1 FAIL, 2 INCONCLUSIVE, 3 bad input (message on stderr, no traceback, nothing written), 4 probable DP
+bug (a record's audit says ``result: dp_bug``); ``sandbox.cli``.
 
 Several RUN_DIRs are audits of one model (a run and its re-audits, ``python -m sandbox.audit``; checked by the
 records' model fingerprints); the verdict is written into each of them."""
@@ -10,20 +11,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from sandbox.claim import EXIT_BAD_INPUT, ClaimError, check_claim, write_result
+from sandbox.claim import ClaimError, check_claim, write_result
+from sandbox.cli import Exit, fail, run_main
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors are bad input too: exit 3, not argparse's 2 (INCONCLUSIVE)
         self.print_usage(sys.stderr)
         print(f"error: {message}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        sys.exit(Exit.BAD_INPUT)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m sandbox.claim", description=(
         "Check a product claim against a run record. Exit codes: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, "
-        "3 bad input (nothing written)."))
+        "3 bad input (nothing written), 4 probable DP bug (the audit's result is dp_bug)."))
     parser.add_argument("claim", help="a claim file, or the name of one in conf/claim/")
     parser.add_argument("run_dir", nargs="+", help="the run directory (holding record.json) or a record.json; "
                         "several: audits of one model (a run and its re-audits)")
@@ -33,11 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         dirs = [Path(d) if Path(d).is_dir() else Path(d).parent for d in args.run_dir]
         written = [write_result(result, d) for d in dict.fromkeys(dirs)]
     except (ClaimError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail(str(exc))
     print(f"{result.table()}\nwritten: {', '.join(map(str, written))}")
     return result.exit_code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

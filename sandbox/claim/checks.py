@@ -56,11 +56,18 @@ class Evidence:
 
 
 class Record:
-    """A run record with dotted-key access whose errors name the record and the key.
+    """A run record (``sandbox.record.RunRecord``, checked on reading) with dotted-key access to its
+    open-ended sections (the audit's measurements) whose errors name the record and the key.
 
-    ``path``: the record.json it was read from (None for a record given as a dict)."""
+    ``run``: the typed record (None for a control view, whose ``data`` is the record with the
+    control's audit in place of the run's). ``path``: the record.json it was read from (None for
+    a record given as a dict)."""
 
-    def __init__(self, data: Mapping, origin: str, path: Path | None = None):
+    def __init__(self, data, origin: str, path: Path | None = None):
+        from sandbox.record import RunRecord
+
+        self.run = data if isinstance(data, RunRecord) else None
+        data = data.to_json() if self.run is not None else data
         if not isinstance(data, Mapping):
             raise ClaimError(f"{origin}: a run record must be a JSON object")
         self.data, self.origin, self.path = data, origin, path

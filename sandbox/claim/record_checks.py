@@ -1,5 +1,6 @@
 """Before a claim trusts a record: is it possible, and is it the record of what ran?
 
+The record was read as a typed ``sandbox.record.RunRecord`` (keys present, values of their type);
 ``verify_record`` raises ``ClaimError`` (exit 3, nothing written; the message names the file and
 the key) for a record that is impossible or not a record of what ran:
 
@@ -42,7 +43,7 @@ MODEL_FILE = "model.pt"
 
 def verify_record(record: Record) -> tuple[str, ...]:
     """Refuse (ClaimError) an impossible or stale record; return what was verified, one line each."""
-    status = record.get("status")
+    status = record.run.status
     if status not in STATUSES:
         raise ClaimError(f"{record.origin}: status: {status!r} is not the status of a finished run "
                          f"(one of {', '.join(STATUSES)})")
@@ -50,13 +51,12 @@ def verify_record(record: Record) -> tuple[str, ...]:
 
 
 def _verify_privacy(record: Record) -> str:
-    origin = record.origin
-    mechanism = record.get("privacy.mechanism")
+    origin, privacy = record.origin, record.run.privacy
+    mechanism = privacy.mechanism
     if mechanism not in UNITS_OF_MECHANISM:
         raise ClaimError(f"{origin}: privacy.mechanism: unknown mechanism {mechanism!r} "
                          f"(known: {', '.join(UNITS_OF_MECHANISM)})")
-    privacy = record.get("privacy")
-    eps = record.get("privacy.epsilon")
+    eps = privacy.epsilon
     if mechanism == "none":
         if eps is not None:
             raise ClaimError(f"{origin}: privacy.epsilon: {eps!r}, but privacy.mechanism is 'none': a run without "
@@ -65,18 +65,27 @@ def _verify_privacy(record: Record) -> str:
     if eps is None:
         raise ClaimError(f"{origin}: privacy.epsilon: null, but privacy.mechanism {mechanism!r} is private: the "
                          "record must state the ε it spent")
-    eps = record.number("privacy.epsilon")
+    eps = float(eps)
     if math.isnan(eps) or eps < 0:
         raise ClaimError(f"{origin}: privacy.epsilon: {eps!r} is not a possible ε (a number ≥ 0, or inf for no "
                          "finite guarantee)")
-    unit, units = record.get("privacy.unit"), UNITS_OF_MECHANISM[mechanism]
+    unit, units = privacy.unit, UNITS_OF_MECHANISM[mechanism]
     if unit not in units:
         raise ClaimError(f"{origin}: privacy.unit: {unit!r} does not fit privacy.mechanism {mechanism!r} "
                          f"(its unit is {' or '.join(units)})")
-    if "noise_source" in privacy and privacy["noise_source"] not in NOISE_SOURCES:
-        raise ClaimError(f"{origin}: privacy.noise_source: {privacy['noise_source']!r} is not a noise source "
+    if "noise_source" in privacy and privacy.noise_source not in NOISE_SOURCES:
+        raise ClaimError(f"{origin}: privacy.noise_source: {privacy.noise_source!r} is not a noise source "
                          f"(one of {', '.join(NOISE_SOURCES)})")
     return _verify_epsilon(record, eps)
+
+
+def _thaw(value):
+    """A record's read-only JSON data → plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
 
 
 def _as_tuples(value):
@@ -93,19 +102,19 @@ def _verify_epsilon(record: Record, eps: float) -> str:
         ACCOUNTANTS, AccountingError, PrivacyInputError, SubsampledGaussianEvent, epsilon_for, validate_privacy_inputs,
     )
 
-    origin = record.origin
-    accountant = record.get("privacy.accountant")
+    origin, privacy = record.origin, record.run.privacy
+    accountant = privacy.accountant
     if accountant not in ACCOUNTANTS:
         raise ClaimError(f"{origin}: privacy.accountant: {accountant!r} is not an accountant "
                          f"(one of {', '.join(ACCOUNTANTS)})")
-    delta = record.number("privacy.delta")
+    if privacy.delta is None:
+        raise ClaimError(f"{origin}: privacy.delta: expected a number, got None")
+    delta = float(privacy.delta)
     try:
         validate_privacy_inputs(delta=delta)
     except PrivacyInputError as exc:
         raise ClaimError(f"{origin}: privacy.delta: {exc}") from None
-    raw = record.get("privacy.events")
-    if not isinstance(raw, list):
-        raise ClaimError(f"{origin}: privacy.events: expected a list of events, got {raw!r}")
+    raw = privacy.events
     known = {f.name for f in dataclasses.fields(SubsampledGaussianEvent)}
     events = []
     for i, event in enumerate(raw):
@@ -116,7 +125,7 @@ def _verify_epsilon(record: Record, eps: float) -> str:
         if unknown:
             raise ClaimError(f"{where}.{unknown[0]}: unknown event key (known: {', '.join(sorted(known))})")
         try:
-            events.append(SubsampledGaussianEvent(**_as_tuples(dict(event))))
+            events.append(SubsampledGaussianEvent(**_as_tuples(_thaw(event))))
         except TypeError as exc:  # a required key missing
             raise ClaimError(f"{where}: not an event: {exc}") from None
         except PrivacyInputError as exc:
@@ -141,9 +150,7 @@ def _verify_model(record: Record) -> str:
     if record.path is None:
         return ("model.sha256 not verified: a record given as a dict has no model.pt beside it "
                 "(check the run directory to verify it)")
-    sha = record.get("model.sha256")
-    if not isinstance(sha, str):
-        raise ClaimError(f"{record.origin}: model.sha256: expected a hex digest, got {sha!r}")
+    sha = record.run.model.sha256
     model = record.path.parent / MODEL_FILE
     if not model.is_file():
         raise ClaimError(f"{model}: missing beside {record.path}, so its model.sha256 cannot be shown to be "

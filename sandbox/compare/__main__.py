@@ -3,31 +3,31 @@
 Writes ``frontier.md``, ``frontier.csv``, ``frontier_utility.png`` and ``frontier_attack.png``
 into SWEEP_DIR and prints the table. Exit 0 on success; bad input (no such directory, no
 completed run record, an unwritable directory) prints ``error: …`` naming the path on
-stderr, exits 2, and writes nothing. All four files are rendered first, then each is moved
-into place by an atomic rename.
+stderr, exits 3 (``sandbox.cli``), and writes nothing. All four files are rendered first, then
+each is written atomically (``sandbox.io``); a failed write removes the ones written.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from sandbox.cli import Exit, fail, run_main
+from sandbox.io import write_bytes
 
 from sandbox.compare.frontier import (ATTACK_METRICS, CompareError, Frontier, markdown_table, read_frontier,
                                       skipped_text, to_csv, to_markdown)
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = int(Exit.BAD_INPUT)
 OUTPUTS = {"md": "frontier.md", "csv": "frontier.csv", "utility": "frontier_utility.png",
            "attack": "frontier_attack.png"}
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # our format: `error: …`, exit 2
+    def error(self, message):  # our format: `error: …`, exit 3 (bad input)
         self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        sys.exit(fail(message, Exit.BAD_INPUT))
 
 
 def render(sweep_dir: Path, *, attack_metric: str = "auc") -> tuple[Frontier, dict[str, bytes]]:
@@ -43,23 +43,17 @@ def render(sweep_dir: Path, *, attack_metric: str = "auc") -> tuple[Frontier, di
 
 
 def write_all(directory: Path, files: dict[str, bytes]) -> list[Path]:
-    """Write every file to a temporary name first, then rename each into place (atomic per file)."""
-    staged: list[tuple[str, Path]] = []
-    umask = os.umask(0)
-    os.umask(umask)
+    """Write every file atomically (``sandbox.io.write_bytes``); if one fails, remove those written."""
+    written: list[Path] = []
     try:
         for name, data in files.items():
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-            staged.append((name, Path(tmp)))
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the results private to this user
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        for name, tmp in staged:
-            os.replace(tmp, directory / name)
-    finally:
-        for _, tmp in staged:
-            tmp.unlink(missing_ok=True)
-    return [directory / name for name in files]
+            write_bytes(directory / name, data)
+            written.append(directory / name)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,11 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         frontier, files = render(sweep_dir, attack_metric=args.attack_metric)
         written = write_all(sweep_dir, files)
     except CompareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail(str(exc))
     except OSError as exc:
-        print(f"error: {sweep_dir}: cannot write the frontier files: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail(f"{sweep_dir}: cannot write the frontier files: {exc}")
     print(markdown_table(frontier))
     if frontier.notes:
         print("\nnotes:\n" + "\n".join(f"- {n}" for n in frontier.notes))
@@ -90,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

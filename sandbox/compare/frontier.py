@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.compare.pareto import Objectives, ParetoResult, pareto_front
 from sandbox.compare.points import Point, RecordError, point_from_record, utility_label
+from sandbox.record import RecordError as TypedRecordError
+from sandbox.record import load as load_record
 from sandbox.compare.sweep import Job, find_jobs
 
 ATTACK_METRICS = {"auc": "membership AUC", "tpr": "TPR at 1% FPR"}
@@ -95,8 +96,8 @@ def _read_point(job: Job) -> Point:
         raise RecordError("no record.json: the run stopped before finishing (an error; see its log) "
                           "or is still running")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = load_record(path, partial=True)  # typed: a value of the wrong type names its key
+    except TypedRecordError as exc:
         raise RecordError(f"record.json unreadable: {exc}") from None
     return point_from_record(record)
 

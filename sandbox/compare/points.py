@@ -1,5 +1,6 @@
 """What the frontier reads off one ``record.json``: privacy, the task's utility metric and its
-baseline, and the audit's attack success. Pure functions of the record dict.
+baseline, and the audit's attack success. Pure functions of the record (``sandbox.record.RunRecord``,
+or its JSON data).
 
 Utility metric per task: the emoji task's top-K accuracy on held-out users (K = ``task.top_k``,
 top5), next to the most-frequent-emoji baseline; recommenders (``metrics.ranking`` present:
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from sandbox.record import RunRecord
 
 
 class RecordError(ValueError):
@@ -62,8 +65,10 @@ def utility_label(metric: str) -> str:
     return f"top-{metric[3:]} accuracy (held-out users)" if metric.startswith("top") else metric
 
 
-def point_from_record(record: dict) -> Point:
+def point_from_record(record: RunRecord | dict) -> Point:
     """The frontier's view of a record; ``RecordError`` (the reason to skip it) if unusable."""
+    if isinstance(record, RunRecord):
+        record = record.to_json()
     if not isinstance(record, dict):
         raise RecordError("record.json is not a JSON object")
     status = record.get("status", "completed")

@@ -20,7 +20,8 @@ from sandbox.federated.inprocess import run_inprocess
 from sandbox.federated.server import DPFedAvgSettings, FederatedServer
 from sandbox.prepare import Prepared, Seeds, resolve_delta
 from sandbox.privacy import PrivacyBook, noise_multiplier_for
-from sandbox.record import Outcome, privacy_section
+from sandbox.privacy.section import privacy_section
+from sandbox.record import Outcome
 from sandbox.tasks.base import Examples
 from sandbox.train.progress import progress_bar
 

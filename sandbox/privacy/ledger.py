@@ -41,6 +41,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
+from sandbox.io import write_json
 from sandbox.privacy.accounting import SubsampledGaussianEvent, epsilon_for
 from sandbox.privacy.relations import ADD_REMOVE, UNIT_ORDER, implied
 
@@ -162,7 +165,8 @@ def _at_unit(runs: list[list[ModelSpend]], unit: str) -> UnitSpend:
 
 
 class PrivacyLedger:
-    """A JSON file of spends; read on every query, written atomically after each run."""
+    """A JSON file of spends; read on every query, appended to under a file lock (``PATH.lock``) and
+    written atomically (``sandbox.io.write_json``), so concurrent runs never lose an entry."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -237,13 +241,13 @@ class PrivacyLedger:
         return None
 
     def record(self, spend: Spend, *, run_dir: str, epsilon: float | None) -> None:
-        entries = self.entries()
-        entries.append({**spend.to_json(), "run_dir": str(run_dir), "run_epsilon": epsilon,
-                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        """Append one run's entry: read, add and write under the ledger's lock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps({"version": LEDGER_VERSION, "entries": entries}, indent=1), encoding="utf-8")
-        tmp.replace(self.path)
+        with FileLock(str(self.path) + ".lock"):
+            entries = self.entries()
+            entries.append({**spend.to_json(), "run_dir": str(run_dir), "run_epsilon": epsilon,
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            write_json(self.path, {"version": LEDGER_VERSION, "entries": entries})
 
     def table(self) -> str:
         """Per (data set, unit): runs and ε so far, every unit composed (see the module docstring)."""

@@ -13,7 +13,7 @@ What the report shows, each from the run directory alone (a section the record l
 * every ``claim_*.json`` (``python -m sandbox.claim``): verdict and evidence table.
 
 Bad input (no directory, no or malformed ``record.json``, unreadable ``audit_scores.npz`` or
-``claim_*.json``): ``error: …`` naming the file, exit 2, nothing written.
+``claim_*.json``): ``error: …`` naming the file, exit 3, nothing written.
 """
 
 from sandbox.report.run_report import Report, RunDir, build_report, load_run, make_report, write_report

@@ -1,16 +1,15 @@
 """One run directory → ``report.md``, a self-contained ``report.html`` and ``report_*.png``.
 
-``load_run`` reads everything first (``record.json``, ``audit_scores.npz``, ``claim_*.json``) and
-raises ``ReportError`` naming the file on bad input; ``build_report`` is pure; ``write_report``
-stages every output as a temp file in the run directory and renames them only once all were
-written, so a failed report leaves nothing behind.
+``load_run`` reads everything first (``record.json`` as a typed ``sandbox.record.RunRecord``,
+partial: a section it lacks is skipped, a value of the wrong type is bad input; ``audit_scores.npz``,
+``claim_*.json``) and raises ``ReportError`` naming the file on bad input; ``build_report`` is pure;
+``write_report`` writes each output atomically (``sandbox.io``) and, if one write fails, removes
+the ones it wrote, so a failed report leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 
 from sandbox.report import audit_section, sections
 from sandbox.report.document import Block, Figure, render_html, render_markdown
+from sandbox.io import write_bytes
+from sandbox.record import RecordError, RunRecord, load
 from sandbox.report.fields import Fields, ReportError
 
 RECORD = "record.json"
@@ -31,7 +32,7 @@ class RunDir:
     """What a report reads from a run directory, already parsed."""
 
     path: Path
-    record: dict
+    record: RunRecord | dict  # a dict is read as a partial RunRecord
     scores: dict = field(default_factory=dict)  # curve name → (scores, members), from audit_scores.npz
     scores_file: str = SCORES
     claims: tuple[tuple[Path, dict], ...] = ()
@@ -54,6 +55,7 @@ class Report:
 
 
 def _read_json(path: Path, what: str) -> dict:
+    """A claim result (``claim_*.json``: not a run record) as a JSON object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -71,10 +73,11 @@ def load_run(run_dir: str | Path) -> RunDir:
     if not path.is_dir():
         raise ReportError(f"{path}: not a directory (give the run directory that holds {RECORD})")
     record_path = path / RECORD
-    if not record_path.is_file():
-        raise ReportError(f"{record_path}: missing (a run directory holds {RECORD} once its run completed)")
-    record = _read_json(record_path, "run record")
-    r = Fields(record, str(record_path))
+    try:
+        record = load(path, partial=True)
+    except RecordError as exc:
+        raise ReportError(str(exc)) from None
+    r = Fields(record.to_json(), str(record_path))
     name = Path(r.get("audit", "scores_file", kind=str) or SCORES).name  # a file beside the record, never elsewhere
     scores = {}
     if r.get("audit") is not None and (path / name).is_file():
@@ -94,7 +97,9 @@ def load_run(run_dir: str | Path) -> RunDir:
 
 def build_report(run: RunDir) -> Report:
     """The report's blocks, in order: header, verdicts, utility, learning curve, ε, audit, claims."""
-    r = Fields(run.record, str(run.path / RECORD))
+    record = run.record if isinstance(run.record, RunRecord) else \
+        RunRecord.from_json(run.record, origin=str(run.path / RECORD), partial=True)
+    r = Fields(record.to_json(), str(run.path / RECORD))
     named = [v for v in (r.get("task"), r.get("mode"), r.get("privacy", "mechanism")) if v is not None]
     title = f"Run report: {' · '.join(map(str, named))}" if named else f"Run report: {run.path.name}"
     claims = list(run.claims)
@@ -105,27 +110,24 @@ def build_report(run: RunDir) -> Report:
 
 
 def write_report(run_dir: Path, report: Report) -> list[Path]:
-    """Write ``report_*.png``, ``report.md`` and ``report.html`` into ``run_dir``: all staged as temp
-    files, then renamed; earlier ``report_*.png`` this report no longer draws are removed."""
+    """Write ``report_*.png``, ``report.md`` and ``report.html`` into ``run_dir``, each atomically
+    (``sandbox.io.write_bytes``; all rendered first); if a write fails, the files written so far are
+    removed. Earlier ``report_*.png`` this report no longer draws are removed."""
     files = {f.name: f.png for f in report.figures}
     files["report.md"] = report.markdown().encode("utf-8")
     files["report.html"] = report.html().encode("utf-8")
-    staged: list[tuple[str, Path]] = []
+    written: list[Path] = []
     try:
         for name, data in files.items():
-            fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{name}.", suffix=".tmp")
-            staged.append((tmp, run_dir / name))
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        for tmp, dest in staged:
-            os.replace(tmp, dest)
+            write_bytes(run_dir / name, data)
+            written.append(run_dir / name)
     except BaseException:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+        for dest in written:
+            dest.unlink(missing_ok=True)
         raise
     for stale in set(FIGURES) - set(files):
         (run_dir / stale).unlink(missing_ok=True)
-    return [dest for _, dest in staged]
+    return written
 
 
 def make_report(run_dir: str | Path) -> list[Path]:

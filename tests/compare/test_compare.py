@@ -285,31 +285,31 @@ def test_outputs_csv_md_and_pngs(tmp_path, capsys):
     assert not list(root.glob(".*.tmp"))  # staged files renamed into place, none left behind
 
 
-def test_missing_directory_exits_2_naming_it_without_traceback(tmp_path):
+def test_missing_directory_exits_3_naming_it_without_traceback(tmp_path):
     missing = tmp_path / "no-such-sweep"
     proc = subprocess.run([sys.executable, "-m", "sandbox.compare", str(missing)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.returncode == 3 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and str(missing) in proc.stderr and "Traceback" not in proc.stderr
     assert not missing.exists()
 
 
 @pytest.mark.parametrize("content", ["empty", "only_failed"])
-def test_no_usable_record_exits_2_and_writes_nothing(tmp_path, capsys, content):
+def test_no_usable_record_exits_3_and_writes_nothing(tmp_path, capsys, content):
     root = tmp_path / "s"
     root.mkdir()
     if content == "only_failed":
         write_sweep(root, [(["seed=0"], None), (["seed=1"], "[]")])
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     code, out, err = run_main([root], capsys)
-    assert code == 2 and out == "" and err.startswith("error: ") and str(root) in err
+    assert code == 3 and out == "" and err.startswith("error: ") and str(root) in err
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
 
 
 def test_an_unknown_attack_metric_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path), "--attack-metric", "loss"])
-    assert exc.value.code == 2 and "error: " in capsys.readouterr().err
+    assert exc.value.code == 3 and "error: " in capsys.readouterr().err
 
 
 # --- a real tiny Hydra sweep, compared ---

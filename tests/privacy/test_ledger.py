@@ -212,3 +212,26 @@ def test_bad_ledger_config_names_the_key(overrides, key):
 def test_tests_keep_their_ledger_out_of_the_repository():
     assert os.environ["SANDBOX_LEDGER"] and not Path(os.environ["SANDBOX_LEDGER"]).is_relative_to(REPO)
     assert resolve(compose_config(TINY)).ledger.path == os.environ["SANDBOX_LEDGER"]
+
+
+def _append_many(path: str, worker: int, n: int) -> None:
+    ledger = PrivacyLedger(path)
+    for i in range(n):
+        ledger.record(Spend(dataset="d" * 64, unit=ALL_UNITS, private=False, what=f"worker {worker} run {i}"),
+                      run_dir=f"run-{worker}-{i}", epsilon=None)
+
+
+def test_concurrent_appends_from_two_processes_keep_every_entry(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "ledger.json")
+    context = multiprocessing.get_context("spawn")  # no forked torch state
+    workers = [context.Process(target=_append_many, args=(path, w, 50)) for w in range(2)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=240)
+        assert p.exitcode == 0
+    entries = PrivacyLedger(path).entries()
+    assert sorted(e["run_dir"] for e in entries) == sorted(f"run-{w}-{i}" for w in range(2) for i in range(50))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind

@@ -35,7 +35,7 @@ from sandbox.federated.server import DPFedAvgSettings, FederatedServer, Federati
 from sandbox.prepare import Seeds, prepare
 from sandbox.privacy import PrivacyBook
 from sandbox.privacy.noise import NOISE_SOURCES, SEEDED_NOISE_WARNING, noise_generator, secure_generator
-from sandbox.record import privacy_section
+from sandbox.privacy.section import privacy_section
 from sandbox.report.run_report import RunDir, build_report
 from sandbox.run import run
 from sandbox.summary import describe_run, summary_table

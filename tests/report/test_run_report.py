@@ -282,7 +282,7 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
     d = run_dir(tmp_path, central_record())
     before = sorted(p.name for p in d.iterdir())
-    real, calls = tempfile.mkstemp, []
+    real, calls = tempfile.mkstemp, []  # sandbox.io's writer takes a temp name per file
 
     def failing_mkstemp(*args, **kwargs):
         calls.append(1)
@@ -291,7 +291,7 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", failing_mkstemp)
-    assert main([str(d)]) == 2
+    assert main([str(d)]) == 3
     assert sorted(p.name for p in d.iterdir()) == before
 
 
@@ -328,10 +328,10 @@ BAD = ["missing directory", "a file, not a directory", "no record.json", "record
 
 
 @pytest.mark.parametrize("case", BAD)
-def test_bad_input_exits_2_naming_the_file_and_writes_nothing(tmp_path, capsys, case):
+def test_bad_input_exits_3_naming_the_file_and_writes_nothing(tmp_path, capsys, case):
     target, named = _bad(tmp_path, case)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    assert main([str(target)]) == 2
+    assert main([str(target)]) == 3
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(named) in err and "Traceback" not in err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
@@ -343,7 +343,7 @@ def test_cli_bad_input_has_no_traceback(tmp_path):
     target, named = _bad(tmp_path, "record.json not JSON")
     done = subprocess.run([sys.executable, "-m", "sandbox.report", str(target)], cwd=REPO, capture_output=True,
                           text=True)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 3, done.stderr
     assert done.stderr.startswith(f"error: {named}: not a readable JSON run record") and "Traceback" not in done.stderr
     assert sorted(p.name for p in target.iterdir()) == ["record.json"]
 

@@ -211,8 +211,8 @@ def query_from_args(args: argparse.Namespace) -> BudgetQuery:
 
 def plan_of(query: BudgetQuery, accountant: str) -> PrivacyPlan:
     """The query's plan for one accountant, by the plan functions runs use (``sandbox.privacy.plan``)."""
-    question = dict(noise_multiplier=query.noise_multiplier, target_epsilon=query.target_epsilon,
-                    delta=query.delta, accountant=accountant, unit=query.unit)
+    question = {"noise_multiplier": query.noise_multiplier, "target_epsilon": query.target_epsilon,
+                "delta": query.delta, "accountant": accountant, "unit": query.unit}
     if query.batch_size is not None:  # central DP-SGD: q = 1/⌈N/B⌉, steps as a run counts them
         length = {"epochs": query.epochs} if query.epochs is not None else {"steps": query.steps}
         return plan_dpsgd(n_examples=query.n, batch_size=query.batch_size, **length, **question)

@@ -343,7 +343,8 @@ def plan_for(cfg: RunConfig, *, n_examples: int | None = None, n_clients: int | 
         raise ConfigError(f"privacy.mechanism: no privacy plan for {mechanism!r}")
     if needed[1] is None:
         raise TypeError(f"plan_for({mechanism!r}) needs {needed[0]}")
-    question = dict(noise_multiplier=p.noise_multiplier, target_epsilon=p.target_epsilon, accountant=p.accountant)
+    question = {"noise_multiplier": p.noise_multiplier, "target_epsilon": p.target_epsilon,
+                "accountant": p.accountant}
     try:
         if mechanism == "dpsgd":
             return plan_dpsgd(n_examples=n_examples, batch_size=cfg.train.batch_size, epochs=cfg.train.epochs,

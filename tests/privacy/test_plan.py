@@ -17,7 +17,10 @@ from opacus.data_loader import DPDataLoader
 
 from sandbox.budget import main as budget_main
 from sandbox.config import ConfigError, resolve
-from sandbox.federated.aggregate import update_noise_multiplier as server_update_noise_multiplier
+from sandbox.federated.aggregate import (
+    update_noise_multiplier as server_update_noise_multiplier,
+)
+from sandbox.prepare import Seeds, prepare, resolve_delta
 from sandbox.privacy import SubsampledGaussianEvent, epsilon_for, noise_multiplier_for
 from sandbox.privacy.plan import (
     PlanInputError,
@@ -28,7 +31,6 @@ from sandbox.privacy.plan import (
     update_noise_multiplier,
 )
 from sandbox.run import planned_epsilon, run
-from sandbox.prepare import Seeds, prepare, resolve_delta
 from sandbox.train.central import TensorRows, make_loader
 from tests.conftest import TINY, compose_config
 

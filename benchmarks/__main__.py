@@ -12,6 +12,7 @@ import time
 import torch
 
 from sandbox.privacy import PrivacyBook
+from sandbox.privacy.plan import plan_dpsgd
 from sandbox.tasks import emoji
 from sandbox.train.central import DPSGDSettings, TensorRows, TrainConfig, train_dpsgd, train_nonprivate
 
@@ -32,7 +33,8 @@ def _seconds_per_step(private: bool, cfg: emoji.EmojiTaskConfig, rows: TensorRow
     gen = torch.Generator().manual_seed(1)
     start = time.perf_counter()
     if private:
-        dp = DPSGDSettings(clip_norm=1.0, delta=1e-6, accountant="rdp", noise_multiplier=1.0)
+        dp = DPSGDSettings(clip_norm=1.0, plan=plan_dpsgd(n_examples=N, batch_size=train.batch_size, epochs=train.epochs,
+                                                          noise_multiplier=1.0, delta=1e-6, accountant="rdp"))
         result = train_dpsgd(model, rows, cfg=train, dp=dp, generator=gen,
                              book=PrivacyBook(unit="example", delta=1e-6, accountant="rdp"),
                              noise_generator=torch.Generator().manual_seed(2))

@@ -9,11 +9,14 @@
   the privacy ledger (ε spent per data set and unit across runs):
       --ledger [PATH]        (default $SANDBOX_LEDGER, else outputs/privacy_ledger.json)
 
-One row per accountant (rdp, prv, gdp; ``--accountant`` picks one); ``--json`` prints
-one JSON object instead. Sample rate q = batch_size / n is the Poisson expected batch
-fraction; steps from epochs = ceil(epochs / q), so a final partial epoch counts as a
-step. Without --delta, delta = default_delta(n). Exit codes: 0 ok, 1 an accountant failed
-(the others are still printed), 2 impossible or incomplete inputs.
+Every number comes from the run's own plan functions (sandbox.privacy.plan), so the answer
+is what a run executes. With --batch-size B and --n N it is central DP-SGD's plan: Opacus'
+Poisson loader samples at q = 1/ceil(N/B), and --epochs E runs round(E * ceil(N/B)) steps.
+With --sample-rate q, --epochs E is round(E / q) steps (client DP-SGD's local steps rule).
+One row per accountant (rdp, prv, gdp; ``--accountant`` picks one); ``--json`` prints one
+JSON object instead. Without --delta, delta = default_delta(n). Exit codes (sandbox.cli):
+0 ok; 3 bad input, or an accountant failed (the others are still printed); one
+``error: ...`` line on stderr, naming the flag, and no traceback.
 """
 
 from __future__ import annotations
@@ -25,28 +28,37 @@ import math
 import sys
 import warnings
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 
+from sandbox.cli import Exit, fail, run_main
 from sandbox.privacy import (
     ACCOUNTANTS,
     NEIGHBOURING_RELATION,
     UNITS,
     AccountingError,
     PrivacyInputError,
-    SubsampledGaussianEvent,
     check_delta,
     default_delta,
-    epsilon_for,
-    noise_multiplier_for,
     validate_privacy_inputs,
 )
+from sandbox.privacy.plan import (
+    SAMPLING,
+    PlanInputError,
+    PrivacyPlan,
+    batches_per_epoch,
+    epoch_steps,
+    local_steps,
+    plan_dpsgd,
+    plan_gaussian,
+)
 
-SAMPLING = "poisson"
 ACCOUNTANT_NOTES = {
     "rdp": "upper bound (RDP, Balle et al. 2020 conversion)",
     "prv": "upper bound up to eps_error 0.01 (PRV, Gopi et al. 2021)",
     "gdp": "CLT approximation (Bu et al. 2020); can underestimate epsilon",
 }
+FLAGS = {"n_examples": "--n", "batch_size": "--batch-size", "epochs": "--epochs", "sample_rate": "--sample-rate",
+         "steps": "--steps", "noise_multiplier": "--sigma", "target_epsilon": "--target-epsilon",
+         "delta": "--delta", "unit": "--unit", "accountant": "--accountant"}
 
 
 class BudgetUsageError(Exception):
@@ -60,7 +72,12 @@ class _Parser(argparse.ArgumentParser):
 
 @dataclass(frozen=True)
 class BudgetQuery:
-    """Validated inputs: exactly one of noise_multiplier / target_epsilon is set."""
+    """Validated inputs: exactly one of noise_multiplier / target_epsilon is set.
+
+    With batch_size and n the question is central DP-SGD's plan (``plan_dpsgd``): sample_rate is
+    1/batches_per_epoch (``sample_rate_exact``, e.g. "1/235") and steps come from epochs as a run
+    counts them. Otherwise (sample_rate, steps) are a bare Gaussian plan (``plan_gaussian``).
+    """
 
     sample_rate: float
     steps: int
@@ -73,6 +90,9 @@ class BudgetQuery:
     n: int | None = None
     epochs: float | None = None
     delta_source: str = "--delta"
+    sample_rate_exact: str | None = None
+    batches_per_epoch: int | None = None
+    steps_rule: str = "--steps"
 
 
 @dataclass(frozen=True)
@@ -96,11 +116,12 @@ def _parser() -> _Parser:
     question.add_argument("--sigma", type=float, help="noise multiplier (noise std / clip norm)")
     question.add_argument("--target-epsilon", type=float, help="find sigma reaching this epsilon")
     parser.add_argument("--sample-rate", type=float, help="Poisson sampling rate q in (0, 1]")
-    parser.add_argument("--batch-size", type=int, help="expected batch size; q = batch_size / n")
+    parser.add_argument("--batch-size", type=int, help="expected batch size; q = 1/ceil(n / batch_size), as a run")
     parser.add_argument("--n", type=int, help="population size (units); also sets default delta")
     length = parser.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, help="number of steps (or rounds)")
-    length.add_argument("--epochs", type=float, help="steps = ceil(epochs / q)")
+    length.add_argument("--epochs", type=float, help="steps = round(epochs * ceil(n / batch_size)), "
+                        "or round(epochs / q) with --sample-rate")
     parser.add_argument("--delta", type=float, help="delta in (0, 1); default default_delta(n)")
     parser.add_argument("--unit", choices=UNITS, default="example", help="accounting unit")
     parser.add_argument("--accountant", choices=ACCOUNTANTS, help="only this accountant")
@@ -115,33 +136,8 @@ def _check_flag(flag: str, **value: float | int | None) -> None:
         raise PrivacyInputError(f"{flag}: {error}") from None
 
 
-def steps_from_epochs(*, epochs: float, sample_rate: Fraction) -> int:
-    """ceil(epochs / q): with Poisson sampling an epoch is 1/q steps in expectation.
-
-    Exact rational arithmetic (q = batch_size / n, or the shortest decimal of the
-    float given) so that e.g. 7 epochs at q = 7 / 50000 is 50000 steps, not 50001
-    from the float quotient 50000.00000000001.
-    """
-    if not math.isfinite(epochs) or epochs <= 0:
-        raise PrivacyInputError(f"--epochs must be a finite number > 0, got {epochs!r}")
-    return max(1, math.ceil(Fraction(repr(epochs)) / sample_rate))
-
-
-def _sample_rate(args: argparse.Namespace) -> tuple[Fraction, float]:
-    if args.sample_rate is not None:
-        if args.batch_size is not None:
-            raise PrivacyInputError("give either --sample-rate or --batch-size with --n, not both")
-        _check_flag("--sample-rate", sample_rate=args.sample_rate)
-        return Fraction(repr(args.sample_rate)), args.sample_rate
-    if args.batch_size is None or args.n is None:
-        raise PrivacyInputError("give --sample-rate, or --batch-size together with --n")
-    if args.batch_size < 1 or args.n < 1:
-        raise PrivacyInputError(
-            f"--batch-size and --n must be integers >= 1, got {args.batch_size} and {args.n}"
-        )
-    if args.n < args.batch_size:
-        raise PrivacyInputError(f"--batch-size {args.batch_size} exceeds --n {args.n}")
-    return Fraction(args.batch_size, args.n), args.batch_size / args.n
+def _flagged(error: PlanInputError) -> PrivacyInputError:
+    return PrivacyInputError(f"{FLAGS.get(error.key, error.key)}: {error}")
 
 
 def _delta(args: argparse.Namespace) -> tuple[float, str]:
@@ -153,8 +149,41 @@ def _delta(args: argparse.Namespace) -> tuple[float, str]:
         return default_delta(args.n), "default_delta(n)"
     _check_flag("--delta", delta=args.delta)
     if args.n is not None:
-        check_delta(delta=args.delta, n=args.n, unit=args.unit)
+        try:
+            check_delta(delta=args.delta, n=args.n, unit=args.unit)
+        except PrivacyInputError as error:
+            raise PrivacyInputError(f"--delta: {error}") from None
     return args.delta, "--delta"
+
+
+def _schedule(args: argparse.Namespace) -> dict:
+    """(q, steps) as the plan functions count them; raises PrivacyInputError naming the flag."""
+    if args.sample_rate is not None:
+        if args.batch_size is not None:
+            raise PrivacyInputError("--sample-rate: give either --sample-rate or --batch-size with --n, not both")
+        _check_flag("--sample-rate", sample_rate=args.sample_rate)
+        if args.epochs is None:
+            _check_flag("--steps", steps=args.steps)
+            return {"sample_rate": args.sample_rate, "steps": args.steps}
+        return {"sample_rate": args.sample_rate, "steps": local_steps(epochs=args.epochs, sample_rate=args.sample_rate),
+                "steps_rule": f"round({args.epochs:g} epochs / q)"}
+    if args.batch_size is None or args.n is None:
+        raise PrivacyInputError("--sample-rate: give --sample-rate, or --batch-size together with --n")
+    if args.batch_size < 1 or args.n < 1:
+        flag = "--batch-size" if args.batch_size < 1 else "--n"
+        raise PrivacyInputError(
+            f"{flag}: --batch-size and --n must be integers >= 1, got {args.batch_size} and {args.n}")
+    if args.n < args.batch_size:
+        raise PrivacyInputError(f"--batch-size {args.batch_size} exceeds --n {args.n}")
+    batches = batches_per_epoch(n_examples=args.n, batch_size=args.batch_size)
+    if args.epochs is None:
+        _check_flag("--steps", steps=args.steps)
+        steps, rule = args.steps, "--steps"
+    else:
+        steps = epoch_steps(n_examples=args.n, batch_size=args.batch_size, epochs=args.epochs)
+        rule = f"round({args.epochs:g} epochs × ceil(n/batch_size) = {batches})"
+    return {"sample_rate": 1 / batches, "steps": steps, "steps_rule": rule, "batches_per_epoch": batches,
+            "sample_rate_exact": f"1/{batches}"}
 
 
 def query_from_args(args: argparse.Namespace) -> BudgetQuery:
@@ -162,15 +191,11 @@ def query_from_args(args: argparse.Namespace) -> BudgetQuery:
     _check_flag("--sigma", noise_multiplier=args.sigma)
     _check_flag("--target-epsilon", target_epsilon=args.target_epsilon)
     delta, delta_source = _delta(args)
-    exact_rate, sample_rate = _sample_rate(args)
-    if args.epochs is not None:
-        steps = steps_from_epochs(epochs=args.epochs, sample_rate=exact_rate)
-    else:
-        _check_flag("--steps", steps=args.steps)
-        steps = args.steps
+    try:
+        schedule = _schedule(args)
+    except PlanInputError as error:
+        raise _flagged(error) from None
     return BudgetQuery(
-        sample_rate=sample_rate,
-        steps=steps,
         delta=delta,
         unit=args.unit,
         accountants=(args.accountant,) if args.accountant else ACCOUNTANTS,
@@ -180,32 +205,18 @@ def query_from_args(args: argparse.Namespace) -> BudgetQuery:
         n=args.n,
         epochs=args.epochs,
         delta_source=delta_source,
+        **schedule,
     )
 
 
-def _calibrated_sigma(query: BudgetQuery, accountant: str) -> float:
-    if query.noise_multiplier is not None:
-        return query.noise_multiplier
-    with warnings.catch_warnings():
-        # the search visits σ far from the answer; its accountant warnings are noise
-        warnings.simplefilter("ignore")
-        return noise_multiplier_for(
-            target_epsilon=query.target_epsilon,
-            delta=query.delta,
-            sample_rate=query.sample_rate,
-            steps=query.steps,
-            accountant=accountant,
-        )
-
-
-def _epsilon(query: BudgetQuery, sigma: float, accountant: str) -> float:
-    event = SubsampledGaussianEvent(
-        noise_multiplier=sigma, sample_rate=query.sample_rate, steps=query.steps, sampling=SAMPLING
-    )
-    epsilon = epsilon_for(events=[event], delta=query.delta, accountant=accountant)
-    if not math.isfinite(epsilon):
-        raise ArithmeticError(f"epsilon is {epsilon}: no finite guarantee at this sigma")
-    return epsilon
+def plan_of(query: BudgetQuery, accountant: str) -> PrivacyPlan:
+    """The query's plan for one accountant, by the plan functions runs use (``sandbox.privacy.plan``)."""
+    question = {"noise_multiplier": query.noise_multiplier, "target_epsilon": query.target_epsilon,
+                "delta": query.delta, "accountant": accountant, "unit": query.unit}
+    if query.batch_size is not None:  # central DP-SGD: q = 1/⌈N/B⌉, steps as a run counts them
+        length = {"epochs": query.epochs} if query.epochs is not None else {"steps": query.steps}
+        return plan_dpsgd(n_examples=query.n, batch_size=query.batch_size, **length, **question)
+    return plan_gaussian(sample_rate=query.sample_rate, steps=query.steps, **question)
 
 
 def _describe(failure: Exception) -> str:
@@ -221,8 +232,14 @@ def evaluate(*, query: BudgetQuery, accountant: str) -> AccountantResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            sigma = _calibrated_sigma(query, accountant)
-            epsilon = _epsilon(query, sigma, accountant)
+            plan = plan_of(query, accountant)  # σ calibrated (its search's warnings muted), then ε
+            if (plan.sample_rate, plan.steps) != (query.sample_rate, query.steps):
+                raise RuntimeError(f"the plan ({plan.sample_rate}, {plan.steps}) is not the query's "
+                                   f"({query.sample_rate}, {query.steps})")
+            sigma, epsilon = plan.noise_multiplier, plan.planned_epsilon
+            if not math.isfinite(epsilon):
+                sigma, epsilon = None, None
+                raise ArithmeticError(f"epsilon is {plan.planned_epsilon}: no finite guarantee at this sigma")
         except Exception as failure:  # CLI edge: report any accountant failure, keep going
             error = _describe(failure)
     notes = dict.fromkeys([ACCOUNTANT_NOTES[accountant], *(str(w.message) for w in caught)])
@@ -236,10 +253,10 @@ def _header(query: BudgetQuery) -> str:
         question = f"target_epsilon={query.target_epsilon:g}"
     rate = f"sample_rate={query.sample_rate:.6g}"
     if query.batch_size is not None:
-        rate += f" (batch_size={query.batch_size} / n={query.n})"
+        rate += f" ({query.sample_rate_exact} = 1/ceil(n={query.n} / batch_size={query.batch_size}))"
     steps = f"steps={query.steps}"
-    if query.epochs is not None:
-        steps += f" (ceil({query.epochs:g} epochs / q))"
+    if query.steps_rule != "--steps":
+        steps += f" ({query.steps_rule})"
     relation = f"{NEIGHBOURING_RELATION[SAMPLING]} {query.unit}"
     return (
         f"{question}  {rate}  {steps}  delta={query.delta:g} ({query.delta_source})\n"
@@ -287,25 +304,22 @@ def show_ledger(path: str | None) -> int:
     try:
         print(PrivacyLedger(path).table())
     except LedgerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return fail(f"--ledger: {error}")
+    return Exit.OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the calculator; returns the exit code (0 ok, 1 an accountant failed, 2 bad input)."""
+    """Run the calculator; returns the exit code (``sandbox.cli``: 0 ok, 3 bad input or an accountant failed)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--ledger"]:
         if len(argv) > 2:
-            print("error: --ledger takes at most one path", file=sys.stderr)
-            return 2
-        return show_ledger(argv[1] if len(argv) == 2 else None)
+            return fail("--ledger takes at most one path")
+        return int(show_ledger(argv[1] if len(argv) == 2 else None))
     try:
         args = _parser().parse_args(argv)
         query = query_from_args(args)
     except (BudgetUsageError, PrivacyInputError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
     except SystemExit as done:  # --help
         return int(done.code or 0)
     results = [evaluate(query=query, accountant=name) for name in query.accountants]
@@ -315,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(query=query, results=results))
     for result in results:
         if result.error is not None:
-            print(f"error: accountant {result.accountant} failed: {result.error}", file=sys.stderr)
-    return 1 if any(result.error for result in results) else 0
+            print(f"error: --accountant {result.accountant} failed: {result.error}", file=sys.stderr)
+    return int(Exit.BAD_INPUT if any(result.error for result in results) else Exit.OK)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, bad_input=(PrivacyInputError, AccountingError))

@@ -27,14 +27,13 @@ from sandbox.audit.recsys import run_suggestions_audit
 from sandbox.config import ConfigError, RunConfig, resolve
 from sandbox.config.overrides import audit_config, parse_overrides
 from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
-from sandbox.federated.client_dp import local_steps
-from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for
+from sandbox.privacy import PrivacyBook
+from sandbox.privacy.plan import batches_per_epoch, plan_for
 from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
 from sandbox.record import (
     SCHEMA_VERSION, Outcome, RecordError, RunRecord, load, model_fingerprint, save, versions, write_atomic,
     write_json, write_state_dict,
 )
-from sandbox.train.central import planned_steps
 from sandbox.training import check_finite, train_model
 from sandbox.tracking import check_backend, log_record
 
@@ -195,26 +194,16 @@ def _model_spends(trained: list[dict]) -> list[ModelSpend]:
 
 
 def _planned_model_epsilon(cfg: RunConfig, data: Prepared) -> float:
-    """An upper bound on the ε one private model of ``cfg`` spends: its target, or the ε of its planned steps."""
-    p = cfg.privacy
-    if p.target_epsilon is not None:
-        eps = p.target_epsilon
-    else:  # σ given: the ε of the planned steps
-        if p.mechanism == "dpsgd":
-            steps, q = planned_steps(n_examples=len(data.train), batch_size=cfg.train.batch_size,
-                                     epochs=cfg.train.epochs)
-            n, unit = len(data.train), "example"
-        elif p.mechanism == "dpfedavg":
-            steps, q = cfg.federation.rounds, cfg.federation.sample_rate
-            n, unit = len(data.split.train_users), cfg.federation.unit
-        else:  # client-level DP-SGD: a client in every round
-            steps = local_steps(epochs=cfg.federation.local_epochs, sample_rate=p.local_sample_rate) * \
-                cfg.federation.rounds
-            q, n, unit = p.local_sample_rate, len(data.train), "example"
-        delta = resolve_delta(cfg, n=n, unit=unit)
-        eps = epsilon_for(events=[SubsampledGaussianEvent(noise_multiplier=p.noise_multiplier, sample_rate=q,
-                                                          steps=steps)], delta=delta, accountant="rdp")
-    return eps
+    """An upper bound on the ε one private model of ``cfg`` spends: its target (met by calibration or the
+    stop rule), else the RDP ε (the ledger composes with RDP) of the run's plan (``sandbox.privacy.plan``)."""
+    n_clients = None
+    if cfg.privacy.mechanism == "dpfedavg":  # δ and adaptive clipping's count noise are over the clients
+        from sandbox.federated.clients import partition_clients
+        n_clients = len(partition_clients(data.corpus, data.train, unit=cfg.federation.unit))
+    plan = plan_for(cfg, n_examples=len(data.train), n_clients=n_clients)
+    if plan.target_epsilon is not None:
+        return plan.target_epsilon
+    return plan.epsilon(accountant="rdp")
 
 
 def spend_of(cfg: RunConfig, data: Prepared, record: dict) -> Spend:

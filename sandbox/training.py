@@ -13,10 +13,11 @@ from sandbox.config import ConfigError, RunConfig
 from sandbox.federated.trainer import train_federated
 from sandbox.prepare import Prepared, Seeds, resolve_delta
 from sandbox.privacy import PrivacyBook
+from sandbox.privacy.plan import batches_per_epoch, plan_for
 from sandbox.privacy.section import privacy_section
 from sandbox.record import Outcome
 from sandbox.tasks.base import Examples
-from sandbox.train.central import DPSGDSettings, TensorRows, planned_steps, train_dpsgd, train_nonprivate
+from sandbox.train.central import DPSGDSettings, TensorRows, train_dpsgd, train_nonprivate
 from sandbox.train.progress import progress_bar
 from sandbox.train.threads import single_threaded
 
@@ -44,7 +45,7 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
     if cfg.privacy.mechanism == "dpsgd":
         delta = resolve_delta(cfg, n=len(data.train), unit="example")
         book = PrivacyBook(unit="example", delta=delta, accountant=cfg.privacy.accountant)
-    per_epoch = planned_steps(n_examples=len(data.train), batch_size=cfg.train.batch_size, epochs=1)[0]
+    per_epoch = batches_per_epoch(n_examples=len(data.train), batch_size=cfg.train.batch_size)
     curve = _Curve(model, data.test, task=cfg.task, every=per_epoch, book=book)
     rows = TensorRows(data.train.tokens, data.train.labels)
     with progress_bar(cfg.progress, unit="steps") as show:
@@ -55,9 +56,7 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
         if book is None:
             result = train_nonprivate(model, rows, cfg=cfg.train, generator=seeds.batches, progress=progress)
         else:
-            dp = DPSGDSettings(clip_norm=cfg.privacy.clip_norm, delta=book.delta, accountant=book.accountant,
-                               noise_multiplier=cfg.privacy.noise_multiplier,
-                               target_epsilon=cfg.privacy.target_epsilon)
+            dp = DPSGDSettings(clip_norm=cfg.privacy.clip_norm, plan=plan_for(cfg, n_examples=len(data.train)))
             result = train_dpsgd(model, rows, cfg=cfg.train, dp=dp, book=book,
                                  generator=seeds.dp_batches(cfg.privacy.noise_source),
                                  noise_generator=seeds.noise_generator(cfg.privacy.noise_source), progress=progress)

@@ -1,15 +1,13 @@
 """`python -m sandbox.budget`: output checked against sandbox.privacy, refusals checked
-for one `error:` line, exit code 2 and no traceback."""
+for one `error:` line naming the flag, exit code 3 (sandbox.cli) and no traceback."""
 
 import json
 import math
 import subprocess
 import sys
-from fractions import Fraction
-
 import pytest
 
-from sandbox.budget import main, steps_from_epochs
+from sandbox.budget import main
 from sandbox.privacy import ACCOUNTANTS, SubsampledGaussianEvent, epsilon_for, noise_multiplier_for
 
 MNIST = ["--sigma", "1.1", "--batch-size", "256", "--n", "60000", "--epochs", "60", "--delta", "1e-5"]
@@ -32,12 +30,13 @@ def test_table_has_one_row_per_accountant_with_its_epsilon(capsys):
     assert (code, err) == (0, "")
     lines = out.strip().splitlines()
     header, columns, table = lines[0], lines[3], lines[4:]
-    assert "sigma=1.1" in header and "steps=14063" in header and "delta=1e-05" in header
+    assert "sigma=1.1" in header and "steps=14100" in header and "delta=1e-05" in header
+    assert "1/235" in header
     assert columns.split() == ["accountant", "epsilon", "note"]
     rows = {line.split()[0]: line.split()[1] for line in table}
     assert set(rows) == set(ACCOUNTANTS)
     for name in ACCOUNTANTS:
-        assert float(rows[name]) == pytest.approx(_epsilon(1.1, 256 / 60000, 14063, 1e-5, name), rel=1e-3)
+        assert float(rows[name]) == pytest.approx(_epsilon(1.1, 1 / 235, 14100, 1e-5, name), rel=1e-3)
     assert "unit=example" in out and "sampling=poisson" in out and "add/remove one example" in out
 
 
@@ -46,12 +45,15 @@ def test_json_matches_epsilon_for(capsys):
     assert code == 0
     report = json.loads(out)
     inputs = report["inputs"]
-    assert (inputs["steps"], inputs["sample_rate"], inputs["delta"]) == (14063, 256 / 60000, 1e-5)
+    # what a run executes: Opacus samples at q = 1/⌈60000/256⌉ = 1/235 for round(60 · 235) steps
+    assert (inputs["steps"], inputs["sample_rate"], inputs["delta"]) == (14100, 1 / 235, 1e-5)
+    assert (inputs["sample_rate_exact"], inputs["batches_per_epoch"]) == ("1/235", 235)
     assert (inputs["unit"], inputs["sampling"]) == ("example", "poisson")
     for name in ACCOUNTANTS:
         result = report["results"][name]
         assert result["error"] is None
-        assert result["epsilon"] == _epsilon(1.1, 256 / 60000, 14063, 1e-5, name)
+        assert result["epsilon"] == _epsilon(1.1, 1 / 235, 14100, 1e-5, name)
+    assert report["results"]["rdp"]["epsilon"] == pytest.approx(2.593, abs=5e-4)
 
 
 def test_target_epsilon_gives_the_calibrated_sigma_and_what_it_achieves(capsys):
@@ -93,24 +95,37 @@ def test_missing_delta_defaults_from_n_and_unit_is_reported(capsys):
 
 
 @pytest.mark.parametrize(
-    "epochs, rate, steps",
+    "n, batch, epochs, rate, steps",
     [
-        (60, Fraction(256, 60000), 14063),
-        (7, Fraction(7, 50000), 50000),
-        (1, Fraction(1, 3), 3),
-        (0.5, Fraction(1, 4), 2),
-        (2.5, Fraction("0.4"), 7),
+        (60000, 256, 60, 1 / 235, 14100),  # ⌈60000/256⌉ = 235
+        (50000, 7, 7, 1 / 7143, 50001),  # ⌈50000/7⌉ = 7143
+        (3, 1, 1, 1 / 3, 3),
+        (40, 16, 2.5, 1 / 3, 8),  # round(7.5) = 8: half to even, as Python's round in the trainer
+        (40, 16, 0.1, 1 / 3, 1),  # at least one step
+        (100, 100, 1, 1.0, 1),
     ],
 )
-def test_steps_from_epochs_is_the_ceiling_of_epochs_over_q(epochs, rate, steps):
-    assert steps_from_epochs(epochs=epochs, sample_rate=rate) == steps
-
-
-def test_epochs_to_steps_is_exact_not_float_rounded(capsys):
-    # in floats 7 / (7 / 50000) is 50000.00000000001, whose ceiling would be 50001
-    argv = ["--sigma", "5", "--batch-size", "7", "--n", "50000", "--epochs", "7", "--accountant", "rdp"]
+def test_batch_size_and_n_give_the_rate_and_steps_a_run_executes(capsys, n, batch, epochs, rate, steps):
+    argv = ["--sigma", "5", "--batch-size", str(batch), "--n", str(n), "--epochs", str(epochs), "--accountant", "rdp"]
     code, out, _ = _run(capsys, [*argv, "--json"])
-    assert code == 0 and json.loads(out)["inputs"]["steps"] == 50000
+    inputs = json.loads(out)["inputs"]
+    assert code == 0 and (inputs["sample_rate"], inputs["steps"]) == (rate, steps)
+
+
+def test_batch_size_n_and_steps_use_the_run_rate(capsys):
+    code, out, _ = _run(capsys, ["--sigma", "1", "--batch-size", "256", "--n", "60000", "--steps", "1000",
+                                 "--delta", "1e-5", "--accountant", "rdp", "--json"])
+    report = json.loads(out)
+    assert code == 0 and (report["inputs"]["sample_rate"], report["inputs"]["steps"]) == (1 / 235, 1000)
+    assert report["results"]["rdp"]["epsilon"] == _epsilon(1.0, 1 / 235, 1000, 1e-5, "rdp")
+
+
+@pytest.mark.parametrize("rate, epochs, steps", [(0.25, 1, 4), (0.3, 2, 7), (0.4, 1, 2), (0.01, 0.001, 1)])
+def test_sample_rate_and_epochs_give_round_epochs_over_q(capsys, rate, epochs, steps):
+    # the rule client DP-SGD runs for its local steps (round(epochs / q), at least 1)
+    argv = ["--sigma", "2", "--sample-rate", str(rate), "--epochs", str(epochs), "--delta", "1e-5"]
+    code, out, _ = _run(capsys, [*argv, "--accountant", "rdp", "--json"])
+    assert code == 0 and json.loads(out)["inputs"]["steps"] == steps
 
 
 IMPOSSIBLE = {
@@ -122,6 +137,8 @@ IMPOSSIBLE = {
     "delta zero": ["--sigma", "1", "--sample-rate", "0.1", "--steps", "10", "--delta", "0"],
     "delta one": ["--sigma", "1", "--sample-rate", "0.1", "--steps", "10", "--delta", "1"],
     "delta >= 1/n": ["--sigma", "1", "--batch-size", "10", "--n", "100", "--steps", "10", "--delta", "0.01"],
+    "epochs negative with n": ["--sigma", "1", "--batch-size", "10", "--n", "100", "--epochs", "-1"],
+    "epochs inf": ["--sigma", "1", "--sample-rate", "0.1", "--epochs", "inf", "--delta", "1e-5"],
     "epsilon zero": ["--target-epsilon", "0", *SMALL],
     "epsilon negative": ["--target-epsilon", "-3", *SMALL],
     "steps zero": ["--sigma", "1", "--sample-rate", "0.1", "--steps", "0", "--delta", "1e-5"],
@@ -143,20 +160,28 @@ IMPOSSIBLE = {
 }
 
 
-@pytest.mark.parametrize("argv", IMPOSSIBLE.values(), ids=IMPOSSIBLE.keys())
-def test_impossible_input_is_one_error_line_and_exit_2(capsys, argv):
-    code, out, err = _run(capsys, argv)
-    assert code == 2
+FLAG_OF = {"sigma": "--sigma", "rate": "--sample-rate", "delta": "--delta", "epsilon": "--target-epsilon",
+           "steps": "--steps", "epochs": "--epochs", "batch": "--batch-size", "no rate": "--sample-rate",
+           "no delta": "--delta", "no question": "--sigma", "sigma and": "--sigma", "rate and": "--sample-rate",
+           "unknown accountant": "--accountant", "not a number": "--sigma", "no steps": "--steps"}
+
+
+@pytest.mark.parametrize("case", IMPOSSIBLE, ids=IMPOSSIBLE.keys())
+def test_impossible_input_is_one_error_line_naming_the_flag_and_exit_3(capsys, case):
+    code, out, err = _run(capsys, IMPOSSIBLE[case])
+    assert code == 3
     assert out == ""
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "Traceback" not in err and "usage:" not in err
+    flag = next(flag for prefix, flag in FLAG_OF.items() if case.startswith(prefix))
+    assert flag in err, (case, err)
 
 
 def test_a_failing_accountant_is_reported_while_the_others_print(capsys):
     # Opacus' PRV refuses δ this small (floating-point error would dominate)
     code, out, err = _run(capsys, ["--sigma", "1", "--sample-rate", "0.01", "--steps", "100", "--delta", "1e-17"])
-    assert code == 1
-    assert err.startswith("error: accountant prv failed") and "Traceback" not in err
+    assert code == 3
+    assert err.startswith("error: --accountant prv failed") and "Traceback" not in err and err.count("\n") == 1
     rows = {line.split()[0]: line.split()[1] for line in out.strip().splitlines()[3:]}
     assert rows["prv"] == "failed"
     assert float(rows["rdp"]) == pytest.approx(_epsilon(1.0, 0.01, 100, 1e-17, "rdp"), rel=1e-3)
@@ -176,5 +201,12 @@ def _module(*argv):
 
 def test_module_entry_point_refuses_impossible_input_without_traceback():
     done = _module("--sigma", "1", "--sample-rate", "2", "--steps", "10", "--delta", "1e-5")
-    assert done.returncode == 2
+    assert done.returncode == 3
     assert done.stderr.startswith("error: --sample-rate") and "Traceback" not in done.stderr
+
+
+def test_an_unreadable_ledger_is_bad_input(tmp_path, capsys):
+    path = tmp_path / "ledger.json"
+    path.write_text("{not json")
+    code, out, err = _run(capsys, ["--ledger", str(path)])
+    assert (code, out) == (3, "") and err.startswith("error: --ledger") and err.count("\n") == 1

@@ -51,8 +51,10 @@ class LocalDPSGD:
 
 
 def local_steps(*, epochs: int, sample_rate: float) -> int:
-    """Local steps per round: ``epochs`` expected passes over the client's data at rate q."""
-    return max(1, round(epochs / sample_rate))
+    """Local steps per round: ``epochs`` expected passes over the client's data at rate q (the rule is
+    ``sandbox.privacy.plan.local_steps``, which the run's plan uses)."""
+    from sandbox.privacy.plan import local_steps as planned_local_steps
+    return planned_local_steps(epochs=epochs, sample_rate=sample_rate)
 
 
 class PrivateLocalTrainer(ScratchParams):

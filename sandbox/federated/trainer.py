@@ -14,12 +14,13 @@ import numpy as np
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sandbox.config import ConfigError, RunConfig
-from sandbox.federated.client_dp import LocalDPSGD, local_steps
+from sandbox.federated.client_dp import LocalDPSGD
 from sandbox.federated.clients import ClientPartition, partition_clients
 from sandbox.federated.inprocess import run_inprocess
 from sandbox.federated.server import DPFedAvgSettings, FederatedServer
-from sandbox.prepare import Prepared, Seeds, resolve_delta
-from sandbox.privacy import PrivacyBook, noise_multiplier_for
+from sandbox.prepare import Prepared, Seeds
+from sandbox.privacy import PrivacyBook
+from sandbox.privacy.plan import adaptive_components, plan_for
 from sandbox.privacy.section import privacy_section
 from sandbox.record import Outcome
 from sandbox.tasks.base import Examples
@@ -27,27 +28,15 @@ from sandbox.train.progress import progress_bar
 
 
 def dp_settings(cfg: RunConfig, n_clients: int) -> tuple[DPFedAvgSettings, PrivacyBook]:
-    """Resolve δ, σ (calibrated by Opacus if only a target ε is given) and the stop rule."""
-    p, fed = cfg.privacy, cfg.federation
-    delta = resolve_delta(cfg, n=n_clients, unit=fed.unit)
-    book = PrivacyBook(unit=fed.unit, delta=delta, accountant=p.accountant)
-    sigma = p.noise_multiplier
-    if sigma is None:
-        sigma = noise_multiplier_for(target_epsilon=p.target_epsilon, delta=delta,
-                                     sample_rate=fed.sample_rate, steps=fed.rounds, accountant=p.accountant)
-    count_sigma = p.count_noise_multiplier
-    if p.clipping == "adaptive" and count_sigma is None:
-        count_sigma = fed.sample_rate * n_clients / 20  # Andrew et al. 2021's suggestion
-    if p.clipping == "adaptive" and count_sigma <= sigma:
-        raise ConfigError(
-            f"privacy.count_noise_multiplier: σ_b = {count_sigma:.4g} must exceed the total noise multiplier "
-            f"z = {sigma:.4g} (the update gets z_Δ = (z⁻² − σ_b⁻²)^-½); "
-            + ("set it explicitly" if p.count_noise_multiplier is None else "raise it")
-            + f" (default q·N/20 = {fed.sample_rate * n_clients / 20:.4g} for {n_clients} clients)")
+    """The settings of the run's plan (``sandbox.privacy.plan``): δ, σ (calibrated by Opacus if only a
+    target ε is given), adaptive clipping's count noise and the stop rule."""
+    p = cfg.privacy
+    plan = plan_for(cfg, n_clients=n_clients)
+    book = PrivacyBook(unit=plan.unit, delta=plan.delta, accountant=plan.accountant)
     settings = DPFedAvgSettings(
-        noise_multiplier=sigma, clip_norm=p.clip_norm, clipping=p.clipping, clipping_site=p.clipping_site,
-        target_quantile=p.target_quantile, clip_lr=p.clip_lr, count_noise_multiplier=count_sigma,
-        stop_at_epsilon=p.target_epsilon if p.noise_multiplier is not None else None)
+        noise_multiplier=plan.noise_multiplier, clip_norm=p.clip_norm, clipping=p.clipping,
+        clipping_site=p.clipping_site, target_quantile=p.target_quantile, clip_lr=p.clip_lr,
+        count_noise_multiplier=plan.count_noise_multiplier, stop_at_epsilon=plan.stop_at_epsilon)
     return settings, book
 
 
@@ -55,24 +44,20 @@ def _adaptive_noise(dp: DPFedAvgSettings) -> dict:
     """Adaptive clipping: the update's own noise multiplier z_Δ beside the joint z and σ_b."""
     if dp.clipping != "adaptive":
         return {}
-    from sandbox.federated.aggregate import update_noise_multiplier
-    return {"update_noise_multiplier": update_noise_multiplier(dp.noise_multiplier, dp.count_noise_multiplier),
+    update = dict(adaptive_components(dp.noise_multiplier, dp.count_noise_multiplier))["update"]
+    return {"update_noise_multiplier": update,
             "noise_split": "z = (z_Δ⁻² + σ_b⁻²)^-½: the update sum and the uncentred count (sensitivity 1) "
                            "released on one Poisson sample"}
 
 
 def client_dpsgd_settings(cfg: RunConfig, n_examples: int) -> tuple[LocalDPSGD, PrivacyBook]:
-    """σ calibrated (by Opacus) so that a client taking part in every round stays within the target ε."""
-    p, fed = cfg.privacy, cfg.federation
-    delta = resolve_delta(cfg, n=n_examples, unit="example")
-    steps = local_steps(epochs=fed.local_epochs, sample_rate=p.local_sample_rate)
-    sigma = p.noise_multiplier
-    if sigma is None:
-        sigma = noise_multiplier_for(target_epsilon=p.target_epsilon, delta=delta, sample_rate=p.local_sample_rate,
-                                     steps=steps * fed.rounds, accountant=p.accountant)
-    local = LocalDPSGD(noise_multiplier=sigma, clip_norm=p.clip_norm, sample_rate=p.local_sample_rate, steps=steps,
-                       noise_source=p.noise_source)
-    return local, PrivacyBook(unit="example", delta=delta, accountant=p.accountant)
+    """The settings of the run's plan: σ calibrated (by Opacus) so that a client taking part in every round
+    stays within the target ε, local steps per round, δ over the examples."""
+    p = cfg.privacy
+    plan = plan_for(cfg, n_examples=n_examples)
+    local = LocalDPSGD(noise_multiplier=plan.noise_multiplier, clip_norm=p.clip_norm, sample_rate=plan.sample_rate,
+                       steps=plan.local_steps, noise_source=p.noise_source)
+    return local, PrivacyBook(unit=plan.unit, delta=plan.delta, accountant=plan.accountant)
 
 
 class _FederatedCurve:

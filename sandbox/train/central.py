@@ -9,11 +9,14 @@ by a hook on Opacus' optimizer; ε is computed from that record, nowhere else.
 The noise comes from the ``noise_generator`` the caller passes (``sandbox.privacy.noise``:
 a secret OS-CSPRNG state by default, or replayed from the run seed under
 ``privacy.noise_source=seeded``); the Poisson sampling from ``generator`` (seeded).
+
+What DP-SGD runs is decided before it starts, by the run's ``PrivacyPlan``
+(``sandbox.privacy.plan``): σ, q = 1/⌈N/B⌉ and the steps. The trainer executes that plan and
+checks that Opacus' loader samples at the plan's q; it never calibrates σ itself.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -24,20 +27,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from sandbox.config.schema import TrainConfig
-from sandbox.privacy import PrivacyBook, noise_multiplier_for
+from sandbox.privacy import PrivacyBook
+from sandbox.privacy.plan import PrivacyPlan, epoch_steps
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
 
 
 @dataclass(frozen=True)
 class DPSGDSettings:
-    """What DP-SGD needs, resolved and validated by the caller (``run.py``)."""
+    """What DP-SGD needs: the clip norm C and the run's plan (``sandbox.privacy.plan.plan_dpsgd`` / ``plan_for``)."""
 
     clip_norm: float
-    delta: float
-    accountant: str
-    noise_multiplier: float | None = None
-    target_epsilon: float | None = None
+    plan: PrivacyPlan
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,6 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"train.optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
 
 
-def planned_steps(*, n_examples: int, batch_size: int, epochs: float) -> tuple[int, float]:
-    """(steps, sample rate) for Poisson sampling with expected batch ``batch_size``: q = 1/⌈N/B⌉."""
-    batches_per_epoch = math.ceil(n_examples / batch_size)
-    return max(1, round(epochs * batches_per_epoch)), 1.0 / batches_per_epoch
-
-
 def _run_steps(loader: DataLoader, *, steps: int, step_fn: Callable, progress: ProgressFn | None) -> int:
     done = 0
     while done < steps:
@@ -111,7 +106,7 @@ def train_nonprivate(
     optimizer = _optimizer(model, cfg)
     criterion = nn.CrossEntropyLoss()
     loader = make_loader(data, batch_size=cfg.batch_size, generator=generator)
-    steps, _ = planned_steps(n_examples=len(data), batch_size=cfg.batch_size, epochs=cfg.epochs)
+    steps = epoch_steps(n_examples=len(data), batch_size=cfg.batch_size, epochs=cfg.epochs)
 
     def step(tokens, labels):
         model.train()
@@ -129,29 +124,31 @@ def train_dpsgd(
     model: nn.Module, data: TensorRows, *, cfg: TrainConfig, dp: DPSGDSettings, book: PrivacyBook,
     generator: torch.Generator, noise_generator: torch.Generator, progress: ProgressFn | None = None,
 ) -> TrainResult:
-    """Example-level DP-SGD. σ is given, or calibrated by Opacus for ``dp.target_epsilon`` over the planned steps.
+    """Example-level DP-SGD executing ``dp.plan``: σ, Poisson rate q = 1/⌈N/B⌉ and the plan's steps.
 
-    Each step that runs is recorded in ``book`` (which must be empty and match ``dp``). The noise
-    is drawn from ``noise_generator`` (``sandbox.privacy.noise.noise_generator``), the Poisson
+    The plan must be a ``dpsgd`` plan for ``data`` (its N) and ``cfg.batch_size``. Each step that runs
+    is recorded in ``book`` (which must be empty and match the plan's unit, δ and accountant). The
+    noise is drawn from ``noise_generator`` (``sandbox.privacy.noise.noise_generator``), the Poisson
     sampling from ``generator``.
     """
-    if book.steps or book.delta != dp.delta or book.accountant != dp.accountant:
-        raise ValueError("train_dpsgd needs a fresh PrivacyBook with the run's delta and accountant")
-    steps, q = planned_steps(n_examples=len(data), batch_size=cfg.batch_size, epochs=cfg.epochs)
-    sigma = dp.noise_multiplier
-    if sigma is None:
-        sigma = noise_multiplier_for(target_epsilon=dp.target_epsilon, delta=dp.delta,
-                                     sample_rate=q, steps=steps, accountant=dp.accountant)
+    plan = dp.plan
+    if plan.mechanism != "dpsgd" or plan.n_examples != len(data) or plan.batch_size != cfg.batch_size:
+        raise ValueError(f"train_dpsgd needs a dpsgd plan for these {len(data)} examples at batch size "
+                         f"{cfg.batch_size}; got a {plan.mechanism} plan (N={plan.n_examples}, B={plan.batch_size})")
+    if book.steps or (book.unit, book.delta, book.accountant) != (plan.unit, plan.delta, plan.accountant):
+        raise ValueError("train_dpsgd needs a fresh PrivacyBook with the plan's unit, delta and accountant")
+    steps, q, sigma = plan.steps, plan.sample_rate, plan.noise_multiplier
     with warnings.catch_warnings():  # Opacus' secure_mode needs torchcsprng; the noise generator is ours
         warnings.filterwarnings("ignore", message="Secure RNG turned off")  # (sandbox.privacy.noise)
-        engine = PrivacyEngine(accountant=dp.accountant)
+        engine = PrivacyEngine(accountant=plan.accountant)
     gsm, optimizer, criterion, loader = engine.make_private(
         module=model, optimizer=_optimizer(model, cfg), criterion=nn.CrossEntropyLoss(),
         data_loader=make_loader(data, batch_size=cfg.batch_size, generator=generator),
         noise_multiplier=sigma, max_grad_norm=dp.clip_norm, poisson_sampling=True,
         grad_sample_mode="ghost", noise_generator=noise_generator,
     )
-    assert abs(loader.sample_rate - q) < 1e-12, (loader.sample_rate, q)
+    if loader.sample_rate != q:  # Opacus samples at 1/len(loader): the plan must have the same q
+        raise RuntimeError(f"Opacus' Poisson loader samples at q={loader.sample_rate}, the plan at q={q}")
     _chain_step_hook(optimizer, book, sample_rate=q)
 
     def step(tokens, labels):

@@ -139,7 +139,7 @@ def test_an_unreadable_ledger_is_a_clear_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(LedgerError, match="unreadable"):
         PrivacyLedger(path).entries()
-    assert budget_main(["--ledger", str(path)]) == 2
+    assert budget_main(["--ledger", str(path)]) == 3
 
 
 def _cfg(overrides):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sandbox.data import SyntheticConfig, generate_corpus
 from sandbox.data.partition import split_users
 from sandbox.privacy import PrivacyBook
+from sandbox.privacy.plan import plan_dpsgd
 from sandbox.tasks import emoji
 from sandbox.train.central import DPSGDSettings, TensorRows, TrainConfig, train_dpsgd, train_nonprivate
 
@@ -62,7 +63,9 @@ def test_opted_out_users_never_reach_a_training_batch(seed, private):
     gen = torch.Generator().manual_seed(seed)
     if private:
         book = PrivacyBook(unit="example", delta=1e-5, accountant="rdp")
-        dp = DPSGDSettings(clip_norm=1.0, delta=1e-5, accountant="rdp", noise_multiplier=1.0)
+        plan = plan_dpsgd(n_examples=len(rows), batch_size=cfg.batch_size, epochs=cfg.epochs, noise_multiplier=1.0,
+                          delta=1e-5, accountant="rdp")
+        dp = DPSGDSettings(clip_norm=1.0, plan=plan)
         train_dpsgd(model, rows, cfg=cfg, dp=dp, book=book, generator=gen,
                     noise_generator=torch.Generator().manual_seed(seed))
     else:

@@ -55,7 +55,7 @@ from omegaconf import OmegaConf
 
 from sandbox.config import ConfigError, RunConfig, resolve
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 RECORD_FILE, MODEL_FILE, CANARIES_FILE = "record.json", "model.pt", "canaries.json"
 REAUDITABLE = ("completed", "stopped_budget")
 

@@ -127,7 +127,7 @@ __all__ = ["CHECKS", "Claim", "ClaimError", "ClaimResult", "Evidence", "FAIL", "
            "NO_CONTROL", "NOT_DISCRIMINATING", "PASS", "assert_claim", "check_claim", "load_claim", "load_record",
            "verify_record", "write_result"]
 
-CLAIM_DIR = Path(__file__).resolve().parents[2] / "conf" / "claim"
+CLAIM_DIR = Path(__file__).resolve().parents[1] / "conf" / "claim"
 EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}
 EXIT_BAD_INPUT = 3
 

@@ -34,10 +34,9 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from torch import nn
 
-from sandbox.config import ConfigError, RunConfig, resolve
+from sandbox.config import ConfigError, RunConfig, plain, resolve
 from sandbox.federated.aggregate import Update
 from sandbox.federated.client import LocalConfig
 from sandbox.federated.client_dp import LocalDPSGD, make_trainer
@@ -230,7 +229,7 @@ def run_deployment(grid: Grid, context: Context) -> None:
     if cfg.mode != "federated":
         raise ConfigError("mode: the Deployment Engine runs federated training: add mode=federated")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    record = run(cfg, out_dir=Path(out_dir), resolved_config=OmegaConf.to_container(hydra_cfg, resolve=True),
+    record = run(cfg, out_dir=Path(out_dir), resolved_config=plain(hydra_cfg),
                  grid=grid)
     log.info("run %s: %d rounds, epsilon %s; record in %s", record["status"], record["privacy"]["steps"],
              record["privacy"]["epsilon"], out_dir)

@@ -161,7 +161,7 @@ class FederationConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Knobs of the synthetic corpus; field names are the Hydra keys of conf/data/synthetic.yaml."""
+    """Knobs of the synthetic corpus; field names are the Hydra keys of sandbox/conf/data/synthetic.yaml."""
 
     seed: int = 0
     n_workspaces: int = 200

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-slow test-all bench deploy clean
+.PHONY: setup demo test test-slow test-all check-install experiment bench deploy clean
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel on disk here; an unpinned
 # torch (or a package asking for one) would pull a multi-GB CUDA build.
@@ -32,6 +32,14 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	$(PYTEST) -m 'slow or not slow'
+
+## A non-editable install in a fresh venv runs from another directory (the config ships in the package).
+check-install:
+	PY=$(PY) scripts/check-install
+
+## A named experiment (sandbox/conf/experiment/NAME.yaml) with its audits and claims: make experiment NAME=slack-emoji
+experiment: $(STAMP)
+	PYTHON=$(BIN)/python bash experiments/$(NAME)/run.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

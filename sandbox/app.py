@@ -18,9 +18,8 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from sandbox.config import CONF_DIR, ConfigError, resolve
+from sandbox.config import CONF_DIR, ConfigError, plain, resolve
 from sandbox.federated.clients import partition_clients
 from sandbox.federated.flower_client import client_app  # noqa: F401  (the app's ClientApp component)
 from sandbox.prepare import Seeds, prepare
@@ -59,7 +58,7 @@ def run_deployment(grid: Grid, context: Context) -> None:
     if cfg.mode != "federated":
         raise ConfigError("mode: the Deployment Engine runs federated training: add mode=federated")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    record = run(cfg, out_dir=Path(out_dir), resolved_config=OmegaConf.to_container(hydra_cfg, resolve=True),
+    record = run(cfg, out_dir=Path(out_dir), resolved_config=plain(hydra_cfg),
                  grid=grid)
     log.info("run %s: %d rounds, epsilon %s; record in %s", record["status"], record["privacy"]["steps"],
              record["privacy"]["epsilon"], out_dir)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from sandbox.config import explain
+from sandbox.config.store import CONF_DIR, register  # noqa: F401  (CONF_DIR: sandbox/conf, package data)
 
 # Runs in tests (in-process and subprocesses, which inherit the environment) keep their privacy
 # ledger out of the repository's outputs/: one ledger per test session.
@@ -25,8 +26,17 @@ TINY = [
 
 
 def compose_config(overrides: list[str]):
+    """The config ``python -m sandbox OVERRIDES`` runs; a refused composition raises ``ConfigError``
+    naming the key (as the CLI prints it), like ``sandbox.config.resolve``."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        try:
+            return compose(config_name="config", overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise explain(exc) from None
 
 
 @pytest.fixture

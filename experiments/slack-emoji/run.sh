@@ -7,27 +7,27 @@
 #   *-lira:   user-level LiRA, 16 shadow models            → "cannot learn"     (membership)
 #   *-canary: 150 planted canaries, 1,000 fresh ones,       → "cannot memorize"  (exposure)
 #             and a search of all 10^6 secrets               → "cannot reproduce" (extraction)
-# then conf/claim/cannot-memorize is checked on both audits of each model together.
+# then sandbox/conf/claim/cannot-memorize is checked on both audits of each model together.
 # Federated runs take their positive control on a central non-private model of the same data
 # (audit.control_on=central): federated averaging without DP is out of these attacks' reach
 # here, so a control on it would fail whatever DP does (see README).
+# The training runs are sandbox/conf/experiment/slack-emoji.yaml (one per variant/slack-emoji/*.yaml).
 # One command: bash experiments/slack-emoji/run.sh [OUT_DIR]   (~15 min on 2 cores)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-outputs/experiments/slack-emoji}
-COMMON="task=emoji data.n_canaries=150 data.n_fresh_canaries=1000 progress=false"
+RUNS="central-lira fedavgm-lira dp1-lira"
 FED_AUDIT="audit.control_on=central"
-FED="mode=federated $FED_AUDIT"
 source experiments/common.sh
-run central-lira audit=lira privacy=none
-run fedavgm-lira audit=lira $FED privacy=none
-run dp1-lira audit=lira $FED privacy=dpfedavg privacy.target_epsilon=1
+clear_runs $RUNS
+"$PY" -m sandbox -m +experiment=slack-emoji hydra.sweep.dir="$OUT"
+check_runs $? $RUNS
 for model in central fedavgm dp1; do  # the canary audit of the same trained model
   keep=$FED_AUDIT; [ "$model" = central ] && keep=""  # audit=canary replaces the whole audit group
   rm -rf "$OUT/$model-canary"  # an earlier experiment's re-audit: sandbox.audit writes only into a new directory
   "$PY" -m sandbox.audit "$OUT/$model-lira" "$OUT/$model-canary" audit=canary $keep
-  code=$?  # as common.sh's run: 1 (probable DP bug) keeps its record; no record stops the experiment
-  [ "$code" -le 2 ] || { echo "re-audit $model-canary failed (exit $code)" >&2; exit "$code"; }
+  code=$?  # as check_runs: 4 (probable DP bug) keeps its record; no record stops the experiment
+  is_result "$code" || { echo "re-audit $model-canary failed (exit $code)" >&2; exit "$code"; }
   [ -f "$OUT/$model-canary/record.json" ] || { echo "re-audit $model-canary wrote no record" >&2; exit 1; }
 done
 for model in central fedavgm dp1; do

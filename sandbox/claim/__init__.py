@@ -129,7 +129,7 @@ __all__ = ["CHECKS", "Claim", "ClaimError", "ClaimResult", "Evidence", "FAIL", "
            "NO_CONTROL", "NOT_DISCRIMINATING", "PASS", "assert_claim", "check_claim", "load_claim", "load_record",
            "verify_record", "write_result"]
 
-CLAIM_DIR = Path(__file__).resolve().parents[2] / "conf" / "claim"
+CLAIM_DIR = Path(__file__).resolve().parents[1] / "conf" / "claim"
 EXIT_CODES = {v: int(verdict_exit(v)) for v in (PASS, FAIL, INCONCLUSIVE)}
 EXIT_BAD_INPUT = int(Exit.BAD_INPUT)
 EXIT_DP_BUG = int(Exit.DP_BUG)

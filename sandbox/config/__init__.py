@@ -7,8 +7,8 @@ Errors name the config key (``privacy.delta``), say what is allowed, and are rai
 
 from __future__ import annotations
 
+import enum
 import math
-from pathlib import Path
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import get_type_hints
 
@@ -16,12 +16,72 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from sandbox.config.schema import (  # noqa: F401  (the public names of sandbox.config)
-    ACCOUNTANTS, ATTACKS, ENGINES, MECHANISMS, MODES, NOISE_SOURCES, RECOMMEND_TASKS, AuditConfig, ConfigError,
-    DataConfig, EmojiTaskConfig, FederationConfig, JobsConfig, LedgerConfig, LocalConfig, PrivacyConfig,
-    RecommendTaskConfig, RunConfig, SyntheticConfig, TrackingConfig, TrainConfig,
+    ACCOUNTANTS, ATTACKS, ENGINES, MECHANISMS, MODES, NOISE_SOURCES, RECOMMEND_TASKS, Accountant, Attack,
+    AuditConfig, AuditLevel, ClientUnit, Clipping, ConfigError, DataConfig, EmojiTaskConfig, Engine,
+    FederationConfig, JobsConfig, LedgerConfig, LocalConfig, Mechanism, Mode, NoiseSource, OnExceed,
+    PrivacyConfig, RecommendTaskConfig, RunConfig, SandboxConfig, ServerOptimizer, SyntheticConfig, Threat, TrackingBackend,
+    TrackingConfig, TrainConfig,
 )
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the Hydra config tree (conf/config.yaml)
+from sandbox.config.store import CONF_DIR, register  # noqa: F401
 
+register()  # the schemas the YAML files' defaults lists name: whoever composes sandbox/conf needs them
+
+
+def _q(value) -> str:
+    """``repr`` of a config value, an Enum member as its plain string."""
+    return repr(value.value if isinstance(value, enum.Enum) else value)
+
+
+# The message of a value outside a choice, by key: resolve's checks and a refused composition
+# (OmegaConf checks the Enum fields first) say the same thing.
+CHOICE_RULES = {
+    "mode": lambda v: f"must be one of {MODES}, got {_q(v)}",
+    "privacy.mechanism": lambda v: f"must be one of {MECHANISMS}, got {_q(v)}",
+    "privacy.noise_source": lambda v: (
+        f"must be one of {NOISE_SOURCES} (secure: DP noise from the OS CSPRNG, never recorded; seeded: "
+        f"replayed from the run's seed, research only, not private against whoever holds the record), "
+        f"got {_q(v)}"),
+    "privacy.accountant": lambda v: f"must be one of {ACCOUNTANTS}, got {_q(v)}",
+    "privacy.clipping": lambda v: f"must be 'fixed' or 'adaptive', got {_q(v)}",
+    "audit.attack": lambda v: f"must be one of {ATTACKS}, got {_q(v)}",
+    "audit.level": lambda v: f"must be 'user' or 'example', got {_q(v)}",
+    "audit.threat": lambda v: f"must be whitebox, scores or topk, got {_q(v)}",
+    "federation.engine": lambda v: f"must be one of {ENGINES}, got {_q(v)}",
+    "federation.unit": lambda v: f"must be 'user' or 'workspace', got {_q(v)}",
+    "federation.server_optimizer": lambda v: f"must be fedavg, fedavgm or fedadam, got {_q(v)}",
+    "tracking.backend": lambda v: f"must be none, tensorboard or mlflow, got {_q(v)}",
+    "ledger.on_exceed": lambda v: f"must be 'refuse' or 'warn', got {_q(v)}",
+}
+
+
+def explain(exc: BaseException) -> ConfigError:
+    """A ``ConfigError`` naming the key, for an error raised while Hydra composed the config.
+
+    OmegaConf's errors (a key the schema does not have, a value of the wrong type or outside an
+    Enum) carry the key; Hydra wraps them (``ConfigCompositionError``: an override or a file).
+    """
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, OverrideParseException):
+        return ConfigError(f"{exc.override}: not a valid override: {' '.join(str(exc.message).split())}")
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
+        group, _, name = str(exc.missing_cfg_file).rpartition("/")
+        return ConfigError(f"{group}: no option {name!r} (known: {', '.join(sorted(exc.options))})")
+    chain, cause = [], exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for error in chain:
+        if isinstance(error, OmegaConfBaseException) and getattr(error, "full_key", None):
+            key = str(error.full_key)
+            text = str(error.msg or error).splitlines()[0]
+            if key in CHOICE_RULES and text.startswith("Invalid value"):
+                return ConfigError(f"{key}: {CHOICE_RULES[key](error.value)}")
+            return ConfigError(f"{key}: {text}")
+    text = " ".join(str(exc).split("\n\n")[0].split())
+    origin = next((str(e) for e in chain if isinstance(e, OmegaConfBaseException)), "")
+    return ConfigError(f"{text}{': ' + origin.splitlines()[0] if origin and origin not in text else ''}")
 
 def _typed(cls, node, key: str):
     """Build dataclass ``cls`` from a config node; unknown or mistyped keys name ``key.field``."""
@@ -33,6 +93,9 @@ def _typed(cls, node, key: str):
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
     except Exception as exc:  # OmegaConf's ValidationError names the field; keep its text
+        rule = CHOICE_RULES.get(f"{key}.{getattr(exc, 'full_key', None)}")
+        if rule is not None and str(getattr(exc, "msg", "")).startswith("Invalid value"):
+            raise ConfigError(f"{key}.{exc.full_key}: {rule(values.get(exc.full_key))}") from None
         message = str(getattr(exc, "msg", exc)).splitlines()[0].replace(f"{cls.__name__}.", f"{key}.")
         if getattr(exc, "full_key", None):
             message = f"{key}.{exc.full_key}: {message}"
@@ -45,14 +108,11 @@ def _check(condition: bool, key: str, message: str) -> None:
 
 
 def _validate_privacy(p: PrivacyConfig) -> None:
-    _check(p.mechanism in MECHANISMS, "privacy.mechanism", f"must be one of {MECHANISMS}, got {p.mechanism!r}")
-    _check(p.noise_source in NOISE_SOURCES, "privacy.noise_source",
-           f"must be one of {NOISE_SOURCES} (secure: DP noise from the OS CSPRNG, never recorded; seeded: "
-           f"replayed from the run's seed, research only, not private against whoever holds the record), "
-           f"got {p.noise_source!r}")
+    _check(p.mechanism in MECHANISMS, "privacy.mechanism", CHOICE_RULES["privacy.mechanism"](p.mechanism))
+    _check(p.noise_source in NOISE_SOURCES, "privacy.noise_source", CHOICE_RULES["privacy.noise_source"](p.noise_source))
     if p.mechanism == "none":
         return
-    _check(p.accountant in ACCOUNTANTS, "privacy.accountant", f"must be one of {ACCOUNTANTS}, got {p.accountant!r}")
+    _check(p.accountant in ACCOUNTANTS, "privacy.accountant", CHOICE_RULES["privacy.accountant"](p.accountant))
     if p.mechanism in ("dpsgd", "client_dpsgd"):
         _check(p.unit == "example", "privacy.unit", "DP-SGD protects one example (message); "
                "user- or workspace-level DP is federated (mode=federated privacy=dpfedavg)")
@@ -66,7 +126,7 @@ def _validate_privacy(p: PrivacyConfig) -> None:
         _check(p.noise_multiplier is not None or p.target_epsilon is not None, "privacy",
                "set privacy.noise_multiplier, privacy.target_epsilon, or both (σ given + target: "
                "training stops before the next round would exceed the target)")
-        _check(p.clipping in ("fixed", "adaptive"), "privacy.clipping", f"must be 'fixed' or 'adaptive', got {p.clipping!r}")
+        _check(p.clipping in ("fixed", "adaptive"), "privacy.clipping", CHOICE_RULES["privacy.clipping"](p.clipping))
         _check(p.clipping_site in ("client", "server"), "privacy.clipping_site",
                f"must be 'client' or 'server', got {p.clipping_site!r}")
         _check(0 < p.target_quantile < 1, "privacy.target_quantile", f"must be in (0, 1), got {p.target_quantile}")
@@ -89,10 +149,9 @@ def _validate_train(t: TrainConfig) -> None:
 
 
 def _validate_audit(a: AuditConfig) -> None:
-    _check(a.attack in ATTACKS, "audit.attack", f"must be one of {ATTACKS}, got {a.attack!r}")
-    _check(a.level in ("user", "example"), "audit.level", f"must be 'user' or 'example', got {a.level!r}")
-    _check(a.threat in ("whitebox", "scores", "topk"), "audit.threat",
-           f"must be whitebox, scores or topk, got {a.threat!r}")
+    _check(a.attack in ATTACKS, "audit.attack", CHOICE_RULES["audit.attack"](a.attack))
+    _check(a.level in ("user", "example"), "audit.level", CHOICE_RULES["audit.level"](a.level))
+    _check(a.threat in ("whitebox", "scores", "topk"), "audit.threat", CHOICE_RULES["audit.threat"](a.threat))
     _check(a.topk >= 1, "audit.topk", f"must be ≥ 1, got {a.topk}")
     if a.attack in ("lira", "rmia"):
         _check(a.shadows >= 2 and a.shadows % 2 == 0, "audit.shadows",
@@ -140,8 +199,8 @@ def _task(node):
 
 
 def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
-    _check(f.engine in ENGINES, "federation.engine", f"must be one of {ENGINES}, got {f.engine!r}")
-    _check(f.unit in ("user", "workspace"), "federation.unit", f"must be 'user' or 'workspace', got {f.unit!r}")
+    _check(f.engine in ENGINES, "federation.engine", CHOICE_RULES["federation.engine"](f.engine))
+    _check(f.unit in ("user", "workspace"), "federation.unit", CHOICE_RULES["federation.unit"](f.unit))
     _check(0 < f.sample_rate <= 1, "federation.sample_rate", f"must be in (0, 1], got {f.sample_rate}")
     _check(f.rounds >= 1, "federation.rounds", f"must be ≥ 1, got {f.rounds}")
     _check(f.local_epochs >= 1, "federation.local_epochs", f"must be ≥ 1, got {f.local_epochs}")
@@ -149,13 +208,13 @@ def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
     _check(f.client_batch >= 0, "federation.client_batch", f"must be ≥ 0 (0 = one client at a time), "
            f"got {f.client_batch}")
     _check(f.server_optimizer in ("fedavg", "fedavgm", "fedadam"), "federation.server_optimizer",
-           f"must be fedavg, fedavgm or fedadam, got {f.server_optimizer!r}")
+           CHOICE_RULES["federation.server_optimizer"](f.server_optimizer))
     _check(privacy.mechanism != "dpsgd", "privacy", "privacy=dpsgd is central example-level DP-SGD; "
            "federated training uses privacy=dpfedavg (user level), privacy=client_dpsgd (example level, "
            "inside each client) or privacy=none")
     if privacy.mechanism == "dpfedavg":
-        _check(privacy.unit == f.unit, "privacy.unit", f"is {privacy.unit!r} but clients are "
-               f"{f.unit!r}s (federation.unit): the DP unit is the client")
+        _check(privacy.unit == f.unit, "privacy.unit", f"is {_q(privacy.unit)} but clients are "
+               f"{_q(f.unit)}s (federation.unit): the DP unit is the client")
 
 
 def _data_config(node) -> DataConfig:
@@ -172,8 +231,12 @@ def _data_config(node) -> DataConfig:
 
 def resolve(cfg: DictConfig) -> RunConfig:
     """Validate the composed Hydra config and return the typed run config."""
+    known = {f.name for f in fields(SandboxConfig)}
+    unknown = sorted(set(cfg) - known - {"hydra"})
+    _check(not unknown, next(iter(unknown), ""), f"unknown key (known: {', '.join(sorted(known))})")
     mode = cfg.get("mode", "central")
-    _check(mode in MODES, "mode", f"must be one of {MODES}, got {mode!r}")
+    _check(mode in MODES, "mode", CHOICE_RULES["mode"](mode))
+    mode = Mode(mode)
     privacy = _typed(PrivacyConfig, cfg.privacy, "privacy")
     federation = _typed(FederationConfig, cfg.get("federation"), "federation")
     train = _typed(TrainConfig, cfg.train, "train")
@@ -182,9 +245,8 @@ def resolve(cfg: DictConfig) -> RunConfig:
     ledger = _typed(LedgerConfig, cfg.get("ledger"), "ledger")
     tracking = _typed(TrackingConfig, cfg.get("tracking"), "tracking")
     _check(tracking.backend in ("none", "tensorboard", "mlflow"), "tracking.backend",
-           f"must be none, tensorboard or mlflow, got {tracking.backend!r}")
-    _check(ledger.on_exceed in ("refuse", "warn"), "ledger.on_exceed",
-           f"must be 'refuse' or 'warn', got {ledger.on_exceed!r}")
+           CHOICE_RULES["tracking.backend"](tracking.backend))
+    _check(ledger.on_exceed in ("refuse", "warn"), "ledger.on_exceed", CHOICE_RULES["ledger.on_exceed"](ledger.on_exceed))
     _check(ledger.total_epsilon is None or ledger.total_epsilon > 0, "ledger.total_epsilon",
            f"must be > 0 (or null: track only), got {ledger.total_epsilon}")
     _validate_audit(audit)
@@ -205,3 +267,9 @@ def resolve(cfg: DictConfig) -> RunConfig:
                           "no check(cfg) (see sandbox.tasks.base.Task)")
     check(run_config)  # the task's own rules (which audits apply, its keys' ranges)
     return run_config
+
+
+def plain(cfg) -> dict:
+    """The composed config as plain data (interpolations resolved, Enum members as their strings):
+    what ``record.json`` holds under ``config`` and what is printed."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

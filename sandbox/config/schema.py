@@ -6,13 +6,101 @@ The bottom layer: nothing here imports another ``sandbox`` module. Field names a
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-ACCOUNTANTS = ("rdp", "prv", "gdp")
-NOISE_SOURCES = ("secure", "seeded")  # sandbox.privacy.noise
+from omegaconf import MISSING
+
+
+# -- choices ---------------------------------------------------------------------------------------
+# OmegaConf types Enum fields (not Literal): a value outside the Enum is refused when the config is
+# composed. StrEnum members are str (``cfg.privacy.mechanism == "dpsgd"``, dict keys, JSON) and
+# print as their value; member names equal their values, which is what OmegaConf matches.
+class Mode(enum.StrEnum):
+    central = "central"
+    federated = "federated"
+
+
+class Mechanism(enum.StrEnum):
+    none = "none"
+    dpsgd = "dpsgd"
+    dpfedavg = "dpfedavg"
+    client_dpsgd = "client_dpsgd"
+
+
+class NoiseSource(enum.StrEnum):
+    secure = "secure"
+    seeded = "seeded"
+
+
+class Accountant(enum.StrEnum):
+    rdp = "rdp"
+    prv = "prv"
+    gdp = "gdp"
+
+
+class Clipping(enum.StrEnum):
+    fixed = "fixed"
+    adaptive = "adaptive"
+
+
+class Engine(enum.StrEnum):
+    inprocess = "inprocess"
+    flower = "flower"
+    deployment = "deployment"  # only inside a Flower ServerApp
+
+
+class ClientUnit(enum.StrEnum):
+    user = "user"
+    workspace = "workspace"
+
+
+class ServerOptimizer(enum.StrEnum):
+    fedavg = "fedavg"
+    fedavgm = "fedavgm"
+    fedadam = "fedadam"
+
+
+class Attack(enum.StrEnum):
+    none = "none"
+    loss = "loss"
+    lira = "lira"
+    rmia = "rmia"
+    canary = "canary"
+    suggestions = "suggestions"
+
+
+class AuditLevel(enum.StrEnum):
+    user = "user"
+    example = "example"
+
+
+class Threat(enum.StrEnum):
+    whitebox = "whitebox"
+    scores = "scores"
+    topk = "topk"
+
+
+class OnExceed(enum.StrEnum):
+    refuse = "refuse"
+    warn = "warn"
+
+
+class TrackingBackend(enum.StrEnum):
+    none = "none"
+    tensorboard = "tensorboard"
+    mlflow = "mlflow"
+
+
+def _values(choice: type[enum.Enum]) -> tuple[str, ...]:
+    return tuple(member.value for member in choice)
+
+
+ACCOUNTANTS = _values(Accountant)
+NOISE_SOURCES = _values(NoiseSource)  # sandbox.privacy.noise
 RECOMMEND_TASKS = ("jobs", "channels")
-ATTACKS = ("none", "loss", "lira", "rmia", "canary", "suggestions")
+ATTACKS = _values(Attack)
 
 
 class ConfigError(ValueError):
@@ -28,9 +116,11 @@ def _require(config, name: str, ok: bool, rule: str) -> None:
 class TrainConfig:
     """Hydra group ``train/``."""
 
-    epochs: float = 5.0
-    batch_size: int = 512  # expected batch size under Poisson sampling
-    lr: float = 2e-3
+    # train=default: non-private training, tuned on the default corpus (more epochs overfit);
+    # train/dpsgd.yaml (chosen by privacy=dpsgd) overrides epochs, batch_size and lr
+    epochs: float = 8.0
+    batch_size: int = 1024  # expected batch size under Poisson sampling (DP-SGD)
+    lr: float = 0.005
     optimizer: str = "adam"  # adam | sgd
     momentum: float = 0.0
     weight_decay: float = 0.0
@@ -49,18 +139,19 @@ class LocalConfig:
 class FederationConfig:
     """Hydra group ``federation/``."""
 
-    engine: str = "inprocess"  # inprocess | flower (simulation) | deployment (inside a Flower ServerApp)
-    unit: str = "user"  # user (cross-device) | workspace (cross-silo): what one client is
+    # the defaults are federation=cross_device (one client = one user); cross_silo.yaml overrides
+    engine: Engine = Engine.inprocess  # inprocess | flower (simulation) | deployment (inside a Flower ServerApp)
+    unit: ClientUnit = ClientUnit.user  # user (cross-device) | workspace (cross-silo): what one client is
     rounds: int = 100
     sample_rate: float = 0.05  # Poisson: each client joins a round with probability q
     local_epochs: int = 1
     local_batch_size: int = 16
-    local_lr: float = 0.1
-    server_optimizer: str = "fedavg"  # fedavg | fedavgm | fedadam
+    local_lr: float = 1.0
+    server_optimizer: ServerOptimizer = ServerOptimizer.fedavgm  # fedavg | fedavgm | fedadam
     server_lr: float = 1.0
-    server_momentum: float = 0.9
+    server_momentum: float = 0.9  # fedavgm only
     server_tau: float = 1e-3  # fedadam: adaptivity τ (Adam's eps); larger damps noise-only coordinates
-    eval_every: int = 5
+    eval_every: int = 5  # held-out-user metrics every k rounds (and after the last)
     client_batch: int = 64  # inprocess: clients trained together per batched step (0 = one at a time)
 
     @property
@@ -70,7 +161,7 @@ class FederationConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Knobs of the synthetic corpus; field names are the Hydra keys of conf/data/synthetic.yaml."""
+    """Knobs of the synthetic corpus; field names are the Hydra keys of sandbox/conf/data/synthetic.yaml."""
 
     seed: int = 0
     n_workspaces: int = 200
@@ -207,9 +298,9 @@ class RecommendTaskConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)  # task=jobs: the corpus' knobs
 
 
-MECHANISMS = ("none", "dpsgd", "dpfedavg", "client_dpsgd")
-MODES = ("central", "federated")
-ENGINES = ("inprocess", "flower", "deployment")  # deployment: only inside a Flower ServerApp
+MECHANISMS = _values(Mechanism)
+MODES = _values(Mode)
+ENGINES = _values(Engine)  # deployment: only inside a Flower ServerApp
 
 
 @dataclass(frozen=True)
@@ -217,9 +308,9 @@ class PrivacyConfig:
     """Hydra group ``privacy/``: ``none``, ``dpsgd`` (example-level, central), ``dpfedavg`` (user-level,
     federated) or ``client_dpsgd`` (example-level DP-SGD inside each client, federated)."""
 
-    mechanism: str = "none"
-    unit: str = "example"
-    accountant: str = "rdp"
+    mechanism: Mechanism = Mechanism.none
+    unit: str = "example"  # example | user | workspace (privacy=dpfedavg: ${federation.unit})
+    accountant: Accountant = Accountant.rdp
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
     delta: float | None = None  # None: the largest power of ten ≤ 1/(10 N)
@@ -227,9 +318,9 @@ class PrivacyConfig:
     # where every DP noise generator comes from (sandbox.privacy.noise): secure = a secret OS-CSPRNG
     # state per run / client update, never recorded; seeded = replayed from `seed` (research mode:
     # anyone with the record can subtract the noise)
-    noise_source: str = "secure"
+    noise_source: NoiseSource = NoiseSource.secure
     # DP-FedAvg only
-    clipping: str = "fixed"  # fixed | adaptive (Andrew et al. 2021)
+    clipping: Clipping = Clipping.fixed  # fixed | adaptive (Andrew et al. 2021)
     clipping_site: str = "client"  # client | server
     target_quantile: float = 0.5
     clip_lr: float = 0.2
@@ -251,9 +342,9 @@ class DataConfig:
 class AuditConfig:
     """Hydra group ``audit/``: a membership or memorisation audit of the run's own model."""
 
-    attack: str = "none"  # none | loss | lira | rmia | canary
-    level: str = "user"  # user (a user's records together) | example (one message)
-    threat: str = "scores"  # whitebox | scores (full output distribution) | topk (suggestions shown)
+    attack: Attack = Attack.none  # none | loss | lira | rmia | canary | suggestions
+    level: AuditLevel = AuditLevel.user  # user (a user's records together) | example (one message)
+    threat: Threat = Threat.scores  # whitebox | scores (full output distribution) | topk (suggestions shown)
     topk: int = 3  # threat=topk: how many suggestions the product shows
     shadows: int = 16  # lira / rmia: shadow models, each on a random half of the users
     online: bool = False  # lira: online (IN and OUT shadows) or offline (OUT only); rmia: all refs or OUT
@@ -279,21 +370,21 @@ class LedgerConfig:
 
     path: str | None = None  # None: no ledger (e.g. library use); the CLI's config sets outputs/privacy_ledger.json
     total_epsilon: float | None = None  # per data set and unit; None: track only
-    on_exceed: str = "refuse"  # refuse | warn
+    on_exceed: OnExceed = OnExceed.refuse  # refuse | warn
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     """Hydra key ``tracking``: optional TensorBoard / MLflow logging of the record (``sandbox.tracking``)."""
 
-    backend: str = "none"  # none | tensorboard | mlflow
+    backend: TrackingBackend = TrackingBackend.none  # none | tensorboard | mlflow
     dir: str | None = None  # tensorboard: log root (default RUN_DIR/tensorboard); mlflow: tracking URI
 
 
 @dataclass(frozen=True)
 class RunConfig:
     seed: int
-    mode: str
+    mode: Mode
     task: Any  # a sandbox.tasks.base.Task: the class task._target_ names (resolve builds it)
     data: DataConfig
     privacy: PrivacyConfig
@@ -303,3 +394,41 @@ class RunConfig:
     audit: AuditConfig = AuditConfig()
     ledger: LedgerConfig = LedgerConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+
+# -- the shapes Hydra composes (sandbox.config.store registers them; the YAML files use them) --------
+@dataclass(frozen=True)
+class SyntheticData(SyntheticConfig):
+    """Hydra option ``data=synthetic``: ``source`` and SyntheticConfig's knobs, flat (``data.n_users``)."""
+
+    source: str = "synthetic"
+
+
+@dataclass(frozen=True)
+class FilesData:
+    """Hydra option ``data=files``: a corpus directory (``data.path``)."""
+
+    source: str = "files"
+    path: str = MISSING
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """The root of ``sandbox/conf/config.yaml``: every top-level key, typed where OmegaConf can type it.
+
+    ``task`` and ``data`` are typed by their option (``data``: SyntheticData or FilesData; ``task``:
+    by ``sandbox.config.resolve``); ``claim`` is a claim file (``sandbox.claim``) or null.
+    """
+
+    task: Any = MISSING
+    data: Any = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    claim: Any = None
+    mode: Mode = Mode.central  # central | federated (then privacy=none, dpfedavg or client_dpsgd)
+    seed: int = 0  # drives the user split, initialisation, batch sampling and DP noise
+    progress: bool = True  # progress bar on stderr, shown only when stderr is a terminal
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -305,7 +305,7 @@ class RecommendTask(RecommendTaskConfig):
     def check(self, cfg) -> None:
         if cfg.audit.attack not in ("none", *self.attacks):
             raise ConfigError(f"audit.attack: task={self.name} is audited with audit=suggestions (membership and "
-                              f"attribute inference from the suggested lists), got {cfg.audit.attack!r}")
+                              f"attribute inference from the suggested lists), got {str(cfg.audit.attack)!r}")
         for key, ok, rule in (("holdout_fraction", 0 < self.holdout_fraction < 1, "must be in (0, 1)"),
                               ("top_k", self.top_k >= 1, "must be ≥ 1"),
                               ("max_tokens", self.max_tokens >= 1, "must be ≥ 1"),

@@ -156,7 +156,7 @@ class MessageTask:
     def check(self, cfg) -> None:
         if cfg.audit.attack not in ("none", *self.attacks):
             raise ConfigError(f"audit.attack: task={self.name} is audited with one of "
-                              f"{', '.join(self.attacks)}, got {cfg.audit.attack!r}")
+                              f"{', '.join(self.attacks)}, got {str(cfg.audit.attack)!r}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"task.test_fraction: must be in (0, 1), got {self.test_fraction}")
         if self.n_buckets < 2:

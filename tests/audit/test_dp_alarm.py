@@ -51,7 +51,7 @@ def under_noised(std, reference, generator=None, secure_mode=False):
 opacus_ghost._generate_noise = opacus_optimizer._generate_noise = under_noised
 from sandbox.__main__ import main
 try:
-    main()
+    sys.exit(main())
 finally:
     with open(sys.argv[-1].split("=", 1)[1] + "/patched_stds.json", "w") as f:
         json.dump(sorted(set(stds)), f)
@@ -75,7 +75,7 @@ def test_an_under_noised_mechanism_is_flagged_and_an_honest_one_is_not(tmp_path)
     # the patch ran, and the record states the calibrated σ: what it says is not what ran
     assert stds == [pytest.approx(p["noise_multiplier"] * p["clip_norm"])]
     assert 0.9 < p["epsilon"] <= 1.0 + 1e-6
-    assert proc.returncode == 1 and record["status"] == "failed" and a["result"] == "dp_bug"
+    assert proc.returncode == 4 and record["status"] == "failed" and a["result"] == "dp_bug"  # sandbox.cli: 4
     assert "PROBABLE DP BUG" in proc.stderr and "Traceback" not in proc.stderr
     cmp, v = a["accountant_comparison"], a["verdict_inputs"]
     assert a["relation"] == "add/remove one example inside one user present in both worlds"

@@ -188,11 +188,11 @@ def test_the_ledger_refuses_a_run_that_would_pass_the_total_and_keeps_nothing(tm
         _run(tmp_path, "second", [*dp, "ledger.total_epsilon=3"], ledger)
     assert not (tmp_path / "second" / "record.json").exists()
     assert len(json.loads(ledger.read_text())["entries"]) == 1  # the refused run spent nothing
-    # through the CLI: exit 2, one error line, no traceback, no record
+    # through the CLI: exit 3 (bad input), one error line, no traceback, no record
     proc = subprocess.run([sys.executable, "-m", "sandbox", *TINY, *dp, "ledger.total_epsilon=3",
                            f"ledger.path={ledger}", f"hydra.run.dir={tmp_path / 'cli'}"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: privacy ledger") and not (tmp_path / "cli" / "record.json").exists()
     shown = subprocess.run([sys.executable, "-m", "sandbox.budget", "--ledger", str(ledger)], cwd=REPO,
                            capture_output=True, text=True, timeout=120)

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-slow test-all check-install experiment bench deploy clean
+.PHONY: setup demo test lint test-slow test-all check-install experiment bench deploy clean
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel on disk here; an unpinned
 # torch (or a package asking for one) would pull a multi-GB CUDA build.
@@ -23,8 +23,14 @@ demo: $(STAMP)
 	@$(BIN)/python -m sandbox.summary outputs/demo
 
 ## The test suite (fast: minutes). pytest exits non-zero when no test ran.
-test: $(STAMP)
+test: lint $(STAMP)
 	$(PYTEST)
+
+## The layer contracts (import-linter, pyproject.toml) and ruff (lint + format).
+lint: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Slow suites (full-size corpus, long training runs).
 test-slow: $(STAMP)

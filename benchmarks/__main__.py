@@ -33,11 +33,26 @@ def _seconds_per_step(private: bool, cfg: emoji.EmojiTaskConfig, rows: TensorRow
     gen = torch.Generator().manual_seed(1)
     start = time.perf_counter()
     if private:
-        dp = DPSGDSettings(clip_norm=1.0, plan=plan_dpsgd(n_examples=N, batch_size=train.batch_size, epochs=train.epochs,
-                                                          noise_multiplier=1.0, delta=1e-6, accountant="rdp"))
-        result = train_dpsgd(model, rows, cfg=train, dp=dp, generator=gen,
-                             book=PrivacyBook(unit="example", delta=1e-6, accountant="rdp"),
-                             noise_generator=torch.Generator().manual_seed(2))
+        dp = DPSGDSettings(
+            clip_norm=1.0,
+            plan=plan_dpsgd(
+                n_examples=N,
+                batch_size=train.batch_size,
+                epochs=train.epochs,
+                noise_multiplier=1.0,
+                delta=1e-6,
+                accountant="rdp",
+            ),
+        )
+        result = train_dpsgd(
+            model,
+            rows,
+            cfg=train,
+            dp=dp,
+            generator=gen,
+            book=PrivacyBook(unit="example", delta=1e-6, accountant="rdp"),
+            noise_generator=torch.Generator().manual_seed(2),
+        )
     else:
         result = train_nonprivate(model, rows, cfg=train, generator=gen)
     return (time.perf_counter() - start) / result.steps
@@ -51,8 +66,10 @@ def main() -> None:
         plain.append(_seconds_per_step(False, cfg, rows))
         private.append(_seconds_per_step(True, cfg, rows))
     p, d = statistics.median(plain), statistics.median(private)
-    print(f"emoji model ({cfg.n_buckets} buckets × {cfg.embedding_dim}), batch 512, {STEPS} steps, "
-          f"median of {REPEATS}, torch threads {torch.get_num_threads()}")
+    print(
+        f"emoji model ({cfg.n_buckets} buckets × {cfg.embedding_dim}), batch 512, {STEPS} steps, "
+        f"median of {REPEATS}, torch threads {torch.get_num_threads()}"
+    )
     print(f"  non-private : {1000 * p:7.2f} ms/step")
     print(f"  DP-SGD ghost: {1000 * d:7.2f} ms/step")
     print(f"  ratio DP / non-private: {d / p:.2f}×")

@@ -24,8 +24,14 @@ from sandbox.federated.inprocess import run_inprocess
 from sandbox.federated.server import FederatedServer
 from sandbox.prepare import Seeds, prepare
 
-OVERRIDES = ["mode=federated", "privacy=none", "data.n_users=500", "federation.rounds=5",
-             "federation.sample_rate=0.1", "progress=false"]
+OVERRIDES = [
+    "mode=federated",
+    "privacy=none",
+    "data.n_users=500",
+    "federation.rounds=5",
+    "federation.sample_rate=0.1",
+    "progress=false",
+]
 REPEATS = 2
 
 
@@ -40,15 +46,22 @@ def _compose(overrides: list[str]):
 
 def _server(cfg, data, seeds, n_clients: int) -> FederatedServer:
     params = parameters_to_vector(data.new_model(cfg, seeds).parameters()).detach()
-    return FederatedServer(params=params, n_clients=n_clients, cfg=cfg.federation, dp=None, book=None,
-                           seed=seeds.federation)
+    return FederatedServer(
+        params=params, n_clients=n_clients, cfg=cfg.federation, dp=None, book=None, seed=seeds.federation
+    )
 
 
 def _seconds_per_round_inprocess(cfg, data, seeds, partition, client_batch: int) -> tuple[float, torch.Tensor]:
     server = _server(cfg, data, seeds, len(partition))
     started = time.perf_counter()
-    run_inprocess(server, partition=partition, examples=data.train, model=data.new_model(cfg, seeds),
-                  local=cfg.federation.local, client_batch=client_batch)
+    run_inprocess(
+        server,
+        partition=partition,
+        examples=data.train,
+        model=data.new_model(cfg, seeds),
+        local=cfg.federation.local,
+        client_batch=client_batch,
+    )
     return (time.perf_counter() - started) / cfg.federation.rounds, server.params
 
 
@@ -60,8 +73,9 @@ def main() -> None:
     rounds = cfg.federation.rounds
     inproc, loop, flower, startup, shutdown, params = [], [], [], [], [], {}
     for _ in range(REPEATS):
-        seconds, params["inprocess"] = _seconds_per_round_inprocess(cfg, data, seeds, partition,
-                                                                    cfg.federation.client_batch)
+        seconds, params["inprocess"] = _seconds_per_round_inprocess(
+            cfg, data, seeds, partition, cfg.federation.client_batch
+        )
         inproc.append(seconds)
         seconds, params["loop"] = _seconds_per_round_inprocess(cfg, data, seeds, partition, 0)
         loop.append(seconds)
@@ -74,17 +88,22 @@ def main() -> None:
     same = float((params["inprocess"] - params["flower"]).abs().max())
     same_loop = float((params["loop"] - params["flower"]).abs().max())
     i, o, f = statistics.median(inproc), statistics.median(loop), statistics.median(flower)
-    print(f"federated rounds: {' '.join(OVERRIDES)}; {len(partition)} clients "
-          f"(expected {cfg.federation.sample_rate * len(partition):.1f} per round); "
-          f"{params['flower'].numel():,} parameters; median of {REPEATS}")
-    print(f"  in-process engine       : {i:7.3f} s/round   (clients batched, "
-          f"federation.client_batch={cfg.federation.client_batch})")
+    print(
+        f"federated rounds: {' '.join(OVERRIDES)}; {len(partition)} clients "
+        f"(expected {cfg.federation.sample_rate * len(partition):.1f} per round); "
+        f"{params['flower'].numel():,} parameters; median of {REPEATS}"
+    )
+    print(
+        f"  in-process engine       : {i:7.3f} s/round   (clients batched, "
+        f"federation.client_batch={cfg.federation.client_batch})"
+    )
     print(f"  in-process, one by one  : {o:7.3f} s/round   (federation.client_batch=0)")
     print(f"  Flower simulation (Ray) : {f:7.3f} s/round   (one ClientApp per CPU)")
-    print(f"  ratio Flower / in-process: {f / i:.2f}×   (one by one: {f / o:.2f}×; batched vs one by one "
-          f"{o / i:.2f}×)")
-    print(f"  Flower one-time: start-up {statistics.median(startup):.1f} s (Ray, ClientApps loading, "
-          f"discovery of {len(partition)} nodes), shutdown {statistics.median(shutdown):.1f} s")
+    print(f"  ratio Flower / in-process: {f / i:.2f}×   (one by one: {f / o:.2f}×; batched vs one by one {o / i:.2f}×)")
+    print(
+        f"  Flower one-time: start-up {statistics.median(startup):.1f} s (Ray, ClientApps loading, "
+        f"discovery of {len(partition)} nodes), shutdown {statistics.median(shutdown):.1f} s"
+    )
     print(f"  same model as Flower: max |Δparam| = {same:.1e} batched, {same_loop:.1e} one by one")
 
 

@@ -31,8 +31,8 @@ from sandbox.config import CONF_DIR, ConfigError, explain, plain, register, reso
 from sandbox.data import CorpusError
 from sandbox.privacy import AccountingError, PrivacyInputError
 from sandbox.privacy.ledger import LedgerError
-from sandbox.tracking import TrackingError
 from sandbox.summary import describe_run
+from sandbox.tracking import TrackingError
 
 __all__ = ["CONF_DIR", "main"]
 

@@ -58,10 +58,14 @@ def run_deployment(grid: Grid, context: Context) -> None:
     if cfg.mode != "federated":
         raise ConfigError("mode: the Deployment Engine runs federated training: add mode=federated")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    record = run(cfg, out_dir=Path(out_dir), resolved_config=plain(hydra_cfg),
-                 grid=grid)
-    log.info("run %s: %d rounds, epsilon %s; record in %s", record["status"], record["privacy"]["steps"],
-             record["privacy"]["epsilon"], out_dir)
+    record = run(cfg, out_dir=Path(out_dir), resolved_config=plain(hydra_cfg), grid=grid)
+    log.info(
+        "run %s: %d rounds, epsilon %s; record in %s",
+        record["status"],
+        record["privacy"]["steps"],
+        record["privacy"]["epsilon"],
+        out_dir,
+    )
 
 
 def count_clients(overrides: list[str]) -> int:

@@ -22,9 +22,9 @@ JSON object instead. Without --delta, delta = default_delta(n). Exit codes (sand
 from __future__ import annotations
 
 import argparse
-import os
 import json
 import math
+import os
 import sys
 import warnings
 from dataclasses import asdict, dataclass
@@ -56,9 +56,18 @@ ACCOUNTANT_NOTES = {
     "prv": "upper bound up to eps_error 0.01 (PRV, Gopi et al. 2021)",
     "gdp": "CLT approximation (Bu et al. 2020); can underestimate epsilon",
 }
-FLAGS = {"n_examples": "--n", "batch_size": "--batch-size", "epochs": "--epochs", "sample_rate": "--sample-rate",
-         "steps": "--steps", "noise_multiplier": "--sigma", "target_epsilon": "--target-epsilon",
-         "delta": "--delta", "unit": "--unit", "accountant": "--accountant"}
+FLAGS = {
+    "n_examples": "--n",
+    "batch_size": "--batch-size",
+    "epochs": "--epochs",
+    "sample_rate": "--sample-rate",
+    "steps": "--steps",
+    "noise_multiplier": "--sigma",
+    "target_epsilon": "--target-epsilon",
+    "delta": "--delta",
+    "unit": "--unit",
+    "accountant": "--accountant",
+}
 
 
 class BudgetUsageError(Exception):
@@ -120,8 +129,11 @@ def _parser() -> _Parser:
     parser.add_argument("--n", type=int, help="population size (units); also sets default delta")
     length = parser.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, help="number of steps (or rounds)")
-    length.add_argument("--epochs", type=float, help="steps = round(epochs * ceil(n / batch_size)), "
-                        "or round(epochs / q) with --sample-rate")
+    length.add_argument(
+        "--epochs",
+        type=float,
+        help="steps = round(epochs * ceil(n / batch_size)), or round(epochs / q) with --sample-rate",
+    )
     parser.add_argument("--delta", type=float, help="delta in (0, 1); default default_delta(n)")
     parser.add_argument("--unit", choices=UNITS, default="example", help="accounting unit")
     parser.add_argument("--accountant", choices=ACCOUNTANTS, help="only this accountant")
@@ -165,14 +177,18 @@ def _schedule(args: argparse.Namespace) -> dict:
         if args.epochs is None:
             _check_flag("--steps", steps=args.steps)
             return {"sample_rate": args.sample_rate, "steps": args.steps}
-        return {"sample_rate": args.sample_rate, "steps": local_steps(epochs=args.epochs, sample_rate=args.sample_rate),
-                "steps_rule": f"round({args.epochs:g} epochs / q)"}
+        return {
+            "sample_rate": args.sample_rate,
+            "steps": local_steps(epochs=args.epochs, sample_rate=args.sample_rate),
+            "steps_rule": f"round({args.epochs:g} epochs / q)",
+        }
     if args.batch_size is None or args.n is None:
         raise PrivacyInputError("--sample-rate: give --sample-rate, or --batch-size together with --n")
     if args.batch_size < 1 or args.n < 1:
         flag = "--batch-size" if args.batch_size < 1 else "--n"
         raise PrivacyInputError(
-            f"{flag}: --batch-size and --n must be integers >= 1, got {args.batch_size} and {args.n}")
+            f"{flag}: --batch-size and --n must be integers >= 1, got {args.batch_size} and {args.n}"
+        )
     if args.n < args.batch_size:
         raise PrivacyInputError(f"--batch-size {args.batch_size} exceeds --n {args.n}")
     batches = batches_per_epoch(n_examples=args.n, batch_size=args.batch_size)
@@ -182,8 +198,13 @@ def _schedule(args: argparse.Namespace) -> dict:
     else:
         steps = epoch_steps(n_examples=args.n, batch_size=args.batch_size, epochs=args.epochs)
         rule = f"round({args.epochs:g} epochs × ceil(n/batch_size) = {batches})"
-    return {"sample_rate": 1 / batches, "steps": steps, "steps_rule": rule, "batches_per_epoch": batches,
-            "sample_rate_exact": f"1/{batches}"}
+    return {
+        "sample_rate": 1 / batches,
+        "steps": steps,
+        "steps_rule": rule,
+        "batches_per_epoch": batches,
+        "sample_rate_exact": f"1/{batches}",
+    }
 
 
 def query_from_args(args: argparse.Namespace) -> BudgetQuery:
@@ -211,8 +232,13 @@ def query_from_args(args: argparse.Namespace) -> BudgetQuery:
 
 def plan_of(query: BudgetQuery, accountant: str) -> PrivacyPlan:
     """The query's plan for one accountant, by the plan functions runs use (``sandbox.privacy.plan``)."""
-    question = {"noise_multiplier": query.noise_multiplier, "target_epsilon": query.target_epsilon,
-                "delta": query.delta, "accountant": accountant, "unit": query.unit}
+    question = {
+        "noise_multiplier": query.noise_multiplier,
+        "target_epsilon": query.target_epsilon,
+        "delta": query.delta,
+        "accountant": accountant,
+        "unit": query.unit,
+    }
     if query.batch_size is not None:  # central DP-SGD: q = 1/⌈N/B⌉, steps as a run counts them
         length = {"epochs": query.epochs} if query.epochs is not None else {"steps": query.steps}
         return plan_dpsgd(n_examples=query.n, batch_size=query.batch_size, **length, **question)
@@ -234,8 +260,10 @@ def evaluate(*, query: BudgetQuery, accountant: str) -> AccountantResult:
         try:
             plan = plan_of(query, accountant)  # σ calibrated (its search's warnings muted), then ε
             if (plan.sample_rate, plan.steps) != (query.sample_rate, query.steps):
-                raise RuntimeError(f"the plan ({plan.sample_rate}, {plan.steps}) is not the query's "
-                                   f"({query.sample_rate}, {query.steps})")
+                raise RuntimeError(
+                    f"the plan ({plan.sample_rate}, {plan.steps}) is not the query's "
+                    f"({query.sample_rate}, {query.steps})"
+                )
             sigma, epsilon = plan.noise_multiplier, plan.planned_epsilon
             if not math.isfinite(epsilon):
                 sigma, epsilon = None, None
@@ -279,8 +307,7 @@ def format_table(*, query: BudgetQuery, results: list[AccountantResult]) -> str:
         rows.append([result.accountant, *values])
     widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns) - 1)]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths + [0])).rstrip()
-        for row in [columns, *rows]
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths + [0])).rstrip() for row in [columns, *rows]
     ]
     return _header(query) + "\n\n" + "\n".join(lines)
 

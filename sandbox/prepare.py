@@ -29,12 +29,15 @@ class Seeds:
     federation: int  # the federated server's own seed (sampling, client seeds; its noise only when seeded)
 
     @classmethod
-    def from_seed(cls, seed: int) -> "Seeds":
+    def from_seed(cls, seed: int) -> Seeds:
         split, init, batches, noise, federation = np.random.SeedSequence(seed).spawn(5)
-        return cls(split=np.random.default_rng(split), init=int(init.generate_state(1)[0]),
-                   batches=torch.Generator().manual_seed(int(batches.generate_state(1)[0])),
-                   noise_seed=int(noise.generate_state(1)[0]),
-                   federation=int(federation.generate_state(1)[0]))
+        return cls(
+            split=np.random.default_rng(split),
+            init=int(init.generate_state(1)[0]),
+            batches=torch.Generator().manual_seed(int(batches.generate_state(1)[0])),
+            noise_seed=int(noise.generate_state(1)[0]),
+            federation=int(federation.generate_state(1)[0]),
+        )
 
     def noise_generator(self, source: str) -> torch.Generator:
         """Central DP-SGD's noise: from the OS CSPRNG (``secure``) or replayed from the run seed (``seeded``)."""
@@ -64,11 +67,27 @@ class Prepared(TaskData):
 def prepare(cfg: RunConfig, seeds: Seeds) -> Prepared:
     """The task's data for this run: corpus, consent-aware split, label space, examples (``Task.prepare``)."""
     if not isinstance(cfg.task, Task):
-        missing = [name for name in ("name", "top_k", "attacks", "check", "prepare", "build_model", "evaluate",
-                                     "baseline", "extra_metrics", "featurize", "canary_label")
-                   if not hasattr(cfg.task, name)]
-        raise ConfigError(f"task._target_: {type(cfg.task).__qualname__} does not implement sandbox.tasks.base.Task "
-                          f"(missing: {', '.join(missing)})")
+        missing = [
+            name
+            for name in (
+                "name",
+                "top_k",
+                "attacks",
+                "check",
+                "prepare",
+                "build_model",
+                "evaluate",
+                "baseline",
+                "extra_metrics",
+                "featurize",
+                "canary_label",
+            )
+            if not hasattr(cfg.task, name)
+        ]
+        raise ConfigError(
+            f"task._target_: {type(cfg.task).__qualname__} does not implement sandbox.tasks.base.Task "
+            f"(missing: {', '.join(missing)})"
+        )
     data = cfg.task.prepare(cfg.data, seeds.split)
     return Prepared(**{f.name: getattr(data, f.name) for f in fields(TaskData)}, task=cfg.task)
 

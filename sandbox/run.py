@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 import resource
 import shutil
@@ -26,16 +25,24 @@ from sandbox.audit.harness import ProbableDPBug, control_config, run_audit
 from sandbox.audit.recsys import run_suggestions_audit
 from sandbox.config import ConfigError, RunConfig, resolve
 from sandbox.config.overrides import audit_config, parse_overrides
-from sandbox.prepare import Prepared, Seeds, prepare, resolve_delta
-from sandbox.privacy import PrivacyBook
-from sandbox.privacy.plan import batches_per_epoch, plan_for
+from sandbox.prepare import Prepared, Seeds, prepare
 from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
+from sandbox.privacy.plan import plan_for
 from sandbox.record import (
-    SCHEMA_VERSION, Outcome, RecordError, RunRecord, load, model_fingerprint, save, versions, write_atomic,
-    write_json, write_state_dict,
+    SCHEMA_VERSION,
+    Outcome,
+    RecordError,
+    RunRecord,
+    load,
+    model_fingerprint,
+    save,
+    versions,
+    write_atomic,
+    write_json,
+    write_state_dict,
 )
-from sandbox.training import check_finite, train_model
 from sandbox.tracking import check_backend, log_record
+from sandbox.training import check_finite, train_model
 
 TRAINED_USERS_FILE = "trained_users.npy"  # beside model.pt: int64 corpus user indices whose data trained it
 
@@ -51,8 +58,12 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     data = prepare(cfg, seeds)
     ledger = PrivacyLedger(cfg.ledger.path) if cfg.ledger.path else None
     if ledger is not None:  # before training: refuse a run that could pass the data set's total
-        warning = ledger.check(planned_spend(cfg, data), planned_epsilon=planned_epsilon(cfg, data),
-                               total=cfg.ledger.total_epsilon, on_exceed=cfg.ledger.on_exceed)
+        warning = ledger.check(
+            planned_spend(cfg, data),
+            planned_epsilon=planned_epsilon(cfg, data),
+            total=cfg.ledger.total_epsilon,
+            on_exceed=cfg.ledger.on_exceed,
+        )
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     outcome = train_model(cfg, data, seeds, grid=grid)
@@ -61,16 +72,28 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     baseline = cfg.task.baseline(data.train, data.test, n_classes=len(data.classes))
     metrics.update(cfg.task.extra_metrics(outcome.model, data, resamples=cfg.audit.resamples, seed=cfg.seed))
     record = {
-        "schema_version": SCHEMA_VERSION, "task": cfg.task.name, "mode": cfg.mode, "engine": outcome.engine,
-        "seed": cfg.seed, "status": outcome.status, "config": resolved_config, "versions": versions(),
+        "schema_version": SCHEMA_VERSION,
+        "task": cfg.task.name,
+        "mode": cfg.mode,
+        "engine": outcome.engine,
+        "seed": cfg.seed,
+        "status": outcome.status,
+        "config": resolved_config,
+        "versions": versions(),
         "data": _data_section(data, outcome),
-        "model": {"sha256": model_fingerprint(outcome.model.state_dict()), "file": "model.pt",
-                  **({"trained_users_file": TRAINED_USERS_FILE} if outcome.trained_users is not None else {})},
+        "model": {
+            "sha256": model_fingerprint(outcome.model.state_dict()),
+            "file": "model.pt",
+            **({"trained_users_file": TRAINED_USERS_FILE} if outcome.trained_users is not None else {}),
+        },
         "privacy": outcome.privacy,
         "metrics": {**metrics, "baseline": baseline, "split": "held-out users"},
         "curve": outcome.curve,
-        "timing": {"seconds": round(time.perf_counter() - started, 2), **outcome.timing,
-                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+        "timing": {
+            "seconds": round(time.perf_counter() - started, 2),
+            **outcome.timing,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        },
     }
     _remove_stale_results(out_dir)  # an earlier run's record must never sit beside this run's model
     write_state_dict(out_dir / "model.pt", outcome.model.state_dict())
@@ -88,8 +111,9 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         ledger.record(spend_of(cfg, data, record), run_dir=str(out_dir), epsilon=record["privacy"]["epsilon"])
     save(out_dir, RunRecord.from_json(record, origin="the run's record"))  # last: its presence means the run finished
     if cfg.tracking.backend != "none":
-        record["tracking"] = log_record(record, backend=cfg.tracking.backend, run_dir=out_dir,
-                                        directory=cfg.tracking.dir)
+        record["tracking"] = log_record(
+            record, backend=cfg.tracking.backend, run_dir=out_dir, directory=cfg.tracking.dir
+        )
     if record["status"] == "failed":
         raise ProbableDPBug(record["audit"])
     return record
@@ -102,6 +126,7 @@ def write_trained_users(path: Path, users) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
             np.save(f, users, allow_pickle=False)
+
     write_atomic(path, write)
 
 
@@ -141,8 +166,11 @@ def _audit_models(cfg: RunConfig, private: bool) -> tuple[int, bool]:
 def planned_spend(cfg: RunConfig, data: Prepared) -> Spend:
     private = cfg.privacy.mechanism != "none"
     shadows, non_private = _audit_models(cfg, private)
-    what = "training" + (f" + {shadows} shadow models" if shadows else "") + \
-        (" + a non-private model" if non_private and private else "")
+    what = (
+        "training"
+        + (f" + {shadows} shadow models" if shadows else "")
+        + (" + a non-private model" if non_private and private else "")
+    )
     unit = ALL_UNITS if non_private else _unit(cfg)
     return Spend(dataset=data.corpus.fingerprint(), unit=unit, private=not non_private, what=what)
 
@@ -170,16 +198,19 @@ def planned_audit_spend(cfg: RunConfig, data: Prepared) -> tuple[Spend, float] |
     private = cfg.privacy.mechanism != "none"
     shadows = a.shadows if a.attack in ("lira", "rmia") else 0
     control = a.control and control_config(cfg)[2]  # trained apart from the run (with its own shadows)
-    parts = ([f"{shadows} {'' if private else 'non-private '}shadow models"] if shadows else []) + \
-        ([f"a non-private positive control{f' + its {shadows} shadows' if shadows else ''}"] if control else [])
+    parts = ([f"{shadows} {'' if private else 'non-private '}shadow models"] if shadows else []) + (
+        [f"a non-private positive control{f' + its {shadows} shadows' if shadows else ''}"] if control else []
+    )
     if not parts:
         return None
     what = "audit of a trained model: " + " + ".join(parts)
     dataset = data.corpus.fingerprint()
     if control or not private:
         return Spend(dataset=dataset, unit=ALL_UNITS, private=False, what=what), math.inf
-    return (Spend(dataset=dataset, unit=_unit(cfg), private=True, what=what),
-            _planned_model_epsilon(cfg, data) * shadows)
+    return (
+        Spend(dataset=dataset, unit=_unit(cfg), private=True, what=what),
+        _planned_model_epsilon(cfg, data) * shadows,
+    )
 
 
 def audit_spend(data: Prepared, audit: dict, *, what: str) -> Spend | None:
@@ -189,8 +220,16 @@ def audit_spend(data: Prepared, audit: dict, *, what: str) -> Spend | None:
 
 
 def _model_spends(trained: list[dict]) -> list[ModelSpend]:
-    return [ModelSpend(what=m["what"], private=bool(m["private"]), unit=m.get("unit"),
-                       delta=float(m.get("delta") or 0.0), events=tuple(m.get("events") or ())) for m in trained]
+    return [
+        ModelSpend(
+            what=m["what"],
+            private=bool(m["private"]),
+            unit=m.get("unit"),
+            delta=float(m.get("delta") or 0.0),
+            events=tuple(m.get("events") or ()),
+        )
+        for m in trained
+    ]
 
 
 def _planned_model_epsilon(cfg: RunConfig, data: Prepared) -> float:
@@ -199,6 +238,7 @@ def _planned_model_epsilon(cfg: RunConfig, data: Prepared) -> float:
     n_clients = None
     if cfg.privacy.mechanism == "dpfedavg":  # δ and adaptive clipping's count noise are over the clients
         from sandbox.federated.clients import partition_clients
+
         n_clients = len(partition_clients(data.corpus, data.train, unit=cfg.federation.unit))
     plan = plan_for(cfg, n_examples=len(data.train), n_clients=n_clients)
     if plan.target_epsilon is not None:
@@ -214,17 +254,31 @@ def spend_of(cfg: RunConfig, data: Prepared, record: dict) -> Spend:
     if privacy["epsilon"] is None:
         models = [ModelSpend(what="training", private=False)]
     else:
-        models = [ModelSpend(what="training", private=True, unit=privacy["unit"], delta=privacy["delta"],
-                             events=tuple(privacy["events"]))]
+        models = [
+            ModelSpend(
+                what="training",
+                private=True,
+                unit=privacy["unit"],
+                delta=privacy["delta"],
+                events=tuple(privacy["events"]),
+            )
+        ]
     trained = (record.get("audit") or {}).get("models_trained")
     if trained is not None:
         models += _model_spends(trained)
     elif privacy["epsilon"] is not None:  # an audit that does not list its models: the planned ones
         shadows, non_private = _audit_models(cfg, True)
         if shadows:
-            models.append(ModelSpend(what=f"{shadows} shadow models (the run's events)", private=True,
-                                     unit=privacy["unit"], delta=privacy["delta"], events=tuple(privacy["events"]),
-                                     times=shadows))
+            models.append(
+                ModelSpend(
+                    what=f"{shadows} shadow models (the run's events)",
+                    private=True,
+                    unit=privacy["unit"],
+                    delta=privacy["delta"],
+                    events=tuple(privacy["events"]),
+                    times=shadows,
+                )
+            )
         if non_private:
             models.append(ModelSpend(what="a non-private model", private=False))
     return Spend(dataset=plan.dataset, what=plan.what, models=tuple(models))
@@ -233,13 +287,18 @@ def spend_of(cfg: RunConfig, data: Prepared, record: dict) -> Spend:
 def _data_section(data: Prepared, outcome: Outcome) -> dict:
     corpus = data.corpus
     return {
-        "n_users": corpus.n_users, "n_workspaces": corpus.n_workspaces,
-        "n_messages": corpus.n_messages, "n_examples": len(data.train), "n_test_examples": len(data.test),
-        "n_train_users": len(data.split.train_users), "n_test_users": len(data.split.test_users),
+        "n_users": corpus.n_users,
+        "n_workspaces": corpus.n_workspaces,
+        "n_messages": corpus.n_messages,
+        "n_examples": len(data.train),
+        "n_test_examples": len(data.test),
+        "n_train_users": len(data.split.train_users),
+        "n_test_users": len(data.split.test_users),
         "n_opted_out_users": data.split.n_excluded_users,
         "n_opted_out_workspaces": int(corpus.workspace_opted_out.sum()),
         "n_canaries": len(data.manifest.planted) if data.manifest else 0,
-        "n_classes": len(data.classes), "fingerprint": corpus.fingerprint(),
+        "n_classes": len(data.classes),
+        "fingerprint": corpus.fingerprint(),
         **outcome.data,
     }
 
@@ -298,8 +357,10 @@ def read_run(run_dir: Path) -> tuple[dict, bytes, dict]:
     """(record, the record file's bytes, model.pt's state dict), refused unless the record is of that model."""
     record_path, model_path = run_dir / RECORD_FILE, run_dir / MODEL_FILE
     if not record_path.is_file():
-        raise ReauditError(f"{record_path}: missing: not the directory of a finished run (a run writes "
-                           "record.json last, when it completes)")
+        raise ReauditError(
+            f"{record_path}: missing: not the directory of a finished run (a run writes "
+            "record.json last, when it completes)"
+        )
     raw = record_path.read_bytes()
     try:
         record = load(run_dir).to_json()
@@ -307,8 +368,10 @@ def read_run(run_dir: Path) -> tuple[dict, bytes, dict]:
         raise ReauditError(str(exc)) from None
     status = record.get("status")
     if status not in REAUDITABLE:
-        raise ReauditError(f"{record_path}: status: {status!r}: only the model of a completed run "
-                           f"({' or '.join(REAUDITABLE)}) is re-audited")
+        raise ReauditError(
+            f"{record_path}: status: {status!r}: only the model of a completed run "
+            f"({' or '.join(REAUDITABLE)}) is re-audited"
+        )
     for key in ("config", "privacy", "model"):
         if not isinstance(record.get(key), dict):
             raise ReauditError(f"{record_path}: {key}: missing from the record")
@@ -323,8 +386,10 @@ def read_run(run_dir: Path) -> tuple[dict, bytes, dict]:
     except Exception as exc:  # not a state dict
         raise ReauditError(f"{model_path}: not a readable state dict: {exc}") from None
     if found != sha:
-        raise ReauditError(f"{model_path}: its fingerprint {found[:12]}… is not the model.sha256 {sha[:12]}… of "
-                           f"{record_path}: the record is not of this model (replaced or retrained?)")
+        raise ReauditError(
+            f"{model_path}: its fingerprint {found[:12]}… is not the model.sha256 {sha[:12]}… of "
+            f"{record_path}: the record is not of this model (replaced or retrained?)"
+        )
     return record, raw, state
 
 
@@ -338,10 +403,12 @@ def trained_users(run_dir: Path, record: dict, cfg: RunConfig, data) -> np.ndarr
             return train_users.astype(np.int64)
         if cfg.audit.attack == "suggestions":
             return None
-        raise ReauditError(f"{path}: missing: a federated run's members are the users whose client was sampled, "
-                           "and sampling is not reproducible (privacy.noise_source=secure draws it from the OS "
-                           "CSPRNG), so runs save them there; this run predates that. Train it again (its audits "
-                           "then come from python -m sandbox.audit on the new run directory)")
+        raise ReauditError(
+            f"{path}: missing: a federated run's members are the users whose client was sampled, "
+            "and sampling is not reproducible (privacy.noise_source=secure draws it from the OS "
+            "CSPRNG), so runs save them there; this run predates that. Train it again (its audits "
+            "then come from python -m sandbox.audit on the new run directory)"
+        )
     try:
         users = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
@@ -404,38 +471,51 @@ def reaudit(run_dir: str | Path, out_dir: str | Path | None = None, overrides: l
     config = {**copy.deepcopy(record["config"]), "audit": new_audit}
     cfg = resolve(OmegaConf.create(config))
     if cfg.audit.attack == "none":
-        raise ConfigError("audit: audit=none audits nothing; choose the audit: audit=loss|lira|rmia|canary "
-                          "(audit=suggestions for task=jobs|channels)")
+        raise ConfigError(
+            "audit: audit=none audits nothing; choose the audit: audit=loss|lira|rmia|canary "
+            "(audit=suggestions for task=jobs|channels)"
+        )
     out_dir = Path(out_dir) if out_dir is not None else default_audit_dir(run_dir, cfg.audit.attack)
     create = _check_out_dir(out_dir)
     seeds = Seeds.from_seed(cfg.seed)
     data = prepare(cfg, seeds)
     recorded = (record.get("data") or {}).get("fingerprint")
     if recorded is not None and recorded != data.corpus.fingerprint():
-        raise ReauditError(f"{run_dir / RECORD_FILE}: data.fingerprint {recorded[:12]}… but the data its config "
-                           f"builds now has {data.corpus.fingerprint()[:12]}…: the corpus changed (data.path?)")
-    if cfg.audit.attack == "canary" and (data.manifest is None or not data.manifest.planted
-                                         or not data.manifest.fresh):
-        raise ConfigError("audit=canary needs a corpus with planted and fresh canaries: the run must have been "
-                          "trained with data.n_canaries ≥ 1 and data.n_fresh_canaries ≥ 1 (data=synthetic)")
+        raise ReauditError(
+            f"{run_dir / RECORD_FILE}: data.fingerprint {recorded[:12]}… but the data its config "
+            f"builds now has {data.corpus.fingerprint()[:12]}…: the corpus changed (data.path?)"
+        )
+    if cfg.audit.attack == "canary" and (data.manifest is None or not data.manifest.planted or not data.manifest.fresh):
+        raise ConfigError(
+            "audit=canary needs a corpus with planted and fresh canaries: the run must have been "
+            "trained with data.n_canaries ≥ 1 and data.n_fresh_canaries ≥ 1 (data=synthetic)"
+        )
     model = data.new_model(cfg, seeds)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ReauditError(f"{run_dir / MODEL_FILE}: does not fit the model of the run's config: "
-                           f"{str(exc).splitlines()[0]}") from None
+        raise ReauditError(
+            f"{run_dir / MODEL_FILE}: does not fit the model of the run's config: {str(exc).splitlines()[0]}"
+        ) from None
     check_finite(model, cfg)
     members = trained_users(run_dir, record, cfg, data)
     ledger = PrivacyLedger(cfg.ledger.path) if cfg.ledger.path else None
     planned = planned_audit_spend(cfg, data)
     if ledger is not None and planned is not None:  # before training: the audit's own models only
-        warning = ledger.check(planned[0], planned_epsilon=planned[1], total=cfg.ledger.total_epsilon,
-                               on_exceed=cfg.ledger.on_exceed)
+        warning = ledger.check(
+            planned[0], planned_epsilon=planned[1], total=cfg.ledger.total_epsilon, on_exceed=cfg.ledger.on_exceed
+        )
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
 
-    outcome = Outcome(model=model, curve=record.get("curve") or [], privacy=record["privacy"],
-                      status=record["status"], engine=record.get("engine", ""), trained_users=members)
+    outcome = Outcome(
+        model=model,
+        curve=record.get("curve") or [],
+        privacy=record["privacy"],
+        status=record["status"],
+        engine=record.get("engine", ""),
+        trained_users=members,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         _copy(run_dir / MODEL_FILE, out_dir / MODEL_FILE)
@@ -451,11 +531,16 @@ def reaudit(run_dir: str | Path, out_dir: str | Path | None = None, overrides: l
             new["model"]["trained_users_file"] = TRAINED_USERS_FILE
         new["audit"] = audit
         new["status"] = "failed" if audit["result"] == "dp_bug" else record["status"]
-        new["timing"] = {"seconds": round(time.perf_counter() - started, 2),
-                         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                         "original": record.get("timing")}
-        new["reaudit_of"] = {"run_dir": str(run_dir), "record_sha256": hashlib.sha256(raw).hexdigest(),
-                             "out_dir": str(out_dir)}
+        new["timing"] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "original": record.get("timing"),
+        }
+        new["reaudit_of"] = {
+            "run_dir": str(run_dir),
+            "record_sha256": hashlib.sha256(raw).hexdigest(),
+            "out_dir": str(out_dir),
+        }
         spend = audit_spend(data, audit, what=f"re-audit of {run_dir} (audit={cfg.audit.attack})")
         if ledger is not None and spend is not None:  # what the audit trained; the model itself is not charged
             ledger.record(spend, run_dir=str(out_dir), epsilon=None)

@@ -21,18 +21,22 @@ def _privacy_text(privacy: dict) -> str:
     if privacy.get("epsilon") is None:
         return "not private"
     source = f", {privacy['noise_source']} noise" if privacy.get("noise_source") else ""
-    return (f"ε = {privacy['epsilon']:.2f} (δ = {privacy['delta']:.0e}, {privacy['unit']}-level, "
-            f"{privacy['accountant']}, {privacy['sampling']} q = {privacy['sample_rate']:.4g}, "
-            f"σ = {privacy['noise_multiplier']:.3f}, {privacy['steps']} steps{source})")
+    return (
+        f"ε = {privacy['epsilon']:.2f} (δ = {privacy['delta']:.0e}, {privacy['unit']}-level, "
+        f"{privacy['accountant']}, {privacy['sampling']} q = {privacy['sample_rate']:.4g}, "
+        f"σ = {privacy['noise_multiplier']:.3f}, {privacy['steps']} steps{source})"
+    )
 
 
 def noise_warning(privacy: dict) -> str | None:
     """The record's warning when its DP noise was seeded (replayable from the record), else None."""
     if privacy.get("noise_source") != "seeded":
         return None
-    return privacy.get("noise_warning") or ("seeded noise (research mode): anyone holding this record can "
-                                            "regenerate the DP noise; this model is NOT differentially private "
-                                            "against them")
+    return privacy.get("noise_warning") or (
+        "seeded noise (research mode): anyone holding this record can "
+        "regenerate the DP noise; this model is NOT differentially private "
+        "against them"
+    )
 
 
 def _top_key(metrics: dict) -> str:
@@ -45,10 +49,13 @@ def ranking_text(ranking: dict) -> str:
     r, n = (next(key for key in m if key.startswith(p)) for p in ("recall@", "ndcg@"))
     t = ranking["training_users"]
     diff = (ranking.get("held_out_users_vs_popularity") or {}).get(r) or {}
-    vs = (f", difference {diff['difference']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
-          if diff.get("ci") else "")
-    return (f"held-out users {r} {m[r]:.3f} (popularity {pop[r]:.3f}{vs}), {n} {m[n]:.3f} (popularity {pop[n]:.3f}); "
-            f"training users' held-out items {r} {t[r]:.3f}")
+    vs = (
+        f", difference {diff['difference']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]" if diff.get("ci") else ""
+    )
+    return (
+        f"held-out users {r} {m[r]:.3f} (popularity {pop[r]:.3f}{vs}), {n} {m[n]:.3f} (popularity {pop[n]:.3f}); "
+        f"training users' held-out items {r} {t[r]:.3f}"
+    )
 
 
 def describe_run(record: RunRecord | dict, run_dir: Path) -> str:
@@ -57,14 +64,16 @@ def describe_run(record: RunRecord | dict, run_dir: Path) -> str:
     m, base = record["metrics"], record["metrics"]["baseline"]
     k = _top_key(m)
     name = "most-frequent" if "ranking" not in m else "popularity"
-    return (f"{record['task']} · {record['mode']} · {record['privacy']['mechanism']}: "
-            f"{k} accuracy {m[k]:.3f} ({name} baseline {base[k]:.3f}), "
-            f"top1 {m['top1']:.3f} (baseline {base['top1']:.3f})\n"
-            + (f"  ranking: {ranking_text(m['ranking'])}\n" if "ranking" in m else "")
-            + f"  privacy: {_privacy_text(record['privacy'])}\n"
-            + (f"  WARNING: {warning}\n" if (warning := noise_warning(record["privacy"])) else "")
-            + (f"  audit: {audit_text(record['audit'])}\n" if record.get("audit") else "")
-            + f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)")
+    return (
+        f"{record['task']} · {record['mode']} · {record['privacy']['mechanism']}: "
+        f"{k} accuracy {m[k]:.3f} ({name} baseline {base[k]:.3f}), "
+        f"top1 {m['top1']:.3f} (baseline {base['top1']:.3f})\n"
+        + (f"  ranking: {ranking_text(m['ranking'])}\n" if "ranking" in m else "")
+        + f"  privacy: {_privacy_text(record['privacy'])}\n"
+        + (f"  WARNING: {warning}\n" if (warning := noise_warning(record["privacy"])) else "")
+        + (f"  audit: {audit_text(record['audit'])}\n" if record.get("audit") else "")
+        + f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)"
+    )
 
 
 def audit_text(a: dict) -> str:
@@ -72,20 +81,27 @@ def audit_text(a: dict) -> str:
     ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
     if a["attack"] == "suggestions":
         mem, attr = a["membership"], a["attribute"]
-        text = (f"suggestions (user level, {a['threat']}): membership AUC {mem['auc']:.3f} {ci(mem['auc_ci'])}, "
-                f"TPR at 1% FPR {mem['tpr_at_fpr']['0.01']:.3f}")
+        text = (
+            f"suggestions (user level, {a['threat']}): membership AUC {mem['auc']:.3f} {ci(mem['auc_ci'])}, "
+            f"TPR at 1% FPR {mem['tpr_at_fpr']['0.01']:.3f}"
+        )
         if attr.get("result") == "measured":
             m, o = attr["members"], attr["non_members"]
-            text += (f"; attribute '{attr['name']}' advantage members {m['advantage']:.3f} {ci(m['advantage_ci'])}, "
-                     f"non-members {o['advantage']:.3f} {ci(o['advantage_ci'])}, gap {attr['gap']:.3f} "
-                     f"{ci(attr['gap_ci'])} (base rate {m['base_rate']:.3f})")
+            text += (
+                f"; attribute '{attr['name']}' advantage members {m['advantage']:.3f} {ci(m['advantage_ci'])}, "
+                f"non-members {o['advantage']:.3f} {ci(o['advantage_ci'])}, gap {attr['gap']:.3f} "
+                f"{ci(attr['gap_ci'])} (base rate {m['base_rate']:.3f})"
+            )
         else:
             text += f"; attribute inference: {attr.get('reason', attr.get('result'))}"
         return text
     eps, cmp = a["accountant_epsilon"], a.get("accountant_comparison") or {}
     one_run = a.get("one_run_eps_lower_bound")
-    bounds = (f"one-run ε ≥ {one_run:.2f} (95%)" if one_run is not None else
-              f"many-targets ε heuristic {a['eps_lower_bound']:.2f} (not a 95% bound)")
+    bounds = (
+        f"one-run ε ≥ {one_run:.2f} (95%)"
+        if one_run is not None
+        else f"many-targets ε heuristic {a['eps_lower_bound']:.2f} (not a 95% bound)"
+    )
     if cmp.get("epsilon") is not None and cmp.get("epsilon") != float("inf"):
         compared = f"; accountant ε = {eps:.2f}, {cmp['epsilon']:.2f} for {a.get('relation', 'this relation')}"
         compared += f" (AUC ≤ {a['max_auc_permitted']:.3f} permitted)" if a.get("max_auc_permitted") else ""
@@ -93,9 +109,11 @@ def audit_text(a: dict) -> str:
         compared = f"; accountant ε = {eps:.2f} ({a.get('relation', '?')}: not comparable)"
     else:
         compared = ""
-    return (f"{a['attack']} ({a['level']} level, {a['threat']}): AUC {a['auc']:.3f} {ci(a['auc_ci'])}, "
-            f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f} {ci(a['tpr_at_1pct_fpr_ci'])}; {bounds}{compared}"
-            f" → {a['result'].upper()}: {a['reason']}")
+    return (
+        f"{a['attack']} ({a['level']} level, {a['threat']}): AUC {a['auc']:.3f} {ci(a['auc_ci'])}, "
+        f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f} {ci(a['tpr_at_1pct_fpr_ci'])}; {bounds}{compared}"
+        f" → {a['result'].upper()}: {a['reason']}"
+    )
 
 
 def summary_table(records: list[tuple[Path, RunRecord | dict]]) -> str:
@@ -106,11 +124,16 @@ def summary_table(records: list[tuple[Path, RunRecord | dict]]) -> str:
         m = r["metrics"]
         p = r["privacy"]
         k = _top_key(m)
-        eps = ("not private" if p.get("epsilon") is None else
-               f"ε = {p['epsilon']:.2f} (δ = {p['delta']:.0e}, {p['unit']} level, {p['accountant']})"
-               + (" SEEDED NOISE: not private against whoever holds the record" if noise_warning(p) else ""))
-        lines.append(f"{path.parent.name:<32} {r.get('task', 'emoji'):<9} {r['mode']:<10} {m[k]:>6.3f} "
-                     f"{m['baseline'][k]:>9.3f} {m['top1']:>6.3f}  {eps}")
+        eps = (
+            "not private"
+            if p.get("epsilon") is None
+            else f"ε = {p['epsilon']:.2f} (δ = {p['delta']:.0e}, {p['unit']} level, {p['accountant']})"
+            + (" SEEDED NOISE: not private against whoever holds the record" if noise_warning(p) else "")
+        )
+        lines.append(
+            f"{path.parent.name:<32} {r.get('task', 'emoji'):<9} {r['mode']:<10} {m[k]:>6.3f} "
+            f"{m['baseline'][k]:>9.3f} {m['top1']:>6.3f}  {eps}"
+        )
     return "\n".join(lines)
 
 

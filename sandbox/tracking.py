@@ -34,8 +34,10 @@ def check_backend(backend: str) -> None:
         raise TrackingError(f"tracking.backend: must be one of {BACKENDS}, got {backend!r}")
     package = _PACKAGES.get(backend)
     if package and importlib.util.find_spec(package) is None:
-        raise TrackingError(f"tracking.backend={backend} needs the {package} package, which is not installed: "
-                            f"pip install {package} (or `pip install -e '.[tracking]'` for tensorboard)")
+        raise TrackingError(
+            f"tracking.backend={backend} needs the {package} package, which is not installed: "
+            f"pip install {package} (or `pip install -e '.[tracking]'` for tensorboard)"
+        )
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str | int | float | bool]:

@@ -49,6 +49,7 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
     curve = _Curve(model, data.test, task=cfg.task, every=per_epoch, book=book)
     rows = TensorRows(data.train.tokens, data.train.labels)
     with progress_bar(cfg.progress, unit="steps") as show:
+
         def progress(step, total, loss):
             curve(step, total, loss)
             show(step, total, loss)
@@ -57,18 +58,38 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
             result = train_nonprivate(model, rows, cfg=cfg.train, generator=seeds.batches, progress=progress)
         else:
             dp = DPSGDSettings(clip_norm=cfg.privacy.clip_norm, plan=plan_for(cfg, n_examples=len(data.train)))
-            result = train_dpsgd(model, rows, cfg=cfg.train, dp=dp, book=book,
-                                 generator=seeds.dp_batches(cfg.privacy.noise_source),
-                                 noise_generator=seeds.noise_generator(cfg.privacy.noise_source), progress=progress)
+            result = train_dpsgd(
+                model,
+                rows,
+                cfg=cfg.train,
+                dp=dp,
+                book=book,
+                generator=seeds.dp_batches(cfg.privacy.noise_source),
+                noise_generator=seeds.noise_generator(cfg.privacy.noise_source),
+                progress=progress,
+            )
     if book is None:
         privacy = privacy_section(mechanism="none", unit="example", book=None, steps=result.steps)
     else:
-        privacy = privacy_section(mechanism="dpsgd", unit="example", book=book, steps=result.steps,
-                                  noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
-                                  clip_norm=cfg.privacy.clip_norm, target_epsilon=cfg.privacy.target_epsilon,
-                                  noise_source=cfg.privacy.noise_source)
-    return Outcome(model=result.model, curve=curve.points, privacy=privacy, status="completed",
-                   engine="central", trained_users=data.split.train_users)
+        privacy = privacy_section(
+            mechanism="dpsgd",
+            unit="example",
+            book=book,
+            steps=result.steps,
+            noise_multiplier=result.noise_multiplier,
+            sample_rate=result.sample_rate,
+            clip_norm=cfg.privacy.clip_norm,
+            target_epsilon=cfg.privacy.target_epsilon,
+            noise_source=cfg.privacy.noise_source,
+        )
+    return Outcome(
+        model=result.model,
+        curve=curve.points,
+        privacy=privacy,
+        status="completed",
+        engine="central",
+        trained_users=data.split.train_users,
+    )
 
 
 def train_model(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) -> Outcome:
@@ -83,6 +104,9 @@ def check_finite(model, cfg: RunConfig) -> None:
     """A diverged model (inf/NaN parameters) is not a result: stop with the keys that usually cause it."""
     bad = [name for name, p in model.named_parameters() if not bool(p.detach().isfinite().all())]
     if bad:
-        keys = ("federation.local_lr, federation.server_lr, federation.local_epochs" if cfg.mode == "federated"
-                else "train.lr")
+        keys = (
+            "federation.local_lr, federation.server_lr, federation.local_epochs"
+            if cfg.mode == "federated"
+            else "train.lr"
+        )
         raise ConfigError(f"training diverged: non-finite parameters in {', '.join(bad)}; lower {keys}")

@@ -18,10 +18,17 @@ os.environ["SANDBOX_LEDGER"] = str(Path(tempfile.mkdtemp(prefix="sandbox-ledger-
 
 # A corpus and training budget small enough for a test to run in seconds.
 TINY = [
-    "data.n_users=300", "data.n_workspaces=12", "data.n_canaries=3", "data.n_fresh_canaries=5",
+    "data.n_users=300",
+    "data.n_workspaces=12",
+    "data.n_canaries=3",
+    "data.n_fresh_canaries=5",
     "data.max_messages_per_user=200",
-    "train.epochs=1", "train.batch_size=128", "task.n_buckets=4096", "task.embedding_dim=16",
-    "task.hidden_dim=16", "progress=false",
+    "train.epochs=1",
+    "train.batch_size=128",
+    "task.n_buckets=4096",
+    "task.embedding_dim=16",
+    "task.hidden_dim=16",
+    "progress=false",
 ]
 
 

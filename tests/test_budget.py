@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+
 import pytest
 
 from sandbox.budget import main
@@ -113,8 +114,24 @@ def test_batch_size_and_n_give_the_rate_and_steps_a_run_executes(capsys, n, batc
 
 
 def test_batch_size_n_and_steps_use_the_run_rate(capsys):
-    code, out, _ = _run(capsys, ["--sigma", "1", "--batch-size", "256", "--n", "60000", "--steps", "1000",
-                                 "--delta", "1e-5", "--accountant", "rdp", "--json"])
+    code, out, _ = _run(
+        capsys,
+        [
+            "--sigma",
+            "1",
+            "--batch-size",
+            "256",
+            "--n",
+            "60000",
+            "--steps",
+            "1000",
+            "--delta",
+            "1e-5",
+            "--accountant",
+            "rdp",
+            "--json",
+        ],
+    )
     report = json.loads(out)
     assert code == 0 and (report["inputs"]["sample_rate"], report["inputs"]["steps"]) == (1 / 235, 1000)
     assert report["results"]["rdp"]["epsilon"] == _epsilon(1.0, 1 / 235, 1000, 1e-5, "rdp")
@@ -160,10 +177,23 @@ IMPOSSIBLE = {
 }
 
 
-FLAG_OF = {"sigma": "--sigma", "rate": "--sample-rate", "delta": "--delta", "epsilon": "--target-epsilon",
-           "steps": "--steps", "epochs": "--epochs", "batch": "--batch-size", "no rate": "--sample-rate",
-           "no delta": "--delta", "no question": "--sigma", "sigma and": "--sigma", "rate and": "--sample-rate",
-           "unknown accountant": "--accountant", "not a number": "--sigma", "no steps": "--steps"}
+FLAG_OF = {
+    "sigma": "--sigma",
+    "rate": "--sample-rate",
+    "delta": "--delta",
+    "epsilon": "--target-epsilon",
+    "steps": "--steps",
+    "epochs": "--epochs",
+    "batch": "--batch-size",
+    "no rate": "--sample-rate",
+    "no delta": "--delta",
+    "no question": "--sigma",
+    "sigma and": "--sigma",
+    "rate and": "--sample-rate",
+    "unknown accountant": "--accountant",
+    "not a number": "--sigma",
+    "no steps": "--steps",
+}
 
 
 @pytest.mark.parametrize("case", IMPOSSIBLE, ids=IMPOSSIBLE.keys())
@@ -194,9 +224,7 @@ def test_help_exits_zero(capsys):
 
 
 def _module(*argv):
-    return subprocess.run(
-        [sys.executable, "-m", "sandbox.budget", *argv], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "sandbox.budget", *argv], capture_output=True, text=True, timeout=120)
 
 
 def test_module_entry_point_refuses_impossible_input_without_traceback():

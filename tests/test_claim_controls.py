@@ -15,15 +15,34 @@ import pytest
 
 from sandbox.claim import FAIL, INCONCLUSIVE, NO_CONTROL, NOT_DISCRIMINATING, PASS, Claim, ClaimError, check_claim
 from sandbox.claim.checks import (
-    AttributeAdvantage, CanaryExposure, Epsilon, Extraction, MembershipAUC, MembershipTPR,
+    AttributeAdvantage,
+    CanaryExposure,
+    Epsilon,
+    Extraction,
+    MembershipAUC,
+    MembershipTPR,
 )
 from tests.test_claim import (
-    CANARY_CONTROL_AUDIT, LIRA_CONTROL_AUDIT, canary_record, claim_cli, control, judge, lira_record, privacy,
-    run_dir_with, suggestions_record,
+    CANARY_CONTROL_AUDIT,
+    LIRA_CONTROL_AUDIT,
+    canary_record,
+    claim_cli,
+    control,
+    judge,
+    lira_record,
+    privacy,
+    run_dir_with,
+    suggestions_record,
 )
 
-NEAR_CHANCE = {"auc": 0.52, "auc_ci": [0.50, 0.54], "tpr_at_0.1pct_fpr": 0.001, "tpr_at_0.1pct_fpr_ci": [0.0, 0.003],
-               "tpr_at_1pct_fpr": 0.011, "tpr_at_1pct_fpr_ci": [0.006, 0.016]}
+NEAR_CHANCE = {
+    "auc": 0.52,
+    "auc_ci": [0.50, 0.54],
+    "tpr_at_0.1pct_fpr": 0.001,
+    "tpr_at_0.1pct_fpr_ci": [0.0, 0.003],
+    "tpr_at_1pct_fpr": 0.011,
+    "tpr_at_1pct_fpr_ci": [0.006, 0.016],
+}
 
 
 def with_control_audit(record: dict, **changes) -> dict:
@@ -33,15 +52,18 @@ def with_control_audit(record: dict, **changes) -> dict:
 
 # --- the three cases the rule is about ----------------------------------------------------------
 
-@pytest.mark.parametrize("check", [MembershipAUC(max=0.55), MembershipTPR(max=0.02), MembershipTPR(max=0.005,
-                                                                                                  fpr=0.001)])
+
+@pytest.mark.parametrize(
+    "check", [MembershipAUC(max=0.55), MembershipTPR(max=0.02), MembershipTPR(max=0.005, fpr=0.001)]
+)
 def test_a_row_that_passes_but_whose_control_also_passes_does_not_discriminate(check):
     # the non-private model of the same pipeline is near chance too: passing says nothing about DP
     record = with_control_audit(lira_record(), **NEAR_CHANCE)
     row, verdict = judge(check, record)
     assert (row.verdict, verdict, row.discriminates) == (INCONCLUSIVE, INCONCLUSIVE, False)
-    assert row.reason.startswith(f"{NOT_DISCRIMINATING}: a non-private model of the same pipeline also passes "
-                                 "(control: ")
+    assert row.reason.startswith(
+        f"{NOT_DISCRIMINATING}: a non-private model of the same pipeline also passes (control: "
+    )
     assert row.control.endswith(": PASS") and "federated, no DP" in row.reason
     assert "this run: CI upper end" in row.reason  # what the run itself showed is kept
 
@@ -74,11 +96,14 @@ def test_a_control_whose_ci_straddles_the_bound_does_not_discriminate():
     record = with_control_audit(lira_record(), auc=0.56, auc_ci=[0.53, 0.59])
     row, _ = judge(MembershipAUC(max=0.55), record)
     assert (row.verdict, row.discriminates) == (INCONCLUSIVE, False)
-    assert row.reason.startswith(f"{NOT_DISCRIMINATING}: a non-private model of the same pipeline does not fail it "
-                                 "either") and row.control == "AUC 0.560 [0.530, 0.590]: INCONCLUSIVE"
+    assert (
+        row.reason.startswith(f"{NOT_DISCRIMINATING}: a non-private model of the same pipeline does not fail it either")
+        and row.control == "AUC 0.560 [0.530, 0.590]: INCONCLUSIVE"
+    )
 
 
 # --- no control to judge ------------------------------------------------------------------------
+
 
 def test_an_older_record_whose_control_ran_but_kept_no_audit_cannot_pass():
     record = lira_record()
@@ -115,14 +140,17 @@ def test_a_control_of_another_attack_is_no_control_on_this_statistic():
 
 
 def test_a_disabled_control_gives_no_control():
-    record = lira_record(result="inconclusive", reason="positive control disabled (audit.control=false)",
-                         control={"ran_on": "none", "passed": False,
-                                  "reason": "positive control disabled (audit.control=false)"})
+    record = lira_record(
+        result="inconclusive",
+        reason="positive control disabled (audit.control=false)",
+        control={"ran_on": "none", "passed": False, "reason": "positive control disabled (audit.control=false)"},
+    )
     row, _ = judge(MembershipAUC(max=0.55), record, require_control=False)
     assert row.verdict == INCONCLUSIVE and row.control == "none"  # the audit gate: inconclusive
 
 
 # --- a non-private run is its own control -------------------------------------------------------
+
 
 def test_a_non_private_run_is_its_own_control():
     passing = lira_record(control=control(None, ran_on="this run (not private)", pipeline="federated, no DP"))
@@ -138,16 +166,25 @@ def test_a_non_private_run_is_its_own_control():
 
 # --- TPR at an FPR the non-members cannot resolve -----------------------------------------------
 
+
 @pytest.mark.parametrize("fpr, n_nonmembers, at_all, usable", [(0.01, 50, 100, 1000), (0.001, 500, 1000, 10000)])
-def test_tpr_at_an_fpr_the_audit_cannot_measure_is_inconclusive_with_the_count_needed(fpr, n_nonmembers, at_all,
-                                                                                       usable):
+def test_tpr_at_an_fpr_the_audit_cannot_measure_is_inconclusive_with_the_count_needed(
+    fpr, n_nonmembers, at_all, usable
+):
     record = lira_record(n_nonmembers=n_nonmembers)
     row, verdict = judge(MembershipTPR(max=0.02, fpr=fpr), record)
     assert (row.verdict, verdict) == (INCONCLUSIVE, INCONCLUSIVE)
     assert f"not measurable with {n_nonmembers} non-members" in row.reason
     assert f"≥ {at_all} non-members to be measurable at all, about {usable} for a usable CI" in row.reason
-    leaky = lira_record(n_nonmembers=n_nonmembers, **{"tpr_at_1pct_fpr": 0.3, "tpr_at_1pct_fpr_ci": [0.2, 0.4],
-                                                      "tpr_at_0.1pct_fpr": 0.3, "tpr_at_0.1pct_fpr_ci": [0.2, 0.4]})
+    leaky = lira_record(
+        n_nonmembers=n_nonmembers,
+        **{
+            "tpr_at_1pct_fpr": 0.3,
+            "tpr_at_1pct_fpr_ci": [0.2, 0.4],
+            "tpr_at_0.1pct_fpr": 0.3,
+            "tpr_at_0.1pct_fpr_ci": [0.2, 0.4],
+        },
+    )
     assert judge(MembershipTPR(max=0.02, fpr=fpr), leaky)[0].verdict == INCONCLUSIVE  # read at FPR 0: no FPR fpr
 
 
@@ -161,6 +198,7 @@ def test_a_control_that_cannot_measure_the_tpr_is_no_control():
 
 # --- shipped claims, several records, the written result ----------------------------------------
 
+
 def test_anonymized_aggregated_needs_a_discriminating_control():
     assert check_claim("anonymized-aggregated", suggestions_record()).verdict == PASS
     old = check_claim("anonymized-aggregated", suggestions_record(with_control=False))  # no control, no waiver
@@ -171,8 +209,7 @@ def test_anonymized_aggregated_needs_a_discriminating_control():
     weak["audit"]["control"]["audit"]["membership"].update(auc=0.526, auc_ci=[0.51, 0.54])
     weak["audit"]["control"]["audit"]["attribute"].update(gap=0.02, gap_ci=[-0.01, 0.045])
     rows = check_claim("anonymized-aggregated", weak).evidence
-    assert [(e.verdict, e.discriminates) for e in rows] == [(INCONCLUSIVE, False), (INCONCLUSIVE, False),
-                                                            (PASS, None)]
+    assert [(e.verdict, e.discriminates) for e in rows] == [(INCONCLUSIVE, False), (INCONCLUSIVE, False), (PASS, None)]
 
 
 def test_each_record_of_a_model_brings_its_own_control():
@@ -191,8 +228,10 @@ def test_claim_json_and_table_carry_control_and_discriminates(tmp_path):
     record["audit"]["control"]["audit"]["tpr_at_1pct_fpr"] = 0.05
     run = run_dir_with(tmp_path, record)
     claim = tmp_path / "claim.yaml"
-    claim.write_text("name: t\npromise: p\nchecks:\n  - {type: membership_tpr, max: 0.02}\n"
-                     "  - {type: membership_auc, max: 0.55}\n  - {type: epsilon, max: 1, delta: 1.0e-5}\n")
+    claim.write_text(
+        "name: t\npromise: p\nchecks:\n  - {type: membership_tpr, max: 0.02}\n"
+        "  - {type: membership_auc, max: 0.55}\n  - {type: epsilon, max: 1, delta: 1.0e-5}\n"
+    )
     proc = claim_cli(claim, run)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "TPR 0.050 [0.030, 0.070]: FAIL" in proc.stdout and "AUC 0.520 [0.500, 0.540]: PASS" in proc.stdout
@@ -200,7 +239,8 @@ def test_claim_json_and_table_carry_control_and_discriminates(tmp_path):
     assert [(r["verdict"], r["control"], r["discriminates"]) for r in rows] == [
         (PASS, "TPR 0.050 [0.030, 0.070]: FAIL", True),
         (INCONCLUSIVE, "AUC 0.520 [0.500, 0.540]: PASS", False),
-        (PASS, "—", None)]
+        (PASS, "—", None),
+    ]
 
 
 def test_the_epsilon_row_has_no_control():
@@ -210,8 +250,11 @@ def test_the_epsilon_row_has_no_control():
 
 def test_attribute_rows_read_the_controls_attribute_section():
     record = suggestions_record()
-    record["audit"]["control"]["audit"]["attribute"] = {"name": "seeking", "result": "too_few",
-                                                        "reason": "fewer than 5 reference users"}
+    record["audit"]["control"]["audit"]["attribute"] = {
+        "name": "seeking",
+        "result": "too_few",
+        "reason": "fewer than 5 reference users",
+    }
     row, _ = judge(AttributeAdvantage(max=0.05), record)
     assert (row.verdict, row.discriminates) == (INCONCLUSIVE, None) and "too_few" in row.reason
     assert judge(AttributeAdvantage(max=0.05), suggestions_record())[0].discriminates is True

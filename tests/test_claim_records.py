@@ -19,7 +19,13 @@ import torch
 
 from sandbox.claim import FAIL, PASS, Claim, ClaimError, check_claim
 from sandbox.claim.checks import (
-    NO_NOISE_SOURCE, SEEDED_NOISE, AttributeAdvantage, CanaryExposure, Epsilon, Extraction, MembershipAUC,
+    NO_NOISE_SOURCE,
+    SEEDED_NOISE,
+    AttributeAdvantage,
+    CanaryExposure,
+    Epsilon,
+    Extraction,
+    MembershipAUC,
     MembershipTPR,
 )
 from sandbox.privacy import SubsampledGaussianEvent, epsilon_for
@@ -48,6 +54,7 @@ def assert_cli_refuses(tmp_path: Path, record: dict, *expected: str) -> None:
 
 
 # --- ε ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("epsilon", [math.nan, -5.0])
 def test_nan_or_negative_epsilon_is_refused(tmp_path, epsilon):
@@ -114,17 +121,27 @@ def test_event_with_an_unknown_key_or_impossible_value_is_refused():
     refused(record, key="privacy.events: missing")
 
 
-@pytest.mark.skipif("components" not in {f.name for f in dataclasses.fields(SubsampledGaussianEvent)},
-                    reason="events have no components field in this tree")
+@pytest.mark.skipif(
+    "components" not in {f.name for f in dataclasses.fields(SubsampledGaussianEvent)},
+    reason="events have no components field in this tree",
+)
 def test_event_components_from_json_lists_recompute():
     """Adaptive clipping records its two Gaussian queries as components, [[name, σ], ...] in JSON."""
     from sandbox.privacy import joint_noise_multiplier
 
     components = [["update", 1.2], ["count", 4.0]]
-    event = {"noise_multiplier": joint_noise_multiplier([1.2, 4.0]), "sample_rate": 0.05, "steps": 100,
-             "sampling": "poisson", "components": components}
-    eps = epsilon_for(events=[SubsampledGaussianEvent(**{**event, "components": tuple(map(tuple, components))})],
-                      delta=1e-6, accountant="rdp")
+    event = {
+        "noise_multiplier": joint_noise_multiplier([1.2, 4.0]),
+        "sample_rate": 0.05,
+        "steps": 100,
+        "sampling": "poisson",
+        "components": components,
+    }
+    eps = epsilon_for(
+        events=[SubsampledGaussianEvent(**{**event, "components": tuple(map(tuple, components))})],
+        delta=1e-6,
+        accountant="rdp",
+    )
     record = lira_record()
     record["privacy"].update(epsilon=eps, events=[event])
     loose = Claim(name="t", promise="p", path="test", checks=(Epsilon(max=10, delta=1e-5),))
@@ -136,9 +153,15 @@ def test_event_components_from_json_lists_recompute():
 
 # --- status, mechanism and unit -----------------------------------------------------------------
 
-@pytest.mark.parametrize("status, why", [("running", "is not the status of a finished run"),
-                                         ("aborted", "is not the status of a finished run"),
-                                         (None, "expected text, got None")])  # the typed record refuses null
+
+@pytest.mark.parametrize(
+    "status, why",
+    [
+        ("running", "is not the status of a finished run"),
+        ("aborted", "is not the status of a finished run"),
+        (None, "expected text, got None"),
+    ],
+)  # the typed record refuses null
 def test_status_that_is_not_a_finished_run_is_refused(tmp_path, status, why):
     record = lira_record()
     record["status"] = status
@@ -158,17 +181,35 @@ def test_failed_record_is_judged_and_every_row_fails():
     """status failed = the audit found a probable DP bug: every row FAILs, the unmeasured ones too."""
     record = lira_record(result="dp_bug", reason="empirical ε lower bound exceeds the accountant's ε")
     record["status"] = "failed"
-    claim = Claim(name="t", promise="p", path="test", checks=(
-        MembershipTPR(max=0.02), MembershipAUC(max=0.55), CanaryExposure(max=2.5), Extraction(),
-        AttributeAdvantage(max=0.05), Epsilon(max=1, delta=1e-5)))
+    claim = Claim(
+        name="t",
+        promise="p",
+        path="test",
+        checks=(
+            MembershipTPR(max=0.02),
+            MembershipAUC(max=0.55),
+            CanaryExposure(max=2.5),
+            Extraction(),
+            AttributeAdvantage(max=0.05),
+            Epsilon(max=1, delta=1e-5),
+        ),
+    )
     result = check_claim(claim, record)
     assert result.verdict == FAIL and [e.verdict for e in result.evidence] == [FAIL] * 6
     assert all("dp_bug" in e.reason or "probable DP bug" in e.reason for e in result.evidence)
     assert result.evidence[2].reason.startswith("run status failed: the audit found a probable DP bug")
 
 
-@pytest.mark.parametrize("mechanism, unit", [("dpsgd", "user"), ("client_dpsgd", "user"), ("client_dpsgd", "workspace"),
-                                             ("dpfedavg", "example"), ("dpsgd", "workspace")])
+@pytest.mark.parametrize(
+    "mechanism, unit",
+    [
+        ("dpsgd", "user"),
+        ("client_dpsgd", "user"),
+        ("client_dpsgd", "workspace"),
+        ("dpfedavg", "example"),
+        ("dpsgd", "workspace"),
+    ],
+)
 def test_unit_that_does_not_fit_the_mechanism_is_refused(tmp_path, mechanism, unit):
     record = lira_record()
     record["privacy"].update(mechanism=mechanism, unit=unit)
@@ -176,8 +217,10 @@ def test_unit_that_does_not_fit_the_mechanism_is_refused(tmp_path, mechanism, un
     assert_cli_refuses(tmp_path, record, "record.json", "privacy.unit", mechanism)
 
 
-@pytest.mark.parametrize("mechanism, unit", [("dpsgd", "example"), ("client_dpsgd", "example"), ("dpfedavg", "user"),
-                                             ("dpfedavg", "workspace")])
+@pytest.mark.parametrize(
+    "mechanism, unit",
+    [("dpsgd", "example"), ("client_dpsgd", "example"), ("dpfedavg", "user"), ("dpfedavg", "workspace")],
+)
 def test_unit_that_fits_the_mechanism_is_judged(mechanism, unit):
     record = lira_record()
     record["privacy"].update(mechanism=mechanism, unit=unit)
@@ -199,16 +242,22 @@ def test_mechanism_none_must_have_no_epsilon_and_a_private_one_must_have_one():
 
 # --- noise source -------------------------------------------------------------------------------
 
+
 def test_seeded_noise_fails_every_epsilon_row():
     record = lira_record()
     record["privacy"]["noise_source"] = "seeded"
-    claim = Claim(name="t", promise="p", path="test", checks=(
-        Epsilon(max=1, delta=1e-5), Epsilon(max=100, delta=1e-3), MembershipAUC(max=0.55)))
+    claim = Claim(
+        name="t",
+        promise="p",
+        path="test",
+        checks=(Epsilon(max=1, delta=1e-5), Epsilon(max=100, delta=1e-3), MembershipAUC(max=0.55)),
+    )
     rows = check_claim(claim, record).evidence
     assert [r.verdict for r in rows] == [FAIL, FAIL, PASS]  # the audit rows judge the model, not its noise
     assert rows[0].reason == rows[1].reason == SEEDED_NOISE
-    assert SEEDED_NOISE == ("seeded noise (research mode): anyone holding the record can regenerate and subtract "
-                            "the noise; no DP guarantee")
+    assert SEEDED_NOISE == (
+        "seeded noise (research mode): anyone holding the record can regenerate and subtract the noise; no DP guarantee"
+    )
     shipped = check_claim("cannot-memorize", record)
     assert shipped.verdict == FAIL and shipped.evidence[-1].reason == SEEDED_NOISE
 
@@ -218,8 +267,10 @@ def test_record_without_a_noise_source_fails_the_epsilon_row():
     del record["privacy"]["noise_source"]
     row = check_claim(EPSILON_CLAIM, record).evidence[1]
     assert (row.verdict, row.reason) == (FAIL, NO_NOISE_SOURCE)
-    assert NO_NOISE_SOURCE == ("record does not state its noise source (written before secure noise): its noise "
-                               "was seeded from the recorded seed")
+    assert NO_NOISE_SOURCE == (
+        "record does not state its noise source (written before secure noise): its noise "
+        "was seeded from the recorded seed"
+    )
 
 
 def test_secure_noise_passes_the_gate_and_an_unknown_source_is_refused():
@@ -230,6 +281,7 @@ def test_secure_noise_passes_the_gate_and_an_unknown_source_is_refused():
 
 
 # --- the model beside the record ----------------------------------------------------------------
+
 
 def test_model_sha256_that_does_not_match_model_pt_is_refused(tmp_path):
     """A failed re-run overwrote model.pt and left the earlier record: its fingerprint no longer matches."""
@@ -267,8 +319,10 @@ def test_matching_model_passes_and_a_dict_says_it_was_not_verified(tmp_path):
     assert any("ε recomputed from 1 recorded event(s)" in line for line in from_dir.record_checks)
     from_dict = check_claim(EPSILON_CLAIM, json.loads((run / "record.json").read_text()))
     assert from_dict.evidence == from_dir.evidence
-    assert any("model.sha256 not verified: a record given as a dict has no model.pt" in line
-               for line in from_dict.record_checks)
+    assert any(
+        "model.sha256 not verified: a record given as a dict has no model.pt" in line
+        for line in from_dict.record_checks
+    )
     assert "record check: record: model.sha256 not verified" in from_dict.table()
     assert from_dict.to_dict()["record_checks"] == list(from_dict.record_checks)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 
@@ -17,8 +16,9 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sandbox", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def independent_rdp_epsilon(privacy: dict) -> float:
@@ -31,8 +31,20 @@ def independent_rdp_epsilon(privacy: dict) -> float:
     return accountant.get_epsilon(privacy["delta"])
 
 
-REQUIRED = {"schema_version", "task", "mode", "engine", "seed", "status", "config", "versions",
-            "data", "privacy", "metrics", "curve"}
+REQUIRED = {
+    "schema_version",
+    "task",
+    "mode",
+    "engine",
+    "seed",
+    "status",
+    "config",
+    "versions",
+    "data",
+    "privacy",
+    "metrics",
+    "curve",
+}
 
 
 def test_dpsgd_run_writes_record_model_and_honest_epsilon(tmp_path):

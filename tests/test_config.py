@@ -20,10 +20,12 @@ CONF = Path(CONF_DIR)
 
 # What a group option needs besides itself to be a config that runs.
 CONTEXT = {
-    "privacy/dpfedavg": ["mode=federated"], "privacy/client_dpsgd": ["mode=federated"],
+    "privacy/dpfedavg": ["mode=federated"],
+    "privacy/client_dpsgd": ["mode=federated"],
     "federation/cross_silo": ["mode=federated", "privacy=dpfedavg"],
     "federation/cross_device": ["mode=federated", "privacy=dpfedavg"],
-    "audit/suggestions": ["task=jobs"], "data/files": ["data.path=/some/corpus"],
+    "audit/suggestions": ["task=jobs"],
+    "data/files": ["data.path=/some/corpus"],
     "claim/anonymized-aggregated": ["task=jobs", "audit=suggestions"],
 }
 GROUPS = ("task", "data", "train", "privacy", "federation", "audit", "claim")
@@ -31,9 +33,21 @@ OPTIONS = sorted(f"{group}/{path.stem}" for group in GROUPS for path in (CONF / 
 
 
 def test_the_groups_are_all_there():
-    assert {"train/default", "train/dpsgd", "privacy/none", "privacy/dpsgd", "privacy/dpfedavg",
-            "privacy/client_dpsgd", "federation/cross_device", "federation/cross_silo", "audit/none",
-            "audit/canary", "data/synthetic", "data/files", "task/emoji"} <= set(OPTIONS)
+    assert {
+        "train/default",
+        "train/dpsgd",
+        "privacy/none",
+        "privacy/dpsgd",
+        "privacy/dpfedavg",
+        "privacy/client_dpsgd",
+        "federation/cross_device",
+        "federation/cross_silo",
+        "audit/none",
+        "audit/canary",
+        "data/synthetic",
+        "data/files",
+        "task/emoji",
+    } <= set(OPTIONS)
     assert not (CONF.parent.parent / "conf").exists()  # conf/ moved into the package (package data)
 
 
@@ -58,14 +72,31 @@ DELIBERATE = {
     "privacy/dpfedavg": {"mechanism", "unit", "target_epsilon"},
     "privacy/client_dpsgd": {"mechanism", "target_epsilon"},
     "federation/cross_silo": {"unit", "sample_rate", "local_batch_size"},
-    "audit/loss": {"attack"}, "audit/lira": {"attack"}, "audit/rmia": {"attack"}, "audit/canary": {"attack"},
+    "audit/loss": {"attack"},
+    "audit/lira": {"attack"},
+    "audit/rmia": {"attack"},
+    "audit/canary": {"attack"},
     "audit/suggestions": {"attack", "threat"},
-    "data/synthetic": {"topic_channels_per_workspace", "user_topic_concentration", "channel_discovery",
-                       "seeking_rate"},  # follow the task (task=channels)
+    "data/synthetic": {
+        "topic_channels_per_workspace",
+        "user_topic_concentration",
+        "channel_discovery",
+        "seeking_rate",
+    },  # follow the task (task=channels)
 }
-SCHEMA_OF = {"config": "config", "train": "train", "privacy": "privacy", "federation": "federation",
-             "audit": "audit", "data/synthetic": "data_synthetic", "data/files": "data_files"}
-SCHEMA_FILES = ["config", *(o for o in OPTIONS if o.split("/")[0] in ("train", "privacy", "federation", "audit", "data"))]
+SCHEMA_OF = {
+    "config": "config",
+    "train": "train",
+    "privacy": "privacy",
+    "federation": "federation",
+    "audit": "audit",
+    "data/synthetic": "data_synthetic",
+    "data/files": "data_files",
+}
+SCHEMA_FILES = [
+    "config",
+    *(o for o in OPTIONS if o.split("/")[0] in ("train", "privacy", "federation", "audit", "data")),
+]
 
 
 def _flat(node, prefix=""):
@@ -92,8 +123,9 @@ def _set_by(option: str) -> dict:
 def test_each_yaml_value_is_the_schema_default_or_a_deliberate_override(option):
     defaults, values = _defaults(option), _set_by(option)
     first = OmegaConf.load(CONF / f"{option}.yaml").get("defaults", [])
-    assert any(str(d).startswith("/schema/") for d in first) or option == "federation/cross_silo", \
+    assert any(str(d).startswith("/schema/") for d in first) or option == "federation/cross_silo", (
         f"{option}.yaml: its defaults list must start from its schema (- /schema/NAME@_here_)"
+    )
     deliberate = DELIBERATE.get(option, set())
     for key, value in values.items():
         assert key in defaults, f"{option}.yaml: {key} is not in the schema"
@@ -101,11 +133,13 @@ def test_each_yaml_value_is_the_schema_default_or_a_deliberate_override(option):
             assert value == defaults[key], (
                 f"{option}.yaml sets {key}: {value!r} but the schema's default is {defaults[key]!r}: "
                 f"move the value into sandbox/config/schema.py (one source of defaults), or list it in "
-                f"DELIBERATE if this option overrides it on purpose")
+                f"DELIBERATE if this option overrides it on purpose"
+            )
     for key in deliberate:
         assert key in values, f"DELIBERATE lists {option}:{key}, which the file does not set"
         assert values[key] != defaults[key], (
-            f"{option}.yaml: {key}: {values[key]!r} is the schema's default now: not an override, drop it")
+            f"{option}.yaml: {key}: {values[key]!r} is the schema's default now: not an override, drop it"
+        )
 
 
 def test_the_defaults_are_what_runs_without_options():
@@ -122,13 +156,22 @@ def test_the_defaults_are_what_runs_without_options():
 
 
 # -- the schema refuses ---------------------------------------------------------------------------
-@pytest.mark.parametrize("override, key", [
-    ("privacy.colour=blue", "privacy.colour"), ("train.lr=fast", "train.lr"),
-    ("privacy.mechanism=dp_sgd", "privacy.mechanism"), ("federation.engine=grpc", "federation.engine"),
-    ("audit.threat=greybox", "audit.threat"), ("ledger.on_exceed=ignore", "ledger.on_exceed"),
-    ("tracking.backend=wandb", "tracking.backend"), ("mode=decentral", "mode"), ("data.n_user=5", "data.n_user"),
-    ("seed=zero", "seed"), ("privacy=dp_sgd", "privacy"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("privacy.colour=blue", "privacy.colour"),
+        ("train.lr=fast", "train.lr"),
+        ("privacy.mechanism=dp_sgd", "privacy.mechanism"),
+        ("federation.engine=grpc", "federation.engine"),
+        ("audit.threat=greybox", "audit.threat"),
+        ("ledger.on_exceed=ignore", "ledger.on_exceed"),
+        ("tracking.backend=wandb", "tracking.backend"),
+        ("mode=decentral", "mode"),
+        ("data.n_user=5", "data.n_user"),
+        ("seed=zero", "seed"),
+        ("privacy=dp_sgd", "privacy"),
+    ],
+)
 def test_a_typo_or_mistyped_value_is_refused_naming_the_key(override, key):
     with pytest.raises(ConfigError, match="^" + key.replace(".", r"\.") + ":"):
         resolve(compose_config([override]))
@@ -140,7 +183,10 @@ def test_a_typo_in_a_yaml_file_is_refused(tmp_path):
 
     shutil.copytree(CONF, conf)
     (conf / "train" / "default.yaml").write_text("defaults:\n  - /schema/train@_here_\n  - _self_\nlearning_rate: 1\n")
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"), pytest.raises(Exception, match="learning_rate"):
+    with (
+        initialize_config_dir(config_dir=str(conf), version_base="1.3"),
+        pytest.raises(Exception, match="learning_rate"),
+    ):
         compose(config_name="config", overrides=["privacy=none"])
 
 
@@ -151,8 +197,14 @@ def test_choices_are_str_enums_and_the_record_config_is_plain_strings():
     assert f"{run.privacy.mechanism}/{run.mode}/{run.federation.unit}" == "dpfedavg/federated/user"
     assert run.privacy.unit == "user" and type(run.privacy.unit) is str  # ${federation.unit}: a plain str
     record = plain(cfg)
-    for section, key in [("privacy", "mechanism"), ("privacy", "accountant"), ("federation", "engine"),
-                         ("audit", "attack"), ("ledger", "on_exceed"), ("tracking", "backend")]:
+    for section, key in [
+        ("privacy", "mechanism"),
+        ("privacy", "accountant"),
+        ("federation", "engine"),
+        ("audit", "attack"),
+        ("ledger", "on_exceed"),
+        ("tracking", "backend"),
+    ]:
         assert type(record[section][key]) is str, (section, key)
     assert type(record["mode"]) is str and json.loads(json.dumps(record)) == record
 
@@ -163,18 +215,33 @@ def test_choices_are_str_enums_and_the_record_config_is_plain_strings():
 LJ = ["task=jobs", "audit=suggestions", "claim=anonymized-aggregated", "progress=false"]
 LJ_FED = ["mode=federated", "federation.local_epochs=5", "federation.rounds=200"]
 SC = ["task=channels", "audit=suggestions", "claim=anonymized-aggregated", "progress=false"]
-SC_FED = ["mode=federated", "federation.local_epochs=5", "federation.rounds=400",
-          "federation.server_optimizer=fedadam", "federation.server_lr=0.05"]
+SC_FED = [
+    "mode=federated",
+    "federation.local_epochs=5",
+    "federation.rounds=400",
+    "federation.server_optimizer=fedadam",
+    "federation.server_lr=0.05",
+]
 SE = ["task=emoji", "data.n_canaries=150", "data.n_fresh_canaries=1000", "progress=false"]
 SE_FED = ["mode=federated", "audit.control_on=central"]
 BEFORE = {
     "linkedin-jobs": {
-        "central": [*LJ, "privacy=none"], "fedavgm": [*LJ, *LJ_FED, "privacy=none"],
-        **{f"dp{e}": [*LJ, *LJ_FED, "federation.server_optimizer=fedavg", "privacy=dpfedavg",
-                      f"privacy.target_epsilon={e}"] for e in (1, 4, 8)},
+        "central": [*LJ, "privacy=none"],
+        "fedavgm": [*LJ, *LJ_FED, "privacy=none"],
+        **{
+            f"dp{e}": [
+                *LJ,
+                *LJ_FED,
+                "federation.server_optimizer=fedavg",
+                "privacy=dpfedavg",
+                f"privacy.target_epsilon={e}",
+            ]
+            for e in (1, 4, 8)
+        },
     },
     "slack-channels": {
-        "central": [*SC, "privacy=none", "train.epochs=60"], "fedadam": [*SC, *SC_FED, "privacy=none"],
+        "central": [*SC, "privacy=none", "train.epochs=60"],
+        "fedadam": [*SC, *SC_FED, "privacy=none"],
         **{f"dp{e}": [*SC, *SC_FED, "privacy=dpfedavg", f"privacy.target_epsilon={e}"] for e in (1, 4, 8)},
     },
     "slack-emoji": {
@@ -194,8 +261,10 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
         cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params or {}
     parser = OverridesParser.create()
-    axes = [[f"{key}={value}" for value in parser.parse_override(f"{key}={spec}").sweep_string_iterator()]
-            for key, spec in params.items()]
+    axes = [
+        [f"{key}={value}" for value in parser.parse_override(f"{key}={spec}").sweep_string_iterator()]
+        for key, spec in params.items()
+    ]
     return [list(job) for job in itertools.product(*axes)]
 
 
@@ -218,8 +287,9 @@ def test_each_sweep_job_is_the_config_run_sh_ran_before(experiment):
         resolve(cfg)
         assert plain(cfg) == plain(compose_config(BEFORE[experiment][name])), f"{experiment}/{name}"
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            hydra = compose(config_name="config", overrides=[f"+experiment={experiment}", *job],
-                            return_hydra_config=True).hydra
+            hydra = compose(
+                config_name="config", overrides=[f"+experiment={experiment}", *job], return_hydra_config=True
+            ).hydra
         key = job[-1].split("=", 1)[0].lstrip("+")
         assert hydra.runtime.choices[key] == name  # the run directory: hydra.sweep.dir/NAME
         assert OmegaConf.to_container(hydra.sweep)["subdir"] == f"${{hydra:runtime.choices.{key}}}"

@@ -14,8 +14,15 @@ from sandbox.run import run
 from tests.conftest import TINY, compose_config
 
 REPO = Path(__file__).resolve().parent.parent
-SMALL_JOBS = ["task=jobs", "task.jobs.n_members=400", "task.jobs.n_postings=60", "task.jobs.seeking_rate=0.3",
-              "task.n_buckets=1024", "task.embedding_dim=16", "task.hidden_dim=16"]
+SMALL_JOBS = [
+    "task=jobs",
+    "task.jobs.n_members=400",
+    "task.jobs.n_postings=60",
+    "task.jobs.seeking_rate=0.3",
+    "task.n_buckets=1024",
+    "task.embedding_dim=16",
+    "task.hidden_dim=16",
+]
 KINDS = {
     "dpsgd": ["privacy=dpsgd", "privacy.target_epsilon=4"],
     "dpfedavg": ["mode=federated", "federation.rounds=2", "privacy=dpfedavg", "privacy.target_epsilon=8"],
@@ -69,6 +76,7 @@ def test_save_writes_what_load_reads(run_dirs, tmp_path):
 
 def _umask() -> int:
     import os
+
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -79,23 +87,27 @@ def _write(tmp_path: Path, data) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda d: d["privacy"].update(epsilon="abc"), "privacy.epsilon: expected a number or null, got 'abc'"),
-    (lambda d: d.pop("metrics"), "metrics: missing from the record"),
-    (lambda d: d["privacy"].pop("steps"), "privacy.steps: missing from the record"),
-    (lambda d: d.update(schema_version=2), "schema_version: 2 is not supported"),
-    (lambda d: d.update(seed=True), "seed: expected a whole number, got True"),
-    (lambda d: d["curve"][0].update(step="x"), "curve[0].step: expected a whole number, got 'x'"),
-    (lambda d: d.update(audit=[]), "audit: expected an object, got []"),
-    (lambda d: d["model"].update(sha256=None), "model.sha256: expected text, got None"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda d: d["privacy"].update(epsilon="abc"), "privacy.epsilon: expected a number or null, got 'abc'"),
+        (lambda d: d.pop("metrics"), "metrics: missing from the record"),
+        (lambda d: d["privacy"].pop("steps"), "privacy.steps: missing from the record"),
+        (lambda d: d.update(schema_version=2), "schema_version: 2 is not supported"),
+        (lambda d: d.update(seed=True), "seed: expected a whole number, got True"),
+        (lambda d: d["curve"][0].update(step="x"), "curve[0].step: expected a whole number, got 'x'"),
+        (lambda d: d.update(audit=[]), "audit: expected an object, got []"),
+        (lambda d: d["model"].update(sha256=None), "model.sha256: expected text, got None"),
+    ],
+)
 def test_bad_records_name_the_file_and_the_key(run_dirs, tmp_path, change, expected):
     data = json.loads((run_dirs["dpsgd"] / "record.json").read_text())
     change(data)
     with pytest.raises(RecordError) as err:
         load(_write(tmp_path, data))
     assert str(err.value) == f"{tmp_path / 'record.json'}: {expected}" or str(err.value).startswith(
-        f"{tmp_path / 'record.json'}: {expected}"), str(err.value)
+        f"{tmp_path / 'record.json'}: {expected}"
+    ), str(err.value)
 
 
 def test_missing_file_and_invalid_json_name_the_file(tmp_path):
@@ -124,7 +136,8 @@ def test_the_record_layer_imports_no_privacy_layer():
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 for name in names:
                     assert not name.startswith("sandbox.") or name.startswith(
-                        ("sandbox.io", "sandbox.config", "sandbox.record")), f"{path.name} imports {name}"
+                        ("sandbox.io", "sandbox.config", "sandbox.record")
+                    ), f"{path.name} imports {name}"
 
 
 def test_summary_reads_typed_records_and_exits_3_naming_a_bad_one(run_dirs, tmp_path, capsys):

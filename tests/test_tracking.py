@@ -48,12 +48,21 @@ def test_bad_backend_names_the_key():
 
 
 def test_flatten_and_scalars_on_a_hand_made_record():
-    assert flatten({"a": {"b": 1, "c": None}, "d": [1, 2], "e": "x"}) == {"a.b": 1, "a.c": "None", "d": "[1, 2]",
-                                                                       "e": "x"}
-    record = {"curve": [{"round": 1, "clients": 3, "epsilon": 0.5, "train_loss": 2.0, "clip_norm": None},
-                        {"round": 2, "clients": 4, "epsilon": 0.7, "train_loss": 1.5, "top5": 0.4}],
-              "metrics": {"top5": 0.41, "split": "held-out users", "ranking": {"held_out_users": {"recall@10": 0.1}}},
-              "privacy": {"epsilon": 0.7}, "audit": {"membership": {"auc": 0.52}}}
+    assert flatten({"a": {"b": 1, "c": None}, "d": [1, 2], "e": "x"}) == {
+        "a.b": 1,
+        "a.c": "None",
+        "d": "[1, 2]",
+        "e": "x",
+    }
+    record = {
+        "curve": [
+            {"round": 1, "clients": 3, "epsilon": 0.5, "train_loss": 2.0, "clip_norm": None},
+            {"round": 2, "clients": 4, "epsilon": 0.7, "train_loss": 1.5, "top5": 0.4},
+        ],
+        "metrics": {"top5": 0.41, "split": "held-out users", "ranking": {"held_out_users": {"recall@10": 0.1}}},
+        "privacy": {"epsilon": 0.7},
+        "audit": {"membership": {"auc": 0.52}},
+    }
     got = scalars(record)
     assert ("curve/epsilon", 2, 0.7) in got and ("curve/top5", 2, 0.4) in got
     assert not any(tag == "curve/clip_norm" for tag, _, _ in got)  # None is not a number

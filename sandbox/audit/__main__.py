@@ -26,13 +26,21 @@ def _split(rest: list[str]) -> tuple[str | None, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.audit", description=(
-        "Audit the trained model of RUN_DIR again, with another audit config, into OUT_DIR (default "
-        "RUN_DIR/audits/ATTACK). Overrides may change only the audit: audit=NAME, audit.KEY=VALUE. Exit codes: "
-        "0 done, 3 bad input (nothing written), 4 probable DP bug (record written)."))
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.audit",
+        description=(
+            "Audit the trained model of RUN_DIR again, with another audit config, into OUT_DIR (default "
+            "RUN_DIR/audits/ATTACK). Overrides may change only the audit: audit=NAME, audit.KEY=VALUE. Exit codes: "
+            "0 done, 3 bad input (nothing written), 4 probable DP bug (record written)."
+        ),
+    )
     parser.add_argument("run_dir", help="the run directory (record.json, model.pt, trained_users.npy)")
-    parser.add_argument("rest", nargs="*", metavar="[OUT_DIR] OVERRIDE",
-                        help="optional OUT_DIR (a new or empty directory), then audit=NAME, audit.KEY=VALUE")
+    parser.add_argument(
+        "rest",
+        nargs="*",
+        metavar="[OUT_DIR] OVERRIDE",
+        help="optional OUT_DIR (a new or empty directory), then audit=NAME, audit.KEY=VALUE",
+    )
     args = parser.parse_args(argv)
     out_dir, overrides = _split(args.rest)
 

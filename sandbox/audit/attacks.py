@@ -21,8 +21,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["logit_confidence", "label_probability", "topk_score", "mean_by_unit",
-           "loss_attack", "lira_offline", "lira_online", "rmia"]
+__all__ = [
+    "logit_confidence",
+    "label_probability",
+    "topk_score",
+    "mean_by_unit",
+    "loss_attack",
+    "lira_offline",
+    "lira_online",
+    "rmia",
+]
 
 _PROB_FLOOR = 1e-12  # RMIA: probabilities are clipped to at least this before dividing
 
@@ -140,8 +148,9 @@ def _shadow_inputs(target_stat, shadow_stats, keep) -> tuple[np.ndarray, np.ndar
 def _require(has: np.ndarray, what: str) -> None:
     missing = np.flatnonzero(~has)
     if len(missing):
-        raise ValueError(f"{len(missing)} of {len(has)} targets have no {what} shadow "
-                         f"model (first indices: {missing[:5].tolist()})")
+        raise ValueError(
+            f"{len(missing)} of {len(has)} targets have no {what} shadow model (first indices: {missing[:5].tolist()})"
+        )
 
 
 def _gaussian_fit(s: np.ndarray, mask: np.ndarray, fixed_variance: bool, what: str):
@@ -157,8 +166,10 @@ def _gaussian_fit(s: np.ndarray, mask: np.ndarray, fixed_variance: bool, what: s
         mean = np.sum(np.where(mask, s, 0.0), axis=0) / count
         sigma = np.sqrt(np.sum(np.where(mask, s - mean, 0.0) ** 2, axis=0) / count)
     if np.any(sigma <= 0):
-        raise ValueError(f"{int(np.sum(sigma <= 0))} targets have zero std of {what} shadow "
-                         f"statistics; use fixed_variance=True or more shadow models")
+        raise ValueError(
+            f"{int(np.sum(sigma <= 0))} targets have zero std of {what} shadow "
+            f"statistics; use fixed_variance=True or more shadow models"
+        )
     return mu, sigma
 
 
@@ -207,15 +218,25 @@ def _population(prob, shadow_probs, n_shadow: int) -> tuple[np.ndarray, np.ndarr
     pz = _vector("population_prob", prob)
     sz = _numpy(shadow_probs).astype(np.float64)
     if len(pz) == 0 or sz.shape != (n_shadow, len(pz)):
-        raise ValueError(f"population_shadow_probs must have shape [{n_shadow}, {len(pz)}] "
-                         f"with m >= 1 population points, got {sz.shape}")
+        raise ValueError(
+            f"population_shadow_probs must have shape [{n_shadow}, {len(pz)}] "
+            f"with m >= 1 population points, got {sz.shape}"
+        )
     if not np.all(np.isfinite(sz)):
         raise ValueError("population_shadow_probs must be finite")
     return pz, sz
 
 
-def rmia(target_prob, shadow_probs, keep, *, population_prob, population_shadow_probs,
-         gamma: float = 1.0, offline_a: float | None = None) -> np.ndarray:
+def rmia(
+    target_prob,
+    shadow_probs,
+    keep,
+    *,
+    population_prob,
+    population_shadow_probs,
+    gamma: float = 1.0,
+    offline_a: float | None = None,
+) -> np.ndarray:
     """RMIA (Zarifzadeh et al. 2024): fraction of population z with ratio_x / ratio_z >= gamma.
 
     target_prob [n] = Pr(x|theta) (a positive statistic, e.g. label probability, averaged per

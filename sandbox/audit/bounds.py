@@ -71,9 +71,7 @@ def _log_ratio(numerator: float, denominator: float) -> float:
     return math.log(numerator / denominator) if numerator > 0 and denominator > 0 else 0.0
 
 
-def eps_lower_bound(
-    tp: int, n_pos: int, fp: int, n_neg: int, alpha: float = 0.05, delta: float = 0.0
-) -> float:
+def eps_lower_bound(tp: int, n_pos: int, fp: int, n_neg: int, alpha: float = 0.05, delta: float = 0.0) -> float:
     """Largest eps claimable with confidence 1 - alpha from tp of n_pos and fp of n_neg.
 
     Clopper-Pearson bounds TPR_lo and FPR_hi are one-sided at level alpha/2 each (union
@@ -107,9 +105,7 @@ def _one_run_p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
     return min(p, 1.0)
 
 
-def one_run_eps_lower_bound(
-    m: int, r: int, v: int, delta: float = 0.0, alpha: float = 0.05
-) -> float:
+def one_run_eps_lower_bound(m: int, r: int, v: int, delta: float = 0.0, alpha: float = 0.05) -> float:
     """Largest eps claimable with confidence 1 - alpha from v correct of r guesses on m canaries.
 
     Steinke, Nasr & Jagielski (2023), "Privacy Auditing with One (1) Training Run",

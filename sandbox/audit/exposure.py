@@ -29,6 +29,7 @@ from numbers import Integral
 
 import numpy as np
 from scipy import stats
+
 from sandbox.data.canaries import SECRET_SPACE_SIZE, format_secret, secret_pattern
 
 __all__ = ["exposure", "exposure_by_rank", "exposure_by_fit", "one_run_guesses", "search_secret_space"]
@@ -154,12 +155,13 @@ def one_run_guesses(scores, included, *, n_guess_in: int, n_guess_out: int) -> t
         raise ValueError(f"n_guess_in + n_guess_out = {k_in + k_out} exceeds m = {len(s)}")
     order = np.argsort(s, kind="stable")
     inc = inc.astype(bool)[order]
-    correct = int(np.sum(inc[len(s) - k_in:])) + int(np.sum(~inc[:k_out]))
+    correct = int(np.sum(inc[len(s) - k_in :])) + int(np.sum(~inc[:k_out]))
     return k_in + k_out, correct
 
 
-def search_secret_space(stat, see, texts, labels, *, template: str, secret_format: str, featurize,
-                        chunk: int = 100_000) -> dict:
+def search_secret_space(
+    stat, see, texts, labels, *, template: str, secret_format: str, featurize, chunk: int = 100_000
+) -> dict:
     """Extraction by search: each canary's rank among all texts of its secret space.
 
     ``stat(seen, labels)`` is the audit's statistic (higher = more memorised) of what the threat
@@ -181,20 +183,29 @@ def search_secret_space(stat, see, texts, labels, *, template: str, secret_forma
     scores = {int(y): np.empty(SECRET_SPACE_SIZE) for y in np.unique(labels)}
     for start in range(0, SECRET_SPACE_SIZE if len(values) else 0, chunk):
         stop = min(start + chunk, SECRET_SPACE_SIZE)
-        space = np.array([template.format(secret=format_secret(v, secret_format)) for v in range(start, stop)],
-                         dtype=object)
+        space = np.array(
+            [template.format(secret=format_secret(v, secret_format)) for v in range(start, stop)], dtype=object
+        )
         seen = see(featurize(space))
         for y, out in scores.items():
             out[start:stop] = stat(seen, np.full(stop - start, y))
-    rank = np.array([int(np.sum(scores[int(y)] >= scores[int(y)][v])) for v, y in zip(values, labels)],
-                    dtype=np.int64)  # counts the canary itself: 1 + #(others ≥ it)
+    rank = np.array(
+        [int(np.sum(scores[int(y)] >= scores[int(y)][v])) for v, y in zip(values, labels)], dtype=np.int64
+    )  # counts the canary itself: 1 + #(others ≥ it)
     exact = np.array([exposure(int(r), SECRET_SPACE_SIZE) for r in rank], dtype=np.float64)
-    return {"method": "whole secret space searched, each canary with its own reaction",
-            "space_size": SECRET_SPACE_SIZE, "n_canaries": int(len(values)),
-            "n_extracted": int(np.sum(rank == 1)),
-            "rank": {"min": int(rank.min()) if len(rank) else None,
-                     "median": float(np.median(rank)) if len(rank) else None},
-            "exposure_exact": {"mean": float(exact.mean()) if len(rank) else None,
-                               "max": float(exact.max()) if len(rank) else None,
-                               "max_possible": math.log2(SECRET_SPACE_SIZE)},
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "method": "whole secret space searched, each canary with its own reaction",
+        "space_size": SECRET_SPACE_SIZE,
+        "n_canaries": int(len(values)),
+        "n_extracted": int(np.sum(rank == 1)),
+        "rank": {
+            "min": int(rank.min()) if len(rank) else None,
+            "median": float(np.median(rank)) if len(rank) else None,
+        },
+        "exposure_exact": {
+            "mean": float(exact.mean()) if len(rank) else None,
+            "max": float(exact.max()) if len(rank) else None,
+            "max_possible": math.log2(SECRET_SPACE_SIZE),
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }

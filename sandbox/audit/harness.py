@@ -48,11 +48,21 @@ from sandbox.audit.attacks import lira_offline, lira_online, loss_attack, rmia
 from sandbox.audit.bounds import eps_lower_bound, one_run_eps_lower_bound
 from sandbox.audit.exposure import exposure_by_fit, exposure_by_rank, one_run_guesses, search_secret_space
 from sandbox.audit.metrics import (
-    attack_metrics, choose_threshold, plot_roc, rates_at_threshold, split_for_threshold, tpr_measurability,
+    attack_metrics,
+    choose_threshold,
+    plot_roc,
+    rates_at_threshold,
+    split_for_threshold,
+    tpr_measurability,
 )
 from sandbox.audit.shadows import train_shadows
 from sandbox.audit.targets import (
-    build_population, example_stats, model_logits, moved_rows_stats, trained_user_mask, unit_stats,
+    build_population,
+    example_stats,
+    model_logits,
+    moved_rows_stats,
+    trained_user_mask,
+    unit_stats,
 )
 from sandbox.config import ConfigError, PrivacyConfig, RunConfig
 from sandbox.prepare import Prepared, Seeds
@@ -85,18 +95,23 @@ class ProbableDPBug(RuntimeError):
         c = audit.get("accountant_comparison") or {}
         fired = []
         if v.get("auc_alarm"):
-            fired.append(f"the AUC's CI lower end {v['auc_ci_low']:.3f} exceeds {v['max_auc_permitted']:.3f}, "
-                         f"the largest AUC an (ε' = {c['epsilon']:.3f}, δ' = {c['delta']:.3g})-DP mechanism permits")
+            fired.append(
+                f"the AUC's CI lower end {v['auc_ci_low']:.3f} exceeds {v['max_auc_permitted']:.3f}, "
+                f"the largest AUC an (ε' = {c['epsilon']:.3f}, δ' = {c['delta']:.3g})-DP mechanism permits"
+            )
         if v.get("one_run_alarm"):
-            fired.append(f"the one-run bound (Steinke et al., {1 - v['alpha']:.0%} confidence) ε ≥ "
-                         f"{v['one_run_eps_lower_bound']:.3f} exceeds ε' = {c['epsilon']:.3f}")
+            fired.append(
+                f"the one-run bound (Steinke et al., {1 - v['alpha']:.0%} confidence) ε ≥ "
+                f"{v['one_run_eps_lower_bound']:.3f} exceeds ε' = {c['epsilon']:.3f}"
+            )
         eps = audit.get("accountant_epsilon")
         what = "; ".join(fired) or audit.get("reason") or "an alarm fired"
         super().__init__(
             f"PROBABLE DP BUG: the {audit.get('attack')} audit ({audit.get('relation')}): {what}. "
             f"The accountant's ε = {eps if eps is None else f'{eps:.3f}'} "
             f"({(audit.get('verdict_inputs') or {}).get('unit')}-level) gives ε' for this relation by "
-            f"{c.get('conversion', '?')}; see record.json → audit")
+            f"{c.get('conversion', '?')}; see record.json → audit"
+        )
 
 
 @dataclass
@@ -131,21 +146,31 @@ def audit_relation(cfg: RunConfig, data: Prepared) -> AuditRelation:
         r = inserted[0].repeats if inserted else 1
         if k == 1:
             rel = Relation("inside", "example", size=r, within="user")
-            return AuditRelation(str(rel), {"*": rel},
-                                 f"a canary ({r} cop{'y' if r == 1 else 'ies'} of one message) toggled inside a "
-                                 "host user who trains either way")
+            return AuditRelation(
+                str(rel),
+                {"*": rel},
+                f"a canary ({r} cop{'y' if r == 1 else 'ies'} of one message) toggled inside a "
+                "host user who trains either way",
+            )
         # k hosts: not one Relation; per unit, the relation that covers it (each host replaced)
         return AuditRelation(
             f"add/remove a canary's {k * r} messages: {r} inside each of {k} users present in both worlds",
-            {"example": Relation("add/remove", "example", size=k * r), "user": Relation("replace", "user", size=k),
-             "workspace": Relation("replace", "workspace", size=k)},
+            {
+                "example": Relation("add/remove", "example", size=k * r),
+                "user": Relation("replace", "user", size=k),
+                "workspace": Relation("replace", "workspace", size=k),
+            },
             f"a canary planted in {k} hosts: at example level {k * r} examples; at user (workspace) level "
-            f"each of the {k} hosts (their workspaces) is replaced")
+            f"each of the {k} hosts (their workspaces) is replaced",
+        )
     rel = ADD_REMOVE["user"]
     if a.level == "example":
-        return AuditRelation(str(rel), {"*": rel},
-                             "example-level statistics of a user-level (group) test: members are whole users, "
-                             "all of a user's messages in or out together")
+        return AuditRelation(
+            str(rel),
+            {"*": rel},
+            "example-level statistics of a user-level (group) test: members are whole users, "
+            "all of a user's messages in or out together",
+        )
     return AuditRelation(str(rel), {"*": rel}, "members are whole users (all their messages in or out)")
 
 
@@ -160,8 +185,7 @@ def accountant_comparison(relation: AuditRelation, privacy: dict) -> dict:
         return {"comparable": False, "reason": got.conversion}
     if got.delta >= 1:
         return {"comparable": False, "reason": f"{got.conversion}: δ' = {got.delta:.3g} ≥ 1, no guarantee left"}
-    return {"relation": relation.description, "epsilon": got.epsilon, "delta": got.delta,
-            "conversion": got.conversion}
+    return {"relation": relation.description, "epsilon": got.epsilon, "delta": got.delta, "conversion": got.conversion}
 
 
 def describe_comparison(relation: AuditRelation, comparison: dict, privacy: dict) -> str:
@@ -173,9 +197,13 @@ def describe_comparison(relation: AuditRelation, comparison: dict, privacy: dict
 def model_entry(what: str, privacy: dict) -> dict:
     """One ``models_trained`` entry: what the model is and the privacy events it ran."""
     private = privacy.get("epsilon") is not None
-    return {"what": what, "private": private, "unit": privacy.get("unit"),
-            "delta": privacy.get("delta") if private else None,
-            "events": list(privacy.get("events") or []) if private else []}
+    return {
+        "what": what,
+        "private": private,
+        "unit": privacy.get("unit"),
+        "delta": privacy.get("delta") if private else None,
+        "events": list(privacy.get("events") or []) if private else [],
+    }
 
 
 # -- the audit --------------------------------------------------------------------------------------
@@ -206,41 +234,78 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
     # perfectly by chance 1 time in 56, and their "CI" is then [1, 1]): the AUC rule needs enough of each
     auc_alarm = bool(comparable and enough_for_auc_alarm(m["n_members"], m["n_nonmembers"]) and auc_low > permitted)
     one_run_alarm = bool(comparable and one_run is not None and one_run > comparison["epsilon"])
-    result, reason = _verdict(comparison, control, auc_low=auc_low, permitted=permitted, one_run=one_run,
-                              auc_alarm=auc_alarm, one_run_alarm=one_run_alarm)
+    result, reason = _verdict(
+        comparison,
+        control,
+        auc_low=auc_low,
+        permitted=permitted,
+        one_run=one_run,
+        auc_alarm=auc_alarm,
+        one_run_alarm=one_run_alarm,
+    )
     section = attack_section(cfg, main)
     _warn_unmeasurable(section, "audit")
     return {
-        **section, "bootstrap": m["bootstrap"],
-        "relation": relation.description, "relation_note": relation.note,
-        "accountant_epsilon": eps, "accountant_comparison": comparison,
-        "comparable": comparable, "unit_compared": describe_comparison(relation, comparison, privacy),
+        **section,
+        "bootstrap": m["bootstrap"],
+        "relation": relation.description,
+        "relation_note": relation.note,
+        "accountant_epsilon": eps,
+        "accountant_comparison": comparison,
+        "comparable": comparable,
+        "unit_compared": describe_comparison(relation, comparison, privacy),
         "max_auc_permitted": permitted,
-        "eps_lower_bound": bound["eps_lower_bound"], "eps_lower_bound_kind": HEURISTIC,
+        "eps_lower_bound": bound["eps_lower_bound"],
+        "eps_lower_bound_kind": HEURISTIC,
         "eps_lower_bound_inputs": bound,
-        "control": control, "result": result, "reason": reason,
+        "control": control,
+        "result": result,
+        "reason": reason,
         "one_run_eps_lower_bound": one_run,
         "verdict_inputs": {
-            "control_passed": control["passed"], "relation": relation.description,
-            "accountant_epsilon": eps, "delta": privacy["delta"], "unit": privacy["unit"],
-            "converted_epsilon": comparison.get("epsilon"), "converted_delta": comparison.get("delta"),
-            "auc": m["auc"], "auc_ci_low": auc_low, "max_auc_permitted": permitted, "auc_alarm": auc_alarm,
-            "one_run_eps_lower_bound": one_run, "one_run_alarm": one_run_alarm, "alpha": a.alpha,
-            "eps_lower_bound": bound["eps_lower_bound"], "eps_lower_bound_raises_alarm": False},
+            "control_passed": control["passed"],
+            "relation": relation.description,
+            "accountant_epsilon": eps,
+            "delta": privacy["delta"],
+            "unit": privacy["unit"],
+            "converted_epsilon": comparison.get("epsilon"),
+            "converted_delta": comparison.get("delta"),
+            "auc": m["auc"],
+            "auc_ci_low": auc_low,
+            "max_auc_permitted": permitted,
+            "auc_alarm": auc_alarm,
+            "one_run_eps_lower_bound": one_run,
+            "one_run_alarm": one_run_alarm,
+            "alpha": a.alpha,
+            "eps_lower_bound": bound["eps_lower_bound"],
+            "eps_lower_bound_raises_alarm": False,
+        },
         "models_trained": models,
-        "roc_plot": "roc.png", "scores_file": "audit_scores.npz", **main.details,
+        "roc_plot": "roc.png",
+        "scores_file": "audit_scores.npz",
+        **main.details,
         "timing": {"audit_seconds": round(time.perf_counter() - started, 2), **shadow_timing},
     }
 
 
-def _verdict(comparison: dict, control: dict, *, auc_low: float, permitted: float | None, one_run: float | None,
-             auc_alarm: bool, one_run_alarm: bool) -> tuple[str, str]:
+def _verdict(
+    comparison: dict,
+    control: dict,
+    *,
+    auc_low: float,
+    permitted: float | None,
+    one_run: float | None,
+    auc_alarm: bool,
+    one_run_alarm: bool,
+) -> tuple[str, str]:
     """dp_bug (an alarm fired) > inconclusive (the control caught nothing) > measured."""
     if auc_alarm or one_run_alarm:
         fired = []
         if auc_alarm:
-            fired.append(f"AUC CI lower end {auc_low:.3f} > {permitted:.3f}, the largest AUC "
-                         f"(ε' = {comparison['epsilon']:.3f}, δ' = {comparison['delta']:.3g}) permits")
+            fired.append(
+                f"AUC CI lower end {auc_low:.3f} > {permitted:.3f}, the largest AUC "
+                f"(ε' = {comparison['epsilon']:.3f}, δ' = {comparison['delta']:.3g}) permits"
+            )
         if one_run_alarm:
             fired.append(f"one-run ε lower bound {one_run:.3f} > ε' = {comparison['epsilon']:.3f}")
         return "dp_bug", "; ".join(fired) + f" ({comparison['conversion']})"
@@ -248,7 +313,9 @@ def _verdict(comparison: dict, control: dict, *, auc_low: float, permitted: floa
         return "inconclusive", control["reason"]
     if "epsilon" not in comparison:
         return "measured", f"control caught members; no accountant ε for this relation: {comparison['reason']}"
-    within = f"AUC CI lower end {auc_low:.3f} ≤ {permitted:.3f} (the largest AUC ε' = {comparison['epsilon']:.3f} permits)"
+    within = (
+        f"AUC CI lower end {auc_low:.3f} ≤ {permitted:.3f} (the largest AUC ε' = {comparison['epsilon']:.3f} permits)"
+    )
     if one_run is not None:
         within += f", one-run bound {one_run:.3f} ≤ ε'"
     return "measured", f"control caught members; {within}: consistent with the accountant"
@@ -257,14 +324,18 @@ def _verdict(comparison: dict, control: dict, *, auc_low: float, permitted: floa
 def attack_section(cfg: RunConfig, result: AttackResult) -> dict:
     """The statistics an attack measured, under the keys every audit section uses."""
     a, m = cfg.audit, result.metrics
-    out = {"attack": a.attack, "level": a.level, "threat": a.threat,
-           "online": a.online if a.attack in ("lira", "rmia") else None,
-           "auc": m["auc"], "auc_ci": m["auc_ci"]}
+    out = {
+        "attack": a.attack,
+        "level": a.level,
+        "threat": a.threat,
+        "online": a.online if a.attack in ("lira", "rmia") else None,
+        "auc": m["auc"],
+        "auc_ci": m["auc_ci"],
+    }
     for fpr in FPRS:
         out[TPR_KEYS[fpr]] = m["tpr_at_fpr"][str(fpr)]
         out[f"{TPR_KEYS[fpr]}_ci"] = m["tpr_at_fpr_ci"][str(fpr)]
-    out.update(n_members=m["n_members"], n_nonmembers=m["n_nonmembers"],
-               measurable=measurability(m["n_nonmembers"]))
+    out.update(n_members=m["n_members"], n_nonmembers=m["n_nonmembers"], measurable=measurability(m["n_nonmembers"]))
     return out
 
 
@@ -283,8 +354,16 @@ def _warn_unmeasurable(section: dict, label: str) -> None:
             print(f"warning: {label}: {TPR_LABELS[fpr]} {info['note']}", file=sys.stderr)
 
 
-def attack_model(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *, show=None,
-                 extraction: bool = True, what: str = "shadow") -> AttackResult:
+def attack_model(
+    cfg: RunConfig,
+    data: Prepared,
+    model,
+    trained_users: np.ndarray,
+    *,
+    show=None,
+    extraction: bool = True,
+    what: str = "shadow",
+) -> AttackResult:
     """Run ``cfg.audit.attack`` against ``model`` (trained on ``trained_users``).
 
     ``extraction=False`` skips the canary audit's secret-space search (``audit.extraction``
@@ -302,35 +381,60 @@ def attack_model(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarra
         scores = loss_attack(target.confidence)
     else:
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x5AD0]))
-        shadows = train_shadows(cfg, data, population, n_shadows=a.shadows, threat=a.threat, k=a.topk,
-                                workers=a.workers, rng=rng, progress=lambda i, n: show and show(i, n, None))
-        details.update(shadows={"n": a.shadows, "workers": a.workers, "seconds": round(shadows.seconds, 1),
-                                "engine": "inprocess" if cfg.mode == "federated" else "central"},
-                       timing={"shadows_seconds": round(shadows.seconds, 1)})
+        shadows = train_shadows(
+            cfg,
+            data,
+            population,
+            n_shadows=a.shadows,
+            threat=a.threat,
+            k=a.topk,
+            workers=a.workers,
+            rng=rng,
+            progress=lambda i, n: show and show(i, n, None),
+        )
+        details.update(
+            shadows={
+                "n": a.shadows,
+                "workers": a.workers,
+                "seconds": round(shadows.seconds, 1),
+                "engine": "inprocess" if cfg.mode == "federated" else "central",
+            },
+            timing={"shadows_seconds": round(shadows.seconds, 1)},
+        )
         models = [model_entry(f"{what} {i}", p) for i, p in enumerate(shadows.privacy)]
         if a.attack == "lira":
             lira = lira_online if a.online else lira_offline
             scores = lira(target.confidence, shadows.confidence, shadows.keep)
         else:
-            scores = rmia(target.probability, shadows.probability, shadows.keep,
-                          population_prob=target.probability, population_shadow_probs=shadows.probability,
-                          gamma=a.rmia_gamma, offline_a=None if a.online else a.rmia_offline_a)
-    return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details,
-                        models_trained=models)
+            scores = rmia(
+                target.probability,
+                shadows.probability,
+                shadows.keep,
+                population_prob=target.probability,
+                population_shadow_probs=shadows.probability,
+                gamma=a.rmia_gamma,
+                offline_a=None if a.online else a.rmia_offline_a,
+            )
+    return AttackResult(
+        scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details, models_trained=models
+    )
 
 
-def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *,
-                  extraction: bool = False) -> AttackResult:
+def canary_attack(
+    cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *, extraction: bool = False
+) -> AttackResult:
     """Planted canaries whose host trained (members) vs fresh or left-out canaries (non-members).
 
     Candidates are scored with their own reaction, fresh texts with a reaction drawn the same
     way. Under ``data.canary_inclusion=bernoulli`` the candidates whose host trained also give
     the one-run bound (Steinke et al. 2023): each was planted by a fair coin, independently.
     """
-    a, manifest = cfg.audit, data.manifest
+    manifest = data.manifest
     if manifest is None or not manifest.planted or not manifest.fresh:
-        raise ConfigError("audit=canary needs a corpus with planted and fresh canaries (data=synthetic, "
-                          "data.n_canaries ≥ 1, data.n_fresh_canaries ≥ 1)")
+        raise ConfigError(
+            "audit=canary needs a corpus with planted and fresh canaries (data=synthetic, "
+            "data.n_canaries ≥ 1, data.n_fresh_canaries ≥ 1)"
+        )
     class_id = {c: i for i, c in enumerate(data.classes)}
     user_index = {u: i for i, u in enumerate(data.corpus.user_ids)}
     candidates = [c for c in manifest.inserted if cfg.task.canary_label(c) in class_id]
@@ -350,24 +454,36 @@ def canary_attack(cfg: RunConfig, data: Prepared, model, trained_users: np.ndarr
     rank, fit = np.zeros(len(candidates)), np.zeros(len(candidates))
     for i in np.flatnonzero(planted):
         reference = stat(seen[1], np.full(len(manifest.fresh), labels[i]))
-        rank[i] = exposure_by_rank(scores[i:i + 1], reference)[0]
+        rank[i] = exposure_by_rank(scores[i : i + 1], reference)[0]
         try:
-            fit[i] = exposure_by_fit(scores[i:i + 1], reference)[0]
+            fit[i] = exposure_by_fit(scores[i : i + 1], reference)[0]
         except ValueError:  # e.g. threat=topk: every fresh canary scores the same, nothing to fit
             fit[i] = np.nan
-    details = {"canaries": {
-        "planted": int(planted.sum()), "planted_in_trained_users": int(trained.sum()),
-        "left_out_by_coin": int((~planted).sum()), "fresh": len(manifest.fresh),
-        "repeats": candidates[0].repeats, "users_per_canary": len(candidates[0].user_ids),
-        "exposure_by_rank": _summary(rank[planted], trained[planted]),
-        "exposure_by_fit": _summary(fit[planted], trained[planted], what="a distribution fitted"),
-        "max_exposure_possible_by_rank": float(np.log2(len(manifest.fresh) + 1)),
-        **_one_run(cfg, scores[:len(candidates)], planted, host_trained)}}
+    details = {
+        "canaries": {
+            "planted": int(planted.sum()),
+            "planted_in_trained_users": int(trained.sum()),
+            "left_out_by_coin": int((~planted).sum()),
+            "fresh": len(manifest.fresh),
+            "repeats": candidates[0].repeats,
+            "users_per_canary": len(candidates[0].user_ids),
+            "exposure_by_rank": _summary(rank[planted], trained[planted]),
+            "exposure_by_fit": _summary(fit[planted], trained[planted], what="a distribution fitted"),
+            "max_exposure_possible_by_rank": float(np.log2(len(manifest.fresh) + 1)),
+            **_one_run(cfg, scores[: len(candidates)], planted, host_trained),
+        }
+    }
     if extraction:
         tried = np.flatnonzero(trained)
         details["extraction"] = search_secret_space(
-            stat, see, [candidates[i].text for i in tried], labels[tried], template=manifest.template,
-            secret_format=_secret_format(manifest), featurize=cfg.task.featurize)
+            stat,
+            see,
+            [candidates[i].text for i in tried],
+            labels[tried],
+            template=manifest.template,
+            secret_format=_secret_format(manifest),
+            featurize=cfg.task.featurize,
+        )
     return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
 
 
@@ -380,10 +496,12 @@ def _canary_statistic(cfg: RunConfig, data: Prepared, model):
 
         def stat(tokens, y):
             return moved_rows_stats(model, initial, tokens, np.arange(len(tokens)), len(tokens)).confidence
+
         return stat, (lambda tokens: tokens)
 
     def stat(logits, y):
         return example_stats(logits, _as_labels(y), threat=a.threat, k=a.topk)[0]
+
     return stat, (lambda tokens: model_logits(model, tokens))
 
 
@@ -399,9 +517,11 @@ def _one_run(cfg: RunConfig, scores: np.ndarray, planted: np.ndarray, host_train
     relation's δ) are filled in by :func:`one_run_bound`, each at alpha / (number of distinct k).
     """
     if planted.all():
-        return {"one_run_eps_lower_bound": None,
-                "one_run_note": "not computed: needs data.canary_inclusion=bernoulli (each canary planted "
-                                "independently with probability 1/2); this corpus plants all of them"}
+        return {
+            "one_run_eps_lower_bound": None,
+            "one_run_note": "not computed: needs data.canary_inclusion=bernoulli (each canary planted "
+            "independently with probability 1/2); this corpus plants all of them",
+        }
     m = int(host_trained.sum())
     if m < 2:
         return {"one_run_eps_lower_bound": None, "one_run_note": f"not computed: {m} candidate(s) with a trained host"}
@@ -413,9 +533,15 @@ def _one_run(cfg: RunConfig, scores: np.ndarray, planted: np.ndarray, host_train
     for k, fractions in sorted(by_k.items()):
         r, v = one_run_guesses(s, included, n_guess_in=k, n_guess_out=k)
         tried.append({"fractions": fractions, "guess_in": k, "guess_out": k, "guesses": r, "correct": v})
-    return {"one_run": {"m": m, "tried": tried, "alpha": cfg.audit.alpha,
-                        "correction": f"Bonferroni: each of the {len(tried)} guess counts at alpha / {len(tried)}"},
-            "one_run_eps_lower_bound": None}  # filled in by run_audit, at the compared δ
+    return {
+        "one_run": {
+            "m": m,
+            "tried": tried,
+            "alpha": cfg.audit.alpha,
+            "correction": f"Bonferroni: each of the {len(tried)} guess counts at alpha / {len(tried)}",
+        },
+        "one_run_eps_lower_bound": None,
+    }  # filled in by run_audit, at the compared δ
 
 
 def one_run_bound(details: dict, *, delta: float, alpha: float) -> float | None:
@@ -431,8 +557,15 @@ def one_run_bound(details: dict, *, delta: float, alpha: float) -> float | None:
     for t in one["tried"]:
         t["eps_lower_bound"] = one_run_eps_lower_bound(one["m"], t["guesses"], t["correct"], delta=delta, alpha=each)
     best = max(one["tried"], key=lambda t: t["eps_lower_bound"])  # first (fewest guesses) among ties
-    one.update(delta=delta, alpha_each=each, guess_in=best["guess_in"], guess_out=best["guess_out"],
-               guesses=best["guesses"], correct=best["correct"], chosen_fractions=best["fractions"])
+    one.update(
+        delta=delta,
+        alpha_each=each,
+        guess_in=best["guess_in"],
+        guess_out=best["guess_out"],
+        guesses=best["guesses"],
+        correct=best["correct"],
+        chosen_fractions=best["fractions"],
+    )
     details["canaries"]["one_run_eps_lower_bound"] = best["eps_lower_bound"]
     return best["eps_lower_bound"]
 
@@ -448,8 +581,9 @@ def control_config(cfg: RunConfig) -> tuple[RunConfig, str, bool]:
     central = cfg.audit.control_on == "central" and cfg.mode != "central"
     pipeline = "central, no DP" if central or cfg.mode == "central" else f"{cfg.mode}, no DP"
     unit = "example" if central or cfg.mode == "central" else cfg.federation.unit
-    control_cfg = dataclasses.replace(cfg, progress=False, mode="central" if central else cfg.mode,
-                                      privacy=PrivacyConfig(mechanism="none", unit=unit))
+    control_cfg = dataclasses.replace(
+        cfg, progress=False, mode="central" if central else cfg.mode, privacy=PrivacyConfig(mechanism="none", unit=unit)
+    )
     return control_cfg, pipeline, central or cfg.privacy.mechanism != "none"
 
 
@@ -465,40 +599,77 @@ def positive_control(cfg: RunConfig, data: Prepared, main: AttackResult, *, show
     if not retrain:
         result, ran_on, extra = main, "this run (not private)", {}
     elif not a.control:
-        return {"ran_on": "none", "pipeline": pipeline, "passed": False, "statistics": {},
-                "reason": "positive control disabled (audit.control=false)"}
+        return {
+            "ran_on": "none",
+            "pipeline": pipeline,
+            "passed": False,
+            "statistics": {},
+            "reason": "positive control disabled (audit.control=false)",
+        }
     else:
-
         outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
-        result = attack_model(control_cfg, data, outcome.model, outcome.trained_users, show=show,
-                              extraction=a.extraction, what="positive control shadow")
+        result = attack_model(
+            control_cfg,
+            data,
+            outcome.model,
+            outcome.trained_users,
+            show=show,
+            extraction=a.extraction,
+            what="positive control shadow",
+        )
         one_run_bound(result.details, delta=delta, alpha=a.alpha)
         ran_on = "control run"
-        extra = {"_scores": result.scores, "_members": result.members,
-                 "_models": [model_entry("positive control", outcome.privacy), *result.models_trained]}
-    section = {**attack_section(control_cfg, result),
-               **{k: v for k, v in result.details.items() if k != "timing"}, "result": "measured"}
+        extra = {
+            "_scores": result.scores,
+            "_members": result.members,
+            "_models": [model_entry("positive control", outcome.privacy), *result.models_trained],
+        }
+    section = {
+        **attack_section(control_cfg, result),
+        **{k: v for k, v in result.details.items() if k != "timing"},
+        "result": "measured",
+    }
     if retrain:
         _warn_unmeasurable(section, "audit control")
     statistics = control_statistics(section, floor=a.control_tpr_floor)
     passed, reason = control_verdict(statistics)
-    return {"ran_on": ran_on, "pipeline": pipeline, "privacy": "none", "tpr_floor": a.control_tpr_floor,
-            "passed": passed, "reason": reason, "statistics": statistics, "audit": section, **extra}
+    return {
+        "ran_on": ran_on,
+        "pipeline": pipeline,
+        "privacy": "none",
+        "tpr_floor": a.control_tpr_floor,
+        "passed": passed,
+        "reason": reason,
+        "statistics": statistics,
+        "audit": section,
+        **extra,
+    }
 
 
 def control_statistics(section: dict, *, floor: float) -> dict:
     """Per statistic of a control's audit section: measurable, value, CI, and whether it caught members."""
     n = section["n_nonmembers"]
     lo, hi = section["auc_ci"]
-    out = {"auc": {"measurable": True, "value": section["auc"], "ci": [lo, hi], "caught": bool(lo > 0.5),
-                   "rule": "AUC CI lower end > 0.5"}}
+    out = {
+        "auc": {
+            "measurable": True,
+            "value": section["auc"],
+            "ci": [lo, hi],
+            "caught": bool(lo > 0.5),
+            "rule": "AUC CI lower end > 0.5",
+        }
+    }
     for fpr in FPRS:
         key = TPR_KEYS[fpr]
         info = tpr_measurability(n, fpr)
         ci = section[f"{key}_ci"]
-        entry = {"measurable": info["measurable"], "value": section[key], "ci": ci,
-                 "rule": f"CI lower end > {floor:g} (audit.control_tpr_floor), with ≥ {info['needs_nonmembers']} "
-                         "non-members"}
+        entry = {
+            "measurable": info["measurable"],
+            "value": section[key],
+            "ci": ci,
+            "rule": f"CI lower end > {floor:g} (audit.control_tpr_floor), with ≥ {info['needs_nonmembers']} "
+            "non-members",
+        }
         entry["caught"] = bool(ci[0] > floor) if info["measurable"] else None
         if not info["measurable"]:
             entry["note"] = info["note"]
@@ -506,22 +677,31 @@ def control_statistics(section: dict, *, floor: float) -> dict:
     if "extraction" in section:
         x = section["extraction"]
         tried = x["n_canaries"]
-        out["extraction"] = {"measurable": tried >= 1, "value": x["n_extracted"], "of": tried,
-                             "caught": bool(x["n_extracted"] >= 1) if tried >= 1 else None,
-                             "rule": "at least one canary's secret ranks first of its whole space"}
+        out["extraction"] = {
+            "measurable": tried >= 1,
+            "value": x["n_extracted"],
+            "of": tried,
+            "caught": bool(x["n_extracted"] >= 1) if tried >= 1 else None,
+            "rule": "at least one canary's secret ranks first of its whole space",
+        }
         if not tried:
             out["extraction"]["note"] = "not measurable: no planted canary's host trained"
     if "canaries" in section:
         trained = section["canaries"]["exposure_by_rank"]["trained_hosts"]
         out["exposure_by_rank"] = {
-            "measurable": trained["n"] >= 1, "value": trained["mean"], "of": trained["n"], "caught": None,
+            "measurable": trained["n"] >= 1,
+            "value": trained["mean"],
+            "of": trained["n"],
+            "caught": None,
             "note": "no CI is recorded for exposure: not used for the control's pass; a claim row judges it "
-                    "on control.audit.canaries against its own bound"}
+            "on control.audit.canaries against its own bound",
+        }
     return out
 
 
 def control_verdict(statistics: dict) -> tuple[bool, str]:
     """Passed when any measurable statistic caught members; the reason lists each statistic."""
+
     def say(name: str, s: dict) -> str:
         if not s["measurable"]:
             return f"{name}: {s.get('note', 'not measurable')}"
@@ -529,15 +709,21 @@ def control_verdict(statistics: dict) -> tuple[bool, str]:
             return f"{name} {s['value']:.3f} (CI from {s['ci'][0]:.3f}; {s['rule']})"
         return f"{name} {s['value']} of {s.get('of')} ({s['rule']})"
 
-    names = {"auc": "AUC", **{TPR_KEYS[f]: TPR_LABELS[f] for f in FPRS}, "extraction": "extraction",
-             "attribute_gap": "attribute gap"}
+    names = {
+        "auc": "AUC",
+        **{TPR_KEYS[f]: TPR_LABELS[f] for f in FPRS},
+        "extraction": "extraction",
+        "attribute_gap": "attribute gap",
+    }
     judged = {k: s for k, s in statistics.items() if k in names}
     caught = [say(names[k], s) for k, s in judged.items() if s.get("caught") is True]
     if caught:
         return True, "control caught members on: " + "; ".join(caught)
     missed = [say(names[k], s) for k, s in judged.items()]
-    return False, ("positive control failed: without DP the attack catches no members on any measurable "
-                   "statistic (" + "; ".join(missed) + "); the attack is too weak for this audit to support any claim")
+    return False, (
+        "positive control failed: without DP the attack catches no members on any measurable "
+        "statistic (" + "; ".join(missed) + "); the attack is too weak for this audit to support any claim"
+    )
 
 
 def empirical_epsilon(result: AttackResult, cfg: RunConfig, *, delta: float) -> dict:
@@ -548,22 +734,26 @@ def empirical_epsilon(result: AttackResult, cfg: RunConfig, *, delta: float) -> 
     """
     a = cfg.audit
     choose, evaluate = split_for_threshold(len(result.scores), seed=cfg.seed)
-    inputs = {"kind": HEURISTIC, "alpha": a.alpha, "delta": delta, "threshold_fpr": a.threshold_fpr,
-              "split": "random halves"}
+    inputs = {
+        "kind": HEURISTIC,
+        "alpha": a.alpha,
+        "delta": delta,
+        "threshold_fpr": a.threshold_fpr,
+        "split": "random halves",
+    }
     try:
         threshold = choose_threshold(result.scores[choose], result.members[choose], fpr=a.threshold_fpr)
         tp, n_pos, fp, n_neg = rates_at_threshold(result.scores[evaluate], result.members[evaluate], threshold)
     except ValueError as exc:  # a half without members or non-members: nothing can be claimed
         return {**inputs, "eps_lower_bound": 0.0, "note": str(exc)}
     lb = eps_lower_bound(tp, n_pos, fp, n_neg, alpha=a.alpha, delta=delta)
-    return {**inputs, "threshold": threshold, "tp": tp, "n_pos": n_pos, "fp": fp, "n_neg": n_neg,
-            "eps_lower_bound": lb}
+    return {**inputs, "threshold": threshold, "tp": tp, "n_pos": n_pos, "fp": fp, "n_neg": n_neg, "eps_lower_bound": lb}
 
 
 def _save_scores(path: Path, curves: dict) -> None:
     """Every curve's scores and truth, so plots and claims can be redone from the run directory."""
     arrays = {}
-    for i, (name, (scores, members)) in enumerate(curves.items()):
+    for i, (_name, (scores, members)) in enumerate(curves.items()):
         arrays.update({f"scores_{i}": scores, f"members_{i}": members})
     with open(path, "wb") as f:
         np.savez(f, names=np.array(list(curves)), **arrays)
@@ -571,24 +761,34 @@ def _save_scores(path: Path, curves: dict) -> None:
 
 def _metrics(scores: np.ndarray, members: np.ndarray, cfg: RunConfig) -> dict:
     a = cfg.audit
-    return attack_metrics(scores, members, fprs=FPRS, resamples=a.resamples, confidence=a.confidence,
-                          seed=cfg.seed).to_dict()
+    return attack_metrics(
+        scores, members, fprs=FPRS, resamples=a.resamples, confidence=a.confidence, seed=cfg.seed
+    ).to_dict()
 
 
 def _summary(values: np.ndarray, trained: np.ndarray, *, what: str = "") -> dict:
     def stats(v):
-        return {"n": int(len(v)), "mean": float(np.mean(v)) if len(v) else None,
-                "max": float(np.max(v)) if len(v) else None}
-    out = {"trained_hosts": stats(values[trained & ~np.isnan(values)]),
-           "untrained_hosts": stats(values[~trained & ~np.isnan(values)])}
+        return {
+            "n": int(len(v)),
+            "mean": float(np.mean(v)) if len(v) else None,
+            "max": float(np.max(v)) if len(v) else None,
+        }
+
+    out = {
+        "trained_hosts": stats(values[trained & ~np.isnan(values)]),
+        "untrained_hosts": stats(values[~trained & ~np.isnan(values)]),
+    }
     if np.isnan(values).any():
-        out["note"] = (f"{int(np.isnan(values).sum())} canaries without {what}: the fresh canaries' scores "
-                       "are all equal (e.g. threat=topk), so no distribution can be fitted")
+        out["note"] = (
+            f"{int(np.isnan(values).sum())} canaries without {what}: the fresh canaries' scores "
+            "are all equal (e.g. threat=topk), so no distribution can be fitted"
+        )
     return out
 
 
 def _as_labels(y):
     import torch
+
     return torch.as_tensor(np.asarray(y), dtype=torch.int64)
 
 

@@ -53,8 +53,11 @@ class AttackMetrics:
             "tpr_at_fpr_ci": {str(f): [float(v) for v in ci] for f, ci in self.tpr_at_ci.items()},
             "n_members": int(self.n_members),
             "n_nonmembers": int(self.n_nonmembers),
-            "bootstrap": {"resamples": int(self.resamples), "confidence": float(self.confidence),
-                          "method": BOOTSTRAP_METHOD},
+            "bootstrap": {
+                "resamples": int(self.resamples),
+                "confidence": float(self.confidence),
+                "method": BOOTSTRAP_METHOD,
+            },
         }
 
 
@@ -71,8 +74,7 @@ def _validate(scores, is_member) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("is_member must hold only 0/1 (or booleans)")
     y = y.astype(bool)
     if y.all() or not y.any():
-        raise ValueError(f"both classes must be present: {int(y.sum())} members, "
-                         f"{int((~y).sum())} non-members")
+        raise ValueError(f"both classes must be present: {int(y.sum())} members, {int((~y).sum())} non-members")
     return s, y
 
 
@@ -94,8 +96,9 @@ def _allowed_fp(fpr: float, n_neg: int) -> int:
     return int(np.flatnonzero(np.arange(n_neg + 1) / n_neg <= fpr).max())
 
 
-def _resample_stats(pos: np.ndarray, neg: np.ndarray, u: int, max_fp: list[int],
-                    ip: np.ndarray, ineg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _resample_stats(
+    pos: np.ndarray, neg: np.ndarray, u: int, max_fp: list[int], ip: np.ndarray, ineg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """AUC (b,) and TPR at each allowed FP count (b, len(max_fp)) for b resamples.
 
     ``pos``/``neg`` are member/non-member score codes in 0..u-1 (ranks of the distinct
@@ -117,8 +120,9 @@ def _resample_stats(pos: np.ndarray, neg: np.ndarray, u: int, max_fp: list[int],
     return auc, tpr / ip.shape[1]
 
 
-def _bootstrap(s: np.ndarray, y: np.ndarray, fprs: tuple[float, ...], resamples: int,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _bootstrap(
+    s: np.ndarray, y: np.ndarray, fprs: tuple[float, ...], resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Stratified resamples: AUC (resamples,), TPR at each FPR (resamples, len(fprs))."""
     values, codes = np.unique(s, return_inverse=True)
     pos, neg = codes[y], codes[~y]
@@ -132,8 +136,15 @@ def _bootstrap(s: np.ndarray, y: np.ndarray, fprs: tuple[float, ...], resamples:
     return np.concatenate([a for a, _ in out]), np.concatenate([t for _, t in out])
 
 
-def attack_metrics(scores, is_member, *, fprs: tuple[float, ...] = (0.001, 0.01),
-                   resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> AttackMetrics:
+def attack_metrics(
+    scores,
+    is_member,
+    *,
+    fprs: tuple[float, ...] = (0.001, 0.01),
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> AttackMetrics:
     """AUC and TPR at each FPR in ``fprs``, each with a stratified percentile bootstrap CI."""
     s, y = _validate(scores, is_member)
     fprs = tuple(_check_fpr(f) for f in fprs)
@@ -153,8 +164,10 @@ def attack_metrics(scores, is_member, *, fprs: tuple[float, ...] = (0.001, 0.01)
         auc_ci=interval(boot_auc),
         tpr_at={f: tpr_at_fpr(s, y, f) for f in fprs},
         tpr_at_ci={f: interval(boot_tpr[:, i]) for i, f in enumerate(fprs)},
-        n_members=int(y.sum()), n_nonmembers=int((~y).sum()),
-        resamples=int(resamples), confidence=float(confidence),
+        n_members=int(y.sum()),
+        n_nonmembers=int((~y).sum()),
+        resamples=int(resamples),
+        confidence=float(confidence),
     )
 
 
@@ -172,8 +185,13 @@ def tpr_measurability(n_nonmembers: int, fpr: float) -> dict:
         raise ValueError(f"n_nonmembers must be an integer >= 0, got {n_nonmembers!r}")
     need = nonmembers_needed(fpr)
     ok = int(n_nonmembers) >= need
-    note = None if ok else (f"not measurable: needs ≥ {need} non-members, has {int(n_nonmembers)} "
-                            "(it is read at zero false positives)")
+    note = (
+        None
+        if ok
+        else (
+            f"not measurable: needs ≥ {need} non-members, has {int(n_nonmembers)} (it is read at zero false positives)"
+        )
+    )
     return {"measurable": ok, "needs_nonmembers": need, "n_nonmembers": int(n_nonmembers), "note": note}
 
 
@@ -228,11 +246,17 @@ def plot_roc(curves: dict[str, tuple], path, *, title: str) -> Path:
     ax = fig.add_subplot()
     for name, (s, y) in data.items():
         roc_fpr, roc_tpr, _ = roc_curve(y, s)
-        ax.plot(np.maximum(roc_fpr, lo), np.maximum(roc_tpr, lo),
-                label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
+        ax.plot(np.maximum(roc_fpr, lo), np.maximum(roc_tpr, lo), label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
     ax.plot([lo, 1], [lo, 1], "k--", lw=1, label="chance")
-    ax.set(xscale="log", yscale="log", xlim=(lo, 1), ylim=(lo, 1),
-           xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlim=(lo, 1),
+        ylim=(lo, 1),
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=title,
+    )
     ax.legend(loc="lower right")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,21 +28,29 @@ pipeline (``audit.control``), the DP-bug alarm on the membership AUC, and ``mode
 from __future__ import annotations
 
 import sys
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from sandbox.audit.metrics import attack_metrics
-from sandbox.tasks.recommend import RecData, shown_lists
-from sandbox.training import train_model
 from sandbox.audit.harness import (
-    FPRS, TPR_KEYS, AuditRelation, accountant_comparison, control_config, control_verdict, describe_comparison,
-    enough_for_auc_alarm, measurability, model_entry,
+    FPRS,
+    TPR_KEYS,
+    AuditRelation,
+    accountant_comparison,
+    control_config,
+    control_verdict,
+    describe_comparison,
+    enough_for_auc_alarm,
+    measurability,
+    model_entry,
 )
-from sandbox.audit.metrics import tpr_measurability
+from sandbox.audit.metrics import attack_metrics, tpr_measurability
 from sandbox.prepare import Seeds
 from sandbox.privacy.relations import ADD_REMOVE, max_auc
+from sandbox.tasks.recommend import RecData, shown_lists
+from sandbox.training import train_model
 
 
 def list_hit_scores(lists: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -94,8 +102,16 @@ def _bootstrap_advantage(scores, labels, threshold, rng, resamples):
     return adv, auc
 
 
-def attribute_inference(lists_ref: np.ndarray, attr_ref: np.ndarray, targets: dict[str, tuple[np.ndarray, np.ndarray]],
-                        *, n_items: int, resamples: int, confidence: float, seed: int) -> dict:
+def attribute_inference(
+    lists_ref: np.ndarray,
+    attr_ref: np.ndarray,
+    targets: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    n_items: int,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict:
     """Learn the attribute from reference users' lists, then infer it for each target group from theirs.
 
     ``targets`` maps a group name ("members", "non_members") to (lists, attribute). With both
@@ -103,12 +119,18 @@ def attribute_inference(lists_ref: np.ndarray, attr_ref: np.ndarray, targets: di
     what training adds to what the model reveals about anyone who uses it), with a bootstrap CI.
     """
     attr_ref = np.asarray(attr_ref, bool)
-    out = {"n_reference": int(len(attr_ref)), "base_rate": float(attr_ref.mean()),
-           "model": "sklearn LogisticRegression on the items shown; threshold by 5-fold CV on the reference"}
+    out = {
+        "n_reference": int(len(attr_ref)),
+        "base_rate": float(attr_ref.mean()),
+        "model": "sklearn LogisticRegression on the items shown; threshold by 5-fold CV on the reference",
+    }
     groups = {name: (lists, np.asarray(attr, bool)) for name, (lists, attr) in targets.items()}
     if min(attr_ref.sum(), (~attr_ref).sum()) < 5 or any(min(a.sum(), (~a).sum()) < 1 for _, a in groups.values()):
-        return {**out, "result": "too_few", "reason": "fewer than 5 reference users in a class, or a target "
-                                                        "group without both classes"}
+        return {
+            **out,
+            "result": "too_few",
+            "reason": "fewer than 5 reference users in a class, or a target group without both classes",
+        }
     x_ref = shown_matrix(lists_ref, n_items)
     clf = LogisticRegression(max_iter=2000)
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
@@ -121,16 +143,24 @@ def attribute_inference(lists_ref: np.ndarray, attr_ref: np.ndarray, targets: di
         scores = clf.predict_proba(shown_matrix(lists, n_items))[:, 1]
         adv_b, auc_b = _bootstrap_advantage(scores, attr, threshold, np.random.default_rng([seed, i]), resamples)
         boots[name] = adv_b
-        out[name] = {"n": int(len(attr)), "base_rate": float(attr.mean()),
-                     "advantage": advantage(scores, attr, threshold),
-                     "advantage_ci": [float(v) for v in np.quantile(adv_b, q)],
-                     "auc": float(roc_auc_score(attr, scores)), "auc_ci": [float(v) for v in np.quantile(auc_b, q)]}
+        out[name] = {
+            "n": int(len(attr)),
+            "base_rate": float(attr.mean()),
+            "advantage": advantage(scores, attr, threshold),
+            "advantage_ci": [float(v) for v in np.quantile(adv_b, q)],
+            "auc": float(roc_auc_score(attr, scores)),
+            "auc_ci": [float(v) for v in np.quantile(auc_b, q)],
+        }
     if {"members", "non_members"} <= set(out):
         gap = boots["members"] - boots["non_members"]  # independent resamples of the two groups
         out["gap"] = out["members"]["advantage"] - out["non_members"]["advantage"]
         out["gap_ci"] = [float(v) for v in np.quantile(gap, q)]
-    return {**out, "result": "measured", "threshold": threshold,
-            "bootstrap": {"resamples": int(resamples), "confidence": float(confidence), "stratified": True}}
+    return {
+        **out,
+        "result": "measured",
+        "threshold": threshold,
+        "bootstrap": {"resamples": int(resamples), "confidence": float(confidence), "stratified": True},
+    }
 
 
 def suggestions_audit(model, rec: RecData, *, k: int, resamples: int, confidence: float, seed: int) -> dict:
@@ -140,24 +170,39 @@ def suggestions_audit(model, rec: RecData, *, k: int, resamples: int, confidence
     is_member = np.r_[np.ones(len(members), bool), np.zeros(len(others), bool)]
     lists = shown_lists(model, rec, users, k=k)
     scores = list_hit_scores(lists, rec.matrix(users, held_out=False))
-    membership = attack_metrics(scores, is_member, fprs=(0.001, 0.01), resamples=resamples,
-                                confidence=confidence, seed=seed).to_dict()
-    out = {"attack": "suggestions", "level": "user", "threat": f"top-{k} list shown to the user",
-           "result": "measured",
-           "membership": {**membership, "score": "share of the user's history items in their list"}}
+    membership = attack_metrics(
+        scores, is_member, fprs=(0.001, 0.01), resamples=resamples, confidence=confidence, seed=seed
+    ).to_dict()
+    out = {
+        "attack": "suggestions",
+        "level": "user",
+        "threat": f"top-{k} list shown to the user",
+        "result": "measured",
+        "membership": {**membership, "score": "share of the user's history items in their list"},
+    }
     if rec.sensitive is None:
         out["attribute"] = {"result": "not_applicable", "reason": f"task {rec.corpus.name} has no sensitive attribute"}
     else:
         # the attacker knows the attribute of half the held-out users (reference); the other half
         # are non-member targets, so that what training adds shows as members minus non-members
         order = np.random.default_rng([seed, 0xA77]).permutation(len(others))
-        ref, held = np.sort(order[: len(others) // 2]), np.sort(order[len(others) // 2:])
+        ref, held = np.sort(order[: len(others) // 2]), np.sort(order[len(others) // 2 :])
         other_lists = lists[~is_member]
-        out["attribute"] = {"name": rec.sensitive_name, **attribute_inference(
-            other_lists[ref], rec.sensitive[others[ref]],
-            {"members": (lists[is_member], rec.sensitive[members]),
-             "non_members": (other_lists[held], rec.sensitive[others[held]])},
-            n_items=rec.n_items, resamples=resamples, confidence=confidence, seed=seed)}
+        out["attribute"] = {
+            "name": rec.sensitive_name,
+            **attribute_inference(
+                other_lists[ref],
+                rec.sensitive[others[ref]],
+                {
+                    "members": (lists[is_member], rec.sensitive[members]),
+                    "non_members": (other_lists[held], rec.sensitive[others[held]]),
+                },
+                n_items=rec.n_items,
+                resamples=resamples,
+                confidence=confidence,
+                seed=seed,
+            ),
+        }
     return out
 
 
@@ -191,7 +236,6 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
     elif not a.control:
         control_audit, ran_on = None, "none"
     else:
-
         control_outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
         control_audit, ran_on = suggestions_audit(control_outcome.model, data.extra, **kwargs), "control run"
         models.append(model_entry("positive control", control_outcome.privacy))
@@ -201,46 +245,93 @@ def run_suggestions_audit(cfg, data, outcome, *, privacy: dict) -> dict:
         if fpr != "auc" and not info["measurable"]:
             print(f"warning: audit: membership {fpr.replace('_', ' ')} {info['note']}", file=sys.stderr)
     if control_audit is None:
-        control = {"ran_on": "none", "pipeline": pipeline, "passed": False, "statistics": {},
-                   "reason": "positive control disabled (audit.control=false)"}
+        control = {
+            "ran_on": "none",
+            "pipeline": pipeline,
+            "passed": False,
+            "statistics": {},
+            "reason": "positive control disabled (audit.control=false)",
+        }
     else:
         statistics = suggestions_control_statistics(control_audit, floor=a.control_tpr_floor)
         passed, reason = control_verdict(statistics)
-        section = {"attack": "suggestions", "level": control_audit["level"], "threat": control_audit["threat"],
-                   "membership": {**control_audit["membership"],
-                                  "measurable": measurability(control_audit["membership"]["n_nonmembers"])},
-                   "attribute": control_audit["attribute"], "result": "measured"}
-        control = {"ran_on": ran_on, "pipeline": pipeline, "privacy": "none", "tpr_floor": a.control_tpr_floor,
-                   "passed": passed, "reason": reason, "statistics": statistics, "audit": section}
+        section = {
+            "attack": "suggestions",
+            "level": control_audit["level"],
+            "threat": control_audit["threat"],
+            "membership": {
+                **control_audit["membership"],
+                "measurable": measurability(control_audit["membership"]["n_nonmembers"]),
+            },
+            "attribute": control_audit["attribute"],
+            "result": "measured",
+        }
+        control = {
+            "ran_on": ran_on,
+            "pipeline": pipeline,
+            "privacy": "none",
+            "tpr_floor": a.control_tpr_floor,
+            "passed": passed,
+            "reason": reason,
+            "statistics": statistics,
+            "audit": section,
+        }
     permitted = max_auc(comparison["epsilon"], comparison["delta"]) if comparable else None
     auc_low = mem["auc_ci"][0]
-    auc_alarm = bool(comparable and enough_for_auc_alarm(mem["n_members"], mem["n_nonmembers"])
-                     and auc_low > permitted)
+    auc_alarm = bool(comparable and enough_for_auc_alarm(mem["n_members"], mem["n_nonmembers"]) and auc_low > permitted)
     if auc_alarm:
-        result, reason = "dp_bug", (f"membership AUC CI lower end {auc_low:.3f} > {permitted:.3f}, the largest AUC "
-                                    f"(ε' = {comparison['epsilon']:.3f}, δ' = {comparison['delta']:.3g}) permits "
-                                    f"({comparison['conversion']})")
+        result, reason = (
+            "dp_bug",
+            (
+                f"membership AUC CI lower end {auc_low:.3f} > {permitted:.3f}, the largest AUC "
+                f"(ε' = {comparison['epsilon']:.3f}, δ' = {comparison['delta']:.3g}) permits "
+                f"({comparison['conversion']})"
+            ),
+        )
     else:  # measured either way: a claim judges each row on the control's statistic (control.statistics)
-        caught = "control caught members" if control["passed"] else \
-            "the positive control caught no members (control.reason): a low figure here is no evidence of privacy"
+        caught = (
+            "control caught members"
+            if control["passed"]
+            else "the positive control caught no members (control.reason): a low figure here is no evidence of privacy"
+        )
         if comparable:
-            reason = (f"{caught}; membership AUC CI lower end {auc_low:.3f} ≤ {permitted:.3f} (the largest AUC "
-                      f"ε' = {comparison['epsilon']:.3f} permits): consistent with the accountant")
+            reason = (
+                f"{caught}; membership AUC CI lower end {auc_low:.3f} ≤ {permitted:.3f} (the largest AUC "
+                f"ε' = {comparison['epsilon']:.3f} permits): consistent with the accountant"
+            )
         else:
             reason = f"{caught}; no accountant ε for this relation: {comparison['reason']}"
         result = "measured"
-    return {**main, "result": result, "reason": reason,
-            "relation": relation.description, "relation_note": relation.note,
-            "accountant_epsilon": privacy["epsilon"], "accountant_comparison": comparison,
-            "comparable": comparable, "unit_compared": describe_comparison(relation, comparison, privacy),
-            "max_auc_permitted": permitted, "control": control,
-            "verdict_inputs": {"control_passed": control["passed"], "relation": relation.description,
-                               "accountant_epsilon": privacy["epsilon"], "delta": privacy["delta"],
-                               "unit": privacy["unit"], "converted_epsilon": comparison.get("epsilon"),
-                               "converted_delta": comparison.get("delta"), "auc": mem["auc"],
-                               "auc_ci_low": auc_low, "max_auc_permitted": permitted, "auc_alarm": auc_alarm,
-                               "one_run_eps_lower_bound": None, "one_run_alarm": False, "alpha": a.alpha},
-            "models_trained": models}
+    return {
+        **main,
+        "result": result,
+        "reason": reason,
+        "relation": relation.description,
+        "relation_note": relation.note,
+        "accountant_epsilon": privacy["epsilon"],
+        "accountant_comparison": comparison,
+        "comparable": comparable,
+        "unit_compared": describe_comparison(relation, comparison, privacy),
+        "max_auc_permitted": permitted,
+        "control": control,
+        "verdict_inputs": {
+            "control_passed": control["passed"],
+            "relation": relation.description,
+            "accountant_epsilon": privacy["epsilon"],
+            "delta": privacy["delta"],
+            "unit": privacy["unit"],
+            "converted_epsilon": comparison.get("epsilon"),
+            "converted_delta": comparison.get("delta"),
+            "auc": mem["auc"],
+            "auc_ci_low": auc_low,
+            "max_auc_permitted": permitted,
+            "auc_alarm": auc_alarm,
+            "one_run_eps_lower_bound": None,
+            "one_run_alarm": False,
+            "alpha": a.alpha,
+        },
+        "models_trained": models,
+    }
 
 
 def suggestions_control_statistics(audit: dict, *, floor: float) -> dict:
@@ -248,24 +339,42 @@ def suggestions_control_statistics(audit: dict, *, floor: float) -> dict:
 
     mem = audit["membership"]
     lo, hi = mem["auc_ci"]
-    out = {"auc": {"measurable": True, "value": mem["auc"], "ci": [lo, hi], "caught": bool(lo > 0.5),
-                   "rule": "membership AUC CI lower end > 0.5"}}
+    out = {
+        "auc": {
+            "measurable": True,
+            "value": mem["auc"],
+            "ci": [lo, hi],
+            "caught": bool(lo > 0.5),
+            "rule": "membership AUC CI lower end > 0.5",
+        }
+    }
     for fpr in FPRS:
         info = tpr_measurability(mem["n_nonmembers"], fpr)
         ci = mem["tpr_at_fpr_ci"][str(fpr)]
-        entry = {"measurable": info["measurable"], "value": mem["tpr_at_fpr"][str(fpr)], "ci": ci,
-                 "rule": f"CI lower end > {floor:g} (audit.control_tpr_floor), with ≥ {info['needs_nonmembers']} "
-                         "non-members",
-                 "caught": bool(ci[0] > floor) if info["measurable"] else None}
+        entry = {
+            "measurable": info["measurable"],
+            "value": mem["tpr_at_fpr"][str(fpr)],
+            "ci": ci,
+            "rule": f"CI lower end > {floor:g} (audit.control_tpr_floor), with ≥ {info['needs_nonmembers']} "
+            "non-members",
+            "caught": bool(ci[0] > floor) if info["measurable"] else None,
+        }
         if not info["measurable"]:
             entry["note"] = info["note"]
         out[TPR_KEYS[fpr]] = entry
     attr = audit["attribute"]
     if attr.get("result") == "measured" and "gap" in attr:
-        out["attribute_gap"] = {"measurable": True, "value": attr["gap"], "ci": attr["gap_ci"],
-                                "caught": bool(attr["gap_ci"][0] > 0),
-                                "rule": "attribute advantage gap members − non-members: CI lower end > 0"}
+        out["attribute_gap"] = {
+            "measurable": True,
+            "value": attr["gap"],
+            "ci": attr["gap_ci"],
+            "caught": bool(attr["gap_ci"][0] > 0),
+            "rule": "attribute advantage gap members − non-members: CI lower end > 0",
+        }
     else:
-        out["attribute_gap"] = {"measurable": False, "caught": None,
-                                "note": f"not measurable: {attr.get('reason', attr.get('result'))}"}
+        out["attribute_gap"] = {
+            "measurable": False,
+            "caught": None,
+            "note": f"not measurable: {attr.get('reason', attr.get('result'))}",
+        }
     return out

@@ -18,8 +18,8 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import multiprocessing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -63,8 +63,7 @@ def shadow_config(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, progress=False, federation=federation)
 
 
-def train_on_users(cfg: RunConfig, data: Prepared, population: Population, keep_users: np.ndarray,
-                   seed: int):
+def train_on_users(cfg: RunConfig, data: Prepared, population: Population, keep_users: np.ndarray, seed: int):
     """Train with the run's harness on the population users flagged in ``keep_users``; returns the Outcome."""
 
     train = population.examples_of_users(keep_users)
@@ -90,9 +89,18 @@ def _train_one(index: int, keep_users: np.ndarray, seed: int) -> tuple[int, Unit
     return index, stats, w["population"].units_of_users(trained), outcome.privacy
 
 
-def train_shadows(cfg: RunConfig, data: Prepared, population: Population, *, n_shadows: int, threat: str,
-                  k: int, workers: int, rng: np.random.Generator,
-                  progress: Callable[[int, int], None] | None = None) -> ShadowSet:
+def train_shadows(
+    cfg: RunConfig,
+    data: Prepared,
+    population: Population,
+    *,
+    n_shadows: int,
+    threat: str,
+    k: int,
+    workers: int,
+    rng: np.random.Generator,
+    progress: Callable[[int, int], None] | None = None,
+) -> ShadowSet:
     """Train ``n_shadows`` shadows on random halves of the population users and score every unit."""
     import time
 
@@ -110,15 +118,19 @@ def train_shadows(cfg: RunConfig, data: Prepared, population: Population, *, n_s
                 progress(i + 1, n_shadows)
     else:
         context = multiprocessing.get_context("spawn")  # no fork: torch state is not fork-safe
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                                    initializer=_init_worker, initargs=init) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=init
+        ) as pool:
             futures = [pool.submit(_train_one, i, keep_users[i], seeds[i]) for i in range(n_shadows)]
             for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
                 index, *rest = future.result()
                 results[index] = (index, *rest)
                 if progress:
                     progress(done, n_shadows)
-    return ShadowSet(confidence=np.stack([r[1].confidence for r in results]),
-                     probability=np.stack([r[1].probability for r in results]),
-                     keep=np.stack([r[2] for r in results]), seconds=time.perf_counter() - started,
-                     privacy=tuple(r[3] for r in results))
+    return ShadowSet(
+        confidence=np.stack([r[1].confidence for r in results]),
+        probability=np.stack([r[1].probability for r in results]),
+        keep=np.stack([r[2] for r in results]),
+        seconds=time.perf_counter() - started,
+        privacy=tuple(r[3] for r in results),
+    )

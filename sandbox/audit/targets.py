@@ -60,8 +60,11 @@ class Population:
 
     def examples_of_users(self, user_mask: np.ndarray) -> Examples:
         rows = np.flatnonzero(user_mask[self.example_user])
-        return Examples(tokens=self.examples.tokens[rows], labels=self.examples.labels[rows],
-                                   message_index=self.examples.message_index[rows])
+        return Examples(
+            tokens=self.examples.tokens[rows],
+            labels=self.examples.labels[rows],
+            message_index=self.examples.message_index[rows],
+        )
 
 
 def build_population(data: Prepared, *, level: str) -> Population:
@@ -73,8 +76,12 @@ def build_population(data: Prepared, *, level: str) -> Population:
     message_index = np.concatenate([data.train.message_index, data.test.message_index])
     owner = data.corpus.message_user[message_index]
     users = np.unique(owner)  # users with at least one labelled message: the ones a model saw or could see
-    return Population(examples=Examples(tokens=tokens, labels=labels, message_index=message_index),
-                      users=users, example_user=np.searchsorted(users, owner), level=level)
+    return Population(
+        examples=Examples(tokens=tokens, labels=labels, message_index=message_index),
+        users=users,
+        example_user=np.searchsorted(users, owner),
+        level=level,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,9 @@ def example_stats(logits: torch.Tensor, labels: torch.Tensor, *, threat: str, k:
     return logit_confidence(logits, labels), label_probability(logits, labels)
 
 
-def unit_stats(model: nn.Module, population: Population, *, threat: str, k: int,
-               initial: nn.Module | None = None) -> UnitStats:
+def unit_stats(
+    model: nn.Module, population: Population, *, threat: str, k: int, initial: nn.Module | None = None
+) -> UnitStats:
     """Statistics of every unit of ``population`` under ``model`` (a user's: the mean over their messages).
 
     ``initial``: the model's initialisation, needed by the white-box statistic.
@@ -125,13 +133,15 @@ MOVED_FLOOR = 1e-12  # log of a row that did not move at all
 @torch.no_grad()
 def whitebox_stats(model: nn.Module, initial: nn.Module, population: Population) -> UnitStats:
     """Per unit: mean over its distinct token buckets of log ‖embedding row − its initial value‖."""
-    return moved_rows_stats(model, initial, population.examples.tokens, population.unit_of_example(),
-                            population.n_units)
+    return moved_rows_stats(
+        model, initial, population.examples.tokens, population.unit_of_example(), population.n_units
+    )
 
 
 @torch.no_grad()
-def moved_rows_stats(model: nn.Module, initial: nn.Module, tokens: torch.Tensor, unit: np.ndarray,
-                     n_units: int) -> UnitStats:
+def moved_rows_stats(
+    model: nn.Module, initial: nn.Module, tokens: torch.Tensor, unit: np.ndarray, n_units: int
+) -> UnitStats:
     """White-box statistic of groups of messages (``unit[i]`` is message i's group)."""
     moved = (model.embedding.weight - initial.embedding.weight).norm(dim=1).double().numpy()
     tokens = tokens.numpy()

@@ -117,7 +117,16 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 from sandbox.claim.checks import (
-    CHECKS, FAIL, INCONCLUSIVE, NO_CONTROL, NOT_DISCRIMINATING, NOT_MEASURED, PASS, ClaimError, Evidence, Record,
+    CHECKS,
+    FAIL,
+    INCONCLUSIVE,
+    NO_CONTROL,
+    NOT_DISCRIMINATING,
+    NOT_MEASURED,
+    PASS,
+    ClaimError,
+    Evidence,
+    Record,
     judge_row,
 )
 from sandbox.claim.record_checks import verify_record
@@ -125,9 +134,25 @@ from sandbox.cli import Exit, verdict_exit
 from sandbox.io import write_json
 from sandbox.record import RecordError, RunRecord, load, record_path
 
-__all__ = ["CHECKS", "Claim", "ClaimError", "ClaimResult", "Evidence", "FAIL", "INCONCLUSIVE", "NOT_MEASURED",
-           "NO_CONTROL", "NOT_DISCRIMINATING", "PASS", "assert_claim", "check_claim", "load_claim", "load_record",
-           "verify_record", "write_result"]
+__all__ = [
+    "CHECKS",
+    "Claim",
+    "ClaimError",
+    "ClaimResult",
+    "Evidence",
+    "FAIL",
+    "INCONCLUSIVE",
+    "NOT_MEASURED",
+    "NO_CONTROL",
+    "NOT_DISCRIMINATING",
+    "PASS",
+    "assert_claim",
+    "check_claim",
+    "load_claim",
+    "load_record",
+    "verify_record",
+    "write_result",
+]
 
 CLAIM_DIR = Path(__file__).resolve().parents[1] / "conf" / "claim"
 EXIT_CODES = {v: int(verdict_exit(v)) for v in (PASS, FAIL, INCONCLUSIVE)}
@@ -163,22 +188,41 @@ class ClaimResult:
         return EXIT_DP_BUG if self.dp_bug else EXIT_CODES[self.verdict]
 
     def to_dict(self) -> dict:
-        return {"name": self.claim.name, "promise": self.claim.promise, "claim_file": self.claim.path,
-                "record": self.record, "record_checks": list(self.record_checks), "verdict": self.verdict,
-                "evidence": [asdict(e) for e in self.evidence]}
+        return {
+            "name": self.claim.name,
+            "promise": self.claim.promise,
+            "claim_file": self.claim.path,
+            "record": self.record,
+            "record_checks": list(self.record_checks),
+            "verdict": self.verdict,
+            "evidence": [asdict(e) for e in self.evidence],
+        }
 
     def table(self) -> str:
         """The evidence table, plain text: one row per check, then the verdict."""
+
         def num(v):
             return "—" if v is None else f"{v:.3f}"
+
         rows = [("check", "measured", "CI", "bound", "verdict", "control", "reason")] + [
-            (e.check, num(e.measured), "—" if e.ci is None else f"[{e.ci[0]:.3f}, {e.ci[1]:.3f}]", e.bound,
-             e.verdict, e.control, e.reason + (f" [{e.source}]" if e.source else "")) for e in self.evidence]
+            (
+                e.check,
+                num(e.measured),
+                "—" if e.ci is None else f"[{e.ci[0]:.3f}, {e.ci[1]:.3f}]",
+                e.bound,
+                e.verdict,
+                e.control,
+                e.reason + (f" [{e.source}]" if e.source else ""),
+            )
+            for e in self.evidence
+        ]
         widths = [max(len(r[i]) for r in rows) for i in range(6)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[6] for r in rows]
         checked = "".join(f"record check: {line}\n" for line in self.record_checks)
-        return (f"claim: {self.claim.name} ({self.claim.path})\npromise: {self.claim.promise}\n"
-                f"record: {self.record}\n{checked}\n" + "\n".join(lines) + f"\n\nverdict: {self.verdict}")
+        return (
+            f"claim: {self.claim.name} ({self.claim.path})\npromise: {self.claim.promise}\n"
+            f"record: {self.record}\n{checked}\n" + "\n".join(lines) + f"\n\nverdict: {self.verdict}"
+        )
 
 
 def _check_value(cls, index: int, key: str, value, origin: str):
@@ -194,7 +238,8 @@ def _check_value(cls, index: int, key: str, value, origin: str):
         raise ClaimError(f"{where}: must be a whole number, got {value!r}")
     low, high, brackets = (*cls.limits[key], "[]")[:3]
     if not (low < value if brackets[0] == "(" else low <= value) or not (
-            value < high if brackets[1] == ")" else value <= high):
+        value < high if brackets[1] == ")" else value <= high
+    ):
         raise ClaimError(f"{where}: must be in {brackets[0]}{low:g}, {high:g}{brackets[1]}, got {value!r}")
     return int(value) if annotation == "int" else float(value)
 
@@ -252,15 +297,21 @@ def load_claim(claim: str | Path) -> Claim:
     if not isinstance(data.get("require_control", True), bool):
         raise ClaimError(f"{origin}: require_control: must be true or false, got {data['require_control']!r}")
     if not isinstance(data["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", data["name"]):
-        raise ClaimError(f"{origin}: name: letters, digits, '.', '_' and '-' only (it names claim_<name>.json), "
-                         f"got {data['name']!r}")
+        raise ClaimError(
+            f"{origin}: name: letters, digits, '.', '_' and '-' only (it names claim_<name>.json), got {data['name']!r}"
+        )
     if not isinstance(data["promise"], str):
         raise ClaimError(f"{origin}: promise: must be text, got {data['promise']!r}")
     if not isinstance(data["checks"], list):
         raise ClaimError(f"{origin}: checks: must be a list of checks, got {data['checks']!r}")
     checks = tuple(_parse_check(item, i, origin) for i, item in enumerate(data["checks"]))
-    return Claim(name=data["name"], promise=data["promise"].strip(), checks=checks, path=origin,
-                 require_control=data.get("require_control", True))
+    return Claim(
+        name=data["name"],
+        promise=data["promise"].strip(),
+        checks=checks,
+        path=origin,
+        require_control=data.get("require_control", True),
+    )
 
 
 def load_record(run: str | Path | Mapping | RunRecord) -> Record:
@@ -295,14 +346,23 @@ def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
     records = [load_record(r) for r in items]
     checked = tuple(f"{r.origin}: {line}" for r in records for line in verify_record(r))
     _require_one_model(records)
-    evidence = tuple(_strongest([judge_row(check, r, require_control=claim.require_control) for r in records],
-                                records) for check in claim.checks)
+    evidence = tuple(
+        _strongest([judge_row(check, r, require_control=claim.require_control) for r in records], records)
+        for check in claim.checks
+    )
     verdicts = {e.verdict for e in evidence}
     verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
-    dp_bug = any(r.run.status == "failed" or (r.run.audit is not None and r.run.audit.result == "dp_bug")
-                 for r in records)
-    return ClaimResult(claim=claim, verdict=verdict, evidence=evidence,
-                       record=", ".join(r.origin for r in records), record_checks=checked, dp_bug=dp_bug)
+    dp_bug = any(
+        r.run.status == "failed" or (r.run.audit is not None and r.run.audit.result == "dp_bug") for r in records
+    )
+    return ClaimResult(
+        claim=claim,
+        verdict=verdict,
+        evidence=evidence,
+        record=", ".join(r.origin for r in records),
+        record_checks=checked,
+        dp_bug=dp_bug,
+    )
 
 
 def _require_one_model(records: list[Record]) -> None:
@@ -312,14 +372,18 @@ def _require_one_model(records: list[Record]) -> None:
         values = {}
         for r in records:
             if not r.has(key):
-                raise ClaimError(f"{r.origin}: {key}: missing from the record, so it cannot be shown to be the same "
-                                 "model as the other runs (re-run it with this version)")
+                raise ClaimError(
+                    f"{r.origin}: {key}: missing from the record, so it cannot be shown to be the same "
+                    "model as the other runs (re-run it with this version)"
+                )
             values.setdefault(r.get(key), []).append(r.origin)
         if len(values) > 1:
             groups = "; ".join(f"{v[:12]}…: {', '.join(origins)}" for v, origins in values.items())
-            raise ClaimError(f"the runs are not one model: {key} differs ({groups}); combine only audits of the "
-                             "same trained model (a run and its re-audits: python -m sandbox.audit RUN_DIR OUT_DIR audit=…; "
-                             "with secure noise two DP trainings with one seed are two models)")
+            raise ClaimError(
+                f"the runs are not one model: {key} differs ({groups}); combine only audits of the "
+                "same trained model (a run and its re-audits: python -m sandbox.audit RUN_DIR OUT_DIR audit=…; "
+                "with secure noise two DP trainings with one seed are two models)"
+            )
 
 
 def _strongest(rows: list[Evidence], records: list[Record]) -> Evidence:
@@ -329,8 +393,9 @@ def _strongest(rows: list[Evidence], records: list[Record]) -> Evidence:
     order = {FAIL: 0, PASS: 1, INCONCLUSIVE: 2}
     best = min(range(len(rows)), key=lambda i: (order[rows[i].verdict], rows[i].reason.startswith(NOT_MEASURED), i))
     row = rows[best]
-    where = str(Path(records[best].origin).parent) if records[best].origin.endswith("record.json") \
-        else records[best].origin
+    where = (
+        str(Path(records[best].origin).parent) if records[best].origin.endswith("record.json") else records[best].origin
+    )
     return replace(row, source=f"{row.source}; {where}" if row.source else where)
 
 

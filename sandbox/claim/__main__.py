@@ -23,12 +23,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m sandbox.claim", description=(
-        "Check a product claim against a run record. Exit codes: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, "
-        "3 bad input (nothing written), 4 probable DP bug (the audit's result is dp_bug)."))
+    parser = _Parser(
+        prog="python -m sandbox.claim",
+        description=(
+            "Check a product claim against a run record. Exit codes: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, "
+            "3 bad input (nothing written), 4 probable DP bug (the audit's result is dp_bug)."
+        ),
+    )
     parser.add_argument("claim", help="a claim file, or the name of one in conf/claim/")
-    parser.add_argument("run_dir", nargs="+", help="the run directory (holding record.json) or a record.json; "
-                        "several: audits of one model (a run and its re-audits)")
+    parser.add_argument(
+        "run_dir",
+        nargs="+",
+        help="the run directory (holding record.json) or a record.json; "
+        "several: audits of one model (a run and its re-audits)",
+    )
     args = parser.parse_args(argv)
     try:
         result = check_claim(args.claim, args.run_dir)

@@ -23,10 +23,12 @@ PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 NOT_MEASURED = "not measured by this run"
 NO_CONTROL = "no control on this statistic"
 NOT_DISCRIMINATING = "does not discriminate"
-SEEDED_NOISE = ("seeded noise (research mode): anyone holding the record can regenerate and subtract the noise; "
-                "no DP guarantee")
-NO_NOISE_SOURCE = ("record does not state its noise source (written before secure noise): its noise was seeded "
-                   "from the recorded seed")
+SEEDED_NOISE = (
+    "seeded noise (research mode): anyone holding the record can regenerate and subtract the noise; no DP guarantee"
+)
+NO_NOISE_SOURCE = (
+    "record does not state its noise source (written before secure noise): its noise was seeded from the recorded seed"
+)
 
 
 class ClaimError(ValueError):
@@ -96,8 +98,11 @@ class Record:
 
     def interval(self, key: str | tuple[str, ...]) -> tuple[float, float]:
         value = self.get(key)
-        if not (isinstance(value, list) and len(value) == 2
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
             raise ClaimError(f"{self.origin}: {_dotted(key)}: expected a [low, high] interval, got {value!r}")
         return float(value[0]), float(value[1])
 
@@ -139,8 +144,10 @@ def _ci_verdict(value: float, ci: tuple[float, float], bound: float) -> tuple[st
         return FAIL, f"whole CI above {bound:g}: lower end {low:.3f}"
     if high <= bound:
         return PASS, f"CI upper end {high:.3f} ≤ {bound:g}"
-    return INCONCLUSIVE, (f"CI [{low:.3f}, {high:.3f}] straddles {bound:g} (point {value:.3f}): too wide to decide; "
-                          "more users or a stronger audit narrow it")
+    return INCONCLUSIVE, (
+        f"CI [{low:.3f}, {high:.3f}] straddles {bound:g} (point {value:.3f}): too wide to decide; "
+        "more users or a stronger audit narrow it"
+    )
 
 
 def _audit_gate(record: Record, verdict: str, reason: str) -> tuple[str, str]:
@@ -226,11 +233,20 @@ class MembershipTPR(_Check):
         summary = f"TPR {value:.3f} {_ci(ci)}"
         if fpr * n_nonmembers < 1:  # no false positive allowed: sandbox.audit.metrics reads it at FPR 0
             at_all, usable = _needed_nonmembers(fpr)
-            reason = (f"TPR at FPR {fpr:g} is not measurable with {n_nonmembers:g} non-members (under 1/{fpr:g}, "
-                      f"so it is read at zero false positives, which bounds no TPR at FPR {fpr:g}): it needs "
-                      f"≥ {at_all} non-members to be measurable at all, about {usable} for a usable CI")
-            return Measurement(value, ci, INCONCLUSIVE, reason, source, judged=False,
-                               summary=f"{summary} with {n_nonmembers:g} non-members (needs ≥ {at_all})")
+            reason = (
+                f"TPR at FPR {fpr:g} is not measurable with {n_nonmembers:g} non-members (under 1/{fpr:g}, "
+                f"so it is read at zero false positives, which bounds no TPR at FPR {fpr:g}): it needs "
+                f"≥ {at_all} non-members to be measurable at all, about {usable} for a usable CI"
+            )
+            return Measurement(
+                value,
+                ci,
+                INCONCLUSIVE,
+                reason,
+                source,
+                judged=False,
+                summary=f"{summary} with {n_nonmembers:g} non-members (needs ≥ {at_all})",
+            )
         verdict, reason = _ci_verdict(value, ci, self.max)
         return Measurement(value, ci, verdict, reason, source, judged=True, summary=summary)
 
@@ -258,8 +274,9 @@ class MembershipAUC(_Check):
         if prefix is None:
             return _not_measured(source)
         value, ci = record.number((*prefix, "auc")), record.interval((*prefix, "auc_ci"))
-        return Measurement(value, ci, *_ci_verdict(value, ci, self.max), source, judged=True,
-                           summary=f"AUC {value:.3f} {_ci(ci)}")
+        return Measurement(
+            value, ci, *_ci_verdict(value, ci, self.max), source, judged=True, summary=f"AUC {value:.3f} {_ci(ci)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -294,13 +311,20 @@ class CanaryExposure(_Check):
         ceiling = record.number("audit.canaries.max_exposure_possible_by_rank")
         summary = f"{value:.2f} bits ({n} canaries)"
         if n < self.min_canaries:  # no CI is recorded: the count is what guards against noise
-            verdict, reason = INCONCLUSIVE, (f"{value:.2f} bits from {n} canaries whose host trained; "
-                                             f"the check needs ≥ {self.min_canaries}")
+            verdict, reason = (
+                INCONCLUSIVE,
+                (f"{value:.2f} bits from {n} canaries whose host trained; the check needs ≥ {self.min_canaries}"),
+            )
         elif value > self.max:
             verdict, reason = FAIL, f"{value:.2f} bits > {self.max:g}"
         elif self.method == "rank" and ceiling <= self.max:
-            verdict, reason = INCONCLUSIVE, (f"by rank this run cannot measure above {ceiling:.2f} bits (log2 of "
-                                             f"fresh canaries + 1) ≤ {self.max:g}: add data.n_fresh_canaries")
+            verdict, reason = (
+                INCONCLUSIVE,
+                (
+                    f"by rank this run cannot measure above {ceiling:.2f} bits (log2 of "
+                    f"fresh canaries + 1) ≤ {self.max:g}: add data.n_fresh_canaries"
+                ),
+            )
         else:
             verdict, reason = PASS, f"{value:.2f} bits ≤ {self.max:g} (point value: no CI recorded)"
         return Measurement(value, None, verdict, reason, source, judged=verdict != INCONCLUSIVE, summary=summary)
@@ -335,8 +359,9 @@ class Extraction(_Check):
             verdict, reason = INCONCLUSIVE, f"only {n:g} canaries tried, the check needs ≥ {self.min_canaries}"
         else:
             verdict, reason = PASS, f"{k:g} of {n:g} canaries extracted"
-        return Measurement(k, None, verdict, reason, source, judged=verdict != INCONCLUSIVE,
-                           summary=f"{k:g} of {n:g} extracted")
+        return Measurement(
+            k, None, verdict, reason, source, judged=verdict != INCONCLUSIVE, summary=f"{k:g} of {n:g} extracted"
+        )
 
 
 @dataclass(frozen=True)
@@ -367,8 +392,14 @@ class AttributeAdvantage(_Check):
             return _not_measured(f"{NOT_MEASURED}: attribute audit {result}: {why}", source)
         key = "audit.attribute.gap" if self.field == "gap" else "audit.attribute.members.advantage"
         value, ci = record.number(key), record.interval(key + "_ci")
-        return Measurement(value, ci, *_ci_verdict(value, ci, self.max), source, judged=True,
-                           summary=f"{self.field} {value:.3f} {_ci(ci)}")
+        return Measurement(
+            value,
+            ci,
+            *_ci_verdict(value, ci, self.max),
+            source,
+            judged=True,
+            summary=f"{self.field} {value:.3f} {_ci(ci)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -421,6 +452,7 @@ CHECKS = {c.type: c for c in (MembershipTPR, MembershipAUC, CanaryExposure, Extr
 
 # --- the control view and the row ---------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ControlView:
     """The record as its positive control saw it: ``record`` has the control's audit in place of
@@ -447,16 +479,27 @@ def control_view(record: Record) -> ControlView:
         audit = control["audit"]
         if not isinstance(audit, Mapping):
             raise ClaimError(f"{record.origin}: audit.control.audit: expected a mapping, got {audit!r}")
-        return ControlView(Record({**record.data, "audit": audit}, f"{record.origin} (control view: audit = "
-                                  "audit.control.audit)", record.path), "", pipeline)
+        return ControlView(
+            Record(
+                {**record.data, "audit": audit},
+                f"{record.origin} (control view: audit = audit.control.audit)",
+                record.path,
+            ),
+            "",
+            pipeline,
+        )
     ran_on = control.get("ran_on")
     if ran_on == "this run (not private)":
         return ControlView(record, "", pipeline)
     if ran_on == "none":
         why = control.get("reason") or "positive control disabled"
         return ControlView(None, f"the positive control did not run ({why})", pipeline)
-    return ControlView(None, "the record keeps only the control's pass/fail (TPR at 1% FPR), not its audit "
-                       "(written before per-statistic controls): re-run the audit", pipeline)
+    return ControlView(
+        None,
+        "the record keeps only the control's pass/fail (TPR at 1% FPR), not its audit "
+        "(written before per-statistic controls): re-run the audit",
+        pipeline,
+    )
 
 
 def judge_row(check, record: Record, *, require_control: bool = True) -> Evidence:
@@ -466,11 +509,15 @@ def judge_row(check, record: Record, *, require_control: bool = True) -> Evidenc
     if check.discriminating:
         row = _with_control(check, record, row, require_control)
     if record.has("status") and record.get("status") == "failed":
-        why = f"the audit found a probable DP bug ({record.get('audit.reason')})" if record.has("audit.reason") \
+        why = (
+            f"the audit found a probable DP bug ({record.get('audit.reason')})"
+            if record.has("audit.reason")
             else "the audit found a probable DP bug"
+        )
         if not (row.verdict == FAIL and "dp_bug" in row.reason):
-            row = replace(row, verdict=FAIL, reason=f"run status failed: {why}; this row alone: {row.verdict}, "
-                                                    f"{row.reason}")
+            row = replace(
+                row, verdict=FAIL, reason=f"run status failed: {why}; this row alone: {row.verdict}, {row.reason}"
+            )
     return row
 
 
@@ -493,8 +540,13 @@ def _with_control(check: _Check, record: Record, row: Evidence, require_control:
             reason = f"{row.reason}; discriminates: the control ({view.pipeline or 'no DP'}) fails it"
         elif discriminates is False:
             also = "also passes" if control_verdict == PASS else "does not fail it either"
-            verdict, reason = INCONCLUSIVE, (f"{NOT_DISCRIMINATING}: a non-private model of the same pipeline {also} "
-                                             f"({where}); this run: {row.reason}")
+            verdict, reason = (
+                INCONCLUSIVE,
+                (
+                    f"{NOT_DISCRIMINATING}: a non-private model of the same pipeline {also} "
+                    f"({where}); this run: {row.reason}"
+                ),
+            )
         elif require_control:
             verdict, reason = INCONCLUSIVE, f"{NO_CONTROL}: {missing}; this run: {row.reason}"
         else:

@@ -34,8 +34,12 @@ from collections.abc import Mapping
 from sandbox.claim.checks import ClaimError, Record
 
 STATUSES = ("completed", "stopped_budget", "failed")
-UNITS_OF_MECHANISM = {"dpsgd": ("example",), "client_dpsgd": ("example",), "dpfedavg": ("user", "workspace"),
-                      "none": None}
+UNITS_OF_MECHANISM = {
+    "dpsgd": ("example",),
+    "client_dpsgd": ("example",),
+    "dpfedavg": ("user", "workspace"),
+    "none": None,
+}
 NOISE_SOURCES = ("secure", "seeded")  # sandbox.privacy.noise.NOISE_SOURCES
 EPSILON_RTOL = 1e-6
 MODEL_FILE = "model.pt"
@@ -45,8 +49,9 @@ def verify_record(record: Record) -> tuple[str, ...]:
     """Refuse (ClaimError) an impossible or stale record; return what was verified, one line each."""
     status = record.run.status
     if status not in STATUSES:
-        raise ClaimError(f"{record.origin}: status: {status!r} is not the status of a finished run "
-                         f"(one of {', '.join(STATUSES)})")
+        raise ClaimError(
+            f"{record.origin}: status: {status!r} is not the status of a finished run (one of {', '.join(STATUSES)})"
+        )
     return (_verify_privacy(record), _verify_model(record))
 
 
@@ -54,28 +59,37 @@ def _verify_privacy(record: Record) -> str:
     origin, privacy = record.origin, record.run.privacy
     mechanism = privacy.mechanism
     if mechanism not in UNITS_OF_MECHANISM:
-        raise ClaimError(f"{origin}: privacy.mechanism: unknown mechanism {mechanism!r} "
-                         f"(known: {', '.join(UNITS_OF_MECHANISM)})")
+        raise ClaimError(
+            f"{origin}: privacy.mechanism: unknown mechanism {mechanism!r} (known: {', '.join(UNITS_OF_MECHANISM)})"
+        )
     eps = privacy.epsilon
     if mechanism == "none":
         if eps is not None:
-            raise ClaimError(f"{origin}: privacy.epsilon: {eps!r}, but privacy.mechanism is 'none': a run without "
-                             "DP has no ε (null)")
+            raise ClaimError(
+                f"{origin}: privacy.epsilon: {eps!r}, but privacy.mechanism is 'none': a run without DP has no ε (null)"
+            )
         return "not private (mechanism none, ε null)"
     if eps is None:
-        raise ClaimError(f"{origin}: privacy.epsilon: null, but privacy.mechanism {mechanism!r} is private: the "
-                         "record must state the ε it spent")
+        raise ClaimError(
+            f"{origin}: privacy.epsilon: null, but privacy.mechanism {mechanism!r} is private: the "
+            "record must state the ε it spent"
+        )
     eps = float(eps)
     if math.isnan(eps) or eps < 0:
-        raise ClaimError(f"{origin}: privacy.epsilon: {eps!r} is not a possible ε (a number ≥ 0, or inf for no "
-                         "finite guarantee)")
+        raise ClaimError(
+            f"{origin}: privacy.epsilon: {eps!r} is not a possible ε (a number ≥ 0, or inf for no finite guarantee)"
+        )
     unit, units = privacy.unit, UNITS_OF_MECHANISM[mechanism]
     if unit not in units:
-        raise ClaimError(f"{origin}: privacy.unit: {unit!r} does not fit privacy.mechanism {mechanism!r} "
-                         f"(its unit is {' or '.join(units)})")
+        raise ClaimError(
+            f"{origin}: privacy.unit: {unit!r} does not fit privacy.mechanism {mechanism!r} "
+            f"(its unit is {' or '.join(units)})"
+        )
     if "noise_source" in privacy and privacy.noise_source not in NOISE_SOURCES:
-        raise ClaimError(f"{origin}: privacy.noise_source: {privacy.noise_source!r} is not a noise source "
-                         f"(one of {', '.join(NOISE_SOURCES)})")
+        raise ClaimError(
+            f"{origin}: privacy.noise_source: {privacy.noise_source!r} is not a noise source "
+            f"(one of {', '.join(NOISE_SOURCES)})"
+        )
     return _verify_epsilon(record, eps)
 
 
@@ -99,14 +113,20 @@ def _as_tuples(value):
 
 def _verify_epsilon(record: Record, eps: float) -> str:
     from sandbox.privacy import (
-        ACCOUNTANTS, AccountingError, PrivacyInputError, SubsampledGaussianEvent, epsilon_for, validate_privacy_inputs,
+        ACCOUNTANTS,
+        AccountingError,
+        PrivacyInputError,
+        SubsampledGaussianEvent,
+        epsilon_for,
+        validate_privacy_inputs,
     )
 
     origin, privacy = record.origin, record.run.privacy
     accountant = privacy.accountant
     if accountant not in ACCOUNTANTS:
-        raise ClaimError(f"{origin}: privacy.accountant: {accountant!r} is not an accountant "
-                         f"(one of {', '.join(ACCOUNTANTS)})")
+        raise ClaimError(
+            f"{origin}: privacy.accountant: {accountant!r} is not an accountant (one of {', '.join(ACCOUNTANTS)})"
+        )
     if privacy.delta is None:
         raise ClaimError(f"{origin}: privacy.delta: expected a number, got None")
     delta = float(privacy.delta)
@@ -135,26 +155,33 @@ def _verify_epsilon(record: Record, eps: float) -> str:
             warnings.simplefilter("ignore")
             recomputed = epsilon_for(events=events, delta=delta, accountant=accountant)
     except (PrivacyInputError, AccountingError) as exc:
-        raise ClaimError(f"{origin}: privacy.events: ε cannot be recomputed with the {accountant} accountant: "
-                         f"{exc}") from None
+        raise ClaimError(
+            f"{origin}: privacy.events: ε cannot be recomputed with the {accountant} accountant: {exc}"
+        ) from None
     same = eps == recomputed or math.isclose(eps, recomputed, rel_tol=EPSILON_RTOL)
     if not same:
-        raise ClaimError(f"{origin}: privacy.epsilon: {eps!r} does not recompute from privacy.events "
-                         f"({len(events)} event(s), {accountant} accountant, δ = {delta:g}): they give "
-                         f"{recomputed!r} (relative tolerance {EPSILON_RTOL:g}); the record does not state "
-                         "what ran")
+        raise ClaimError(
+            f"{origin}: privacy.epsilon: {eps!r} does not recompute from privacy.events "
+            f"({len(events)} event(s), {accountant} accountant, δ = {delta:g}): they give "
+            f"{recomputed!r} (relative tolerance {EPSILON_RTOL:g}); the record does not state "
+            "what ran"
+        )
     return f"ε recomputed from {len(events)} recorded event(s) ({accountant}, δ = {delta:g}): {recomputed:.6g}"
 
 
 def _verify_model(record: Record) -> str:
     if record.path is None:
-        return ("model.sha256 not verified: a record given as a dict has no model.pt beside it "
-                "(check the run directory to verify it)")
+        return (
+            "model.sha256 not verified: a record given as a dict has no model.pt beside it "
+            "(check the run directory to verify it)"
+        )
     sha = record.run.model.sha256
     model = record.path.parent / MODEL_FILE
     if not model.is_file():
-        raise ClaimError(f"{model}: missing beside {record.path}, so its model.sha256 cannot be shown to be "
-                         "the model this record describes")
+        raise ClaimError(
+            f"{model}: missing beside {record.path}, so its model.sha256 cannot be shown to be "
+            "the model this record describes"
+        )
     import torch
 
     from sandbox.record import model_fingerprint
@@ -167,7 +194,9 @@ def _verify_model(record: Record) -> str:
         raise ClaimError(f"{model}: not a model state_dict (a mapping of names to tensors)")
     actual = model_fingerprint(state)
     if actual != sha:
-        raise ClaimError(f"{record.path}: model.sha256: {sha[:12]}… does not match {model} (its fingerprint is "
-                         f"{actual[:12]}…): the record is not of the model beside it (a stale record from an "
-                         "earlier run?); re-run, or check the record that belongs to this model")
+        raise ClaimError(
+            f"{record.path}: model.sha256: {sha[:12]}… does not match {model} (its fingerprint is "
+            f"{actual[:12]}…): the record is not of the model beside it (a stale record from an "
+            "earlier run?); re-run, or check the record that belongs to this model"
+        )
     return f"model.sha256 matches {MODEL_FILE}"

@@ -13,5 +13,17 @@ from sandbox.compare.frontier import CompareError, Frontier, Row, Skipped, read_
 from sandbox.compare.pareto import Objectives, ParetoResult, dominates, pareto_front
 from sandbox.compare.points import Point, RecordError, point_from_record
 
-__all__ = ["CompareError", "Frontier", "Objectives", "ParetoResult", "Point", "RecordError", "Row", "Skipped",
-           "dominates", "pareto_front", "point_from_record", "read_frontier"]
+__all__ = [
+    "CompareError",
+    "Frontier",
+    "Objectives",
+    "ParetoResult",
+    "Point",
+    "RecordError",
+    "Row",
+    "Skipped",
+    "dominates",
+    "pareto_front",
+    "point_from_record",
+    "read_frontier",
+]

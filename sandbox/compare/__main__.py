@@ -14,14 +14,25 @@ import sys
 from pathlib import Path
 
 from sandbox.cli import Exit, fail, run_main
+from sandbox.compare.frontier import (
+    ATTACK_METRICS,
+    CompareError,
+    Frontier,
+    markdown_table,
+    read_frontier,
+    skipped_text,
+    to_csv,
+    to_markdown,
+)
 from sandbox.io import write_bytes
 
-from sandbox.compare.frontier import (ATTACK_METRICS, CompareError, Frontier, markdown_table, read_frontier,
-                                      skipped_text, to_csv, to_markdown)
-
 EXIT_BAD_INPUT = int(Exit.BAD_INPUT)
-OUTPUTS = {"md": "frontier.md", "csv": "frontier.csv", "utility": "frontier_utility.png",
-           "attack": "frontier_attack.png"}
+OUTPUTS = {
+    "md": "frontier.md",
+    "csv": "frontier.csv",
+    "utility": "frontier_utility.png",
+    "attack": "frontier_attack.png",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,9 +47,12 @@ def render(sweep_dir: Path, *, attack_metric: str = "auc") -> tuple[Frontier, di
 
     frontier = read_frontier(sweep_dir, attack_metric=attack_metric)
     plots = {"ε vs utility": OUTPUTS["utility"], "ε vs attack success": OUTPUTS["attack"]}
-    files = {OUTPUTS["md"]: to_markdown(frontier, plots=plots).encode("utf-8"),
-             OUTPUTS["csv"]: to_csv(frontier).encode("utf-8"),
-             OUTPUTS["utility"]: utility_png(frontier), OUTPUTS["attack"]: attack_png(frontier)}
+    files = {
+        OUTPUTS["md"]: to_markdown(frontier, plots=plots).encode("utf-8"),
+        OUTPUTS["csv"]: to_csv(frontier).encode("utf-8"),
+        OUTPUTS["utility"]: utility_png(frontier),
+        OUTPUTS["attack"]: attack_png(frontier),
+    }
     return frontier, files
 
 
@@ -57,12 +71,20 @@ def write_all(directory: Path, files: dict[str, bytes]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m sandbox.compare", description=(
-        "Compare the runs of a sweep (every record.json under SWEEP_DIR, Hydra multiruns included): "
-        "ε against utility and attack success, Pareto-optimal runs per task."))
+    parser = _Parser(
+        prog="python -m sandbox.compare",
+        description=(
+            "Compare the runs of a sweep (every record.json under SWEEP_DIR, Hydra multiruns included): "
+            "ε against utility and attack success, Pareto-optimal runs per task."
+        ),
+    )
     parser.add_argument("sweep_dir", help="a Hydra multirun directory (or a directory holding several)")
-    parser.add_argument("--attack-metric", choices=sorted(ATTACK_METRICS), default="auc",
-                        help="attack success for the Pareto flag: membership AUC (default) or TPR at 1%% FPR")
+    parser.add_argument(
+        "--attack-metric",
+        choices=sorted(ATTACK_METRICS),
+        default="auc",
+        help="attack success for the Pareto flag: membership AUC (default) or TPR at 1%% FPR",
+    )
     args = parser.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
     try:

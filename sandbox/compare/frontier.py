@@ -15,9 +15,9 @@ from pathlib import Path
 
 from sandbox.compare.pareto import Objectives, ParetoResult, pareto_front
 from sandbox.compare.points import Point, RecordError, point_from_record, utility_label
+from sandbox.compare.sweep import Job, find_jobs
 from sandbox.record import RecordError as TypedRecordError
 from sandbox.record import load as load_record
-from sandbox.compare.sweep import Job, find_jobs
 
 ATTACK_METRICS = {"auc": "membership AUC", "tpr": "TPR at 1% FPR"}
 
@@ -84,8 +84,14 @@ def read_frontier(root: Path, *, attack_metric: str = "auc") -> Frontier:
         reasons = "; ".join(f"{s.label}: {s.reason}" for s in skipped)
         raise CompareError(f"{root}: no completed run record ({len(skipped)} run(s) skipped: {reasons})")
     rows = _rank(found, attack_metric)
-    return Frontier(root=root, rows=rows, skipped=tuple(skipped), common_overrides=layout.common_overrides,
-                    notes=layout.notes + _notes(rows), attack_metric=attack_metric)
+    return Frontier(
+        root=root,
+        rows=rows,
+        skipped=tuple(skipped),
+        common_overrides=layout.common_overrides,
+        notes=layout.notes + _notes(rows),
+        attack_metric=attack_metric,
+    )
 
 
 def _read_point(job: Job) -> Point:
@@ -93,8 +99,9 @@ def _read_point(job: Job) -> Point:
         raise RecordError("never started: no job directory (the sweep stopped before this job, or is still running)")
     path = job.path / "record.json"
     if not path.is_file():
-        raise RecordError("no record.json: the run stopped before finishing (an error; see its log) "
-                          "or is still running")
+        raise RecordError(
+            "no record.json: the run stopped before finishing (an error; see its log) or is still running"
+        )
     try:
         record = load_record(path, partial=True)  # typed: a value of the wrong type names its key
     except TypedRecordError as exc:
@@ -107,13 +114,21 @@ def _rank(found: list[tuple[str, str, Point]], attack_metric: str) -> tuple[Row,
     pareto: list[ParetoResult | None] = [None] * len(ordered)
     for task in dict.fromkeys(p.task for _, _, p in ordered):
         idx = [i for i, (_, _, p) in enumerate(ordered) if p.task == task]
-        objectives = [Objectives(epsilon=ordered[i][2].epsilon, utility=ordered[i][2].utility,
-                                 attack=attack_value(ordered[i][2], attack_metric)) for i in idx]
+        objectives = [
+            Objectives(
+                epsilon=ordered[i][2].epsilon,
+                utility=ordered[i][2].utility,
+                attack=attack_value(ordered[i][2], attack_metric),
+            )
+            for i in idx
+        ]
         for i, result in zip(idx, pareto_front(objectives)):
             by = None if result.dominated_by is None else idx[result.dominated_by] + 1
             pareto[i] = ParetoResult(optimal=result.optimal, dominated_by=by, with_attack=result.with_attack)
-    return tuple(Row(index=i + 1, label=label, run_dir=run_dir, point=p, pareto=pareto[i])
-                 for i, (label, run_dir, p) in enumerate(ordered))
+    return tuple(
+        Row(index=i + 1, label=label, run_dir=run_dir, point=p, pareto=pareto[i])
+        for i, (label, run_dir, p) in enumerate(ordered)
+    )
 
 
 def _notes(rows: tuple[Row, ...]) -> tuple[str, ...]:
@@ -124,8 +139,10 @@ def _notes(rows: tuple[Row, ...]) -> tuple[str, ...]:
         of_task = [r for r in rows if r.point.task == task]
         units = sorted({str(r.point.unit) for r in of_task if r.point.private})
         if len(units) > 1:
-            notes.append(f"{task}: ε of different units ({', '.join(units)}) share one axis and one Pareto "
-                         "comparison; an example-level ε says nothing about a whole user")
+            notes.append(
+                f"{task}: ε of different units ({', '.join(units)}) share one axis and one Pareto "
+                "comparison; an example-level ε says nothing about a whole user"
+            )
         attacks = sorted({r.point.attack.name for r in of_task if r.point.attack})
         if len(attacks) > 1:
             notes.append(f"{task}: different attacks ({'; '.join(attacks)}) are compared as one attack success")
@@ -136,12 +153,16 @@ def _notes(rows: tuple[Row, ...]) -> tuple[str, ...]:
             notes.append(f"{task}: no run has an audit: Pareto on ε and utility only")
     weak = [r for r in rows if r.point.attack and r.point.attack.result == "inconclusive"]
     if weak:
-        notes.append(f"{ids(weak)}: audit inconclusive (the positive control failed): a low attack success "
-                     "there is not evidence of privacy")
+        notes.append(
+            f"{ids(weak)}: audit inconclusive (the positive control failed): a low attack success "
+            "there is not evidence of privacy"
+        )
     stopped = [r for r in rows if r.point.status != "completed"]
     if stopped:
-        notes.append(f"{ids(stopped)}: status {', '.join(sorted({r.point.status for r in stopped}))} "
-                     "(e.g. stopped before the round that would exceed the target ε)")
+        notes.append(
+            f"{ids(stopped)}: status {', '.join(sorted({r.point.status for r in stopped}))} "
+            "(e.g. stopped before the round that would exceed the target ε)"
+        )
     return tuple(notes)
 
 
@@ -161,8 +182,21 @@ def pareto_text(row: Row) -> str:
     return f"**yes**{basis}" if row.pareto.optimal else f"no: #{row.pareto.dominated_by} dominates{basis}"
 
 
-HEADER = ["#", "run", "task", "mode", "mechanism", "ε (unit, δ)", "utility", "baseline", "attack (result)",
-          "membership AUC", "TPR@1%FPR", "many-targets ε (heuristic)", "Pareto"]
+HEADER = [
+    "#",
+    "run",
+    "task",
+    "mode",
+    "mechanism",
+    "ε (unit, δ)",
+    "utility",
+    "baseline",
+    "attack (result)",
+    "membership AUC",
+    "TPR@1%FPR",
+    "many-targets ε (heuristic)",
+    "Pareto",
+]
 
 
 def table_rows(frontier: Frontier) -> list[list[str]]:
@@ -171,10 +205,23 @@ def table_rows(frontier: Frontier) -> list[list[str]]:
     for r in frontier.rows:
         p, a = r.point, r.point.attack
         label = r.label + ("" if p.status == "completed" else f" ({p.status})")
-        out.append([str(r.index), label, p.task, p.mode, p.mechanism, epsilon_text(p),
-                    f"{p.utility_metric} {p.utility:.3f}", f"{p.baseline_name} {p.baseline:.3f}",
-                    f"{a.name}: {a.result}" if a else "no audit", _num(a and a.auc),
-                    _num(a and a.tpr_at_1pct_fpr), _num(a and a.eps_lower_bound), pareto_text(r)])
+        out.append(
+            [
+                str(r.index),
+                label,
+                p.task,
+                p.mode,
+                p.mechanism,
+                epsilon_text(p),
+                f"{p.utility_metric} {p.utility:.3f}",
+                f"{p.baseline_name} {p.baseline:.3f}",
+                f"{a.name}: {a.result}" if a else "no audit",
+                _num(a and a.auc),
+                _num(a and a.tpr_at_1pct_fpr),
+                _num(a and a.eps_lower_bound),
+                pareto_text(r),
+            ]
+        )
     return out
 
 
@@ -192,8 +239,10 @@ def to_markdown(frontier: Frontier, *, plots: dict[str, str]) -> str:
     """frontier.md: what was compared and how, the table, notes, skipped runs and the plots."""
     utilities = "; ".join(
         f"{task}: {metric} = {utility_label(metric)}, beside the {base} baseline"
-        for task, metric, base in dict.fromkeys((r.point.task, r.point.utility_metric, r.point.baseline_name)
-                                                for r in frontier.rows))
+        for task, metric, base in dict.fromkeys(
+            (r.point.task, r.point.utility_metric, r.point.baseline_name) for r in frontier.rows
+        )
+    )
     parts = [
         "# Frontier: privacy (ε) against utility and attack success",
         f"Runs under `{frontier.root}`: {len(frontier.rows)} compared, {len(frontier.skipped)} skipped.",
@@ -220,14 +269,40 @@ def to_markdown(frontier: Frontier, *, plots: dict[str, str]) -> str:
 def _overrides_text(common: dict[str, tuple[str, ...]]) -> list[str]:
     if list(common) == [""]:
         return [f"Overrides shared by every run: `{' '.join(common[''])}`"] if common[""] else []
-    return ["Overrides shared by every run of a sweep:\n\n" + "\n".join(
-        f"- `{group or '.'}/`: `{' '.join(shared)}`" for group, shared in common.items() if shared)]
+    return [
+        "Overrides shared by every run of a sweep:\n\n"
+        + "\n".join(f"- `{group or '.'}/`: `{' '.join(shared)}`" for group, shared in common.items() if shared)
+    ]
 
 
-CSV_FIELDS = ["index", "run", "run_dir", "task", "mode", "mechanism", "status", "private", "epsilon", "unit",
-              "delta", "accountant", "utility_metric", "utility", "baseline_name", "baseline", "attack",
-              "audit_result", "membership_auc", "tpr_at_1pct_fpr", "eps_lower_bound", "attribute_advantage",
-              "attribute_gap", "pareto", "pareto_basis", "dominated_by"]
+CSV_FIELDS = [
+    "index",
+    "run",
+    "run_dir",
+    "task",
+    "mode",
+    "mechanism",
+    "status",
+    "private",
+    "epsilon",
+    "unit",
+    "delta",
+    "accountant",
+    "utility_metric",
+    "utility",
+    "baseline_name",
+    "baseline",
+    "attack",
+    "audit_result",
+    "membership_auc",
+    "tpr_at_1pct_fpr",
+    "eps_lower_bound",
+    "attribute_advantage",
+    "attribute_gap",
+    "pareto",
+    "pareto_basis",
+    "dominated_by",
+]
 
 
 def to_csv(frontier: Frontier) -> str:
@@ -237,19 +312,38 @@ def to_csv(frontier: Frontier) -> str:
     writer.writeheader()
     for r in frontier.rows:
         p, a = r.point, r.point.attack
-        writer.writerow({
-            "index": r.index, "run": r.label, "run_dir": r.run_dir, "task": p.task, "mode": p.mode,
-            "mechanism": p.mechanism, "status": p.status, "private": p.private,
-            "epsilon": "inf" if math.isinf(p.epsilon) else p.epsilon, "unit": p.unit, "delta": p.delta,
-            "accountant": p.accountant, "utility_metric": p.utility_metric, "utility": p.utility,
-            "baseline_name": p.baseline_name, "baseline": p.baseline, "attack": a.name if a else None,
-            "audit_result": a.result if a else None, "membership_auc": a.auc if a else None,
-            "tpr_at_1pct_fpr": a.tpr_at_1pct_fpr if a else None,
-            "eps_lower_bound": a.eps_lower_bound if a else None,
-            "attribute_advantage": a.attribute_advantage if a else None,
-            "attribute_gap": a.attribute_gap if a else None, "pareto": r.pareto.optimal,
-            "pareto_basis": (f"epsilon, utility, {frontier.attack_metric}" if r.pareto.with_attack
-                             else "epsilon, utility (no audit)"),
-            "dominated_by": r.pareto.dominated_by,
-        })
+        writer.writerow(
+            {
+                "index": r.index,
+                "run": r.label,
+                "run_dir": r.run_dir,
+                "task": p.task,
+                "mode": p.mode,
+                "mechanism": p.mechanism,
+                "status": p.status,
+                "private": p.private,
+                "epsilon": "inf" if math.isinf(p.epsilon) else p.epsilon,
+                "unit": p.unit,
+                "delta": p.delta,
+                "accountant": p.accountant,
+                "utility_metric": p.utility_metric,
+                "utility": p.utility,
+                "baseline_name": p.baseline_name,
+                "baseline": p.baseline,
+                "attack": a.name if a else None,
+                "audit_result": a.result if a else None,
+                "membership_auc": a.auc if a else None,
+                "tpr_at_1pct_fpr": a.tpr_at_1pct_fpr if a else None,
+                "eps_lower_bound": a.eps_lower_bound if a else None,
+                "attribute_advantage": a.attribute_advantage if a else None,
+                "attribute_gap": a.attribute_gap if a else None,
+                "pareto": r.pareto.optimal,
+                "pareto_basis": (
+                    f"epsilon, utility, {frontier.attack_metric}"
+                    if r.pareto.with_attack
+                    else "epsilon, utility (no audit)"
+                ),
+                "dominated_by": r.pareto.dominated_by,
+            }
+        )
     return buf.getvalue()

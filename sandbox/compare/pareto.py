@@ -23,8 +23,8 @@ utility all round, and then only the attack (a total order) can decide.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,12 @@ def utility_figure(frontier: Frontier) -> Figure:
     for col, task in enumerate(tasks):
         ax, rows = axes[0][col], [r for r in frontier.rows if r.point.task == task]
         audited = any(r.point.attack is not None for r in rows)
-        _scatter(ax, rows, lambda r: r.point.utility,
-                 pareto_by=f"ε, utility, {ATTACK_METRICS[frontier.attack_metric]}" if audited else "ε, utility")
+        _scatter(
+            ax,
+            rows,
+            lambda r: r.point.utility,
+            pareto_by=f"ε, utility, {ATTACK_METRICS[frontier.attack_metric]}" if audited else "ε, utility",
+        )
         for base, name in dict.fromkeys((r.point.baseline, r.point.baseline_name) for r in rows):
             ax.axhline(base, color="grey", ls="--", lw=1, label=f"{name} baseline {base:.3f}")
         ax.set(title=task, ylabel=utility_label(rows[0].point.utility_metric))
@@ -52,8 +56,10 @@ def attack_figure(frontier: Frontier) -> Figure:
     """ε vs membership AUC (top row) and TPR at 1% FPR (bottom row), one column per task, with chance."""
     tasks = frontier.tasks
     fig, axes = _figure(2, len(tasks))
-    metrics = [("membership AUC", lambda r: r.point.attack.auc),
-               ("TPR at 1% FPR", lambda r: r.point.attack.tpr_at_1pct_fpr)]
+    metrics = [
+        ("membership AUC", lambda r: r.point.attack.auc),
+        ("TPR at 1% FPR", lambda r: r.point.attack.tpr_at_1pct_fpr),
+    ]
     for col, task in enumerate(tasks):
         rows = [r for r in frontier.rows if r.point.task == task]
         audited = [r for r in rows if r.point.attack is not None]
@@ -69,8 +75,15 @@ def attack_figure(frontier: Frontier) -> Figure:
             weak = [r for r in audited if r.point.attack.result == "inconclusive"]
             if weak:
                 xs = _positions(audited)[0]
-                ax.plot([xs[r.index] for r in weak], [value(r) for r in weak], "x", color="black", ms=6, ls="none",
-                        label="audit inconclusive (control failed)")
+                ax.plot(
+                    [xs[r.index] for r in weak],
+                    [value(r) for r in weak],
+                    "x",
+                    color="black",
+                    ms=6,
+                    ls="none",
+                    label="audit inconclusive (control failed)",
+                )
             ax.axhline(CHANCE[name], color="grey", ls="--", lw=1, label=f"chance {CHANCE[name]}")
             ax.legend(fontsize=7, loc="best")
     fig.suptitle("privacy vs attack success (lower is better)")
@@ -80,8 +93,7 @@ def attack_figure(frontier: Frontier) -> Figure:
 def _figure(n_rows: int, n_cols: int):
     fig = Figure(figsize=(5.2 * n_cols, 4.2 * n_rows), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
-    return fig, [[fig.add_subplot(n_rows, n_cols, r * n_cols + c + 1) for c in range(n_cols)]
-                 for r in range(n_rows)]
+    return fig, [[fig.add_subplot(n_rows, n_cols, r * n_cols + c + 1) for c in range(n_cols)] for r in range(n_rows)]
 
 
 def _positions(rows: list[Row]) -> tuple[dict[int, float], float, float | None]:
@@ -89,8 +101,9 @@ def _positions(rows: list[Row]) -> tuple[dict[int, float], float, float | None]:
     finite = sorted({r.point.epsilon for r in rows if r.point.private and r.point.epsilon > 0})
     lo, hi = (finite[0], finite[-1]) if finite else (1.0, 1.0)
     x_inf, x_zero = hi * 4, lo / 4
-    xs = {r.index: (x_inf if not r.point.private else x_zero if r.point.epsilon == 0 else r.point.epsilon)
-          for r in rows}
+    xs = {
+        r.index: (x_inf if not r.point.private else x_zero if r.point.epsilon == 0 else r.point.epsilon) for r in rows
+    }
     return xs, x_inf, (x_zero if any(r.point.private and r.point.epsilon == 0 for r in rows) else None)
 
 
@@ -101,11 +114,26 @@ def _scatter(ax, rows: list[Row], value, *, pareto_by: str) -> None:
         for private, marker in ((True, "o"), (False, ">")):
             pts = [r for r in group if r.point.private == private]
             if pts:
-                ax.plot([xs[r.index] for r in pts], [value(r) for r in pts], marker, ms=7, ls="none",
-                        label=mechanism if private else "not private" + (f" ({mechanism})" * (mechanism != "none")))
+                ax.plot(
+                    [xs[r.index] for r in pts],
+                    [value(r) for r in pts],
+                    marker,
+                    ms=7,
+                    ls="none",
+                    label=mechanism if private else "not private" + (f" ({mechanism})" * (mechanism != "none")),
+                )
     optimal = [r for r in rows if r.pareto.optimal]
-    ax.plot([xs[r.index] for r in optimal], [value(r) for r in optimal], "o", ms=15, mfc="none", mec="crimson",
-            mew=1.5, ls="none", label=f"Pareto-optimal ({pareto_by})")
+    ax.plot(
+        [xs[r.index] for r in optimal],
+        [value(r) for r in optimal],
+        "o",
+        ms=15,
+        mfc="none",
+        mec="crimson",
+        mew=1.5,
+        ls="none",
+        label=f"Pareto-optimal ({pareto_by})",
+    )
     for r in rows:
         ax.annotate(f"#{r.index}", (xs[r.index], value(r)), textcoords="offset points", xytext=(6, 4), fontsize=8)
     _epsilon_axis(ax, rows, x_inf, x_zero)
@@ -116,7 +144,7 @@ def _epsilon_axis(ax, rows: list[Row], x_inf: float, x_zero: float | None) -> No
     ax.set_xscale("log")
     finite = sorted({r.point.epsilon for r in rows if r.point.private and r.point.epsilon > 0})
     if len(finite) > 8:  # many values: a decade grid instead
-        finite = [10.0 ** e for e in range(math.floor(math.log10(finite[0])), math.ceil(math.log10(finite[-1])) + 1)]
+        finite = [10.0**e for e in range(math.floor(math.log10(finite[0])), math.ceil(math.log10(finite[-1])) + 1)]
     ticks, labels = list(finite), [f"{e:.2g}" for e in finite]  # 0.998 (a target of 1) shows as 1
     if x_zero is not None:
         ticks, labels = [x_zero, *ticks], ["0", *labels]

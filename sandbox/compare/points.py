@@ -74,15 +74,28 @@ def point_from_record(record: RunRecord | dict) -> Point:
     status = record.get("status", "completed")
     if status == "failed":
         audit = record.get("audit") or {}
-        raise RecordError(f"status failed (audit result {audit.get('result', '?')}: {audit.get('reason', 'no reason')})")
+        raise RecordError(
+            f"status failed (audit result {audit.get('result', '?')}: {audit.get('reason', 'no reason')})"
+        )
     try:
         p = record["privacy"]
         metric, utility, baseline, baseline_name = _utility(record["metrics"])
         eps = math.inf if p["epsilon"] is None else float(p["epsilon"])
-        point = Point(task=str(record["task"]), mode=str(record["mode"]), mechanism=str(p["mechanism"]),
-                      status=str(status), epsilon=eps, unit=p.get("unit"), delta=p.get("delta"),
-                      accountant=p.get("accountant"), utility_metric=metric, utility=float(utility),
-                      baseline=float(baseline), baseline_name=baseline_name, attack=_attack(record.get("audit")))
+        point = Point(
+            task=str(record["task"]),
+            mode=str(record["mode"]),
+            mechanism=str(p["mechanism"]),
+            status=str(status),
+            epsilon=eps,
+            unit=p.get("unit"),
+            delta=p.get("delta"),
+            accountant=p.get("accountant"),
+            utility_metric=metric,
+            utility=float(utility),
+            baseline=float(baseline),
+            baseline_name=baseline_name,
+            attack=_attack(record.get("audit")),
+        )
     except KeyError as exc:
         raise RecordError(f"record.json has no key {exc} where expected") from None
     except StopIteration:
@@ -90,8 +103,9 @@ def point_from_record(record: RunRecord | dict) -> Point:
     except (TypeError, ValueError, AttributeError) as exc:
         raise RecordError(f"record.json has an unexpected value: {exc}") from None
     if math.isnan(point.epsilon) or point.epsilon < 0 or not math.isfinite(point.utility):
-        raise RecordError(f"record.json has a non-finite or negative value (ε {point.epsilon}, "
-                          f"{metric} {point.utility})")
+        raise RecordError(
+            f"record.json has a non-finite or negative value (ε {point.epsilon}, {metric} {point.utility})"
+        )
     return point
 
 
@@ -110,12 +124,20 @@ def _attack(audit: dict | None) -> Attack | None:
     if audit["attack"] == "suggestions":
         membership, attribute = audit["membership"], audit.get("attribute") or {}
         measured = attribute.get("result") == "measured"
-        return Attack(name=f"suggestions ({audit['level']} level, {audit['threat']})",
-                      result=str(audit.get("result", "measured")), auc=float(membership["auc"]),
-                      tpr_at_1pct_fpr=float(membership["tpr_at_fpr"]["0.01"]), eps_lower_bound=None,
-                      attribute_advantage=float(attribute["members"]["advantage"]) if measured else None,
-                      attribute_gap=float(attribute["gap"]) if measured else None)
+        return Attack(
+            name=f"suggestions ({audit['level']} level, {audit['threat']})",
+            result=str(audit.get("result", "measured")),
+            auc=float(membership["auc"]),
+            tpr_at_1pct_fpr=float(membership["tpr_at_fpr"]["0.01"]),
+            eps_lower_bound=None,
+            attribute_advantage=float(attribute["members"]["advantage"]) if measured else None,
+            attribute_gap=float(attribute["gap"]) if measured else None,
+        )
     bounds = [b for b in (audit.get("eps_lower_bound"), audit.get("one_run_eps_lower_bound")) if b is not None]
-    return Attack(name=f"{audit['attack']} ({audit['level']} level, {audit['threat']})", result=str(audit["result"]),
-                  auc=float(audit["auc"]), tpr_at_1pct_fpr=float(audit["tpr_at_1pct_fpr"]),
-                  eps_lower_bound=float(max(bounds)) if bounds else None)
+    return Attack(
+        name=f"{audit['attack']} ({audit['level']} level, {audit['threat']})",
+        result=str(audit["result"]),
+        auc=float(audit["auc"]),
+        tpr_at_1pct_fpr=float(audit["tpr_at_1pct_fpr"]),
+        eps_lower_bound=float(max(bounds)) if bounds else None,
+    )

@@ -54,12 +54,15 @@ def find_jobs(root: Path) -> Layout:
         try:
             planned = planned_jobs(sweep / "multirun.yaml")
         except Exception as exc:  # a sweeper we cannot expand: report what is on disk only
-            notes.append(f"{_rel(sweep, root)}/multirun.yaml: planned jobs unknown ({exc}); "
-                         "runs that never started cannot be listed")
+            notes.append(
+                f"{_rel(sweep, root)}/multirun.yaml: planned jobs unknown ({exc}); "
+                "runs that never started cannot be listed"
+            )
             continue
         present = {j.num for j in jobs if j.sweep == sweep}
-        jobs += [Job(path=None, sweep=sweep, num=n, overrides=tuple(o))
-                 for n, o in enumerate(planned) if n not in present]
+        jobs += [
+            Job(path=None, sweep=sweep, num=n, overrides=tuple(o)) for n, o in enumerate(planned) if n not in present
+        ]
     groups: dict[Path, list[Job]] = {}
     for job in jobs:  # a sweep's jobs, or the runs side by side in one directory
         group = job.sweep if job.sweep is not None else job.path.parent if job.path != root else root

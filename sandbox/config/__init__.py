@@ -9,18 +9,48 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import fields, is_dataclass, replace
 from typing import get_type_hints
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from sandbox.config.schema import (  # noqa: F401  (the public names of sandbox.config)
-    ACCOUNTANTS, ATTACKS, ENGINES, MECHANISMS, MODES, NOISE_SOURCES, RECOMMEND_TASKS, Accountant, Attack,
-    AuditConfig, AuditLevel, ClientUnit, Clipping, ConfigError, DataConfig, EmojiTaskConfig, Engine,
-    FederationConfig, JobsConfig, LedgerConfig, LocalConfig, Mechanism, Mode, NoiseSource, OnExceed,
-    PrivacyConfig, RecommendTaskConfig, RunConfig, SandboxConfig, ServerOptimizer, SyntheticConfig, Threat, TrackingBackend,
-    TrackingConfig, TrainConfig,
+    ACCOUNTANTS,
+    ATTACKS,
+    ENGINES,
+    MECHANISMS,
+    MODES,
+    NOISE_SOURCES,
+    RECOMMEND_TASKS,
+    Accountant,
+    Attack,
+    AuditConfig,
+    AuditLevel,
+    ClientUnit,
+    Clipping,
+    ConfigError,
+    DataConfig,
+    EmojiTaskConfig,
+    Engine,
+    FederationConfig,
+    JobsConfig,
+    LedgerConfig,
+    LocalConfig,
+    Mechanism,
+    Mode,
+    NoiseSource,
+    OnExceed,
+    PrivacyConfig,
+    RecommendTaskConfig,
+    RunConfig,
+    SandboxConfig,
+    ServerOptimizer,
+    SyntheticConfig,
+    Threat,
+    TrackingBackend,
+    TrackingConfig,
+    TrainConfig,
 )
 from sandbox.config.store import CONF_DIR, register  # noqa: F401
 
@@ -40,7 +70,8 @@ CHOICE_RULES = {
     "privacy.noise_source": lambda v: (
         f"must be one of {NOISE_SOURCES} (secure: DP noise from the OS CSPRNG, never recorded; seeded: "
         f"replayed from the run's seed, research only, not private against whoever holds the record), "
-        f"got {_q(v)}"),
+        f"got {_q(v)}"
+    ),
     "privacy.accountant": lambda v: f"must be one of {ACCOUNTANTS}, got {_q(v)}",
     "privacy.clipping": lambda v: f"must be 'fixed' or 'adaptive', got {_q(v)}",
     "audit.attack": lambda v: f"must be one of {ATTACKS}, got {_q(v)}",
@@ -83,6 +114,7 @@ def explain(exc: BaseException) -> ConfigError:
     origin = next((str(e) for e in chain if isinstance(e, OmegaConfBaseException)), "")
     return ConfigError(f"{text}{': ' + origin.splitlines()[0] if origin and origin not in text else ''}")
 
+
 def _typed(cls, node, key: str):
     """Build dataclass ``cls`` from a config node; unknown or mistyped keys name ``key.field``."""
     known = {f.name for f in fields(cls)}
@@ -109,33 +141,58 @@ def _check(condition: bool, key: str, message: str) -> None:
 
 def _validate_privacy(p: PrivacyConfig) -> None:
     _check(p.mechanism in MECHANISMS, "privacy.mechanism", CHOICE_RULES["privacy.mechanism"](p.mechanism))
-    _check(p.noise_source in NOISE_SOURCES, "privacy.noise_source", CHOICE_RULES["privacy.noise_source"](p.noise_source))
+    _check(
+        p.noise_source in NOISE_SOURCES, "privacy.noise_source", CHOICE_RULES["privacy.noise_source"](p.noise_source)
+    )
     if p.mechanism == "none":
         return
     _check(p.accountant in ACCOUNTANTS, "privacy.accountant", CHOICE_RULES["privacy.accountant"](p.accountant))
     if p.mechanism in ("dpsgd", "client_dpsgd"):
-        _check(p.unit == "example", "privacy.unit", "DP-SGD protects one example (message); "
-               "user- or workspace-level DP is federated (mode=federated privacy=dpfedavg)")
-        _check((p.noise_multiplier is None) != (p.target_epsilon is None), "privacy",
-               "set exactly one of privacy.noise_multiplier and privacy.target_epsilon")
-        _check(0 < p.local_sample_rate <= 1, "privacy.local_sample_rate",
-               f"must be in (0, 1], got {p.local_sample_rate}")
+        _check(
+            p.unit == "example",
+            "privacy.unit",
+            "DP-SGD protects one example (message); "
+            "user- or workspace-level DP is federated (mode=federated privacy=dpfedavg)",
+        )
+        _check(
+            (p.noise_multiplier is None) != (p.target_epsilon is None),
+            "privacy",
+            "set exactly one of privacy.noise_multiplier and privacy.target_epsilon",
+        )
+        _check(
+            0 < p.local_sample_rate <= 1, "privacy.local_sample_rate", f"must be in (0, 1], got {p.local_sample_rate}"
+        )
     else:
-        _check(p.unit in ("user", "workspace"), "privacy.unit", f"DP-FedAvg protects a whole client: "
-               f"'user' or 'workspace', got {p.unit!r}")
-        _check(p.noise_multiplier is not None or p.target_epsilon is not None, "privacy",
-               "set privacy.noise_multiplier, privacy.target_epsilon, or both (σ given + target: "
-               "training stops before the next round would exceed the target)")
+        _check(
+            p.unit in ("user", "workspace"),
+            "privacy.unit",
+            f"DP-FedAvg protects a whole client: 'user' or 'workspace', got {p.unit!r}",
+        )
+        _check(
+            p.noise_multiplier is not None or p.target_epsilon is not None,
+            "privacy",
+            "set privacy.noise_multiplier, privacy.target_epsilon, or both (σ given + target: "
+            "training stops before the next round would exceed the target)",
+        )
         _check(p.clipping in ("fixed", "adaptive"), "privacy.clipping", CHOICE_RULES["privacy.clipping"](p.clipping))
-        _check(p.clipping_site in ("client", "server"), "privacy.clipping_site",
-               f"must be 'client' or 'server', got {p.clipping_site!r}")
+        _check(
+            p.clipping_site in ("client", "server"),
+            "privacy.clipping_site",
+            f"must be 'client' or 'server', got {p.clipping_site!r}",
+        )
         _check(0 < p.target_quantile < 1, "privacy.target_quantile", f"must be in (0, 1), got {p.target_quantile}")
     if p.noise_multiplier is not None:
-        _check(math.isfinite(p.noise_multiplier) and p.noise_multiplier > 0,
-               "privacy.noise_multiplier", f"must be > 0, got {p.noise_multiplier}")
+        _check(
+            math.isfinite(p.noise_multiplier) and p.noise_multiplier > 0,
+            "privacy.noise_multiplier",
+            f"must be > 0, got {p.noise_multiplier}",
+        )
     if p.target_epsilon is not None:
-        _check(math.isfinite(p.target_epsilon) and p.target_epsilon > 0,
-               "privacy.target_epsilon", f"must be > 0, got {p.target_epsilon}")
+        _check(
+            math.isfinite(p.target_epsilon) and p.target_epsilon > 0,
+            "privacy.target_epsilon",
+            f"must be > 0, got {p.target_epsilon}",
+        )
     if p.delta is not None:
         _check(0 < p.delta < 1, "privacy.delta", f"must be in (0, 1), got {p.delta}")
     _check(p.clip_norm > 0, "privacy.clip_norm", f"must be > 0, got {p.clip_norm}")
@@ -154,8 +211,11 @@ def _validate_audit(a: AuditConfig) -> None:
     _check(a.threat in ("whitebox", "scores", "topk"), "audit.threat", CHOICE_RULES["audit.threat"](a.threat))
     _check(a.topk >= 1, "audit.topk", f"must be ≥ 1, got {a.topk}")
     if a.attack in ("lira", "rmia"):
-        _check(a.shadows >= 2 and a.shadows % 2 == 0, "audit.shadows",
-               f"must be an even number ≥ 2 (each user IN for half of them), got {a.shadows}")
+        _check(
+            a.shadows >= 2 and a.shadows % 2 == 0,
+            "audit.shadows",
+            f"must be an even number ≥ 2 (each user IN for half of them), got {a.shadows}",
+        )
     _check(0 < a.threshold_fpr < 1, "audit.threshold_fpr", f"must be in (0, 1), got {a.threshold_fpr}")
     _check(0 < a.alpha < 1, "audit.alpha", f"must be in (0, 1), got {a.alpha}")
     _check(0 < a.confidence < 1, "audit.confidence", f"must be in (0, 1), got {a.confidence}")
@@ -163,10 +223,15 @@ def _validate_audit(a: AuditConfig) -> None:
     _check(a.rmia_gamma > 0, "audit.rmia_gamma", f"must be > 0, got {a.rmia_gamma}")
     _check(0 <= a.rmia_offline_a <= 1, "audit.rmia_offline_a", f"must be in [0, 1], got {a.rmia_offline_a}")
     _check(a.workers >= 1, "audit.workers", f"must be ≥ 1, got {a.workers}")
-    _check(a.control_on in ("same", "central"), "audit.control_on", f"must be 'same' or 'central', got {a.control_on!r}")
+    _check(
+        a.control_on in ("same", "central"), "audit.control_on", f"must be 'same' or 'central', got {a.control_on!r}"
+    )
     fractions = list(a.one_run_guess_fractions)
-    _check(len(fractions) >= 1 and all(0 < f <= 1 for f in fractions), "audit.one_run_guess_fractions",
-           f"must be a non-empty list of shares in (0, 1], got {fractions}")
+    _check(
+        len(fractions) >= 1 and all(0 < f <= 1 for f in fractions),
+        "audit.one_run_guess_fractions",
+        f"must be a non-empty list of shares in (0, 1], got {fractions}",
+    )
     _check(0 <= a.control_tpr_floor < 1, "audit.control_tpr_floor", f"must be in [0, 1), got {a.control_tpr_floor}")
 
 
@@ -177,8 +242,10 @@ def _task(node):
     values = dict(OmegaConf.to_container(node, resolve=True)) if node is not None else {}
     target = values.pop("_target_", None)
     if not target:
-        raise ConfigError("task._target_: missing: the task's class, e.g. sandbox.tasks.emoji.EmojiTask "
-                          "(task=emoji|jobs|channels, or task._target_=my_pkg.MyTask)")
+        raise ConfigError(
+            "task._target_: missing: the task's class, e.g. sandbox.tasks.emoji.EmojiTask "
+            "(task=emoji|jobs|channels, or task._target_=my_pkg.MyTask)"
+        )
     try:
         cls = get_class(str(target))
     except Exception as exc:  # Hydra's ImportError text names the module or the attribute
@@ -205,16 +272,27 @@ def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
     _check(f.rounds >= 1, "federation.rounds", f"must be ≥ 1, got {f.rounds}")
     _check(f.local_epochs >= 1, "federation.local_epochs", f"must be ≥ 1, got {f.local_epochs}")
     _check(f.local_batch_size >= 1, "federation.local_batch_size", f"must be ≥ 1, got {f.local_batch_size}")
-    _check(f.client_batch >= 0, "federation.client_batch", f"must be ≥ 0 (0 = one client at a time), "
-           f"got {f.client_batch}")
-    _check(f.server_optimizer in ("fedavg", "fedavgm", "fedadam"), "federation.server_optimizer",
-           CHOICE_RULES["federation.server_optimizer"](f.server_optimizer))
-    _check(privacy.mechanism != "dpsgd", "privacy", "privacy=dpsgd is central example-level DP-SGD; "
-           "federated training uses privacy=dpfedavg (user level), privacy=client_dpsgd (example level, "
-           "inside each client) or privacy=none")
+    _check(
+        f.client_batch >= 0, "federation.client_batch", f"must be ≥ 0 (0 = one client at a time), got {f.client_batch}"
+    )
+    _check(
+        f.server_optimizer in ("fedavg", "fedavgm", "fedadam"),
+        "federation.server_optimizer",
+        CHOICE_RULES["federation.server_optimizer"](f.server_optimizer),
+    )
+    _check(
+        privacy.mechanism != "dpsgd",
+        "privacy",
+        "privacy=dpsgd is central example-level DP-SGD; "
+        "federated training uses privacy=dpfedavg (user level), privacy=client_dpsgd (example level, "
+        "inside each client) or privacy=none",
+    )
     if privacy.mechanism == "dpfedavg":
-        _check(privacy.unit == f.unit, "privacy.unit", f"is {_q(privacy.unit)} but clients are "
-               f"{_q(f.unit)}s (federation.unit): the DP unit is the client")
+        _check(
+            privacy.unit == f.unit,
+            "privacy.unit",
+            f"is {_q(privacy.unit)} but clients are {_q(f.unit)}s (federation.unit): the DP unit is the client",
+        )
 
 
 def _data_config(node) -> DataConfig:
@@ -244,27 +322,49 @@ def resolve(cfg: DictConfig) -> RunConfig:
     audit = _typed(AuditConfig, cfg.get("audit"), "audit")
     ledger = _typed(LedgerConfig, cfg.get("ledger"), "ledger")
     tracking = _typed(TrackingConfig, cfg.get("tracking"), "tracking")
-    _check(tracking.backend in ("none", "tensorboard", "mlflow"), "tracking.backend",
-           CHOICE_RULES["tracking.backend"](tracking.backend))
-    _check(ledger.on_exceed in ("refuse", "warn"), "ledger.on_exceed", CHOICE_RULES["ledger.on_exceed"](ledger.on_exceed))
-    _check(ledger.total_epsilon is None or ledger.total_epsilon > 0, "ledger.total_epsilon",
-           f"must be > 0 (or null: track only), got {ledger.total_epsilon}")
+    _check(
+        tracking.backend in ("none", "tensorboard", "mlflow"),
+        "tracking.backend",
+        CHOICE_RULES["tracking.backend"](tracking.backend),
+    )
+    _check(
+        ledger.on_exceed in ("refuse", "warn"), "ledger.on_exceed", CHOICE_RULES["ledger.on_exceed"](ledger.on_exceed)
+    )
+    _check(
+        ledger.total_epsilon is None or ledger.total_epsilon > 0,
+        "ledger.total_epsilon",
+        f"must be > 0 (or null: track only), got {ledger.total_epsilon}",
+    )
     _validate_audit(audit)
     _validate_privacy(privacy)
     _validate_train(train)
     if mode == "federated":
         _validate_federation(federation, privacy)
     else:
-        _check(privacy.mechanism not in ("dpfedavg", "client_dpsgd"), "privacy",
-               f"privacy={privacy.mechanism} is federated: add mode=federated")
-    run_config = RunConfig(seed=int(cfg.seed), mode=mode, task=task, data=_data_config(cfg.data),
-                           privacy=privacy, train=train, federation=federation,
-                           progress=bool(cfg.get("progress", True)), audit=audit, ledger=ledger,
-                           tracking=tracking)
+        _check(
+            privacy.mechanism not in ("dpfedavg", "client_dpsgd"),
+            "privacy",
+            f"privacy={privacy.mechanism} is federated: add mode=federated",
+        )
+    run_config = RunConfig(
+        seed=int(cfg.seed),
+        mode=mode,
+        task=task,
+        data=_data_config(cfg.data),
+        privacy=privacy,
+        train=train,
+        federation=federation,
+        progress=bool(cfg.get("progress", True)),
+        audit=audit,
+        ledger=ledger,
+        tracking=tracking,
+    )
     check = getattr(task, "check", None)
     if not callable(check):
-        raise ConfigError(f"task._target_: {type(task).__module__}.{type(task).__qualname__} is not a task: it has "
-                          "no check(cfg) (see sandbox.tasks.base.Task)")
+        raise ConfigError(
+            f"task._target_: {type(task).__module__}.{type(task).__qualname__} is not a task: it has "
+            "no check(cfg) (see sandbox.tasks.base.Task)"
+        )
     check(run_config)  # the task's own rules (which audits apply, its keys' ranges)
     return run_config
 

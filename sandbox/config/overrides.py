@@ -32,12 +32,15 @@ def parse_overrides(overrides: list[str]) -> tuple[str | None, list[tuple[str, s
         try:
             (override,) = OverridesParser.create().parse_overrides(overrides=[text])
         except HydraException as exc:
-            raise ConfigError(f"{text}: not an override (audit=NAME or audit.KEY=VALUE): "
-                              f"{str(exc).splitlines()[0]}") from None
+            raise ConfigError(
+                f"{text}: not an override (audit=NAME or audit.KEY=VALUE): {str(exc).splitlines()[0]}"
+            ) from None
         key = override.key_or_group
         if key != "audit" and not key.startswith("audit."):
-            raise ConfigError(f"{key}: a re-audit changes only the audit (audit=NAME, audit.KEY=VALUE); "
-                              f"{key} is part of the trained model's config (RUN_DIR/record.json → config)")
+            raise ConfigError(
+                f"{key}: a re-audit changes only the audit (audit=NAME, audit.KEY=VALUE); "
+                f"{key} is part of the trained model's config (RUN_DIR/record.json → config)"
+            )
         if override.package is not None:
             raise ConfigError(f"{text}: package overrides (@) are not supported by a re-audit")
         if override.is_sweep_override():
@@ -49,7 +52,7 @@ def parse_overrides(overrides: list[str]) -> tuple[str | None, list[tuple[str, s
             group = value
             continue
         kind = "delete" if override.is_delete() else "set"
-        changes.append((kind, key[len("audit."):], None if kind == "delete" else override.value()))
+        changes.append((kind, key[len("audit.") :], None if kind == "delete" else override.value()))
     return group, changes
 
 

@@ -203,17 +203,46 @@ class SyntheticConfig:
     hiring_rate: float = 0.05  # chance that a user posts an opening in #careers (one message)
 
     def __post_init__(self) -> None:
-        positive = ("n_workspaces", "n_users", "n_emoji", "messages_per_user_median",
-                    "max_messages_per_user", "n_topics", "words_per_topic", "activity_days",
-                    "workspace_topic_concentration", "user_topic_concentration",
-                    "workspace_emoji_concentration", "user_emoji_concentration",
-                    "words_per_message", "canary_users", "canary_repeats")
-        rates = ("reaction_rate", "keyword_rate", "workspace_opt_out_rate", "user_opt_out_rate",
-                 "filler_rate", "distractor_rate", "extra_reaction_rate", "topic_channel_rate",
-                 "seeking_rate", "seeking_message_rate", "hiring_rate")
-        non_negative = ("seed", "n_canaries", "n_fresh_canaries", "messages_per_user_sigma",
-                        "workspace_size_sigma", "emoji_zipf_exponent",
-                        "topic_channels_per_workspace", "start_timestamp")
+        positive = (
+            "n_workspaces",
+            "n_users",
+            "n_emoji",
+            "messages_per_user_median",
+            "max_messages_per_user",
+            "n_topics",
+            "words_per_topic",
+            "activity_days",
+            "workspace_topic_concentration",
+            "user_topic_concentration",
+            "workspace_emoji_concentration",
+            "user_emoji_concentration",
+            "words_per_message",
+            "canary_users",
+            "canary_repeats",
+        )
+        rates = (
+            "reaction_rate",
+            "keyword_rate",
+            "workspace_opt_out_rate",
+            "user_opt_out_rate",
+            "filler_rate",
+            "distractor_rate",
+            "extra_reaction_rate",
+            "topic_channel_rate",
+            "seeking_rate",
+            "seeking_message_rate",
+            "hiring_rate",
+        )
+        non_negative = (
+            "seed",
+            "n_canaries",
+            "n_fresh_canaries",
+            "messages_per_user_sigma",
+            "workspace_size_sigma",
+            "emoji_zipf_exponent",
+            "topic_channels_per_workspace",
+            "start_timestamp",
+        )
         for name in positive:
             _require(self, name, getattr(self, name) > 0, "must be > 0")
         for name in rates:
@@ -223,8 +252,9 @@ class SyntheticConfig:
         _require(self, "n_users", self.n_users >= self.n_workspaces, "must be >= n_workspaces")
         _require(self, "n_emoji", self.n_emoji >= 2, "must be >= 2")
         _require(self, "canary_format", self.canary_format in ("spaced", "compact"), "must be spaced or compact")
-        _require(self, "canary_inclusion", self.canary_inclusion in ("fixed", "bernoulli"),
-                 "must be fixed or bernoulli")
+        _require(
+            self, "canary_inclusion", self.canary_inclusion in ("fixed", "bernoulli"), "must be fixed or bernoulli"
+        )
 
 
 @dataclass(frozen=True)
@@ -252,15 +282,33 @@ class JobsConfig:
     seeking_senior_affinity: float = 1.5  # ... of a senior posting, for a member secretly seeking
 
     def __post_init__(self) -> None:
-        for name in ("n_members", "n_postings", "messages_per_member", "max_messages_per_member",
-                     "interactions_per_member"):
+        for name in (
+            "n_members",
+            "n_postings",
+            "messages_per_member",
+            "max_messages_per_member",
+            "interactions_per_member",
+        ):
             _require(self, name, getattr(self, name) > 0, "must be > 0")
-        for name in ("seeking_rate", "reveal_rate", "member_opt_out_rate", "apply_rate",
-                     "seeking_apply_rate", "save_rate"):
+        for name in (
+            "seeking_rate",
+            "reveal_rate",
+            "member_opt_out_rate",
+            "apply_rate",
+            "seeking_apply_rate",
+            "save_rate",
+        ):
             _require(self, name, 0.0 <= getattr(self, name) <= 1.0, "must be in [0, 1]")
-        for name in ("seed", "messages_sigma", "interactions_sigma", "same_type_affinity",
-                     "same_band_affinity", "same_region_affinity", "same_occupation_affinity",
-                     "seeking_senior_affinity"):
+        for name in (
+            "seed",
+            "messages_sigma",
+            "interactions_sigma",
+            "same_type_affinity",
+            "same_band_affinity",
+            "same_region_affinity",
+            "same_occupation_affinity",
+            "seeking_senior_affinity",
+        ):
             _require(self, name, getattr(self, name) >= 0, "must be >= 0")
 
 
@@ -292,7 +340,9 @@ class RecommendTaskConfig:
     holdout_fraction: float = 0.2  # each user's held-out interactions (jobs: random; channels: latest joins)
     top_k: int = 10
     topic_channels: int = 12  # channels: topic channels per workspace (data.topic_channels_per_workspace follows)
-    user_topic_concentration: float = 20.0  # channels: how close a user's topics are to their workspace's (data. follows)
+    user_topic_concentration: float = (
+        20.0  # channels: how close a user's topics are to their workspace's (data. follows)
+    )
     channel_discovery: bool = False  # channels: users find topic channels over time (data.channel_discovery follows)
     seeking_rate: float = 0.0  # channels: users secretly job-seeking (data.seeking_rate follows; jobs: task.jobs.*)
     jobs: JobsConfig = field(default_factory=JobsConfig)  # task=jobs: the corpus' knobs

@@ -47,17 +47,21 @@ def _generate(args: argparse.Namespace) -> str:
     config = SyntheticConfig(seed=args.seed, n_users=args.n_users, n_workspaces=args.n_workspaces)
     corpus, manifest = generate_corpus(config)
     path = write_corpus(corpus, args.out, fmt=args.format, manifest=manifest)
-    return (f"wrote {path} ({args.format}): {corpus.n_workspaces} workspaces, {corpus.n_users} users, "
-            f"{corpus.n_messages} messages, {len(manifest.planted)} canaries, "
-            f"fingerprint {corpus.fingerprint()}")
+    return (
+        f"wrote {path} ({args.format}): {corpus.n_workspaces} workspaces, {corpus.n_users} users, "
+        f"{corpus.n_messages} messages, {len(manifest.planted)} canaries, "
+        f"fingerprint {corpus.fingerprint()}"
+    )
 
 
 def _validate(args: argparse.Namespace) -> str:
     corpus = load_corpus(args.directory)
-    return (f"ok {args.directory} ({corpus_format(args.directory)}): "
-            f"{corpus.n_workspaces} workspaces ({int(corpus.workspace_opted_out.sum())} opted out), "
-            f"{corpus.n_users} users ({int((~corpus.user_consented()).sum())} without consent), "
-            f"{corpus.n_messages} messages, fingerprint {corpus.fingerprint()}")
+    return (
+        f"ok {args.directory} ({corpus_format(args.directory)}): "
+        f"{corpus.n_workspaces} workspaces ({int(corpus.workspace_opted_out.sum())} opted out), "
+        f"{corpus.n_users} users ({int((~corpus.user_consented()).sum())} without consent), "
+        f"{corpus.n_messages} messages, fingerprint {corpus.fingerprint()}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,8 +82,14 @@ class CanaryManifest:
             "template": self.template,
             "secret_space": self.secret_space,
             "inserted": [
-                {"canary_id": c.canary_id, "text": c.text, "user_ids": list(c.user_ids),
-                 "repeats": c.repeats, "reaction": c.reaction, "planted": c.planted}
+                {
+                    "canary_id": c.canary_id,
+                    "text": c.text,
+                    "user_ids": list(c.user_ids),
+                    "repeats": c.repeats,
+                    "reaction": c.reaction,
+                    "planted": c.planted,
+                }
                 for c in self.inserted
             ],
             "fresh": list(self.fresh),
@@ -93,14 +99,22 @@ class CanaryManifest:
     def from_json(cls, d: dict) -> CanaryManifest:
         try:
             inserted = tuple(
-                Canary(canary_id=str(c["canary_id"]), text=str(c["text"]),
-                       user_ids=tuple(str(u) for u in c["user_ids"]),
-                       repeats=int(c["repeats"]), reaction=str(c["reaction"]),
-                       planted=bool(c.get("planted", True)))
+                Canary(
+                    canary_id=str(c["canary_id"]),
+                    text=str(c["text"]),
+                    user_ids=tuple(str(u) for u in c["user_ids"]),
+                    repeats=int(c["repeats"]),
+                    reaction=str(c["reaction"]),
+                    planted=bool(c.get("planted", True)),
+                )
                 for c in d["inserted"]
             )
-            return cls(template=str(d["template"]), secret_space=str(d["secret_space"]),
-                       inserted=inserted, fresh=tuple(str(t) for t in d["fresh"]))
+            return cls(
+                template=str(d["template"]),
+                secret_space=str(d["secret_space"]),
+                inserted=inserted,
+                fresh=tuple(str(t) for t in d["fresh"]),
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise CorpusError(f"canary manifest: malformed ({type(error).__name__}: {error})") from None
 
@@ -124,8 +138,10 @@ def draw_canary_manifest(
     """
     needed = n_canaries * users_per_canary
     if needed > len(consenting_user_ids):
-        raise ValueError(f"{n_canaries} canaries x {users_per_canary} users need {needed} "
-                         f"consenting users, only {len(consenting_user_ids)} exist")
+        raise ValueError(
+            f"{n_canaries} canaries x {users_per_canary} users need {needed} "
+            f"consenting users, only {len(consenting_user_ids)} exist"
+        )
     secrets = rng.choice(SECRET_SPACE_SIZE, size=n_canaries + n_fresh, replace=False)
     texts = [CANARY_TEMPLATE.format(secret=format_secret(int(s), secret_format)) for s in secrets]
     hosts = rng.choice(len(consenting_user_ids), size=needed, replace=False)
@@ -145,5 +161,9 @@ def draw_canary_manifest(
         )
         for i in range(n_canaries)
     )
-    return CanaryManifest(template=CANARY_TEMPLATE, secret_space=secret_space(secret_format),
-                          inserted=inserted, fresh=tuple(texts[n_canaries:]))
+    return CanaryManifest(
+        template=CANARY_TEMPLATE,
+        secret_space=secret_space(secret_format),
+        inserted=inserted,
+        fresh=tuple(texts[n_canaries:]),
+    )

@@ -58,12 +58,18 @@ def channel_memberships(corpus: Corpus, *, users: np.ndarray) -> ChannelMembersh
     first[1:] = (user[1:] != user[:-1]) | (channel[1:] != channel[:-1])
     user, channel, joined = user[first], channel[first], time[first]
     by_time = np.lexsort((channel, joined, user))
-    return ChannelMemberships(channel_workspace=channel_workspace, channel_names=channel_names,
-                              user=user[by_time], channel=channel[by_time], joined=joined[by_time])
+    return ChannelMemberships(
+        channel_workspace=channel_workspace,
+        channel_names=channel_names,
+        user=user[by_time],
+        channel=channel[by_time],
+        joined=joined[by_time],
+    )
 
 
-def hold_out_latest(memberships: ChannelMemberships, *, fraction: float,
-                    min_train: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def hold_out_latest(
+    memberships: ChannelMemberships, *, fraction: float, min_train: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (train, held out) over memberships: each user's latest-joined ``fraction``.
 
     At least ``min_train`` memberships per user stay in training (a user with one channel

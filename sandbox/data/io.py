@@ -24,13 +24,20 @@ MANIFEST_FILE = "canaries.json"
 TABLE_KINDS: dict[str, dict[str, str]] = {
     "workspaces": {"workspace_id": "str", "opted_out": "bool"},
     "users": {"user_id": "str", "workspace_id": "str", "opted_out": "bool"},
-    "messages": {"message_id": "str", "user_id": "str", "channel": "str", "timestamp": "int",
-                 "text": "str", "reactions": "reactions"},
+    "messages": {
+        "message_id": "str",
+        "user_id": "str",
+        "channel": "str",
+        "timestamp": "int",
+        "text": "str",
+        "reactions": "reactions",
+    },
 }
 
 
-def write_corpus(corpus: Corpus, directory: str | os.PathLike, *, fmt: str,
-                 manifest: CanaryManifest | None = None) -> Path:
+def write_corpus(
+    corpus: Corpus, directory: str | os.PathLike, *, fmt: str, manifest: CanaryManifest | None = None
+) -> Path:
     """Write `corpus` (and `manifest` as canaries.json) into a new directory; return its path.
 
     Files are written into a temporary sibling directory that is renamed into place at the
@@ -62,17 +69,20 @@ def write_corpus(corpus: Corpus, directory: str | os.PathLike, *, fmt: str,
 def corpus_tables(corpus: Corpus) -> dict[str, Columns]:
     """The three tables of `corpus` as columns of plain Python values."""
     return {
-        "workspaces": {"workspace_id": corpus.workspace_ids.tolist(),
-                       "opted_out": corpus.workspace_opted_out.tolist()},
-        "users": {"user_id": corpus.user_ids.tolist(),
-                  "workspace_id": corpus.workspace_ids[corpus.user_workspace].tolist(),
-                  "opted_out": corpus.user_opted_out.tolist()},
-        "messages": {"message_id": corpus.message_ids.tolist(),
-                     "user_id": corpus.user_ids[corpus.message_user].tolist(),
-                     "channel": corpus.channels.tolist(),
-                     "timestamp": corpus.timestamps.tolist(),
-                     "text": corpus.texts.tolist(),
-                     "reactions": list(corpus.reactions)},
+        "workspaces": {"workspace_id": corpus.workspace_ids.tolist(), "opted_out": corpus.workspace_opted_out.tolist()},
+        "users": {
+            "user_id": corpus.user_ids.tolist(),
+            "workspace_id": corpus.workspace_ids[corpus.user_workspace].tolist(),
+            "opted_out": corpus.user_opted_out.tolist(),
+        },
+        "messages": {
+            "message_id": corpus.message_ids.tolist(),
+            "user_id": corpus.user_ids[corpus.message_user].tolist(),
+            "channel": corpus.channels.tolist(),
+            "timestamp": corpus.timestamps.tolist(),
+            "text": corpus.texts.tolist(),
+            "reactions": list(corpus.reactions),
+        },
     }
 
 
@@ -81,15 +91,15 @@ def corpus_format(directory: str | os.PathLike) -> str:
     root = Path(directory)
     if not root.is_dir():
         raise CorpusError(f"{root}: not a directory")
-    found = {(name, fmt) for name in TABLE_KINDS for fmt in FORMATS
-             if (root / f"{name}.{fmt}").is_file()}
+    found = {(name, fmt) for name in TABLE_KINDS for fmt in FORMATS if (root / f"{name}.{fmt}").is_file()}
     formats = sorted({fmt for _, fmt in found})
     if len(formats) > 1:
         listing = ", ".join(sorted(f"{name}.{fmt}" for name, fmt in found))
         raise CorpusError(f"{root}: mixed formats ({listing}); all three files must share one")
     if not formats:
-        raise CorpusError(f"{root}: no corpus files (expected workspaces, users and messages "
-                          f"as one of {', '.join(FORMATS)})")
+        raise CorpusError(
+            f"{root}: no corpus files (expected workspaces, users and messages as one of {', '.join(FORMATS)})"
+        )
     missing = [f"{name}.{formats[0]}" for name in TABLE_KINDS if (name, formats[0]) not in found]
     if missing:
         raise CorpusError(f"{root}: missing {', '.join(missing)}")
@@ -144,8 +154,10 @@ def _unique_index(table: Table, column: str) -> dict[str, int]:
         first_row: dict[str, int] = {}
         for row, value in enumerate(values):
             if value in first_row:
-                raise CorpusError(f"{table.path}: {table.where(first_row[value])} and "
-                                  f"{table.where(row)}, column {column!r}: duplicate id {value!r}")
+                raise CorpusError(
+                    f"{table.path}: {table.where(first_row[value])} and "
+                    f"{table.where(row)}, column {column!r}: duplicate id {value!r}"
+                )
             first_row[value] = row
     return index
 

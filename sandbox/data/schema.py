@@ -93,11 +93,16 @@ class Corpus:
 
     def __post_init__(self) -> None:
         normalise = {
-            "workspace_ids": _as_str_array, "workspace_opted_out": _as_bool_array,
-            "user_ids": _as_str_array, "user_workspace": _as_int_array,
-            "user_opted_out": _as_bool_array, "message_ids": _as_str_array,
-            "message_user": _as_int_array, "channels": _as_str_array,
-            "timestamps": _as_int_array, "texts": _as_str_array,
+            "workspace_ids": _as_str_array,
+            "workspace_opted_out": _as_bool_array,
+            "user_ids": _as_str_array,
+            "user_workspace": _as_int_array,
+            "user_opted_out": _as_bool_array,
+            "message_ids": _as_str_array,
+            "message_user": _as_int_array,
+            "channels": _as_str_array,
+            "timestamps": _as_int_array,
+            "texts": _as_str_array,
         }
         for name, to_array in normalise.items():
             object.__setattr__(self, name, to_array(name, getattr(self, name)))

@@ -20,7 +20,6 @@ Every draw comes from named child streams of `np.random.default_rng(seed)`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,6 +54,7 @@ _HIRING_TEXTS = (
 
 def check_lexicon(config: SyntheticConfig) -> None:
     """The limits the shipped lexicon sets on a config (``ValueError`` naming the field)."""
+
     def require(name: str, ok: bool, rule: str) -> None:
         if not ok:
             raise ValueError(f"SyntheticConfig.{name}={getattr(config, name)!r}: {rule}")
@@ -62,10 +62,14 @@ def check_lexicon(config: SyntheticConfig) -> None:
     require("n_emoji", 2 <= config.n_emoji <= len(REACTION_EMOJI), f"must be in [2, {len(REACTION_EMOJI)}]")
     vocabulary = len(topic_vocabulary())
     require("n_topics", config.n_topics <= vocabulary // 2, f"must be <= {vocabulary // 2}")
-    require("words_per_topic", config.words_per_topic <= vocabulary - config.n_topics,
-            f"must be <= {vocabulary - config.n_topics}")
-    require("topic_channels_per_workspace", config.topic_channels_per_workspace <= config.n_topics,
-            "must be <= n_topics")
+    require(
+        "words_per_topic",
+        config.words_per_topic <= vocabulary - config.n_topics,
+        f"must be <= {vocabulary - config.n_topics}",
+    )
+    require(
+        "topic_channels_per_workspace", config.topic_channels_per_workspace <= config.n_topics, "must be <= n_topics"
+    )
 
 
 def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
@@ -94,8 +98,9 @@ def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
     )
     drafts = drafts.concatenate(_canary_drafts(manifest, population.n_users, streams["canaries"]))
     if config.seeking_rate > 0:
-        population = dataclasses.replace(population, channel_names=np.append(population.channel_names,
-                                                                             CAREERS_CHANNEL).astype(object))
+        population = dataclasses.replace(
+            population, channel_names=np.append(population.channel_names, CAREERS_CHANNEL).astype(object)
+        )
         seeking = streams["seeking"].random(population.n_users) < config.seeking_rate  # = draw_seeking(config)
         drafts = drafts.concatenate(_career_drafts(config, population, seeking, streams["seeking"]))
     corpus = _lay_out(config, population, drafts, streams["layout"])
@@ -114,19 +119,23 @@ def draw_seeking(config: SyntheticConfig) -> np.ndarray:
     return stream.random(config.n_users) < config.seeking_rate
 
 
-def _career_drafts(config: SyntheticConfig, population: Population, seeking: np.ndarray,
-                   rng: np.random.Generator) -> MessageDraft:
+def _career_drafts(
+    config: SyntheticConfig, population: Population, seeking: np.ndarray, rng: np.random.Generator
+) -> MessageDraft:
     """#careers messages: seeking users' revealing ones, and one opening from some other users."""
     n_reveal = np.where(seeking, np.maximum(1, np.rint(config.seeking_message_rate * population.user_messages)), 0)
     hiring = ~seeking & (rng.random(population.n_users) < config.hiring_rate)
-    users = np.concatenate([np.repeat(np.arange(population.n_users), n_reveal.astype(np.int64)),
-                            np.flatnonzero(hiring)]).astype(np.int64)
+    users = np.concatenate(
+        [np.repeat(np.arange(population.n_users), n_reveal.astype(np.int64)), np.flatnonzero(hiring)]
+    ).astype(np.int64)
     n_seeking = int(n_reveal.sum())
-    texts = [_SEEKING_TEXTS[i] for i in rng.integers(len(_SEEKING_TEXTS), size=n_seeking)] + \
-        [_HIRING_TEXTS[i] for i in rng.integers(len(_HIRING_TEXTS), size=len(users) - n_seeking)]
+    texts = [_SEEKING_TEXTS[i] for i in rng.integers(len(_SEEKING_TEXTS), size=n_seeking)] + [
+        _HIRING_TEXTS[i] for i in rng.integers(len(_HIRING_TEXTS), size=len(users) - n_seeking)
+    ]
     careers = len(population.channel_names) - 1
-    return MessageDraft(user=users, channel=np.full(len(users), careers, dtype=np.int64), texts=texts,
-                        reactions=[()] * len(users))
+    return MessageDraft(
+        user=users, channel=np.full(len(users), careers, dtype=np.int64), texts=texts, reactions=[()] * len(users)
+    )
 
 
 def _user_id(index: int) -> str:
@@ -143,12 +152,10 @@ def _canary_drafts(manifest: CanaryManifest, n_users: int, rng: np.random.Genera
             reactions += [(canary.reaction,)] * canary.repeats
     # Canaries land in the two channels every workspace has (#general, #random).
     channels = rng.integers(2, size=len(users))
-    return MessageDraft(user=np.asarray(users, dtype=np.int64), channel=channels,
-                        texts=texts, reactions=reactions)
+    return MessageDraft(user=np.asarray(users, dtype=np.int64), channel=channels, texts=texts, reactions=reactions)
 
 
-def _lay_out(config: SyntheticConfig, population: Population, drafts: MessageDraft,
-             rng: np.random.Generator) -> Corpus:
+def _lay_out(config: SyntheticConfig, population: Population, drafts: MessageDraft, rng: np.random.Generator) -> Corpus:
     """Shuffle each user's messages, give them increasing timestamps and ids."""
     order = np.lexsort((rng.random(len(drafts.user)), drafts.user))
     user = drafts.user[order]
@@ -191,8 +198,9 @@ def _discover_channels(corpus: Corpus, rng: np.random.Generator) -> Corpus:
     return dataclasses.replace(corpus, channels=channels)
 
 
-def _increasing_timestamps(config: SyntheticConfig, user: np.ndarray, n_users: int,
-                           rng: np.random.Generator) -> np.ndarray:
+def _increasing_timestamps(
+    config: SyntheticConfig, user: np.ndarray, n_users: int, rng: np.random.Generator
+) -> np.ndarray:
     """Strictly increasing unix seconds within each user's (contiguous) block of messages."""
     counts = np.bincount(user, minlength=n_users)
     span = config.activity_days * SECONDS_PER_DAY

@@ -23,8 +23,7 @@ from sandbox.data.schema import CorpusError
 Columns = dict[str, list]
 _WHITESPACE = re.compile(r"\s")
 _CSV_BOOLS = {"true": True, "1": True, "false": False, "0": False}
-_KIND_NAMES = {"str": "a string", "bool": "a boolean", "int": "an integer",
-               "reactions": "a list of emoji strings"}
+_KIND_NAMES = {"str": "a string", "bool": "a boolean", "int": "an integer", "reactions": "a list of emoji strings"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +44,7 @@ class Table:
 
 
 # ---- value checks ---------------------------------------------------------------------------
+
 
 def _is_reaction(value) -> bool:
     return type(value) is str and value != "" and _WHITESPACE.search(value) is None
@@ -93,8 +93,14 @@ def _csv_column(kind: str, values: list) -> list:
     return values if kind == "str" else [_csv_value(kind, v) for v in values]
 
 
-def _convert(table_path: Path, raw: Columns, kinds: dict[str, str], lines: list[int] | None,
-             typed: bool, notes: dict[str, str] | None = None) -> Table:
+def _convert(
+    table_path: Path,
+    raw: Columns,
+    kinds: dict[str, str],
+    lines: list[int] | None,
+    typed: bool,
+    notes: dict[str, str] | None = None,
+) -> Table:
     """Check and convert each raw column to its kind; `notes[name]` is appended to errors."""
     convert_column = _typed_column if typed else _csv_column
     convert_value = _typed_value if typed else _csv_value
@@ -115,6 +121,7 @@ def _convert(table_path: Path, raw: Columns, kinds: dict[str, str], lines: list[
 
 
 # ---- reading --------------------------------------------------------------------------------
+
 
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
@@ -160,8 +167,7 @@ def read_jsonl(path: Path, kinds: dict[str, str]) -> Table:
             raw[name] = [record[name] for record in records]
         except KeyError:
             row = next(i for i, record in enumerate(records) if name not in record)
-            raise CorpusError(f"{path}: row {row + 1} (line {lines[row]}), column {name!r}: "
-                              "missing column") from None
+            raise CorpusError(f"{path}: row {row + 1} (line {lines[row]}), column {name!r}: missing column") from None
     return _convert(path, raw, kinds, lines, typed=True)
 
 
@@ -173,15 +179,18 @@ def read_csv(path: Path, kinds: dict[str, str]) -> Table:
         raise CorpusError(f"{path}: line 1 (header): malformed CSV ({error})") from None
     for name in kinds:
         if name not in header:
-            raise CorpusError(f"{path}: line 1 (header), column {name!r}: missing column "
-                              f"(header has {', '.join(header)})")
+            raise CorpusError(
+                f"{path}: line 1 (header), column {name!r}: missing column (header has {', '.join(header)})"
+            )
     rows, lines, line_before = [], [], reader.line_num
     try:
         for row in reader:
             if row:
                 if len(row) != len(header):
-                    raise CorpusError(f"{path}: row {len(rows) + 1} (line {line_before + 1}): "
-                                      f"expected {len(header)} fields, got {len(row)}")
+                    raise CorpusError(
+                        f"{path}: row {len(rows) + 1} (line {line_before + 1}): "
+                        f"expected {len(header)} fields, got {len(row)}"
+                    )
                 rows.append(row)
                 lines.append(line_before + 1)
             line_before = reader.line_num
@@ -204,25 +213,29 @@ def read_parquet(path: Path, kinds: dict[str, str]) -> Table:
         raise CorpusError(f"{path}: empty file (no data rows)")
     for name in kinds:
         if name not in table.column_names:
-            raise CorpusError(f"{path}: column {name!r}: missing column "
-                              f"(file has {', '.join(table.column_names)})")
+            raise CorpusError(f"{path}: column {name!r}: missing column (file has {', '.join(table.column_names)})")
     raw = {name: table.column(name).to_pylist() for name in kinds}
     notes = {name: f" (Parquet type {table.schema.field(name).type})" for name in kinds}
     return _convert(path, raw, kinds, None, typed=True, notes=notes)
 
 
 READERS: dict[str, Callable[[Path, dict[str, str]], Table]] = {
-    "jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet,
+    "jsonl": read_jsonl,
+    "csv": read_csv,
+    "parquet": read_parquet,
 }
 
 
 # ---- writing --------------------------------------------------------------------------------
 
+
 def _check_reactions(path: Path, columns: Columns) -> None:
     for row, reactions in enumerate(columns.get("reactions", [])):
         if not all(map(_is_reaction, reactions)):
-            raise CorpusError(f"{path}: row {row + 1}, column 'reactions': {reactions!r} holds an "
-                              "empty or whitespace-containing reaction")
+            raise CorpusError(
+                f"{path}: row {row + 1}, column 'reactions': {reactions!r} holds an "
+                "empty or whitespace-containing reaction"
+            )
 
 
 def write_jsonl(path: Path, columns: Columns) -> None:
@@ -246,13 +259,14 @@ def write_csv(path: Path, columns: Columns) -> None:
 
 def write_parquet(path: Path, columns: Columns) -> None:
     types = {"opted_out": pa.bool_(), "timestamp": pa.int64(), "reactions": pa.list_(pa.string())}
-    arrays = {name: pa.array(values, type=types.get(name, pa.string()))
-              for name, values in columns.items()}
+    arrays = {name: pa.array(values, type=types.get(name, pa.string())) for name, values in columns.items()}
     pq.write_table(pa.table(arrays), path)
 
 
 WRITERS: dict[str, Callable[[Path, Columns], None]] = {
-    "jsonl": write_jsonl, "csv": write_csv, "parquet": write_parquet,
+    "jsonl": write_jsonl,
+    "csv": write_csv,
+    "parquet": write_parquet,
 }
 
 

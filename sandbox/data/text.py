@@ -30,10 +30,12 @@ class MessageDraft:
     reactions: list[tuple[str, ...]]
 
     def concatenate(self, other: MessageDraft) -> MessageDraft:
-        return MessageDraft(user=np.concatenate([self.user, other.user]).astype(np.int64),
-                            channel=np.concatenate([self.channel, other.channel]).astype(np.int64),
-                            texts=self.texts + other.texts,
-                            reactions=self.reactions + other.reactions)
+        return MessageDraft(
+            user=np.concatenate([self.user, other.user]).astype(np.int64),
+            channel=np.concatenate([self.channel, other.channel]).astype(np.int64),
+            texts=self.texts + other.texts,
+            reactions=self.reactions + other.reactions,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,8 +56,12 @@ def _build_vocabulary(n_emoji: int) -> _Vocabulary:
             words.append(word)
     width = max(len(group) for group in keywords)
     ids = np.array([[index[group[j % len(group)]] for j in range(width)] for group in keywords])
-    return _Vocabulary(words=tuple(words), topic_offset=len(FILLER_WORDS), keyword_ids=ids,
-                       keyword_counts=np.array([len(g) for g in keywords], dtype=np.int64))
+    return _Vocabulary(
+        words=tuple(words),
+        topic_offset=len(FILLER_WORDS),
+        keyword_ids=ids,
+        keyword_counts=np.array([len(g) for g in keywords], dtype=np.int64),
+    )
 
 
 def sample_rows(probs: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -70,8 +76,7 @@ def sample_rows(probs: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -
     return np.minimum(position - rows * k, k - 1)
 
 
-def draft_messages(config: SyntheticConfig, population: Population,
-                   rng: np.random.Generator) -> MessageDraft:
+def draft_messages(config: SyntheticConfig, population: Population, rng: np.random.Generator) -> MessageDraft:
     """Draft every user's messages; canaries are added separately."""
     vocabulary = _build_vocabulary(config.n_emoji)
     user = np.repeat(np.arange(population.n_users), population.user_messages)
@@ -80,22 +85,31 @@ def draft_messages(config: SyntheticConfig, population: Population,
     channel = _draw_channels(config, population, user, topic, rng)
     tokens, owner = _draw_tokens(config, population, vocabulary, topic, primary, rng)
     reactions = _draw_reactions(config, population, user, primary, rng)
-    return MessageDraft(user=user.astype(np.int64), channel=channel,
-                        texts=_join_texts(vocabulary.words, tokens, owner, len(user), rng),
-                        reactions=reactions)
+    return MessageDraft(
+        user=user.astype(np.int64),
+        channel=channel,
+        texts=_join_texts(vocabulary.words, tokens, owner, len(user), rng),
+        reactions=reactions,
+    )
 
 
-def _draw_channels(config: SyntheticConfig, population: Population, user: np.ndarray,
-                   topic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _draw_channels(
+    config: SyntheticConfig, population: Population, user: np.ndarray, topic: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     has_channel = population.workspace_topic_channel[population.user_workspace[user], topic]
     in_topic_channel = has_channel & (rng.random(len(user)) < config.topic_channel_rate)
     general_or_random = (rng.random(len(user)) >= GENERAL_SHARE).astype(np.int64)
     return np.where(in_topic_channel, len(GENERAL_CHANNELS) + topic, general_or_random)
 
 
-def _draw_tokens(config: SyntheticConfig, population: Population, vocabulary: _Vocabulary,
-                 topic: np.ndarray, primary: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _draw_tokens(
+    config: SyntheticConfig,
+    population: Population,
+    vocabulary: _Vocabulary,
+    topic: np.ndarray,
+    primary: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Token ids and the message owning each: topic/filler words, keywords, distractors."""
     n = len(topic)
     n_words = 1 + rng.poisson(config.words_per_message - 1, size=n)
@@ -110,11 +124,12 @@ def _draw_tokens(config: SyntheticConfig, population: Population, vocabulary: _V
     keywords = _pick_keywords(vocabulary, primary[owner_keywords], rng)
 
     owner_distractors = np.flatnonzero(rng.random(n) < config.distractor_rate)
-    other = (primary[owner_distractors] + 1 + rng.integers(config.n_emoji - 1,
-                                                           size=len(owner_distractors)))
+    other = primary[owner_distractors] + 1 + rng.integers(config.n_emoji - 1, size=len(owner_distractors))
     distractors = _pick_keywords(vocabulary, other % config.n_emoji, rng)
-    return (np.concatenate([words, keywords, distractors]),
-            np.concatenate([owner_words, owner_keywords, owner_distractors]))
+    return (
+        np.concatenate([words, keywords, distractors]),
+        np.concatenate([owner_words, owner_keywords, owner_distractors]),
+    )
 
 
 def _pick_keywords(vocabulary: _Vocabulary, emoji: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -127,8 +142,9 @@ def _zipf(n: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _join_texts(words: tuple[str, ...], tokens: np.ndarray, owner: np.ndarray, n_messages: int,
-                rng: np.random.Generator) -> list[str]:
+def _join_texts(
+    words: tuple[str, ...], tokens: np.ndarray, owner: np.ndarray, n_messages: int, rng: np.random.Generator
+) -> list[str]:
     """Shuffle tokens within each message and join them with single spaces."""
     order = np.lexsort((rng.random(len(tokens)), owner))
     tokens, owner = tokens[order], owner[order]
@@ -142,8 +158,9 @@ def _join_texts(words: tuple[str, ...], tokens: np.ndarray, owner: np.ndarray, n
     return [text[a:b] for a, b in zip(starts, stops)]
 
 
-def _draw_reactions(config: SyntheticConfig, population: Population, user: np.ndarray,
-                    primary: np.ndarray, rng: np.random.Generator) -> list[tuple[str, ...]]:
+def _draw_reactions(
+    config: SyntheticConfig, population: Population, user: np.ndarray, primary: np.ndarray, rng: np.random.Generator
+) -> list[tuple[str, ...]]:
     """Primary reaction (with prob reaction_rate) plus up to two distinct extra ones."""
     n = len(user)
     reacted = rng.random(n) < config.reaction_rate
@@ -154,8 +171,9 @@ def _draw_reactions(config: SyntheticConfig, population: Population, user: np.nd
     keep_third = keep_second & (extra < config.extra_reaction_rate**2) & (third != primary) & (third != second)
     emoji = REACTION_EMOJI
     out: list[tuple[str, ...]] = []
-    for r, p, s, t, k2, k3 in zip(reacted.tolist(), primary.tolist(), second.tolist(),
-                                  third.tolist(), keep_second.tolist(), keep_third.tolist()):
+    for r, p, s, t, k2, k3 in zip(
+        reacted.tolist(), primary.tolist(), second.tolist(), third.tolist(), keep_second.tolist(), keep_third.tolist()
+    ):
         if not r:
             out.append(())
         elif not k2:

@@ -30,8 +30,10 @@ class SparseDelta:
 
     def __post_init__(self):
         if self.index.shape != self.values.shape or self.index.ndim != 1:
-            raise ValueError(f"index {tuple(self.index.shape)} and values {tuple(self.values.shape)} "
-                             "must be 1-D and of the same length")
+            raise ValueError(
+                f"index {tuple(self.index.shape)} and values {tuple(self.values.shape)} "
+                "must be 1-D and of the same length"
+            )
 
     def to_dense(self) -> torch.Tensor:
         return torch.zeros(self.size, dtype=self.values.dtype).index_put_((self.index,), self.values)
@@ -86,8 +88,9 @@ def gaussian_noise(shape, *, std: float, generator: torch.Generator) -> torch.Te
     return (torch.randn(shape, generator=generator, dtype=torch.float64) * std).to(torch.float32)
 
 
-def noisy_mean(total: torch.Tensor, *, noise_std: float, denominator: float,
-               generator: torch.Generator) -> torch.Tensor:
+def noisy_mean(
+    total: torch.Tensor, *, noise_std: float, denominator: float, generator: torch.Generator
+) -> torch.Tensor:
     """(sum of clipped updates + N(0, noise_std²)) / denominator, as a new tensor."""
     if denominator <= 0:
         raise ValueError(f"denominator must be > 0, got {denominator}")
@@ -113,7 +116,8 @@ def update_noise_multiplier(total: float, count_noise_multiplier: float) -> floa
     return residual**-0.5
 
 
-def next_clip_norm(clip_norm: float, *, unclipped_fraction: float, target_quantile: float,
-                   learning_rate: float) -> float:
+def next_clip_norm(
+    clip_norm: float, *, unclipped_fraction: float, target_quantile: float, learning_rate: float
+) -> float:
     """Geometric update of the clip norm towards the ``target_quantile`` of update norms (Andrew et al. 2021)."""
     return clip_norm * math.exp(-learning_rate * (unclipped_fraction - target_quantile))

@@ -31,8 +31,7 @@ def supports_batching(model: nn.Module) -> bool:
     """Whether ``BatchedLocalTrainer`` can train this model: one embedding table first, ``forward_stacked``."""
     params = list(model.parameters())
     embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
-    return (hasattr(model, "forward_stacked") and len(embeddings) == 1
-            and params and params[0] is embeddings[0].weight)
+    return hasattr(model, "forward_stacked") and len(embeddings) == 1 and params and params[0] is embeddings[0].weight
 
 
 class BatchedLocalTrainer(ScratchParams):
@@ -40,8 +39,10 @@ class BatchedLocalTrainer(ScratchParams):
 
     def __init__(self, model: nn.Module, cfg: LocalConfig, *, chunk: int = 64):
         if not supports_batching(model):
-            raise ValueError(f"{type(model).__name__} cannot be trained client-batched "
-                             "(needs one leading nn.Embedding and forward_stacked)")
+            raise ValueError(
+                f"{type(model).__name__} cannot be trained client-batched "
+                "(needs one leading nn.Embedding and forward_stacked)"
+            )
         if chunk < 1:
             raise ValueError(f"chunk must be ≥ 1, got {chunk}")
         super().__init__(model)
@@ -51,8 +52,9 @@ class BatchedLocalTrainer(ScratchParams):
         self._dense_shapes = [p.shape for p in params[1:]]
         self._emb_size = params[0].numel()
 
-    def updates(self, datas: Sequence[ClientData], generators: Sequence[torch.Generator], *,
-                clip_norm: float | None = None) -> Iterator[tuple[int, Update]]:
+    def updates(
+        self, datas: Sequence[ClientData], generators: Sequence[torch.Generator], *, clip_norm: float | None = None
+    ) -> Iterator[tuple[int, Update]]:
         """Yield (position in ``datas``, update) for every client, chunk by chunk (not in input order)."""
         if self._global is None:
             raise RuntimeError("BatchedLocalTrainer.updates before load(params)")
@@ -61,9 +63,10 @@ class BatchedLocalTrainer(ScratchParams):
         plans = [self._batches(d, g) for d, g in zip(datas, generators)]
         order = sorted(range(len(datas)), key=lambda i: -len(plans[i][0]))  # longest first: active = prefix
         for start in range(0, len(order), self.chunk):
-            members = order[start:start + self.chunk]
-            yield from zip(members, self._train_chunk([datas[i] for i in members], [plans[i] for i in members],
-                                                      clip_norm))
+            members = order[start : start + self.chunk]
+            yield from zip(
+                members, self._train_chunk([datas[i] for i in members], [plans[i] for i in members], clip_norm)
+            )
 
     def _batches(self, data: ClientData, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """The client's batches as [steps, batch] example indices and weights (1 = real, 0 = padding).
@@ -81,8 +84,9 @@ class BatchedLocalTrainer(ScratchParams):
             orders.append(torch.cat([perm, perm[:1].expand(pad)]).view(steps, bsz))
         return torch.cat(orders), valid.repeat(self.cfg.epochs, 1)
 
-    def _train_chunk(self, datas: list[ClientData], plans: list[tuple[torch.Tensor, torch.Tensor]],
-                     clip_norm: float | None) -> list[Update]:
+    def _train_chunk(
+        self, datas: list[ClientData], plans: list[tuple[torch.Tensor, torch.Tensor]], clip_norm: float | None
+    ) -> list[Update]:
         n, steps, bsz = len(datas), len(plans[0][0]), self.cfg.batch_size
         n_buckets, dim = self._emb_shape
         # every (client, bucket) pair gets its own table row: client c's rows are a sorted block
@@ -100,7 +104,7 @@ class BatchedLocalTrainer(ScratchParams):
         dense, offset = [], self._emb_size
         for shape in self._dense_shapes:
             size = torch.Size(shape).numel()
-            dense.append(self._global[offset: offset + size].view(shape).expand(n, *shape).clone().requires_grad_())
+            dense.append(self._global[offset : offset + size].view(shape).expand(n, *shape).clone().requires_grad_())
             offset += size
         # [steps, n, bsz] example indices; a client without step t and a short batch's padding weigh 0
         example = torch.zeros(steps, n, bsz, dtype=torch.int64)
@@ -118,8 +122,9 @@ class BatchedLocalTrainer(ScratchParams):
             rows = example[t, :k]
             w = max(1, int(length[rows].max()))
             logits = self.model.forward_stacked(table, [p[:k] for p in dense], slot[rows, :w], all_tokens[rows, :w])
-            ce = nn.functional.cross_entropy(logits.reshape(k * bsz, -1), all_labels[rows].reshape(-1),
-                                             reduction="none").view(k, bsz)
+            ce = nn.functional.cross_entropy(
+                logits.reshape(k * bsz, -1), all_labels[rows].reshape(-1), reduction="none"
+            ).view(k, bsz)
             per_client = (ce * weight[t, :k]).sum(1) / counts[t, :k]
             grads = torch.autograd.grad(per_client.sum(), [table, *dense])
             with torch.no_grad():
@@ -132,16 +137,21 @@ class BatchedLocalTrainer(ScratchParams):
         with torch.no_grad():
             emb_delta = table.detach() - start
             emb_index = (pair_row * dim).unsqueeze(1) + torch.arange(dim)
-            dense_delta = torch.cat([p.detach().reshape(n, -1) for p in dense], 1) - self._global[self._emb_size:]
+            dense_delta = torch.cat([p.detach().reshape(n, -1) for p in dense], 1) - self._global[self._emb_size :]
             dense_index = torch.arange(self._emb_size, self.size)
             for c, d in enumerate(datas):
                 lo, hi = int(block[c]), int(block[c + 1])
-                delta = SparseDelta(index=torch.cat([emb_index[lo:hi].reshape(-1), dense_index]),
-                                    values=torch.cat([emb_delta[lo:hi].reshape(-1), dense_delta[c]]),
-                                    size=self.size)
+                delta = SparseDelta(
+                    index=torch.cat([emb_index[lo:hi].reshape(-1), dense_index]),
+                    values=torch.cat([emb_delta[lo:hi].reshape(-1), dense_delta[c]]),
+                    size=self.size,
+                )
                 unclipped = True
                 if clip_norm is not None:
                     delta, unclipped = clip_update(delta, clip_norm)
-                out.append(Update(delta=delta, n_examples=len(d), loss=float(loss_sum[c]) / len(plans[c][0]),
-                                  unclipped=unclipped))
+                out.append(
+                    Update(
+                        delta=delta, n_examples=len(d), loss=float(loss_sum[c]) / len(plans[c][0]), unclipped=unclipped
+                    )
+                )
         return out

@@ -75,8 +75,9 @@ class LocalTrainer(ScratchParams):
         self._params = [p for p, _, _ in self._layout]
         self._sparse = [i for i, (_, _, sparse) in enumerate(self._layout) if sparse]
         self._dense = [i for i, (_, _, sparse) in enumerate(self._layout) if not sparse]
-        self._dense_index = {i: torch.arange(o, o + p.numel()) for i, (p, o, sparse) in enumerate(self._layout)
-                             if not sparse}
+        self._dense_index = {
+            i: torch.arange(o, o + p.numel()) for i, (p, o, sparse) in enumerate(self._layout) if not sparse
+        }
 
     def update(self, data: ClientData, *, generator: torch.Generator, clip_norm: float | None = None) -> Update:
         """Local SGD on ``data`` from the loaded parameters; the delta (new − old) as a ``SparseDelta``.
@@ -113,8 +114,7 @@ class LocalTrainer(ScratchParams):
         unclipped = True
         if clip_norm is not None:
             delta, unclipped = clip_update(delta, clip_norm)
-        return Update(delta=delta, n_examples=len(data), loss=float(loss_sum) / max(1, steps),
-                      unclipped=unclipped)
+        return Update(delta=delta, n_examples=len(data), loss=float(loss_sum) / max(1, steps), unclipped=unclipped)
 
     def _touched(self, rows: dict[int, list[torch.Tensor]]) -> torch.Tensor:
         """Flat coordinates the SGD steps may have changed, sorted: looked-up rows and dense parameters."""
@@ -128,8 +128,16 @@ class LocalTrainer(ScratchParams):
                 parts.append((offset + used.unsqueeze(1) * width + torch.arange(width)).reshape(-1))
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
 
-def local_update(params: torch.Tensor, data: ClientData, *, model: nn.Module, cfg: LocalConfig,
-                 generator: torch.Generator, clip_norm: float | None = None) -> Update:
+
+def local_update(
+    params: torch.Tensor,
+    data: ClientData,
+    *,
+    model: nn.Module,
+    cfg: LocalConfig,
+    generator: torch.Generator,
+    clip_norm: float | None = None,
+) -> Update:
     """One client's local update from ``params``: ``LocalTrainer`` for a single client.
 
     ``model`` is scratch space: its parameters are overwritten from ``params``.

@@ -54,6 +54,7 @@ def local_steps(*, epochs: int, sample_rate: float) -> int:
     """Local steps per round: ``epochs`` expected passes over the client's data at rate q (the rule is
     ``sandbox.privacy.plan.local_steps``, which the run's plan uses)."""
     from sandbox.privacy.plan import local_steps as planned_local_steps
+
     return planned_local_steps(epochs=epochs, sample_rate=sample_rate)
 
 
@@ -69,12 +70,18 @@ class PrivateLocalTrainer(ScratchParams):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Secure RNG turned off")
             self.gsm = GradSampleModuleFastGradientClipping(
-                model, batch_first=True, loss_reduction="mean", max_grad_norm=dp.clip_norm)
+                model, batch_first=True, loss_reduction="mean", max_grad_norm=dp.clip_norm
+            )
             self.optimizer = DPOptimizerFastGradientClipping(
-                torch.optim.SGD(model.parameters(), lr=cfg.lr), noise_multiplier=dp.noise_multiplier,
-                max_grad_norm=dp.clip_norm, expected_batch_size=1, loss_reduction="mean")
-        self.criterion = DPLossFastGradientClipping(self.gsm, self.optimizer, nn.CrossEntropyLoss(),
-                                                    loss_reduction="mean")
+                torch.optim.SGD(model.parameters(), lr=cfg.lr),
+                noise_multiplier=dp.noise_multiplier,
+                max_grad_norm=dp.clip_norm,
+                expected_batch_size=1,
+                loss_reduction="mean",
+            )
+        self.criterion = DPLossFastGradientClipping(
+            self.gsm, self.optimizer, nn.CrossEntropyLoss(), loss_reduction="mean"
+        )
 
     def update(self, data: ClientData, *, generator: torch.Generator, clip_norm: float | None = None) -> Update:
         """``dp.steps`` DP-SGD steps from the loaded parameters; the dense delta (new − old).
@@ -89,12 +96,17 @@ class PrivateLocalTrainer(ScratchParams):
         if self._work is None:
             raise RuntimeError("PrivateLocalTrainer.update before load(params)")
         self._work.copy_(self._global)  # the previous client's noise touched every coordinate
-        sampling_seed, noise_seed = np.random.SeedSequence(int(torch.randint(2**62, (1,), generator=generator)))\
-            .generate_state(2, dtype=np.uint64)
+        sampling_seed, noise_seed = np.random.SeedSequence(
+            int(torch.randint(2**62, (1,), generator=generator))
+        ).generate_state(2, dtype=np.uint64)
         # the example sampling is part of the mechanism: secret (drawn here, on the client) under secure noise
         sampling = sampling_generator(self.dp.noise_source, torch.Generator().manual_seed(int(sampling_seed)))
-        loader = DPDataLoader(TensorRows(data.tokens, data.labels), sample_rate=self.dp.sample_rate,
-                              collate_fn=_as_batch, generator=sampling)
+        loader = DPDataLoader(
+            TensorRows(data.tokens, data.labels),
+            sample_rate=self.dp.sample_rate,
+            collate_fn=_as_batch,
+            generator=sampling,
+        )
         self.optimizer.generator = noise_generator(self.dp.noise_source, seeded_from=int(noise_seed))
         self.optimizer.expected_batch_size = self.dp.sample_rate * len(data)  # fixed denominator q·n
         self.gsm.train()

@@ -36,7 +36,7 @@ class ClientPartition:
 
     def users_of(self, clients: np.ndarray, corpus: Corpus, examples: Examples) -> np.ndarray:
         """Sorted corpus user indices whose examples belong to ``clients`` (a workspace: its training users)."""
-        rows = np.concatenate([self.rows[self.offsets[c]:self.offsets[c + 1]] for c in clients] or [np.zeros(0, int)])
+        rows = np.concatenate([self.rows[self.offsets[c] : self.offsets[c + 1]] for c in clients] or [np.zeros(0, int)])
         return np.unique(corpus.message_user[examples.message_index[rows]])
 
     def sizes(self) -> np.ndarray:

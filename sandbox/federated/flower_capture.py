@@ -33,9 +33,18 @@ def records_as_json(content: RecordDict) -> dict:
     """Every record of a message, typed: arrays with dtype, shape, stype and their bytes."""
     out: dict = {}
     for name, record in content.array_records.items():
-        out[name] = {"kind": "array", "values": {
-            key: {"dtype": a.dtype, "shape": list(a.shape), "stype": a.stype,
-                  "bytes": base64.b64encode(a.data).decode("ascii")} for key, a in record.items()}}
+        out[name] = {
+            "kind": "array",
+            "values": {
+                key: {
+                    "dtype": a.dtype,
+                    "shape": list(a.shape),
+                    "stype": a.stype,
+                    "bytes": base64.b64encode(a.data).decode("ascii"),
+                }
+                for key, a in record.items()
+            },
+        }
     for name, record in content.metric_records.items():
         out[name] = {"kind": "metric", "values": {k: _value_as_json(v) for k, v in record.items()}}
     for name, record in content.config_records.items():
@@ -45,8 +54,14 @@ def records_as_json(content: RecordDict) -> dict:
 
 def message_as_json(msg: Message, *, side: str, direction: str) -> dict:
     meta = msg.metadata
-    entry = {"side": side, "direction": direction, "message_type": meta.message_type,
-             "group_id": meta.group_id, "src_node_id": meta.src_node_id, "dst_node_id": meta.dst_node_id}
+    entry = {
+        "side": side,
+        "direction": direction,
+        "message_type": meta.message_type,
+        "group_id": meta.group_id,
+        "src_node_id": meta.src_node_id,
+        "dst_node_id": meta.dst_node_id,
+    }
     if msg.has_error():
         entry["error"] = {"code": msg.error.code, "reason": msg.error.reason}
     else:

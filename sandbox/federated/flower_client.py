@@ -22,7 +22,10 @@ from sandbox.federated.client_dp import LocalDPSGD, make_trainer
 from sandbox.federated.clients import ClientPartition, partition_clients
 from sandbox.federated.flower_capture import message_log_mod
 from sandbox.federated.flower_messages import (
-    partition_content, read_train_content, run_config_from_text, update_content,
+    partition_content,
+    read_train_content,
+    run_config_from_text,
+    update_content,
 )
 from sandbox.prepare import Seeds, prepare
 from sandbox.tasks.base import Examples
@@ -45,8 +48,9 @@ def client_side(run_config: str) -> ClientSide:
     seeds = Seeds.from_seed(cfg.seed)
     data = prepare(cfg, seeds)
     partition = partition_clients(data.corpus, data.train, unit=cfg.federation.unit)
-    return ClientSide(examples=data.train, partition=partition, model=data.new_model(cfg, seeds),
-                      local=cfg.federation.local)
+    return ClientSide(
+        examples=data.train, partition=partition, model=data.new_model(cfg, seeds), local=cfg.federation.local
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,6 +83,9 @@ def train_locally(msg: Message, context: Context) -> Message:
     side = client_side(task.run_config)
     trainer = client_trainer(task.run_config, task.local_dp)
     trainer.load(task.params)
-    update = trainer.update(side.partition.data(client, side.examples),
-                            generator=torch.Generator().manual_seed(task.seed), clip_norm=task.clip_norm)
+    update = trainer.update(
+        side.partition.data(client, side.examples),
+        generator=torch.Generator().manual_seed(task.seed),
+        clip_norm=task.clip_norm,
+    )
     return Message(update_content(update), reply_to=msg)

@@ -34,9 +34,18 @@ from sandbox.federated.client_dp import LocalDPSGD
 PARAMS, INSTRUCTION, DELTA, UPDATE_STATS, NODE = "global-params", "instruction", "update", "update-stats", "node"
 RECORD_KEYS = {
     PARAMS: {"params"},
-    INSTRUCTION: {"round", "client", "seed", "clip-norm", "run-config",
-                  "local-noise-multiplier", "local-clip-norm", "local-sample-rate", "local-steps",
-                  "local-noise-source"},
+    INSTRUCTION: {
+        "round",
+        "client",
+        "seed",
+        "clip-norm",
+        "run-config",
+        "local-noise-multiplier",
+        "local-clip-norm",
+        "local-sample-rate",
+        "local-steps",
+        "local-noise-source",
+    },
     DELTA: {"index", "values"},
     UPDATE_STATS: {"size", "n-examples", "loss", "unclipped"},
     NODE: {"partition-id"},
@@ -72,13 +81,18 @@ def train_content(task: TrainInstruction) -> RecordDict:
     if task.clip_norm is not None:
         instruction["clip-norm"] = float(task.clip_norm)
     if task.local_dp is not None:
-        instruction.update({"local-noise-multiplier": float(task.local_dp.noise_multiplier),
-                            "local-clip-norm": float(task.local_dp.clip_norm),
-                            "local-sample-rate": float(task.local_dp.sample_rate),
-                            "local-steps": int(task.local_dp.steps),
-                            "local-noise-source": str(task.local_dp.noise_source)})
-    return RecordDict({PARAMS: ArrayRecord({"params": _flat_array(task.params)}),
-                       INSTRUCTION: ConfigRecord(instruction)})
+        instruction.update(
+            {
+                "local-noise-multiplier": float(task.local_dp.noise_multiplier),
+                "local-clip-norm": float(task.local_dp.clip_norm),
+                "local-sample-rate": float(task.local_dp.sample_rate),
+                "local-steps": int(task.local_dp.steps),
+                "local-noise-source": str(task.local_dp.noise_source),
+            }
+        )
+    return RecordDict(
+        {PARAMS: ArrayRecord({"params": _flat_array(task.params)}), INSTRUCTION: ConfigRecord(instruction)}
+    )
 
 
 def read_train_content(content: RecordDict) -> TrainInstruction:
@@ -86,15 +100,22 @@ def read_train_content(content: RecordDict) -> TrainInstruction:
     clip_norm = instruction["clip-norm"] if "clip-norm" in instruction else None
     local_dp = None
     if "local-steps" in instruction:
-        local_dp = LocalDPSGD(noise_multiplier=float(instruction["local-noise-multiplier"]),
-                              clip_norm=float(instruction["local-clip-norm"]),
-                              sample_rate=float(instruction["local-sample-rate"]),
-                              steps=int(instruction["local-steps"]),
-                              noise_source=str(instruction["local-noise-source"]))
-    return TrainInstruction(params=_flat_tensor(content[PARAMS]["params"]), round=int(instruction["round"]),
-                            client=int(instruction["client"]), seed=int(instruction["seed"]),
-                            clip_norm=None if clip_norm is None else float(clip_norm),
-                            run_config=str(instruction["run-config"]), local_dp=local_dp)
+        local_dp = LocalDPSGD(
+            noise_multiplier=float(instruction["local-noise-multiplier"]),
+            clip_norm=float(instruction["local-clip-norm"]),
+            sample_rate=float(instruction["local-sample-rate"]),
+            steps=int(instruction["local-steps"]),
+            noise_source=str(instruction["local-noise-source"]),
+        )
+    return TrainInstruction(
+        params=_flat_tensor(content[PARAMS]["params"]),
+        round=int(instruction["round"]),
+        client=int(instruction["client"]),
+        seed=int(instruction["seed"]),
+        clip_norm=None if clip_norm is None else float(clip_norm),
+        run_config=str(instruction["run-config"]),
+        local_dp=local_dp,
+    )
 
 
 def update_content(update: Update) -> RecordDict:
@@ -111,16 +132,21 @@ def update_content(update: Update) -> RecordDict:
 def read_update_content(content: RecordDict) -> Update:
     stats, arrays = content[UPDATE_STATS], content[DELTA]
     if "index" not in arrays:
-        return Update(delta=_flat_tensor(arrays["values"]), n_examples=int(stats["n-examples"]),
-                      loss=float(stats["loss"]), unclipped=bool(stats["unclipped"]))
+        return Update(
+            delta=_flat_tensor(arrays["values"]),
+            n_examples=int(stats["n-examples"]),
+            loss=float(stats["loss"]),
+            unclipped=bool(stats["unclipped"]),
+        )
     size, index = int(stats["size"]), arrays["index"].numpy()
     if index.dtype != np.int64 or index.ndim != 1:
         raise ValueError(f"update index: expected a flat int64 array, got {index.dtype} of shape {index.shape}")
     if len(index) and (index[0] < 0 or index[-1] >= size or np.any(np.diff(index) <= 0)):
         raise ValueError(f"update index: coordinates must be sorted, unique and in [0, {size})")
     delta = SparseDelta(index=torch.from_numpy(index.copy()), values=_flat_tensor(arrays["values"]), size=size)
-    return Update(delta=delta, n_examples=int(stats["n-examples"]), loss=float(stats["loss"]),
-                  unclipped=bool(stats["unclipped"]))
+    return Update(
+        delta=delta, n_examples=int(stats["n-examples"]), loss=float(stats["loss"]), unclipped=bool(stats["unclipped"])
+    )
 
 
 def partition_content(partition_id: int) -> RecordDict:
@@ -137,10 +163,23 @@ def run_config_text(cfg: RunConfig) -> str:
     The client rebuilds its own data from this: it holds settings only (sizes, seeds, paths),
     never data.
     """
-    data = ({"source": "files", "path": cfg.data.path} if cfg.data.source == "files"
-            else {"source": cfg.data.source, **asdict(cfg.data.synthetic)})
-    shaped = {"seed": cfg.seed, "mode": cfg.mode, "progress": cfg.progress, "data": data,
-              **{group: asdict(getattr(cfg, group)) for group in ("task", "privacy", "train", "federation", "audit", "ledger", "tracking")}}
+    data = (
+        {"source": "files", "path": cfg.data.path}
+        if cfg.data.source == "files"
+        else {"source": cfg.data.source, **asdict(cfg.data.synthetic)}
+    )
+    task = {"_target_": f"{type(cfg.task).__module__}.{type(cfg.task).__qualname__}", **asdict(cfg.task)}
+    shaped = {
+        "seed": cfg.seed,
+        "mode": cfg.mode,
+        "progress": cfg.progress,
+        "data": data,
+        "task": task,
+        **{
+            group: asdict(getattr(cfg, group))
+            for group in ("privacy", "train", "federation", "audit", "ledger", "tracking")
+        },
+    }
     text = json.dumps(shaped, sort_keys=True)
     if run_config_from_text(text) != cfg:  # a new RunConfig field this function does not carry yet
         raise ValueError("run_config_text does not round-trip this RunConfig; update it with the config")

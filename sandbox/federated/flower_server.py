@@ -20,7 +20,11 @@ from sandbox.config import RunConfig
 from sandbox.federated.aggregate import Update
 from sandbox.federated.flower_capture import MESSAGE_LOG_ENV, RecordingGrid
 from sandbox.federated.flower_messages import (
-    TrainInstruction, read_partition_content, read_update_content, run_config_text, train_content,
+    TrainInstruction,
+    read_partition_content,
+    read_update_content,
+    run_config_text,
+    train_content,
 )
 from sandbox.federated.rounds import run_rounds
 from sandbox.federated.server import FederatedServer, RoundPlan
@@ -31,8 +35,9 @@ PULL_INTERVAL_SECONDS = 0.1  # how often the server asks for replies
 NODE_WAIT_SECONDS = 120.0  # deployment: how long to wait for every SuperNode to connect
 
 
-def exchange(grid: Grid, messages: list[Message], *, what: str,
-             timeout: float = REPLY_TIMEOUT_SECONDS) -> dict[int, Message]:
+def exchange(
+    grid: Grid, messages: list[Message], *, what: str, timeout: float = REPLY_TIMEOUT_SECONDS
+) -> dict[int, Message]:
     """Send ``messages`` (one per node) and return the replies by node; any error or missing reply raises.
 
     Pulls every ``PULL_INTERVAL_SECONDS`` (``Grid.send_and_receive`` of the deployment Grid waits 3 s
@@ -65,34 +70,61 @@ def discover_client_nodes(grid: Grid, *, n_clients: int, wait_seconds: float) ->
     deadline = time.monotonic() + wait_seconds
     while len(node_ids := sorted(grid.get_node_ids())) < n_clients:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(node_ids)} nodes connected after {wait_seconds:.0f} s; "
-                               f"this run has {n_clients} clients and needs one node per client")
+            raise RuntimeError(
+                f"{len(node_ids)} nodes connected after {wait_seconds:.0f} s; "
+                f"this run has {n_clients} clients and needs one node per client"
+            )
         time.sleep(0.2)
-    queries = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY, group_id="discovery")
-               for node in node_ids]
+    queries = [
+        Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY, group_id="discovery")
+        for node in node_ids
+    ]
     replies = exchange(grid, queries, what="discovery")
     clients = {node: read_partition_content(reply.content) for node, reply in replies.items()}
     if sorted(clients.values()) != list(range(n_clients)):
-        raise RuntimeError(f"nodes report partition ids {sorted(clients.values())}; this run has {n_clients} "
-                           f"clients and needs partition ids 0..{n_clients - 1}, one node each")
+        raise RuntimeError(
+            f"nodes report partition ids {sorted(clients.values())}; this run has {n_clients} "
+            f"clients and needs partition ids 0..{n_clients - 1}, one node each"
+        )
     return {client: node for node, client in clients.items()}
 
 
-def train_round(grid: Grid, plan: RoundPlan, params: torch.Tensor, *, nodes: dict[int, int],
-                run_config: str) -> list[Update]:
+def train_round(
+    grid: Grid, plan: RoundPlan, params: torch.Tensor, *, nodes: dict[int, int], run_config: str
+) -> list[Update]:
     """The sampled clients' updates, in the plan's (ascending client-index) order, as in-process."""
     messages = [
-        Message(train_content(TrainInstruction(params=params, round=plan.round, client=int(client), seed=seed,
-                                               clip_norm=plan.clip_norm, run_config=run_config,
-                                               local_dp=plan.local_dp)),
-                dst_node_id=nodes[int(client)], message_type=MessageType.TRAIN, group_id=str(plan.round))
-        for client, seed in zip(plan.clients, plan.client_seeds)]
+        Message(
+            train_content(
+                TrainInstruction(
+                    params=params,
+                    round=plan.round,
+                    client=int(client),
+                    seed=seed,
+                    clip_norm=plan.clip_norm,
+                    run_config=run_config,
+                    local_dp=plan.local_dp,
+                )
+            ),
+            dst_node_id=nodes[int(client)],
+            message_type=MessageType.TRAIN,
+            group_id=str(plan.round),
+        )
+        for client, seed in zip(plan.clients, plan.client_seeds)
+    ]
     replies = exchange(grid, messages, what=f"round {plan.round}")
     return [read_update_content(replies[nodes[int(client)]].content) for client in plan.clients]
 
 
-def run_flower_rounds(grid: Grid, server: FederatedServer, *, n_clients: int, cfg: RunConfig, on_round=None,
-                      wait_seconds: float = NODE_WAIT_SECONDS) -> dict:
+def run_flower_rounds(
+    grid: Grid,
+    server: FederatedServer,
+    *,
+    n_clients: int,
+    cfg: RunConfig,
+    on_round=None,
+    wait_seconds: float = NODE_WAIT_SECONDS,
+) -> dict:
     """``run_inprocess`` over a Flower Grid; returns the engine's timing (seconds) for the record."""
     if os.environ.get(MESSAGE_LOG_ENV):
         grid = RecordingGrid(grid)
@@ -105,6 +137,10 @@ def run_flower_rounds(grid: Grid, server: FederatedServer, *, n_clients: int, cf
     def log_round(summary: dict) -> None:
         log.info("round %d: %d clients, train loss %s", summary["round"], summary["clients"], summary["train_loss"])
 
-    run_rounds(server, lambda plan: train_round(grid, plan, server.params, nodes=nodes, run_config=run_config),
-               on_round=on_round, after_round=log_round)
+    run_rounds(
+        server,
+        lambda plan: train_round(grid, plan, server.params, nodes=nodes, run_config=run_config),
+        on_round=on_round,
+        after_round=log_round,
+    )
     return {"node_discovery_seconds": round(discovered - started, 3)}

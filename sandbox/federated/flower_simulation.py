@@ -24,8 +24,10 @@ from sandbox.federated.server import FederatedServer
 
 def _backend_config() -> dict:
     # A fresh dict per run: Flower fills in defaults in place.
-    return {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"logging_level": "ERROR", "log_to_driver": False, "include_dashboard": False}}
+    return {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {"logging_level": "ERROR", "log_to_driver": False, "include_dashboard": False},
+    }
 
 
 @contextmanager
@@ -62,11 +64,14 @@ def run_flower_simulation(server: FederatedServer, *, n_clients: int, cfg: RunCo
         marks["done"] = time.perf_counter()
 
     with quiet_flower_logs():
-        run_simulation(server_app=app, client_app=client_app, num_supernodes=n_clients,
-                       backend_config=_backend_config())
+        run_simulation(
+            server_app=app, client_app=client_app, num_supernodes=n_clients, backend_config=_backend_config()
+        )
     if "done" not in marks:
         raise RuntimeError("Flower's simulation ended before the ServerApp finished its rounds")
     rounds_started = marks["main"] + marks["timing"]["node_discovery_seconds"]
-    return {"engine_startup_seconds": round(rounds_started - marks["called"], 3),
-            "rounds_seconds": round(marks["done"] - rounds_started, 3),
-            "engine_shutdown_seconds": round(time.perf_counter() - marks["done"], 3)}
+    return {
+        "engine_startup_seconds": round(rounds_started - marks["called"], 3),
+        "rounds_seconds": round(marks["done"] - rounds_started, 3),
+        "engine_shutdown_seconds": round(time.perf_counter() - marks["done"], 3),
+    }

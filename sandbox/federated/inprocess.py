@@ -18,12 +18,20 @@ from sandbox.federated.client_dp import make_trainer
 from sandbox.federated.clients import ClientPartition
 from sandbox.federated.rounds import RoundCallback, run_rounds
 from sandbox.federated.server import FederatedServer
-from sandbox.train.threads import single_threaded
 from sandbox.tasks.base import Examples
+from sandbox.train.threads import single_threaded
 
-def run_inprocess(server: FederatedServer, *, partition: ClientPartition, examples: Examples,
-                  model: nn.Module, local: LocalConfig, on_round: RoundCallback | None = None,
-                 client_batch: int = 64) -> None:
+
+def run_inprocess(
+    server: FederatedServer,
+    *,
+    partition: ClientPartition,
+    examples: Examples,
+    model: nn.Module,
+    local: LocalConfig,
+    on_round: RoundCallback | None = None,
+    client_batch: int = 64,
+) -> None:
     """Run rounds until the server stops (rounds done, or the privacy budget reached).
 
     With ``client_batch`` > 0 (``federation.client_batch``), plain local SGD runs up to that
@@ -32,14 +40,24 @@ def run_inprocess(server: FederatedServer, *, partition: ClientPartition, exampl
     client at a time. Runs torch single-threaded (``sandbox.train.threads``).
     """
     with single_threaded():
-        _rounds(server, partition=partition, examples=examples, model=model, local=local, on_round=on_round,
-                client_batch=client_batch)
+        _rounds(
+            server,
+            partition=partition,
+            examples=examples,
+            model=model,
+            local=local,
+            on_round=on_round,
+            client_batch=client_batch,
+        )
 
 
 def _rounds(server, *, partition, examples, model, local, on_round, client_batch) -> None:
     batched = client_batch > 0 and server.local_dp is None and supports_batching(model)
-    trainer = (BatchedLocalTrainer(model, local, chunk=client_batch) if batched
-               else make_trainer(model, local, server.local_dp))
+    trainer = (
+        BatchedLocalTrainer(model, local, chunk=client_batch)
+        if batched
+        else make_trainer(model, local, server.local_dp)
+    )
 
     def updates_of(plan):
         trainer.load(server.params)

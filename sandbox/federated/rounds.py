@@ -17,8 +17,13 @@ from sandbox.federated.server import FederatedServer, RoundPlan
 RoundCallback = Callable[[dict, torch.Tensor], None]  # (round summary, global params)
 
 
-def run_rounds(server: FederatedServer, updates_of: Callable[[RoundPlan], Iterable[Update]], *,
-               on_round: RoundCallback | None = None, after_round: Callable[[dict], None] | None = None) -> None:
+def run_rounds(
+    server: FederatedServer,
+    updates_of: Callable[[RoundPlan], Iterable[Update]],
+    *,
+    on_round: RoundCallback | None = None,
+    after_round: Callable[[dict], None] | None = None,
+) -> None:
     """Run rounds until the server stops (rounds done, or the privacy budget reached).
 
     ``updates_of(plan)`` yields the sampled clients' updates of one round (from ``server.params``);

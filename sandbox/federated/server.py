@@ -18,13 +18,18 @@ import torch
 
 from sandbox.config.schema import FederationConfig
 from sandbox.federated.aggregate import (
-    Update, add_delta, clip_update, gaussian_noise, next_clip_norm, noisy_mean, update_noise_multiplier,
+    Update,
+    add_delta,
+    clip_update,
+    gaussian_noise,
+    next_clip_norm,
+    noisy_mean,
+    update_noise_multiplier,
 )
-from sandbox.federated.client import LocalConfig
 from sandbox.federated.client_dp import LocalDPSGD
 from sandbox.federated.sampling import poisson_sample_clients
-from sandbox.privacy.noise import noise_generator, sampling_rng
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for, joint_noise_multiplier
+from sandbox.privacy.noise import noise_generator, sampling_rng
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,18 @@ class FederatedServer:
     in the most rounds (no amplification by client sampling is claimed).
     """
 
-    def __init__(self, *, params: torch.Tensor, n_clients: int, cfg: FederationConfig,
-                 dp: DPFedAvgSettings | None, book: PrivacyBook | None, seed: int,
-                 local_dp: LocalDPSGD | None = None, noise_source: str = "secure"):
+    def __init__(
+        self,
+        *,
+        params: torch.Tensor,
+        n_clients: int,
+        cfg: FederationConfig,
+        dp: DPFedAvgSettings | None,
+        book: PrivacyBook | None,
+        seed: int,
+        local_dp: LocalDPSGD | None = None,
+        noise_source: str = "secure",
+    ):
         if dp is not None and local_dp is not None:
             raise ValueError("DP-FedAvg and client-level DP-SGD are alternatives, not both")
         if (dp is None and local_dp is None) != (book is None):
@@ -94,22 +108,24 @@ class FederatedServer:
             self.status = "stopped_budget"
             return None
         self.round += 1
-        clients = poisson_sample_clients(self.n_clients, sample_rate=self.cfg.sample_rate,
-                                         rng=self.sampling_rng)
-        seeds = tuple(int(np.random.SeedSequence([self.client_entropy, self.round, int(c)])
-                          .generate_state(1)[0]) for c in clients)
+        clients = poisson_sample_clients(self.n_clients, sample_rate=self.cfg.sample_rate, rng=self.sampling_rng)
+        seeds = tuple(
+            int(np.random.SeedSequence([self.client_entropy, self.round, int(c)]).generate_state(1)[0]) for c in clients
+        )
         site_clip = self.clip_norm if self.dp and self.dp.clipping_site == "client" else None
         self._reset_sums()
         self._worst_before = int(self.participation.max(initial=0))
         self.participation[clients] += 1
-        return RoundPlan(round=self.round, clients=clients, client_seeds=seeds, clip_norm=site_clip,
-                         local_dp=self.local_dp)
+        return RoundPlan(
+            round=self.round, clients=clients, client_seeds=seeds, clip_norm=site_clip, local_dp=self.local_dp
+        )
 
     def _would_exceed_budget(self) -> bool:
         if self.dp is None or self.dp.stop_at_epsilon is None:
             return False
-        eps = epsilon_for(events=[*self.book.events, self._round_event()], delta=self.book.delta,
-                          accountant=self.book.accountant)
+        eps = epsilon_for(
+            events=[*self.book.events, self._round_event()], delta=self.book.delta, accountant=self.book.accountant
+        )
         return eps > self.dp.stop_at_epsilon
 
     # -- aggregation ------------------------------------------------------------------------
@@ -145,9 +161,13 @@ class FederatedServer:
         else:
             mean = self._dp_mean()
         self._server_step(mean)
-        return {"round": self.round, "clients": self._n_received, "clip_norm": clip_used,
-                "epsilon": self.book.epsilon() if self.book else None,
-                "train_loss": self._loss / self._n_received if self._n_received else None}
+        return {
+            "round": self.round,
+            "clients": self._n_received,
+            "clip_norm": clip_used,
+            "epsilon": self.book.epsilon() if self.book else None,
+            "train_loss": self._loss / self._n_received if self._n_received else None,
+        }
 
     def _record_local_dp(self) -> None:
         """Client-level DP-SGD: the book follows the client with the most rounds (one more round → its steps)."""
@@ -165,24 +185,35 @@ class FederatedServer:
         dp, q = self.dp, self.cfg.sample_rate
         if dp.clipping != "adaptive":
             return SubsampledGaussianEvent(noise_multiplier=dp.noise_multiplier, sample_rate=q, steps=1)
-        components = (("update", update_noise_multiplier(dp.noise_multiplier, dp.count_noise_multiplier)),
-                      ("count", float(dp.count_noise_multiplier)))
-        return SubsampledGaussianEvent(noise_multiplier=joint_noise_multiplier(z for _, z in components),
-                                       sample_rate=q, steps=1, components=components)
+        components = (
+            ("update", update_noise_multiplier(dp.noise_multiplier, dp.count_noise_multiplier)),
+            ("count", float(dp.count_noise_multiplier)),
+        )
+        return SubsampledGaussianEvent(
+            noise_multiplier=joint_noise_multiplier(z for _, z in components),
+            sample_rate=q,
+            steps=1,
+            components=components,
+        )
 
     def _dp_mean(self) -> torch.Tensor:
         dp, expected = self.dp, self.cfg.sample_rate * self.n_clients  # fixed denominator q·N
         event = self._round_event()
         noise = dict(event.components) or {"update": event.noise_multiplier}
-        mean = noisy_mean(self._sum, noise_std=noise["update"] * self.clip_norm, denominator=expected,
-                          generator=self.noise)
+        mean = noisy_mean(
+            self._sum, noise_std=noise["update"] * self.clip_norm, denominator=expected, generator=self.noise
+        )
         if dp.clipping == "adaptive":
             count_noise = float(gaussian_noise((1,), std=noise["count"], generator=self.noise))
             self.clip_norm = next_clip_norm(
-                self.clip_norm, unclipped_fraction=(self._n_unclipped + count_noise) / expected,
-                target_quantile=dp.target_quantile, learning_rate=dp.clip_lr)
-        self.book.record(noise_multiplier=event.noise_multiplier, sample_rate=event.sample_rate,
-                         components=event.components)
+                self.clip_norm,
+                unclipped_fraction=(self._n_unclipped + count_noise) / expected,
+                target_quantile=dp.target_quantile,
+                learning_rate=dp.clip_lr,
+            )
+        self.book.record(
+            noise_multiplier=event.noise_multiplier, sample_rate=event.sample_rate, components=event.components
+        )
         return mean
 
     def _server_step(self, mean_delta: torch.Tensor) -> None:
@@ -200,5 +231,4 @@ def server_optimizer(params: torch.nn.Parameter, cfg: FederationConfig) -> torch
         return torch.optim.SGD([params], lr=cfg.server_lr, momentum=cfg.server_momentum)
     if cfg.server_optimizer == "fedadam":
         return torch.optim.Adam([params], lr=cfg.server_lr, betas=(0.9, 0.99), eps=cfg.server_tau)
-    raise ValueError(f"federation.server_optimizer must be fedavg, fedavgm or fedadam, "
-                     f"got {cfg.server_optimizer!r}")
+    raise ValueError(f"federation.server_optimizer must be fedavg, fedavgm or fedadam, got {cfg.server_optimizer!r}")

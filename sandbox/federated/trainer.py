@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sandbox.config import ConfigError, RunConfig
@@ -34,9 +33,15 @@ def dp_settings(cfg: RunConfig, n_clients: int) -> tuple[DPFedAvgSettings, Priva
     plan = plan_for(cfg, n_clients=n_clients)
     book = PrivacyBook(unit=plan.unit, delta=plan.delta, accountant=plan.accountant)
     settings = DPFedAvgSettings(
-        noise_multiplier=plan.noise_multiplier, clip_norm=p.clip_norm, clipping=p.clipping,
-        clipping_site=p.clipping_site, target_quantile=p.target_quantile, clip_lr=p.clip_lr,
-        count_noise_multiplier=plan.count_noise_multiplier, stop_at_epsilon=plan.stop_at_epsilon)
+        noise_multiplier=plan.noise_multiplier,
+        clip_norm=p.clip_norm,
+        clipping=p.clipping,
+        clipping_site=p.clipping_site,
+        target_quantile=p.target_quantile,
+        clip_lr=p.clip_lr,
+        count_noise_multiplier=plan.count_noise_multiplier,
+        stop_at_epsilon=plan.stop_at_epsilon,
+    )
     return settings, book
 
 
@@ -45,9 +50,11 @@ def _adaptive_noise(dp: DPFedAvgSettings) -> dict:
     if dp.clipping != "adaptive":
         return {}
     update = dict(adaptive_components(dp.noise_multiplier, dp.count_noise_multiplier))["update"]
-    return {"update_noise_multiplier": update,
-            "noise_split": "z = (z_Δ⁻² + σ_b⁻²)^-½: the update sum and the uncentred count (sensitivity 1) "
-                           "released on one Poisson sample"}
+    return {
+        "update_noise_multiplier": update,
+        "noise_split": "z = (z_Δ⁻² + σ_b⁻²)^-½: the update sum and the uncentred count (sensitivity 1) "
+        "released on one Poisson sample",
+    }
 
 
 def client_dpsgd_settings(cfg: RunConfig, n_examples: int) -> tuple[LocalDPSGD, PrivacyBook]:
@@ -55,8 +62,13 @@ def client_dpsgd_settings(cfg: RunConfig, n_examples: int) -> tuple[LocalDPSGD, 
     stays within the target ε, local steps per round, δ over the examples."""
     p = cfg.privacy
     plan = plan_for(cfg, n_examples=n_examples)
-    local = LocalDPSGD(noise_multiplier=plan.noise_multiplier, clip_norm=p.clip_norm, sample_rate=plan.sample_rate,
-                       steps=plan.local_steps, noise_source=p.noise_source)
+    local = LocalDPSGD(
+        noise_multiplier=plan.noise_multiplier,
+        clip_norm=p.clip_norm,
+        sample_rate=plan.sample_rate,
+        steps=plan.local_steps,
+        noise_source=p.noise_source,
+    )
     return local, PrivacyBook(unit=plan.unit, delta=plan.delta, accountant=plan.accountant)
 
 
@@ -80,24 +92,44 @@ class _FederatedCurve:
         return self.task.evaluate(self.eval_model, self.test)
 
 
-def run_engine(engine: str, server: FederatedServer, *, partition: ClientPartition, data: Prepared,
-               model, cfg: RunConfig, on_round, grid=None) -> dict:
+def run_engine(
+    engine: str,
+    server: FederatedServer,
+    *,
+    partition: ClientPartition,
+    data: Prepared,
+    model,
+    cfg: RunConfig,
+    on_round,
+    grid=None,
+) -> dict:
     """Run the server's rounds with ``engine``; returns the engine's own timing (seconds) for the record.
 
     ``grid`` is the Flower Grid of the ServerApp this run executes in (engine ``deployment`` only).
     """
     if engine == "inprocess":
-        run_inprocess(server, partition=partition, examples=data.train, model=model,
-                      local=cfg.federation.local, on_round=on_round, client_batch=cfg.federation.client_batch)
+        run_inprocess(
+            server,
+            partition=partition,
+            examples=data.train,
+            model=model,
+            local=cfg.federation.local,
+            on_round=on_round,
+            client_batch=cfg.federation.client_batch,
+        )
         return {}
     # the Flower engines import flwr (and Ray) only when they run: seconds of start-up otherwise
     if engine == "flower":
         from sandbox.federated.flower_simulation import run_flower_simulation
+
         return run_flower_simulation(server, n_clients=len(partition), cfg=cfg, on_round=on_round)
     if grid is None:
-        raise ConfigError("federation.engine: 'deployment' runs inside a Flower ServerApp (scripts/flower-deploy, "
-                          "`flwr run .`); here use 'inprocess' or 'flower'")
+        raise ConfigError(
+            "federation.engine: 'deployment' runs inside a Flower ServerApp (scripts/flower-deploy, "
+            "`flwr run .`); here use 'inprocess' or 'flower'"
+        )
     from sandbox.federated.flower_server import run_flower_rounds
+
     return run_flower_rounds(grid, server, n_clients=len(partition), cfg=cfg, on_round=on_round)
 
 
@@ -110,46 +142,90 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
         dp, book = dp_settings(cfg, len(partition))
     elif cfg.privacy.mechanism == "client_dpsgd":
         local_dp, book = client_dpsgd_settings(cfg, len(data.train))
-    server = FederatedServer(params=parameters_to_vector(model.parameters()).detach(),
-                             n_clients=len(partition), cfg=fed, dp=dp, book=book, seed=seeds.federation,
-                             local_dp=local_dp, noise_source=cfg.privacy.noise_source)
+    server = FederatedServer(
+        params=parameters_to_vector(model.parameters()).detach(),
+        n_clients=len(partition),
+        cfg=fed,
+        dp=dp,
+        book=book,
+        seed=seeds.federation,
+        local_dp=local_dp,
+        noise_source=cfg.privacy.noise_source,
+    )
     started = time.perf_counter()
     with progress_bar(cfg.progress, unit="rounds") as show:
-        curve = _FederatedCurve(data.new_model(cfg, seeds), data.test, task=cfg.task,
-                                every=fed.eval_every, rounds=fed.rounds, show=show)
-        engine_timing = run_engine(fed.engine, server, partition=partition, data=data, model=model, cfg=cfg,
-                                   on_round=curve, grid=grid)
+        curve = _FederatedCurve(
+            data.new_model(cfg, seeds), data.test, task=cfg.task, every=fed.eval_every, rounds=fed.rounds, show=show
+        )
+        engine_timing = run_engine(
+            fed.engine, server, partition=partition, data=data, model=model, cfg=cfg, on_round=curve, grid=grid
+        )
     seconds = time.perf_counter() - started
     if not curve.points:  # the budget allowed no round at all: the record shows the initial model
-        curve.points.append({"round": 0, "clients": 0, "clip_norm": server.clip_norm,
-                             "epsilon": 0.0 if book else None, "train_loss": None})
+        curve.points.append(
+            {
+                "round": 0,
+                "clients": 0,
+                "clip_norm": server.clip_norm,
+                "epsilon": 0.0 if book else None,
+                "train_loss": None,
+            }
+        )
     if "top1" not in curve.points[-1]:  # stopped early: evaluate where it stopped
         curve.points[-1].update(curve.evaluate(server.params))
     vector_to_parameters(server.params.clone(), model.parameters())
     if local_dp is not None:
         privacy = privacy_section(
-            mechanism="client_dpsgd", unit="example", book=book, steps=book.steps,
-            noise_multiplier=local_dp.noise_multiplier, sample_rate=local_dp.sample_rate,
-            clip_norm=local_dp.clip_norm, target_epsilon=cfg.privacy.target_epsilon,
-            sampling="poisson (each client's examples, per local step)", rounds=server.round,
-            local_steps_per_round=local_dp.steps, worst_client_rounds=int(server.participation.max(initial=0)),
+            mechanism="client_dpsgd",
+            unit="example",
+            book=book,
+            steps=book.steps,
+            noise_multiplier=local_dp.noise_multiplier,
+            sample_rate=local_dp.sample_rate,
+            clip_norm=local_dp.clip_norm,
+            target_epsilon=cfg.privacy.target_epsilon,
+            sampling="poisson (each client's examples, per local step)",
+            rounds=server.round,
+            local_steps_per_round=local_dp.steps,
+            worst_client_rounds=int(server.participation.max(initial=0)),
             epsilon_scope="the client that took part in the most rounds; every other example has ε ≤ this",
-            amplification_by_client_sampling=False, denominator="fixed (q·n of the client)",
-            noise_source=local_dp.noise_source)
+            amplification_by_client_sampling=False,
+            denominator="fixed (q·n of the client)",
+            noise_source=local_dp.noise_source,
+        )
     elif dp is None:
         privacy = privacy_section(mechanism="none", unit=fed.unit, book=None, steps=server.round)
     else:
         privacy = privacy_section(
-            mechanism="dpfedavg", unit=fed.unit, book=book, steps=server.round,
-            noise_multiplier=dp.noise_multiplier, sample_rate=fed.sample_rate, clip_norm=dp.clip_norm,
-            target_epsilon=cfg.privacy.target_epsilon, noise_source=cfg.privacy.noise_source, clipping=dp.clipping,
-            clipping_site=dp.clipping_site, final_clip_norm=server.clip_norm,
-            count_noise_multiplier=dp.count_noise_multiplier, denominator="fixed (q·N)",
+            mechanism="dpfedavg",
+            unit=fed.unit,
+            book=book,
+            steps=server.round,
+            noise_multiplier=dp.noise_multiplier,
+            sample_rate=fed.sample_rate,
+            clip_norm=dp.clip_norm,
+            target_epsilon=cfg.privacy.target_epsilon,
+            noise_source=cfg.privacy.noise_source,
+            clipping=dp.clipping,
+            clipping_site=dp.clipping_site,
+            final_clip_norm=server.clip_norm,
+            count_noise_multiplier=dp.count_noise_multiplier,
+            denominator="fixed (q·N)",
             **_adaptive_noise(dp),
-            stop_rule=dp.stop_at_epsilon is not None)
+            stop_rule=dp.stop_at_epsilon is not None,
+        )
     took_part = np.flatnonzero(server.participation > 0)
-    return Outcome(model=model, curve=curve.points, privacy=privacy, status=server.status,
-                   trained_users=partition.users_of(took_part, data.corpus, data.train),
-                   engine=fed.engine, data={"n_clients": len(partition), "client_unit": fed.unit},
-                   timing={"training_seconds": round(seconds, 2),
-                           "seconds_per_round": round(seconds / max(1, server.round), 4), **engine_timing})
+    return Outcome(
+        model=model,
+        curve=curve.points,
+        privacy=privacy,
+        status=server.status,
+        trained_users=partition.users_of(took_part, data.corpus, data.train),
+        engine=fed.engine,
+        data={"n_clients": len(partition), "client_unit": fed.unit},
+        timing={
+            "training_seconds": round(seconds, 2),
+            "seconds_per_round": round(seconds / max(1, server.round), 4),
+            **engine_timing,
+        },
+    )

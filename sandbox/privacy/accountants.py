@@ -52,9 +52,7 @@ class GuardedPRVAccountant(PRVAccountant):
                     f"PRV would need a grid of {domain.size:,} points (limit "
                     f"{MAX_PRV_GRID_POINTS:,}) for history {self.history}; use accountant 'rdp'"
                 )
-            return super().get_epsilon(
-                delta, eps_error=eps_error, delta_error=delta_error, **kwargs
-            )
+            return super().get_epsilon(delta, eps_error=eps_error, delta_error=delta_error, **kwargs)
 
 
 class BracketedGaussianAccountant(GaussianAccountant):

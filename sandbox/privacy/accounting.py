@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from opacus.accountants.utils import get_noise_multiplier
 
 from sandbox.privacy.accountants import MAX_PRV_GRID_POINTS, build_accountant, registry_name
-
 from sandbox.privacy.delta import check_delta, default_delta
 from sandbox.privacy.events import (
     ACCOUNTANTS,
@@ -31,8 +30,8 @@ from sandbox.privacy.events import (
     SubsampledGaussianEvent,
     UnsupportedAccountingError,
     check_choice,
-    joint_noise_multiplier,
     check_positive,
+    joint_noise_multiplier,
     validate_privacy_inputs,
 )
 
@@ -58,9 +57,7 @@ def _history(events: Sequence[SubsampledGaussianEvent]) -> list[tuple[float, flo
     return history
 
 
-def epsilon_for(
-    *, events: Sequence[SubsampledGaussianEvent], delta: float, accountant: str
-) -> float:
+def epsilon_for(*, events: Sequence[SubsampledGaussianEvent], delta: float, accountant: str) -> float:
     """ε at ``delta`` for the composition of ``events`` (add/remove-one neighbours).
 
     Accountants (all Opacus):
@@ -109,9 +106,7 @@ def noise_multiplier_for(
     (target_epsilon - epsilon_tolerance, target_epsilon], by Opacus' binary search
     (``get_noise_multiplier``). The accountant caveats of ``epsilon_for`` apply.
     """
-    validate_privacy_inputs(
-        sample_rate=sample_rate, steps=steps, delta=delta, target_epsilon=target_epsilon
-    )
+    validate_privacy_inputs(sample_rate=sample_rate, steps=steps, delta=delta, target_epsilon=target_epsilon)
     check_positive("epsilon_tolerance", epsilon_tolerance)
     check_choice("accountant", accountant, ACCOUNTANTS)
     try:
@@ -129,8 +124,7 @@ def noise_multiplier_for(
             )
     except _NUMERICAL_FAILURES as error:  # includes AccountingError from the PRV guard
         raise AccountingError(
-            f"accountant {accountant!r} could not calibrate noise "
-            f"for target_epsilon={target_epsilon}: {error}"
+            f"accountant {accountant!r} could not calibrate noise for target_epsilon={target_epsilon}: {error}"
         ) from error
     return float(sigma)
 
@@ -182,9 +176,7 @@ class PrivacyBook:
         """Record ``steps`` runs that happened; merged into the last event when
         (σ, q, sampling, components) are identical. ``components``: the Gaussian queries
         released together on one sample (see ``SubsampledGaussianEvent``)."""
-        validate_privacy_inputs(
-            noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps
-        )
+        validate_privacy_inputs(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
         event = SubsampledGaussianEvent(  # plain Python numbers keep state_dict JSON-safe
             noise_multiplier=float(noise_multiplier),
             sample_rate=float(sample_rate),

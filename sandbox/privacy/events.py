@@ -134,20 +134,26 @@ class SubsampledGaussianEvent:
         try:  # JSON gives lists; keep the event hashable and comparable
             components = tuple((str(name), float(value)) for name, value in self.components)
         except (TypeError, ValueError):
-            raise PrivacyInputError(f"components must be (name, noise multiplier) pairs, got {self.components!r}") \
-                from None
+            raise PrivacyInputError(
+                f"components must be (name, noise multiplier) pairs, got {self.components!r}"
+            ) from None
         object.__setattr__(self, "components", components)
         if components:
             joint = joint_noise_multiplier(value for _, value in components)
             if not math.isclose(joint, self.noise_multiplier, rel_tol=1e-9):
                 raise PrivacyInputError(
                     f"noise_multiplier {self.noise_multiplier!r} is not the joint multiplier {joint!r} "
-                    f"of its components {components}")
+                    f"of its components {components}"
+                )
 
     def to_json(self) -> dict:
         """The event as JSON-native data (``components`` as lists, left out when there are none)."""
-        out = {"noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate, "steps": self.steps,
-               "sampling": self.sampling}
+        out = {
+            "noise_multiplier": self.noise_multiplier,
+            "sample_rate": self.sample_rate,
+            "steps": self.steps,
+            "sampling": self.sampling,
+        }
         if self.components:
             out["components"] = [[name, value] for name, value in self.components]
         return out

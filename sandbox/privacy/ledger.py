@@ -67,8 +67,14 @@ class ModelSpend:
     times: int = 1
 
     def to_json(self) -> dict:
-        return {"what": self.what, "private": self.private, "unit": self.unit, "delta": self.delta,
-                "events": list(self.events), "times": self.times}
+        return {
+            "what": self.what,
+            "private": self.private,
+            "unit": self.unit,
+            "delta": self.delta,
+            "events": list(self.events),
+            "times": self.times,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,17 @@ class Spend:
             return self.models
         if not self.private:
             return (ModelSpend(what=self.what or "training", private=False),)
-        return tuple(ModelSpend(what=self.what or "training", private=True, unit=self.unit, delta=self.delta,
-                                events=(event,), times=int(times)) for event, times in self.events)
+        return tuple(
+            ModelSpend(
+                what=self.what or "training",
+                private=True,
+                unit=self.unit,
+                delta=self.delta,
+                events=(event,),
+                times=int(times),
+            )
+            for event, times in self.events
+        )
 
     @property
     def units(self) -> tuple[str, ...]:
@@ -114,13 +129,30 @@ def _eps(value: float) -> str:
 def _models(entry: dict) -> list[ModelSpend]:
     """An entry's models; version 1 entries (``unit``, ``private``, ``events: [{event, times}]``) converted."""
     if "models" in entry:
-        return [ModelSpend(what=m.get("what", ""), private=bool(m["private"]), unit=m.get("unit"),
-                           delta=float(m.get("delta", 0.0)), events=tuple(m.get("events", ())),
-                           times=int(m.get("times", 1))) for m in entry["models"]]
+        return [
+            ModelSpend(
+                what=m.get("what", ""),
+                private=bool(m["private"]),
+                unit=m.get("unit"),
+                delta=float(m.get("delta", 0.0)),
+                events=tuple(m.get("events", ())),
+                times=int(m.get("times", 1)),
+            )
+            for m in entry["models"]
+        ]
     if not entry["private"]:
         return [ModelSpend(what=entry.get("what", ""), private=False)]
-    return [ModelSpend(what=entry.get("what", ""), private=True, unit=entry["unit"], delta=entry["delta"],
-                       events=(item["event"],), times=int(item["times"])) for item in entry["events"]]
+    return [
+        ModelSpend(
+            what=entry.get("what", ""),
+            private=True,
+            unit=entry["unit"],
+            delta=entry["delta"],
+            events=(item["event"],),
+            times=int(item["times"]),
+        )
+        for item in entry["events"]
+    ]
 
 
 def _events(models: list[ModelSpend]) -> list[SubsampledGaussianEvent]:
@@ -159,8 +191,10 @@ def _at_unit(runs: list[list[ModelSpend]], unit: str) -> UnitSpend:
             continue
         got = implied(eps, delta, unit=source, relation=ADD_REMOVE[unit])
         eps_total, delta_total = eps_total + got.epsilon, delta_total + got.delta
-        parts.append(f"{source}-level spends of {len(mine)} run(s), ε = {eps:.4g} at δ = {delta:.2g}, count "
-                     f"{_eps(got.epsilon)} here: {got.conversion}")
+        parts.append(
+            f"{source}-level spends of {len(mine)} run(s), ε = {eps:.4g} at δ = {delta:.2g}, count "
+            f"{_eps(got.epsilon)} here: {got.conversion}"
+        )
     return UnitSpend(eps_total, delta_total, len(runs), tuple(parts))
 
 
@@ -180,8 +214,9 @@ class PrivacyLedger:
                 raise ValueError("not a privacy ledger (version or entries missing)")
             return data["entries"]
         except (ValueError, AttributeError) as exc:
-            raise LedgerError(f"privacy ledger {self.path}: unreadable ({exc}); move it away to start a new one") \
-                from None
+            raise LedgerError(
+                f"privacy ledger {self.path}: unreadable ({exc}); move it away to start a new one"
+            ) from None
 
     def runs(self, dataset: str) -> list[list[ModelSpend]]:
         """Every run's models on ``dataset``."""
@@ -213,8 +248,11 @@ class PrivacyLedger:
         # the run's upper bound, as one model at its unit (∞ when not private)
         if spend.private and math.isfinite(planned_epsilon):
             (own,) = spend.units or (spend.unit,)
-            planned = Spend(dataset=spend.dataset, what=spend.what, models=(
-                ModelSpend(what=spend.what, private=True, unit=own, delta=spend.delta or 0.0),))
+            planned = Spend(
+                dataset=spend.dataset,
+                what=spend.what,
+                models=(ModelSpend(what=spend.what, private=True, unit=own, delta=spend.delta or 0.0),),
+            )
         else:
             planned = None
         for unit in units:
@@ -223,18 +261,28 @@ class PrivacyLedger:
                 add, why = math.inf, " (a non-private model)"
             else:
                 (own,) = planned.units
-                add = planned_epsilon if own == unit else implied(
-                    planned_epsilon, 0.0, unit=own, relation=ADD_REMOVE[unit]).epsilon
-                why = "" if own == unit else f" (this run is {own}-level: " + implied(
-                    1.0, 0.0, unit=own, relation=ADD_REMOVE[unit]).conversion + ")"
+                add = (
+                    planned_epsilon
+                    if own == unit
+                    else implied(planned_epsilon, 0.0, unit=own, relation=ADD_REMOVE[unit]).epsilon
+                )
+                why = (
+                    ""
+                    if own == unit
+                    else f" (this run is {own}-level: "
+                    + implied(1.0, 0.0, unit=own, relation=ADD_REMOVE[unit]).conversion
+                    + ")"
+                )
             projected = before.epsilon + add
             if projected > total:
-                message = (f"privacy ledger {self.path}: data set {spend.dataset[:12]} ({unit} level) has spent "
-                           f"ε = {_eps(before.epsilon)} in {before.runs} run(s); this run ({spend.what}) may add up "
-                           f"to ε = {_eps(add)} at {unit} level{why}, {_eps(projected)} in all, past "
-                           f"ledger.total_epsilon = {total:g}. "
-                           "Use another data set, lower privacy.target_epsilon (or drop the non-private parts: "
-                             "privacy=none, audit.control=false, non-private shadows), or raise ledger.total_epsilon")
+                message = (
+                    f"privacy ledger {self.path}: data set {spend.dataset[:12]} ({unit} level) has spent "
+                    f"ε = {_eps(before.epsilon)} in {before.runs} run(s); this run ({spend.what}) may add up "
+                    f"to ε = {_eps(add)} at {unit} level{why}, {_eps(projected)} in all, past "
+                    f"ledger.total_epsilon = {total:g}. "
+                    "Use another data set, lower privacy.target_epsilon (or drop the non-private parts: "
+                    "privacy=none, audit.control=false, non-private shadows), or raise ledger.total_epsilon"
+                )
                 if on_exceed == "warn":
                     return message
                 raise LedgerError(message)
@@ -245,8 +293,14 @@ class PrivacyLedger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.path) + ".lock"):
             entries = self.entries()
-            entries.append({**spend.to_json(), "run_dir": str(run_dir), "run_epsilon": epsilon,
-                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            entries.append(
+                {
+                    **spend.to_json(),
+                    "run_dir": str(run_dir),
+                    "run_epsilon": epsilon,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
             write_json(self.path, {"version": LEDGER_VERSION, "entries": entries})
 
     def table(self) -> str:
@@ -259,8 +313,9 @@ class PrivacyLedger:
             for unit in self.promised_units(dataset) or UNIT_ORDER:
                 got = self.at_unit(dataset, unit)
                 non_private = any(not m.private for models in self.runs(dataset) for m in models)
-                eps_text = "∞ (non-private)" if non_private else ("∞" if math.isinf(got.epsilon) else
-                                                                   f"{got.epsilon:.3f}")
+                eps_text = (
+                    "∞ (non-private)" if non_private else ("∞" if math.isinf(got.epsilon) else f"{got.epsilon:.3f}")
+                )
                 delta_text = f"{got.delta:>9.1e}" if math.isfinite(got.delta) else f"{'—':>9}"
                 lines.append(f"{dataset[:12]:<14} {unit:<10} {got.runs:>5} {eps_text:>10} {delta_text}")
         return "\n".join(lines)

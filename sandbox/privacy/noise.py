@@ -58,13 +58,15 @@ from __future__ import annotations
 
 import os
 
-from sandbox.config.schema import NOISE_SOURCES  # noqa: F401  (re-exported)
-
 import numpy as np
 import torch
 
-SEEDED_NOISE_WARNING = ("seeded noise (research mode): anyone holding this record can regenerate the DP noise "
-                        "and subtract it; this model is NOT differentially private against them")
+from sandbox.config.schema import NOISE_SOURCES  # noqa: F401  (re-exported)
+
+SEEDED_NOISE_WARNING = (
+    "seeded noise (research mode): anyone holding this record can regenerate the DP noise "
+    "and subtract it; this model is NOT differentially private against them"
+)
 
 _MT_WORDS = 624  # MT19937 state: 624 32-bit words
 _STATE_BYTES = 5056  # torch's CPUGeneratorImplState (legacy pod + next float normal sample)
@@ -83,13 +85,15 @@ def secure_generator() -> torch.Generator:
     """
     generator = torch.Generator().manual_seed(0)  # a valid state to overwrite (normal caches empty)
     state = generator.get_state().numpy().copy()
-    words = np.frombuffer(state[_WORDS_OFFSET:_WORDS_OFFSET + 8 * _MT_WORDS].tobytes(), dtype=np.uint64)
+    words = np.frombuffer(state[_WORDS_OFFSET : _WORDS_OFFSET + 8 * _MT_WORDS].tobytes(), dtype=np.uint64)
     # The layout check: after manual_seed(0) the words are MT19937's initialisation of seed 0.
     if state.size != _STATE_BYTES or words[0] != 0 or words[1] != 1 or words.max() >= 2**32:
-        raise RuntimeError(f"torch {torch.__version__}: unexpected CPU generator state layout; "
-                           "sandbox.privacy.noise cannot fill it from os.urandom (no secure noise)")
+        raise RuntimeError(
+            f"torch {torch.__version__}: unexpected CPU generator state layout; "
+            "sandbox.privacy.noise cannot fill it from os.urandom (no secure noise)"
+        )
     fresh = np.frombuffer(_os_entropy(4 * _MT_WORDS), dtype=np.uint32).astype(np.uint64)
-    state[_WORDS_OFFSET:_WORDS_OFFSET + 8 * _MT_WORDS] = np.frombuffer(fresh.tobytes(), dtype=np.uint8)
+    state[_WORDS_OFFSET : _WORDS_OFFSET + 8 * _MT_WORDS] = np.frombuffer(fresh.tobytes(), dtype=np.uint8)
     generator.set_state(torch.from_numpy(state))
     return generator
 

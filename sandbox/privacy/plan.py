@@ -110,17 +110,25 @@ class PrivacyPlan:
         """The plan as the accountants see it (``steps`` default: all planned steps). With components the
         event's multiplier is their joint one, exactly as the DP-FedAvg server records each round."""
         noise = joint_noise_multiplier(z for _, z in self.components) if self.components else self.noise_multiplier
-        return SubsampledGaussianEvent(noise_multiplier=noise, sample_rate=self.sample_rate,
-                                       steps=self.steps if steps is None else steps, sampling=self.sampling,
-                                       components=self.components)
+        return SubsampledGaussianEvent(
+            noise_multiplier=noise,
+            sample_rate=self.sample_rate,
+            steps=self.steps if steps is None else steps,
+            sampling=self.sampling,
+            components=self.components,
+        )
 
     def epsilon(self, accountant: str | None = None, delta: float | None = None) -> float:
         """ε of all planned steps by ``accountant`` (default the plan's) at ``delta`` (default the plan's)."""
-        return epsilon_for(events=[self.event()], delta=self.delta if delta is None else delta,
-                           accountant=self.accountant if accountant is None else accountant)
+        return epsilon_for(
+            events=[self.event()],
+            delta=self.delta if delta is None else delta,
+            accountant=self.accountant if accountant is None else accountant,
+        )
 
 
 # -- validation: one check per input, naming the parameter --------------------------------------
+
 
 def _check(key: str, **value) -> None:
     try:
@@ -157,6 +165,7 @@ def _check_question(noise_multiplier, target_epsilon, *, both_allowed: bool = Fa
 
 # -- schedules -----------------------------------------------------------------------------------
 
+
 def batches_per_epoch(*, n_examples: int, batch_size: int) -> int:
     """⌈N/B⌉: batches of the shuffled loader; Opacus' Poisson loader then samples at q = 1/⌈N/B⌉."""
     _check_count("n_examples", n_examples)
@@ -184,31 +193,49 @@ def update_noise_multiplier(total: float, count_noise_multiplier: float) -> floa
     arithmetic as ``sandbox.federated.aggregate.update_noise_multiplier``, which the server runs)."""
     residual = total**-2 - count_noise_multiplier**-2
     if residual <= 0:
-        raise PlanInputError("count_noise_multiplier", f"count noise σ_b={count_noise_multiplier} is too small "
-                                                       f"for total noise z={total}: need σ_b > z = {total:.4g}")
+        raise PlanInputError(
+            "count_noise_multiplier",
+            f"count noise σ_b={count_noise_multiplier} is too small "
+            f"for total noise z={total}: need σ_b > z = {total:.4g}",
+        )
     return residual**-0.5
 
 
 def adaptive_components(total: float, count_noise_multiplier: float) -> tuple[tuple[str, float], ...]:
     """Adaptive clipping's two Gaussian queries on one Poisson sample: (("update", z_Δ), ("count", σ_b))."""
-    return (("update", update_noise_multiplier(total, count_noise_multiplier)),
-            ("count", float(count_noise_multiplier)))
+    return (
+        ("update", update_noise_multiplier(total, count_noise_multiplier)),
+        ("count", float(count_noise_multiplier)),
+    )
 
 
 # -- accounting (delegated) ----------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=256)
 def _calibrated(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
     """Opacus' σ for the target (cached: the ledger's pre-check and the trainer ask the same question)."""
     with warnings.catch_warnings():  # the search probes σ far from the answer; its warnings are about probes
         warnings.simplefilter("ignore")
-        return noise_multiplier_for(target_epsilon=target_epsilon, delta=delta, sample_rate=sample_rate,
-                                    steps=steps, accountant=accountant)
+        return noise_multiplier_for(
+            target_epsilon=target_epsilon, delta=delta, sample_rate=sample_rate, steps=steps, accountant=accountant
+        )
 
 
-def _plan(*, mechanism: str, unit: str, sample_rate: float, steps: int, noise_multiplier: float | None,
-          target_epsilon: float | None, delta: float, accountant: str, stop_rule: bool = False,
-          split: Callable[[float], tuple[tuple[str, float], ...]] | None = None, **schedule) -> PrivacyPlan:
+def _plan(
+    *,
+    mechanism: str,
+    unit: str,
+    sample_rate: float,
+    steps: int,
+    noise_multiplier: float | None,
+    target_epsilon: float | None,
+    delta: float,
+    accountant: str,
+    stop_rule: bool = False,
+    split: Callable[[float], tuple[tuple[str, float], ...]] | None = None,
+    **schedule,
+) -> PrivacyPlan:
     """σ given, or calibrated for the target over (q, steps); then ε of the plan, both delegated."""
     _check("delta", delta=delta)
     _check("sample_rate", sample_rate=sample_rate)
@@ -216,21 +243,44 @@ def _plan(*, mechanism: str, unit: str, sample_rate: float, steps: int, noise_mu
     _check_choice("accountant", accountant, ACCOUNTANTS)
     _check_choice("unit", unit, UNITS)
     calibrated = noise_multiplier is None
-    sigma = float(noise_multiplier) if not calibrated else _calibrated(
-        float(target_epsilon), float(delta), float(sample_rate), int(steps), accountant)
+    sigma = (
+        float(noise_multiplier)
+        if not calibrated
+        else _calibrated(float(target_epsilon), float(delta), float(sample_rate), int(steps), accountant)
+    )
     plan = PrivacyPlan(
-        mechanism=mechanism, unit=unit, noise_multiplier=sigma, sample_rate=float(sample_rate), steps=int(steps),
-        delta=float(delta), accountant=accountant, planned_epsilon=math.nan, target_epsilon=target_epsilon,
-        calibrated=calibrated, stop_at_epsilon=target_epsilon if stop_rule and not calibrated else None,
-        components=split(sigma) if split else (), **schedule)
+        mechanism=mechanism,
+        unit=unit,
+        noise_multiplier=sigma,
+        sample_rate=float(sample_rate),
+        steps=int(steps),
+        delta=float(delta),
+        accountant=accountant,
+        planned_epsilon=math.nan,
+        target_epsilon=target_epsilon,
+        calibrated=calibrated,
+        stop_at_epsilon=target_epsilon if stop_rule and not calibrated else None,
+        components=split(sigma) if split else (),
+        **schedule,
+    )
     return replace(plan, planned_epsilon=plan.epsilon())
 
 
 # -- one function per mechanism ------------------------------------------------------------------
 
-def plan_dpsgd(*, n_examples: int, batch_size: int, epochs: float | None = None, steps: int | None = None,
-               noise_multiplier: float | None = None, target_epsilon: float | None = None, delta: float,
-               accountant: str = "rdp", unit: str = "example") -> PrivacyPlan:
+
+def plan_dpsgd(
+    *,
+    n_examples: int,
+    batch_size: int,
+    epochs: float | None = None,
+    steps: int | None = None,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    delta: float,
+    accountant: str = "rdp",
+    unit: str = "example",
+) -> PrivacyPlan:
     """Central DP-SGD over ``n_examples`` with expected batch ``batch_size``: q = 1/⌈N/B⌉ and
     steps = max(1, round(epochs · ⌈N/B⌉)) (or ``steps`` given instead of ``epochs``); σ given, or
     calibrated by Opacus for ``target_epsilon`` over those steps."""
@@ -241,15 +291,36 @@ def plan_dpsgd(*, n_examples: int, batch_size: int, epochs: float | None = None,
     if epochs is not None:
         steps = epoch_steps(n_examples=n_examples, batch_size=batch_size, epochs=epochs)
     exact = Fraction(1, batches)
-    return _plan(mechanism="dpsgd", unit=unit, sample_rate=float(exact), steps=steps,
-                 noise_multiplier=noise_multiplier, target_epsilon=target_epsilon, delta=delta,
-                 accountant=accountant, exact_sample_rate=exact, n_examples=int(n_examples),
-                 batch_size=int(batch_size), batches_per_epoch=batches, epochs=epochs)
+    return _plan(
+        mechanism="dpsgd",
+        unit=unit,
+        sample_rate=float(exact),
+        steps=steps,
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        delta=delta,
+        accountant=accountant,
+        exact_sample_rate=exact,
+        n_examples=int(n_examples),
+        batch_size=int(batch_size),
+        batches_per_epoch=batches,
+        epochs=epochs,
+    )
 
 
-def plan_dpfedavg(*, n_clients: int, sample_rate: float, rounds: int, noise_multiplier: float | None = None,
-                  target_epsilon: float | None = None, delta: float, accountant: str = "rdp", unit: str = "user",
-                  clipping: str = "fixed", count_noise_multiplier: float | None = None) -> PrivacyPlan:
+def plan_dpfedavg(
+    *,
+    n_clients: int,
+    sample_rate: float,
+    rounds: int,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    delta: float,
+    accountant: str = "rdp",
+    unit: str = "user",
+    clipping: str = "fixed",
+    count_noise_multiplier: float | None = None,
+) -> PrivacyPlan:
     """DP-FedAvg: ``rounds`` rounds at client rate q. σ (the total z) given, or calibrated for
     ``target_epsilon`` over the rounds; both given: σ runs and training stops before a round would
     pass the target (``stop_at_epsilon``). Adaptive clipping splits z into the update's z_Δ and the
@@ -273,47 +344,98 @@ def plan_dpfedavg(*, n_clients: int, sample_rate: float, rounds: int, noise_mult
                     f"σ_b = {count:.4g} must exceed the total noise multiplier z = {total:.4g} (the update gets "
                     f"z_Δ = (z⁻² − σ_b⁻²)^-½); "
                     + ("set it explicitly" if count_noise_multiplier is None else "raise it")
-                    + f" (default q·N/20 = {default:.4g} for {n_clients} clients)")
+                    + f" (default q·N/20 = {default:.4g} for {n_clients} clients)",
+                )
             return adaptive_components(total, count)
-    return _plan(mechanism="dpfedavg", unit=unit, sample_rate=sample_rate, steps=rounds,
-                 noise_multiplier=noise_multiplier, target_epsilon=target_epsilon, delta=delta,
-                 accountant=accountant, stop_rule=True, split=split, n_clients=int(n_clients),
-                 rounds=int(rounds))
+
+    return _plan(
+        mechanism="dpfedavg",
+        unit=unit,
+        sample_rate=sample_rate,
+        steps=rounds,
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        delta=delta,
+        accountant=accountant,
+        stop_rule=True,
+        split=split,
+        n_clients=int(n_clients),
+        rounds=int(rounds),
+    )
 
 
-def plan_client_dpsgd(*, local_sample_rate: float, local_epochs: float, rounds: int,
-                      noise_multiplier: float | None = None, target_epsilon: float | None = None, delta: float,
-                      accountant: str = "rdp") -> PrivacyPlan:
+def plan_client_dpsgd(
+    *,
+    local_sample_rate: float,
+    local_epochs: float,
+    rounds: int,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    delta: float,
+    accountant: str = "rdp",
+) -> PrivacyPlan:
     """Client-level DP-SGD: each round a client runs max(1, round(local_epochs / q)) DP-SGD steps at its
     example rate q; planned for a client in every round (local steps × rounds), the worst case."""
     _check_question(noise_multiplier, target_epsilon)
     _check_count("rounds", rounds)
     per_round = local_steps(epochs=local_epochs, sample_rate=local_sample_rate)
-    return _plan(mechanism="client_dpsgd", unit="example", sample_rate=local_sample_rate, steps=per_round * rounds,
-                 noise_multiplier=noise_multiplier, target_epsilon=target_epsilon, delta=delta,
-                 accountant=accountant, epochs=local_epochs, rounds=int(rounds), local_steps=per_round)
+    return _plan(
+        mechanism="client_dpsgd",
+        unit="example",
+        sample_rate=local_sample_rate,
+        steps=per_round * rounds,
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        delta=delta,
+        accountant=accountant,
+        epochs=local_epochs,
+        rounds=int(rounds),
+        local_steps=per_round,
+    )
 
 
-def plan_gaussian(*, sample_rate: float, steps: int, noise_multiplier: float | None = None,
-                  target_epsilon: float | None = None, delta: float, accountant: str = "rdp",
-                  unit: str = "example") -> PrivacyPlan:
+def plan_gaussian(
+    *,
+    sample_rate: float,
+    steps: int,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    delta: float,
+    accountant: str = "rdp",
+    unit: str = "example",
+) -> PrivacyPlan:
     """A bare Poisson-subsampled Gaussian mechanism, (σ, q, steps) given directly (the budget CLI's
     ``--sample-rate`` with ``--steps``); σ given or calibrated for ``target_epsilon``."""
     _check_question(noise_multiplier, target_epsilon)
-    return _plan(mechanism="gaussian", unit=unit, sample_rate=sample_rate, steps=steps,
-                 noise_multiplier=noise_multiplier, target_epsilon=target_epsilon, delta=delta,
-                 accountant=accountant)
+    return _plan(
+        mechanism="gaussian",
+        unit=unit,
+        sample_rate=sample_rate,
+        steps=steps,
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        delta=delta,
+        accountant=accountant,
+    )
 
 
 # -- from a run's config -------------------------------------------------------------------------
 
 _CONFIG_KEYS = {
     "dpsgd": {"n_examples": "data", "batch_size": "train.batch_size", "epochs": "train.epochs"},
-    "dpfedavg": {"sample_rate": "federation.sample_rate", "rounds": "federation.rounds",
-                 "count_noise_multiplier": "privacy.count_noise_multiplier", "n_clients": "data",
-                 "clipping": "privacy.clipping", "unit": "federation.unit"},
-    "client_dpsgd": {"sample_rate": "privacy.local_sample_rate", "epochs": "federation.local_epochs",
-                     "rounds": "federation.rounds"},
+    "dpfedavg": {
+        "sample_rate": "federation.sample_rate",
+        "rounds": "federation.rounds",
+        "count_noise_multiplier": "privacy.count_noise_multiplier",
+        "n_clients": "data",
+        "clipping": "privacy.clipping",
+        "unit": "federation.unit",
+    },
+    "client_dpsgd": {
+        "sample_rate": "privacy.local_sample_rate",
+        "epochs": "federation.local_epochs",
+        "rounds": "federation.rounds",
+    },
 }
 
 
@@ -337,25 +459,43 @@ def plan_for(cfg: RunConfig, *, n_examples: int | None = None, n_clients: int | 
     mechanism = p.mechanism
     if mechanism == "none":
         return None
-    needed = {"dpsgd": ("n_examples", n_examples), "client_dpsgd": ("n_examples", n_examples),
-              "dpfedavg": ("n_clients", n_clients)}.get(mechanism)
+    needed = {
+        "dpsgd": ("n_examples", n_examples),
+        "client_dpsgd": ("n_examples", n_examples),
+        "dpfedavg": ("n_clients", n_clients),
+    }.get(mechanism)
     if needed is None:
         raise ConfigError(f"privacy.mechanism: no privacy plan for {mechanism!r}")
     if needed[1] is None:
         raise TypeError(f"plan_for({mechanism!r}) needs {needed[0]}")
-    question = {"noise_multiplier": p.noise_multiplier, "target_epsilon": p.target_epsilon,
-                "accountant": p.accountant}
+    question = {"noise_multiplier": p.noise_multiplier, "target_epsilon": p.target_epsilon, "accountant": p.accountant}
     try:
         if mechanism == "dpsgd":
-            return plan_dpsgd(n_examples=n_examples, batch_size=cfg.train.batch_size, epochs=cfg.train.epochs,
-                              delta=delta_for(cfg, n=n_examples, unit="example"), **question)
+            return plan_dpsgd(
+                n_examples=n_examples,
+                batch_size=cfg.train.batch_size,
+                epochs=cfg.train.epochs,
+                delta=delta_for(cfg, n=n_examples, unit="example"),
+                **question,
+            )
         if mechanism == "client_dpsgd":
-            return plan_client_dpsgd(local_sample_rate=p.local_sample_rate, local_epochs=fed.local_epochs,
-                                     rounds=fed.rounds, delta=delta_for(cfg, n=n_examples, unit="example"),
-                                     **question)
-        return plan_dpfedavg(n_clients=n_clients, sample_rate=fed.sample_rate, rounds=fed.rounds,
-                             delta=delta_for(cfg, n=n_clients, unit=fed.unit), unit=fed.unit,
-                             clipping=p.clipping, count_noise_multiplier=p.count_noise_multiplier, **question)
+            return plan_client_dpsgd(
+                local_sample_rate=p.local_sample_rate,
+                local_epochs=fed.local_epochs,
+                rounds=fed.rounds,
+                delta=delta_for(cfg, n=n_examples, unit="example"),
+                **question,
+            )
+        return plan_dpfedavg(
+            n_clients=n_clients,
+            sample_rate=fed.sample_rate,
+            rounds=fed.rounds,
+            delta=delta_for(cfg, n=n_clients, unit=fed.unit),
+            unit=fed.unit,
+            clipping=p.clipping,
+            count_noise_multiplier=p.count_noise_multiplier,
+            **question,
+        )
     except PlanInputError as error:
         key = _CONFIG_KEYS[mechanism].get(error.key, f"privacy.{error.key}")
         message = str(error)

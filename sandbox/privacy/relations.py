@@ -114,30 +114,34 @@ def _steps(unit: str, relation: Relation, caps: dict[str, int] | None) -> tuple[
     if relation.kind == "inside":
         w = UNIT_ORDER.index(relation.within)
         if g >= w:  # the guarantee's unit contains the change: that unit is replaced
-            return 2, (
-                f"a change inside one {relation.within} is a replace of that {unit}: 2 add/remove steps")
+            return 2, (f"a change inside one {relation.within} is a replace of that {unit}: 2 add/remove steps")
         relation = Relation("add/remove", relation.unit, relation.size)  # finer guarantee: the change itself
         g, r = UNIT_ORDER.index(unit), UNIT_ORDER.index(relation.unit)
     per = 1 if relation.kind == "add/remove" else 2
     if g == r:
         return per * relation.size, (f"{relation}: {per * relation.size} add/remove step(s) of one {unit}")
     if g > r:  # a finer change inside coarser guarantee units: each touched unit is replaced (worst case)
-        return 2 * relation.size, (f"{relation}: each changes one {unit} present in both worlds, "
-                                   f"a replace = 2 add/remove steps")
+        return 2 * relation.size, (
+            f"{relation}: each changes one {unit} present in both worlds, a replace = 2 add/remove steps"
+        )
     # coarser change, finer guarantee: each coarse unit is a group of finer ones, bounded only by a cap
     k = 1
-    for level in UNIT_ORDER[g + 1:r + 1]:  # e.g. user → examples per user; workspace → users per workspace
+    for level in UNIT_ORDER[g + 1 : r + 1]:  # e.g. user → examples per user; workspace → users per workspace
         cap = caps.get(level)
         if cap is None:
-            return math.inf, (f"{relation} vs {'an' if unit[0] in 'aeiou' else 'a'} {unit}-level ε: a {level} is a group of {UNIT_ORDER[UNIT_ORDER.index(level) - 1]}s "
-                              f"of unbounded size (no per-{level} contribution cap recorded): no finite ε follows")
+            return math.inf, (
+                f"{relation} vs {'an' if unit[0] in 'aeiou' else 'a'} {unit}-level ε: a {level} is a group of {UNIT_ORDER[UNIT_ORDER.index(level) - 1]}s "
+                f"of unbounded size (no per-{level} contribution cap recorded): no finite ε follows"
+            )
         k *= int(cap)
-    return per * relation.size * k, (f"{relation}: group privacy over ≤ {k} {unit}s each (recorded cap), "
-                                     f"{per * relation.size * k} add/remove steps")
+    return per * relation.size * k, (
+        f"{relation}: group privacy over ≤ {k} {unit}s each (recorded cap), {per * relation.size * k} add/remove steps"
+    )
 
 
-def implied(epsilon: float, delta: float, *, unit: str, relation: Relation,
-            caps: dict[str, int] | None = None) -> Implied:
+def implied(
+    epsilon: float, delta: float, *, unit: str, relation: Relation, caps: dict[str, int] | None = None
+) -> Implied:
     """What an add/remove-one-``unit`` (ε, δ) guarantee gives for ``relation``.
 
     ``caps``: enforced contribution caps, ``{"user": max examples per user, "workspace": max

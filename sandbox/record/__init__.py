@@ -19,17 +19,55 @@ import numpy as np
 
 from sandbox.io import write_atomic, write_json  # noqa: F401  (re-exported)
 from sandbox.record.schema import (
-    RECORD_FILE, SCHEMA_VERSION, Audit, CurvePoint, DataSection, Metrics, ModelSection, PrivacySection, ReauditOf,
-    RecordError, RunRecord, Section, Timing, Versions, load, markdown, record_path, save,
+    RECORD_FILE,
+    SCHEMA_VERSION,
+    Audit,
+    CurvePoint,
+    DataSection,
+    Metrics,
+    ModelSection,
+    PrivacySection,
+    ReauditOf,
+    RecordError,
+    RunRecord,
+    Section,
+    Timing,
+    Versions,
+    load,
+    markdown,
+    record_path,
+    save,
 )
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["RECORD_FILE", "SCHEMA_VERSION", "Audit", "CurvePoint", "DataSection", "Metrics", "ModelSection",
-           "Outcome", "PrivacySection", "ReauditOf", "RecordError", "RunRecord", "Section", "Timing", "Versions",
-           "load", "markdown", "model_fingerprint", "record_path", "save", "versions", "write_atomic",
-           "write_json", "write_state_dict"]
+__all__ = [
+    "RECORD_FILE",
+    "SCHEMA_VERSION",
+    "Audit",
+    "CurvePoint",
+    "DataSection",
+    "Metrics",
+    "ModelSection",
+    "Outcome",
+    "PrivacySection",
+    "ReauditOf",
+    "RecordError",
+    "RunRecord",
+    "Section",
+    "Timing",
+    "Versions",
+    "load",
+    "markdown",
+    "model_fingerprint",
+    "record_path",
+    "save",
+    "versions",
+    "write_atomic",
+    "write_json",
+    "write_state_dict",
+]
 
 
 def versions() -> dict:
@@ -42,8 +80,13 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "opacus": version("opacus"), "flwr": version("flwr"), "sandbox": version("sandbox")}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "opacus": version("opacus"),
+        "flwr": version("flwr"),
+        "sandbox": version("sandbox"),
+    }
 
 
 @dataclass(frozen=True)

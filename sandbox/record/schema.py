@@ -27,8 +27,14 @@ class RecordError(ValueError):
 
 # --- kinds: what a value may be --------------------------------------------------------------
 
-_KIND_TEXT = {"str": "text", "int": "a whole number", "number": "a number", "bool": "true or false",
-              "mapping": "an object", "list": "a list"}
+_KIND_TEXT = {
+    "str": "text",
+    "int": "a whole number",
+    "number": "a number",
+    "bool": "true or false",
+    "mapping": "an object",
+    "list": "a list",
+}
 
 
 def _ok(kind: str, value) -> bool:
@@ -48,8 +54,9 @@ def _ok(kind: str, value) -> bool:
 
 
 def _describe(kind, null: bool) -> str:
-    text = _KIND_TEXT[kind] if isinstance(kind, str) else \
-        ("a list of objects" if isinstance(kind, tuple) else "an object")
+    text = (
+        _KIND_TEXT[kind] if isinstance(kind, str) else ("a list of objects" if isinstance(kind, tuple) else "an object")
+    )
     return f"{text} or null" if null else text
 
 
@@ -135,8 +142,7 @@ class Section:
         for f in _typed_fields(type(self)):
             if _json_name(f) == name:
                 value = getattr(self, f.name)
-                present = value is not None or name in self.key_order or not (
-                    f.metadata["optional"] or self.key_order)
+                present = value is not None or name in self.key_order or not (f.metadata["optional"] or self.key_order)
                 return _write(value) if present else default
         return _thaw(self.extra[name]) if name in self.extra else default
 
@@ -159,8 +165,9 @@ def _read(kind, null: bool, value, origin: str, dotted: str, partial: bool = Fal
     if isinstance(kind, tuple):
         if not isinstance(value, list):
             raise RecordError(f"{origin}: {dotted}: expected {_describe(kind, null)}, got {_short(value)}")
-        return tuple(kind[0].from_json(v, origin=origin, path=f"{dotted}[{i}]", partial=partial)
-                     for i, v in enumerate(value))
+        return tuple(
+            kind[0].from_json(v, origin=origin, path=f"{dotted}[{i}]", partial=partial) for i, v in enumerate(value)
+        )
     if isinstance(kind, type):
         return kind.from_json(value, origin=origin, path=dotted, partial=partial)
     if not _ok(kind, value):
@@ -177,6 +184,7 @@ def _write(value):
 
 
 # --- the sections ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, kw_only=True)
 class Versions(Section):
@@ -226,14 +234,15 @@ class PrivacySection(Section):
     sampling: str | None = key("str", "how units were sampled", null=True)
     steps: int = key("int", "optimizer steps (central) or rounds (federated) that ran")
     clip_norm: float | None = key("number", "clipping norm", null=True)
-    target_epsilon: float | None = key("number", "the configured target ε (null: σ given)", null=True,
-                                       optional=True)
+    target_epsilon: float | None = key("number", "the configured target ε (null: σ given)", null=True, optional=True)
     neighbouring_relation: str | None = key("str", "e.g. add/remove one user", null=True)
-    noise_source: str | None = key("str", "secure | seeded (null: not private; absent: written before "
-                                   "secure noise)", null=True, optional=True)
+    noise_source: str | None = key(
+        "str", "secure | seeded (null: not private; absent: written before secure noise)", null=True, optional=True
+    )
     secure_rng: bool | None = key("bool", "noise from the OS CSPRNG, never written down", optional=True)
-    noise_warning: str | None = key("str", "seeded noise: why the run is not private against the record's "
-                                    "holder", optional=True)
+    noise_warning: str | None = key(
+        "str", "seeded noise: why the run is not private against the record's holder", optional=True
+    )
     events: tuple = key("list", "the privacy events that ran (``SubsampledGaussianEvent.to_json``)")
     open_ended = "mechanism details (federated: clipping, rounds, …)"
 
@@ -275,8 +284,7 @@ class Audit(Section):
     level: str | None = key("str", "example | user | workspace", optional=True)
     threat: str | None = key("str", "what the attacker sees", optional=True)
     reason: str | None = key("str", "why the result", optional=True)
-    control: Mapping | None = key("mapping", "the positive control (its own audit under ``audit``)",
-                                  optional=True)
+    control: Mapping | None = key("mapping", "the positive control (its own audit under ``audit``)", optional=True)
     models_trained: tuple | None = key("list", "every model the audit trained (for the ledger)", optional=True)
     open_ended = "the attack's measurements (auc, auc_ci, tpr_at_1pct_fpr, membership, canaries, …)"
 
@@ -289,7 +297,7 @@ class ReauditOf(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class RunRecord(Section):
-    """``record.json``: one run (or re-audit), written by ``sandbox.run`` / ``sandbox.audit.rerun``."""
+    """``record.json``: one run (or re-audit), written by ``sandbox.run`` (``run`` and ``reaudit``)."""
 
     schema_version: int = key("int", f"record schema version ({SCHEMA_VERSION})")
     task: str = key("str", "emoji | jobs | channels")
@@ -306,17 +314,22 @@ class RunRecord(Section):
     curve: tuple[CurvePoint, ...] = key((CurvePoint,), "learning curve, one point per evaluation")
     timing: Timing = key(Timing, "time and memory")
     audit: Audit | None = key(Audit, "the audit (absent: audit=none)", optional=True)
-    tracking: str | None = key("str", "where the record was logged (tracking.backend)", null=True,
-                               optional=True)
+    tracking: str | None = key("str", "where the record was logged (tracking.backend)", null=True, optional=True)
     reaudit_of: ReauditOf | None = key(ReauditOf, "re-audit: the run whose model was audited", optional=True)
     open_ended = "keys added by later writers"
 
     @classmethod
     def from_json(cls, data, *, origin: str = "record", path: str = "", partial: bool = False):
-        if isinstance(data, Mapping) and not path and "schema_version" in data \
-                and data["schema_version"] != SCHEMA_VERSION:
-            raise RecordError(f"{origin}: schema_version: {_short(data['schema_version'])} is not supported "
-                              f"(this version reads {SCHEMA_VERSION})")
+        if (
+            isinstance(data, Mapping)
+            and not path
+            and "schema_version" in data
+            and data["schema_version"] != SCHEMA_VERSION
+        ):
+            raise RecordError(
+                f"{origin}: schema_version: {_short(data['schema_version'])} is not supported "
+                f"(this version reads {SCHEMA_VERSION})"
+            )
         return super().from_json(data, origin=origin, path=path, partial=partial)
 
     @property
@@ -325,6 +338,7 @@ class RunRecord(Section):
 
 
 # --- files -----------------------------------------------------------------------------------
+
 
 def record_path(run_dir: str | Path) -> Path:
     """``run_dir/record.json``, or ``run_dir`` itself when it is a record file."""
@@ -357,14 +371,21 @@ def save(run_dir: str | Path, record: RunRecord) -> Path:
 
 # --- docs ------------------------------------------------------------------------------------
 
+
 def _type_text(kind, null: bool) -> str:
     if isinstance(kind, tuple):
         text = "list of objects"
     elif isinstance(kind, type):
         text = "object"
     else:
-        text = {"str": "string", "int": "integer", "number": "number", "bool": "boolean", "mapping": "object",
-                "list": "list"}[kind]
+        text = {
+            "str": "string",
+            "int": "integer",
+            "number": "number",
+            "bool": "boolean",
+            "mapping": "object",
+            "list": "list",
+        }[kind]
     return f"{text} \\| null" if null else text
 
 
@@ -373,8 +394,7 @@ def _rows(cls, prefix: str) -> list[tuple[str, str, str, str]]:
     for f in _typed_fields(cls):
         m = f.metadata
         dotted = f"{prefix}{_json_name(f)}"
-        rows.append((dotted, _type_text(m["kind"], m["null"]), "optional" if m["optional"] else "required",
-                     m["doc"]))
+        rows.append((dotted, _type_text(m["kind"], m["null"]), "optional" if m["optional"] else "required", m["doc"]))
         kind = m["kind"]
         if isinstance(kind, tuple):
             rows += _rows(kind[0], f"{dotted}[].")
@@ -387,11 +407,17 @@ def _rows(cls, prefix: str) -> list[tuple[str, str, str, str]]:
 
 def markdown() -> str:
     """docs/record.md: every key of the record (dotted path, type, presence, meaning)."""
-    lines = ["# The run record (`record.json`)", "",
-             "Generated from `sandbox/record/schema.py` by `python -m sandbox.record --markdown`; do not edit.", "",
-             f"Schema version {SCHEMA_VERSION}. `a.b`: key `b` of object `a`; `a[].b`: key `b` of every item of "
-             "list `a`; `*`: keys the schema does not type, kept as recorded. Read with "
-             "`sandbox.record.load(run_dir)`, write with `sandbox.record.save(run_dir, record)`.", "",
-             "| key | type | presence | meaning |", "|---|---|---|---|"]
+    lines = [
+        "# The run record (`record.json`)",
+        "",
+        "Generated from `sandbox/record/schema.py` by `python -m sandbox.record --markdown`; do not edit.",
+        "",
+        f"Schema version {SCHEMA_VERSION}. `a.b`: key `b` of object `a`; `a[].b`: key `b` of every item of "
+        "list `a`; `*`: keys the schema does not type, kept as recorded. Read with "
+        "`sandbox.record.load(run_dir)`, write with `sandbox.record.save(run_dir, record)`.",
+        "",
+        "| key | type | presence | meaning |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| `{k}` | {t} | {p} | {d.replace('|', chr(92) + '|')} |" for k, t, p, d in _rows(RunRecord, "")]
     return "\n".join(lines) + "\n"

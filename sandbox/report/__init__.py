@@ -16,7 +16,7 @@ Bad input (no directory, no or malformed ``record.json``, unreadable ``audit_sco
 ``claim_*.json``): ``error: …`` naming the file, exit 3, nothing written.
 """
 
-from sandbox.report.run_report import Report, RunDir, build_report, load_run, make_report, write_report
 from sandbox.report.fields import ReportError
+from sandbox.report.run_report import Report, RunDir, build_report, load_run, make_report, write_report
 
 __all__ = ["Report", "ReportError", "RunDir", "build_report", "load_run", "make_report", "write_report"]

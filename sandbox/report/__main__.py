@@ -20,8 +20,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m sandbox.report", description=(
-        "Write report.md and a self-contained report.html (plots embedded) for one run directory."))
+    parser = _Parser(
+        prog="python -m sandbox.report",
+        description=("Write report.md and a self-contained report.html (plots embedded) for one run directory."),
+    )
     parser.add_argument("run_dir", help="a run directory holding record.json")
     args = parser.parse_args(argv)
     try:

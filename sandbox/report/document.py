@@ -67,8 +67,7 @@ def render_markdown(title: str, blocks: list[Block]) -> str:
         elif isinstance(b, Skipped):
             out += [f"*Skipped: {b.section}: {b.why}*", ""]
         elif isinstance(b, Table):
-            out += ["| " + " | ".join(_md_cell(c) for c in b.header) + " |",
-                    "|" + "---|" * len(b.header)]
+            out += ["| " + " | ".join(_md_cell(c) for c in b.header) + " |", "|" + "---|" * len(b.header)]
             out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
             out.append("")
         elif isinstance(b, Figure):
@@ -104,8 +103,9 @@ def _html_cell(tag: str, text: str) -> str:
 def _html_table(t: Table) -> str:
     ident = f' id="{html.escape(t.css_id)}"' if t.css_id else ""
     if t.css_id == "run":  # key/value header: the first column names the fact
-        rows = "".join(f"<tr>{_html_cell('th', r[0])}{''.join(_html_cell('td', c) for c in r[1:])}</tr>"
-                       for r in t.rows)
+        rows = "".join(
+            f"<tr>{_html_cell('th', r[0])}{''.join(_html_cell('td', c) for c in r[1:])}</tr>" for r in t.rows
+        )
         return f"<table{ident}><tbody>{rows}</tbody></table>"
     head = "".join(_html_cell("th", c) for c in t.header)
     rows = "".join("<tr>" + "".join(_html_cell("td", c) for c in r) + "</tr>" for r in t.rows)
@@ -126,9 +126,13 @@ def render_html(title: str, blocks: list[Block]) -> str:
             out.append(_html_table(b))
         elif isinstance(b, Figure):
             data = base64.b64encode(b.png).decode("ascii")
-            out.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+            out.append(
+                f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(b.caption)}</figcaption></figure>"
+            )
     body = "\n".join(out)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
+    )

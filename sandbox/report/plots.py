@@ -46,8 +46,9 @@ def _grouped_bars(ax, values: dict[str, dict[str, float]], *, fmt: str) -> None:
     ax.set_xticks(range(len(groups)), groups)
 
 
-def learning_curve(metrics: dict[str, Series], baselines: dict[str, float], loss: Series | None, *,
-                   xlabel: str, baseline_name: str) -> bytes:
+def learning_curve(
+    metrics: dict[str, Series], baselines: dict[str, float], loss: Series | None, *, xlabel: str, baseline_name: str
+) -> bytes:
     """Held-out metrics vs step/round (left), each with its baseline as a dashed line of the same
     colour; training loss (right) when the curve has it."""
     fig, axes = _figure(9.6 if loss else 6.4, 3.6, ncols=2 if loss else 1)
@@ -55,22 +56,24 @@ def learning_curve(metrics: dict[str, Series], baselines: dict[str, float], loss
     for label, (x, y) in metrics.items():
         (line,) = ax.plot(x, y, marker="o", ms=3, label=f"{label} (model)")
         if label in baselines:
-            ax.axhline(baselines[label], ls="--", lw=1.2, color=line.get_color(),
-                       label=f"{label} ({baseline_name} baseline)")
+            ax.axhline(
+                baselines[label], ls="--", lw=1.2, color=line.get_color(), label=f"{label} ({baseline_name} baseline)"
+            )
     ax.set(xlabel=xlabel, ylabel="accuracy on held-out users", title="held-out accuracy")
     for a in axes:  # steps and rounds are whole numbers
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=.3)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     if loss:
         axes[1].plot(*loss, color="0.35", marker=".", ms=3)
         axes[1].set(xlabel=xlabel, ylabel="training loss", title="training loss")
-        axes[1].grid(alpha=.3)
+        axes[1].grid(alpha=0.3)
     return _png(fig)
 
 
-def epsilon_curve(x: list[float], eps: list[float], *, xlabel: str, unit: str, delta: float | None,
-                  target: float | None) -> bytes:
+def epsilon_curve(
+    x: list[float], eps: list[float], *, xlabel: str, unit: str, delta: float | None, target: float | None
+) -> bytes:
     """ε spent so far vs step/round, with the target ε (when the record states one) dotted."""
     fig, (ax,) = _figure()
     at = f" at δ = {delta:g}" if delta is not None else ""
@@ -79,7 +82,7 @@ def epsilon_curve(x: list[float], eps: list[float], *, xlabel: str, unit: str, d
         ax.axhline(target, ls=":", color="C3", label=f"target ε = {target:g}")
     ax.set(xlabel=xlabel, ylabel="ε", title="privacy spent", ylim=(0, None))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=.3)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return _png(fig)
 
@@ -101,8 +104,9 @@ def unseen_canary_exposure(n_fresh: int) -> float:
     return math.log2(n_fresh + 1) - float(np.mean(np.log2(ranks)))
 
 
-def exposure_bars(values: dict[str, dict[str, float]], *, ceiling: float | None, chance: float | None,
-                  title: str) -> bytes:
+def exposure_bars(
+    values: dict[str, dict[str, float]], *, ceiling: float | None, chance: float | None, title: str
+) -> bytes:
     """Grouped bars: for each estimator (``values`` keys, e.g. "by rank"), one bar per statistic
     (e.g. "trained hosts, mean"); the rank method's ceiling and the unseen-canary level as lines."""
     fig, (ax,) = _figure()
@@ -113,7 +117,7 @@ def exposure_bars(values: dict[str, dict[str, float]], *, ceiling: float | None,
         ax.axhline(chance, ls=":", color="C3", lw=1.2, label=f"unseen canary, expected = {chance:.2f}")
     ax.set(ylabel="exposure (bits)", title=title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.grid(axis="y", alpha=.3)
+    ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
@@ -124,5 +128,5 @@ def utility_bars(values: dict[str, dict[str, float]], *, ylabel: str, title: str
     ax.set(ylabel=ylabel, title=title)
     ax.margins(y=0.15)
     ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=.3)
+    ax.grid(axis="y", alpha=0.3)
     return _png(fig)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sandbox.report import audit_section, sections
-from sandbox.report.document import Block, Figure, render_html, render_markdown
 from sandbox.io import write_bytes
 from sandbox.record import RecordError, RunRecord, load
+from sandbox.report import audit_section, sections
+from sandbox.report.document import Block, Figure, render_html, render_markdown
 from sandbox.report.fields import Fields, ReportError
 
 RECORD = "record.json"
@@ -97,15 +97,24 @@ def load_run(run_dir: str | Path) -> RunDir:
 
 def build_report(run: RunDir) -> Report:
     """The report's blocks, in order: header, verdicts, utility, learning curve, ε, audit, claims."""
-    record = run.record if isinstance(run.record, RunRecord) else \
-        RunRecord.from_json(run.record, origin=str(run.path / RECORD), partial=True)
+    record = (
+        run.record
+        if isinstance(run.record, RunRecord)
+        else RunRecord.from_json(run.record, origin=str(run.path / RECORD), partial=True)
+    )
     r = Fields(record.to_json(), str(run.path / RECORD))
     named = [v for v in (r.get("task"), r.get("mode"), r.get("privacy", "mechanism")) if v is not None]
     title = f"Run report: {' · '.join(map(str, named))}" if named else f"Run report: {run.path.name}"
     claims = list(run.claims)
-    blocks = [*sections.header(r, run.path), *sections.verdict_line(r, claims), *sections.utility(r),
-              *sections.learning_curve(r), *sections.epsilon_curve(r),
-              *audit_section.audit(r, run.scores, run.scores_file), *sections.claims(claims)]
+    blocks = [
+        *sections.header(r, run.path),
+        *sections.verdict_line(r, claims),
+        *sections.utility(r),
+        *sections.learning_curve(r),
+        *sections.epsilon_curve(r),
+        *audit_section.audit(r, run.scores, run.scores_file),
+        *sections.claims(claims),
+    ]
     return Report(title=title, blocks=tuple(blocks))
 
 

@@ -14,14 +14,22 @@ from sandbox.report import plots
 from sandbox.report.document import Block, Figure, Heading, Paragraph, Skipped, Table
 from sandbox.report.fields import Fields, fmt, fmt_ci, typed, x_key
 
-
 # --- header ---------------------------------------------------------------------------------
 
-_PRIVACY_ROWS = (("mechanism", "mechanism"), ("epsilon", "ε"), ("delta", "δ"), ("unit", "unit"),
-                 ("accountant", "accountant"), ("sampling", "sampling"), ("sample_rate", "sample rate q"),
-                 ("noise_multiplier", "noise multiplier σ"), ("clip_norm", "clip norm"),
-                 ("target_epsilon", "target ε"), ("neighbouring_relation", "neighbouring relation"),
-                 ("noise_source", "noise source"))
+_PRIVACY_ROWS = (
+    ("mechanism", "mechanism"),
+    ("epsilon", "ε"),
+    ("delta", "δ"),
+    ("unit", "unit"),
+    ("accountant", "accountant"),
+    ("sampling", "sampling"),
+    ("sample_rate", "sample rate q"),
+    ("noise_multiplier", "noise multiplier σ"),
+    ("clip_norm", "clip norm"),
+    ("target_epsilon", "target ε"),
+    ("neighbouring_relation", "neighbouring relation"),
+    ("noise_source", "noise source"),
+)
 
 
 def header(r: Fields, run_dir: Path) -> list[Block]:
@@ -39,8 +47,12 @@ def header(r: Fields, run_dir: Path) -> list[Block]:
         if p.get("steps") is not None:
             rows.append(("rounds" if r.get("mode") == "federated" else "optimizer steps", fmt(p.get("steps"))))
     d = r.sub("data")
-    for key, label in (("n_users", "users"), ("n_train_users", "training users"), ("n_test_users", "held-out users"),
-                       ("n_examples", "training examples")):
+    for key, label in (
+        ("n_users", "users"),
+        ("n_train_users", "training users"),
+        ("n_test_users", "held-out users"),
+        ("n_examples", "training examples"),
+    ):
         if d is not None and d.get(key) is not None:
             rows.append((label, fmt(d.get(key))))
     rows.append(("run directory", str(run_dir)))
@@ -52,14 +64,21 @@ def noise_warning(r: Fields) -> list[Block]:
     p = r.sub("privacy")
     if p is None or p.get("noise_source", kind=str) != "seeded":
         return []
-    text = p.get("noise_warning", kind=str) or ("seeded noise (research mode): anyone holding this record can "
-                                                "regenerate the DP noise; this model is NOT differentially private "
-                                                "against them")
-    return [Paragraph(f"WARNING: {text}. The ε below is what the accountant computes for the mechanism; it does "
-                      "not hold against anyone who has record.json.")]
+    text = p.get("noise_warning", kind=str) or (
+        "seeded noise (research mode): anyone holding this record can "
+        "regenerate the DP noise; this model is NOT differentially private "
+        "against them"
+    )
+    return [
+        Paragraph(
+            f"WARNING: {text}. The ε below is what the accountant computes for the mechanism; it does "
+            "not hold against anyone who has record.json."
+        )
+    ]
 
 
 # --- utility and learning curve ---------------------------------------------------------------
+
 
 def _top_keys(r: Fields, points: list[dict]) -> list[str]:
     """The held-out accuracy keys (top-k first, then top1), from metrics or else from the curve."""
@@ -94,14 +113,24 @@ def utility(r: Fields) -> list[Block]:
     if not rows:
         return out + [Skipped("utility vs baseline", "metrics has no top-k accuracy nor ranking metrics")]
     split = m.get("split")
-    out.append(Paragraph(f"Measured on {split or 'the held-out split'}"
-                         + ("; ranking on each user's held-out interactions (recall@k, NDCG@k) next to "
-                            "recommending the most popular items." if rank is not None else
-                            "; top-k accuracy next to always suggesting the most frequent labels.")))
+    out.append(
+        Paragraph(
+            f"Measured on {split or 'the held-out split'}"
+            + (
+                "; ranking on each user's held-out interactions (recall@k, NDCG@k) next to "
+                "recommending the most popular items."
+                if rank is not None
+                else "; top-k accuracy next to always suggesting the most frequent labels."
+            )
+        )
+    )
     out.append(Table(("metric", "model", f"{base_name} baseline"), tuple(rows)))
     if bars:
-        png = plots.utility_bars(bars, ylabel="score", title="ranking vs popularity" if rank is not None
-                                 else "held-out accuracy vs most-frequent baseline")
+        png = plots.utility_bars(
+            bars,
+            ylabel="score",
+            title="ranking vs popularity" if rank is not None else "held-out accuracy vs most-frequent baseline",
+        )
         out.append(Figure("report_utility.png", png, f"Model vs {base_name} baseline."))
     return out
 
@@ -135,9 +164,14 @@ def learning_curve(r: Fields) -> list[Block]:
     baselines = {k: v for k in metrics if (v := r.get("metrics", "baseline", k, kind=float)) is not None}
     loss = _series(r, points, "train_loss")
     n_eval = len(next(iter(metrics.values()))[0])
-    out.append(Paragraph(f"Accuracy of held-out users at {n_eval} of the curve's {len(points)} points "
-                         f"(x: {xk}s), each baseline dashed in its metric's colour; training loss at every point."
-                         if loss[0] else f"Accuracy of held-out users at {n_eval} {xk}s."))
+    out.append(
+        Paragraph(
+            f"Accuracy of held-out users at {n_eval} of the curve's {len(points)} points "
+            f"(x: {xk}s), each baseline dashed in its metric's colour; training loss at every point."
+            if loss[0]
+            else f"Accuracy of held-out users at {n_eval} {xk}s."
+        )
+    )
     base_name = "popularity" if r.get("metrics", "ranking") is not None else "most-frequent"
     png = plots.learning_curve(metrics, baselines, loss if loss[0] else None, xlabel=xk, baseline_name=base_name)
     return out + [Figure("report_curve.png", png, f"Held-out accuracy vs {xk}, with the {base_name} baseline.")]
@@ -156,33 +190,52 @@ def epsilon_curve(r: Fields) -> list[Block]:
     if not xs:
         return out + [Skipped(f"ε over {xk}s", "private, but no curve point records ε")]
     unit = p.get("unit") or "?"
-    out.append(Paragraph(f"ε = {fmt(p.get('epsilon', kind=float))} after {fmt(p.get('steps'))} {xk}s "
-                         f"({unit} level, δ = {fmt(p.get('delta', kind=float))}, {p.get('accountant') or '?'} "
-                         f"accountant); the curve shows ε as accounted after each point."))
-    png = plots.epsilon_curve(xs, eps, xlabel=xk, unit=unit, delta=p.get("delta", kind=float),
-                              target=p.get("target_epsilon", kind=float))
+    out.append(
+        Paragraph(
+            f"ε = {fmt(p.get('epsilon', kind=float))} after {fmt(p.get('steps'))} {xk}s "
+            f"({unit} level, δ = {fmt(p.get('delta', kind=float))}, {p.get('accountant') or '?'} "
+            f"accountant); the curve shows ε as accounted after each point."
+        )
+    )
+    png = plots.epsilon_curve(
+        xs, eps, xlabel=xk, unit=unit, delta=p.get("delta", kind=float), target=p.get("target_epsilon", kind=float)
+    )
     return out + [Figure("report_epsilon.png", png, f"ε spent vs {xk}.")]
 
 
 # --- claims -----------------------------------------------------------------------------------
 
+
 def claims(found: list[tuple[Path, dict]]) -> list[Block]:
     out: list[Block] = [Heading("Claims")]
     if not found:
-        return out + [Skipped("claims", "no claim_*.json in the run directory "
-                                        "(python -m sandbox.claim CLAIM RUN_DIR writes one)")]
+        return out + [
+            Skipped("claims", "no claim_*.json in the run directory (python -m sandbox.claim CLAIM RUN_DIR writes one)")
+        ]
     for path, data in found:
         c = Fields(data, str(path))
         out.append(Heading(f"{c.get('name') or path.stem}: {c.get('verdict', kind=str)}", 3))
         if c.get("promise"):
-            out.append(Paragraph(f"Promise: “{c.get('promise', kind=str)}” (claim file {c.get('claim_file') or '?'}; "
-                                 f"verdict in {path.name})"))
+            out.append(
+                Paragraph(
+                    f"Promise: “{c.get('promise', kind=str)}” (claim file {c.get('claim_file') or '?'}; "
+                    f"verdict in {path.name})"
+                )
+            )
         rows = []
         for i, e in enumerate(c.get("evidence", kind=list) or []):
             e = Fields(typed(e, dict, f"{path}: evidence[{i}]"), str(path), f"evidence[{i}].")
             reason = (e.get("reason") or "") + (f" [{e.get('source')}]" if e.get("source") else "")
-            rows.append((e.get("check") or "?", fmt(e.get("measured", kind=float)), fmt_ci(e.get("ci", kind=list)),
-                         e.get("bound") or "", e.get("verdict") or "?", reason))
+            rows.append(
+                (
+                    e.get("check") or "?",
+                    fmt(e.get("measured", kind=float)),
+                    fmt_ci(e.get("ci", kind=list)),
+                    e.get("bound") or "",
+                    e.get("verdict") or "?",
+                    reason,
+                )
+            )
         rows.append(("overall", "", "", "", c.get("verdict", kind=str), ""))
         out.append(Table(("check", "measured", "CI", "bound", "verdict", "reason"), tuple(rows)))
     return out

@@ -16,7 +16,14 @@ from sandbox.config.schema import EmojiTaskConfig
 from sandbox.data.schema import Corpus
 from sandbox.tasks.base import PAD, Examples  # noqa: F401  (re-exported: the names tests and tools know)
 from sandbox.tasks.text import (  # noqa: F401  (re-exported)
-    HashedBagModel, MessageTask, bucket_of, evaluate, featurize, message_examples, most_frequent_baseline, tokenize,
+    HashedBagModel,
+    MessageTask,
+    bucket_of,
+    evaluate,
+    featurize,
+    message_examples,
+    most_frequent_baseline,
+    tokenize,
     topk_accuracy,
 )
 
@@ -46,9 +53,7 @@ def emoji_classes(corpus: Corpus, *, users: np.ndarray) -> tuple[str, ...]:
     return tuple(sorted({r[0] for r, k in zip(corpus.reactions, keep) if k and r}))
 
 
-def build_examples(
-    corpus: Corpus, *, users: np.ndarray, classes: tuple[str, ...], config: EmojiTaskConfig
-) -> Examples:
+def build_examples(corpus: Corpus, *, users: np.ndarray, classes: tuple[str, ...], config: EmojiTaskConfig) -> Examples:
     """Examples of the given users (indices into ``corpus.user_ids``): messages with a reaction."""
     in_users = np.zeros(corpus.n_users, dtype=bool)
     in_users[users] = True
@@ -58,5 +63,3 @@ def build_examples(
     labels = np.fromiter((class_id[corpus.reactions[i][0]] for i in index), np.int64, len(index))
     tokens = featurize(corpus.texts[index], config=config)
     return Examples(tokens=tokens, labels=torch.from_numpy(labels), message_index=index)
-
-

@@ -30,8 +30,9 @@ scipy.sparse matrix [n_users, n_items] whose non-zero entries are the relevant i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 from scipy import sparse
@@ -84,9 +85,7 @@ def _exclude_mask_rows_cols(exclude: Any, shape: tuple[int, int]) -> tuple[np.nd
         return rows, csr.indices.astype(np.int64)
     arr = np.asarray(exclude)
     if arr.dtype != np.bool_:
-        raise ValueError(
-            f"exclude must be a scipy.sparse matrix or a boolean array, got dtype {arr.dtype}"
-        )
+        raise ValueError(f"exclude must be a scipy.sparse matrix or a boolean array, got dtype {arr.dtype}")
     if arr.shape != tuple(shape):
         raise ValueError(f"exclude has shape {arr.shape} but scores have shape {tuple(shape)}")
     return np.nonzero(arr)
@@ -179,13 +178,9 @@ class _Relevance(NamedTuple):
 def _parse_relevant(relevant: Relevant, n_users: int, n_items: int | None = None) -> _Relevance:
     if _is_sparse(relevant):
         if relevant.shape[0] != n_users:
-            raise ValueError(
-                f"relevant has shape {tuple(relevant.shape)} but top/scores have {n_users} users"
-            )
+            raise ValueError(f"relevant has shape {tuple(relevant.shape)} but top/scores have {n_users} users")
         if n_items is not None and relevant.shape[1] != n_items:
-            raise ValueError(
-                f"relevant has shape {tuple(relevant.shape)} but scores have shape {(n_users, n_items)}"
-            )
+            raise ValueError(f"relevant has shape {tuple(relevant.shape)} but scores have shape {(n_users, n_items)}")
         csr = sparse.csr_matrix(relevant, copy=True)
         csr.sum_duplicates()
         csr.eliminate_zeros()
@@ -220,9 +215,7 @@ def _parse_relevant(relevant: Relevant, n_users: int, n_items: int | None = None
     if items.min() < 0:
         raise ValueError(f"relevant item indices must be >= 0, found {int(items.min())}")
     if n_items is not None and items.max() >= n_items:
-        raise ValueError(
-            f"relevant item index {int(items.max())} out of range for n_items={n_items}"
-        )
+        raise ValueError(f"relevant item index {int(items.max())} out of range for n_items={n_items}")
     users = np.repeat(np.arange(n_users, dtype=np.int64), lengths)
     stride = int(items.max()) + 1
     keys = np.unique(users * stride + items)  # sorted, deduplicated
@@ -373,6 +366,12 @@ def evaluate_ranking(scores: Any, relevant: Relevant, *, k: int = 10, exclude: A
     per_recall, per_ndcg = _recall_from_hits(hits, n_rel), _ndcg_from_hits(hits, n_rel)
     recall, n_eval, n_skip = mean_over_users(per_recall)
     ndcg, _, _ = mean_over_users(per_ndcg)
-    return RankingMetrics(recall=recall, ndcg=ndcg, k=k, n_users_evaluated=n_eval, n_users_skipped=n_skip,
-                          per_user_recall=np.asarray(per_recall, dtype=np.float64),
-                          per_user_ndcg=np.asarray(per_ndcg, dtype=np.float64))
+    return RankingMetrics(
+        recall=recall,
+        ndcg=ndcg,
+        k=k,
+        n_users_evaluated=n_eval,
+        n_users_skipped=n_skip,
+        per_user_recall=np.asarray(per_recall, dtype=np.float64),
+        per_user_ndcg=np.asarray(per_ndcg, dtype=np.float64),
+    )

@@ -107,8 +107,9 @@ class RecData:
         rows = np.flatnonzero(np.isin(self.inter_user, users) & (self.held_out == held_out))
         rows = rows[np.argsort(self.inter_user[rows], kind="stable")]
         user = self.inter_user[rows]
-        return RecExamples(tokens=self.features[user], labels=torch.from_numpy(self.inter_item[rows]),
-                           message_index=rows, user=user)
+        return RecExamples(
+            tokens=self.features[user], labels=torch.from_numpy(self.inter_item[rows]), message_index=rows, user=user
+        )
 
     def matrix(self, users: np.ndarray, *, held_out: bool) -> np.ndarray:
         """[len(users), n_items] bool: which items each user interacted with (history or held out)."""
@@ -162,28 +163,54 @@ def jobs_data(config: RecommendTaskConfig, rng: np.random.Generator) -> RecData:
     cat = corpus.catalogue
     texts: list[list[str]] = [[] for _ in range(n)]  # opted-out members' stay empty: never read
     for member in consenting:  # the profile first: always within max_tokens
-        texts[member] = [" ".join([_profile_word("occ", cat.label[corpus.member_occupation[member]]),
-                                   _profile_word("region", corpus.member_region[member]),
-                                   f"exp{min(int(corpus.member_experience[member]) // 5, 6)}"])]
+        texts[member] = [
+            " ".join(
+                [
+                    _profile_word("occ", cat.label[corpus.member_occupation[member]]),
+                    _profile_word("region", corpus.member_region[member]),
+                    f"exp{min(int(corpus.member_experience[member]) // 5, 6)}",
+                ]
+            )
+        ]
     consents = ~corpus.member_opted_out
     for member, text in zip(corpus.message_member, corpus.message_text):
         if consents[member]:
             texts[member].append(text)
     keep = np.isin(corpus.interaction_member, consenting)
     user, item = corpus.interaction_member[keep], corpus.interaction_posting[keep]
-    names = tuple(f"{pid} ({cat.label[o]}, {s}, {r})" for pid, o, s, r in zip(
-        corpus.posting_ids, corpus.posting_occupation, corpus.posting_seniority, corpus.posting_region))
-    rec = RecCorpus(name="jobs", n_users=n, n_workspaces=n, n_messages=len(corpus.message_ids),
-                    user_workspace=np.arange(n), workspace_opted_out=corpus.member_opted_out.copy(),
-                    message_user=user, item_names=names, item_available=None,
-                    corpus_fingerprint=corpus.fingerprint())
-    return RecData(corpus=rec, split=split, features=_user_features(texts, config), inter_user=user,
-                   inter_item=item, held_out=_random_holdout(user, config.holdout_fraction, rng),
-                   sensitive=corpus.member_seeking.copy(), sensitive_name="seeking")
+    names = tuple(
+        f"{pid} ({cat.label[o]}, {s}, {r})"
+        for pid, o, s, r in zip(
+            corpus.posting_ids, corpus.posting_occupation, corpus.posting_seniority, corpus.posting_region
+        )
+    )
+    rec = RecCorpus(
+        name="jobs",
+        n_users=n,
+        n_workspaces=n,
+        n_messages=len(corpus.message_ids),
+        user_workspace=np.arange(n),
+        workspace_opted_out=corpus.member_opted_out.copy(),
+        message_user=user,
+        item_names=names,
+        item_available=None,
+        corpus_fingerprint=corpus.fingerprint(),
+    )
+    return RecData(
+        corpus=rec,
+        split=split,
+        features=_user_features(texts, config),
+        inter_user=user,
+        inter_item=item,
+        held_out=_random_holdout(user, config.holdout_fraction, rng),
+        sensitive=corpus.member_seeking.copy(),
+        sensitive_name="seeking",
+    )
 
 
-def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator,
-                  sensitive: np.ndarray | None = None) -> RecData:
+def channels_data(
+    config: RecommendTaskConfig, corpus, rng: np.random.Generator, sensitive: np.ndarray | None = None
+) -> RecData:
     """``sensitive``: [n_users] bool ground truth of the corpus' sensitive attribute (``seeking``),
     for the attribute audit only; None when the corpus has none."""
 
@@ -209,15 +236,28 @@ def channels_data(config: RecommendTaskConfig, corpus, rng: np.random.Generator,
     available = np.zeros((corpus.n_workspaces, len(names)), dtype=bool)
     available[members.channel_workspace, name_of_channel] = True
     fingerprint = hashlib.sha256(f"{corpus.fingerprint()}|channels".encode()).hexdigest()
-    rec = RecCorpus(name="channels", n_users=corpus.n_users, n_workspaces=corpus.n_workspaces,
-                    n_messages=corpus.n_messages, user_workspace=corpus.user_workspace,
-                    workspace_opted_out=corpus.workspace_opted_out, message_user=members.user,
-                    item_names=tuple(names), item_available=available, corpus_fingerprint=fingerprint)
-    return RecData(corpus=rec, split=split,
-                   features=_user_features(texts, config), inter_user=members.user,
-                   inter_item=name_of_channel[members.channel],
-                   held_out=held, sensitive=None if sensitive is None else np.asarray(sensitive, dtype=bool),
-                   sensitive_name=None if sensitive is None else "seeking")
+    rec = RecCorpus(
+        name="channels",
+        n_users=corpus.n_users,
+        n_workspaces=corpus.n_workspaces,
+        n_messages=corpus.n_messages,
+        user_workspace=corpus.user_workspace,
+        workspace_opted_out=corpus.workspace_opted_out,
+        message_user=members.user,
+        item_names=tuple(names),
+        item_available=available,
+        corpus_fingerprint=fingerprint,
+    )
+    return RecData(
+        corpus=rec,
+        split=split,
+        features=_user_features(texts, config),
+        inter_user=members.user,
+        inter_item=name_of_channel[members.channel],
+        held_out=held,
+        sensitive=None if sensitive is None else np.asarray(sensitive, dtype=bool),
+        sensitive_name=None if sensitive is None else "seeking",
+    )
 
 
 # -- scoring and metrics ----------------------------------------------------------------------
@@ -226,8 +266,9 @@ def user_scores(model, data: RecData, users: np.ndarray, *, batch_size: int = 40
     """[len(users), n_items] scores (logits) of the model for each user, from the user's own features."""
     model.eval()
     rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
-    return torch.cat([model(data.features[r]) for r in rows.split(batch_size)] or
-                     [torch.zeros(0, data.n_items)]).numpy()
+    return torch.cat(
+        [model(data.features[r]) for r in rows.split(batch_size)] or [torch.zeros(0, data.n_items)]
+    ).numpy()
 
 
 def _ranking(scores: np.ndarray, data: RecData, users: np.ndarray, k: int) -> RankingMetrics:
@@ -265,18 +306,25 @@ def ranking_metrics(model, data: RecData, *, k: int, resamples: int = 1000, seed
     for name, users in (("held_out_users", data.split.test_users), ("training_users", data.split.train_users)):
         model_m = _ranking(user_scores(model, data, users), data, users, k)
         pop_m = _ranking(popularity(data, users), data, users, k)
-        out[name] = {f"recall@{k}": model_m.recall, f"ndcg@{k}": model_m.ndcg,
-                     "n_users": model_m.n_users_evaluated}
+        out[name] = {f"recall@{k}": model_m.recall, f"ndcg@{k}": model_m.ndcg, "n_users": model_m.n_users_evaluated}
         out[f"{name}_popularity"] = {f"recall@{k}": pop_m.recall, f"ndcg@{k}": pop_m.ndcg}
         diff = {}
-        for metric, ours, theirs in ((f"recall@{k}", model_m.per_user_recall, pop_m.per_user_recall),
-                                     (f"ndcg@{k}", model_m.per_user_ndcg, pop_m.per_user_ndcg)):
+        for metric, ours, theirs in (
+            (f"recall@{k}", model_m.per_user_recall, pop_m.per_user_recall),
+            (f"ndcg@{k}", model_m.per_user_ndcg, pop_m.per_user_ndcg),
+        ):
             d = (ours - theirs)[~np.isnan(ours)]
             if len(d) < 2:
                 diff[metric] = {"difference": float(d.mean()) if len(d) else None, "ci": None}
                 continue
-            ci = bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=0.95, method="percentile",
-                           random_state=np.random.default_rng(seed)).confidence_interval
+            ci = bootstrap(
+                (d,),
+                np.mean,
+                n_resamples=resamples,
+                confidence_level=0.95,
+                method="percentile",
+                random_state=np.random.default_rng(seed),
+            ).confidence_interval
             diff[metric] = {"difference": float(d.mean()), "ci": [float(ci.low), float(ci.high)]}
         out[f"{name}_vs_popularity"] = diff
     return out
@@ -304,13 +352,17 @@ class RecommendTask(RecommendTaskConfig):
 
     def check(self, cfg) -> None:
         if cfg.audit.attack not in ("none", *self.attacks):
-            raise ConfigError(f"audit.attack: task={self.name} is audited with audit=suggestions (membership and "
-                              f"attribute inference from the suggested lists), got {str(cfg.audit.attack)!r}")
-        for key, ok, rule in (("holdout_fraction", 0 < self.holdout_fraction < 1, "must be in (0, 1)"),
-                              ("top_k", self.top_k >= 1, "must be ≥ 1"),
-                              ("max_tokens", self.max_tokens >= 1, "must be ≥ 1"),
-                              ("test_fraction", 0 < self.test_fraction < 1, "must be in (0, 1)"),
-                              ("n_buckets", self.n_buckets >= 2, "must be ≥ 2")):
+            raise ConfigError(
+                f"audit.attack: task={self.name} is audited with audit=suggestions (membership and "
+                f"attribute inference from the suggested lists), got {str(cfg.audit.attack)!r}"
+            )
+        for key, ok, rule in (
+            ("holdout_fraction", 0 < self.holdout_fraction < 1, "must be in (0, 1)"),
+            ("top_k", self.top_k >= 1, "must be ≥ 1"),
+            ("max_tokens", self.max_tokens >= 1, "must be ≥ 1"),
+            ("test_fraction", 0 < self.test_fraction < 1, "must be in (0, 1)"),
+            ("n_buckets", self.n_buckets >= 2, "must be ≥ 2"),
+        ):
             if not ok:
                 raise ConfigError(f"task.{key}: {rule}, got {getattr(self, key)}")
 
@@ -322,10 +374,19 @@ class RecommendTask(RecommendTaskConfig):
         train = rec.examples(rec.split.train_users, held_out=False)
         test = rec.examples(rec.split.test_users, held_out=True)
         if len(train) == 0 or len(test) == 0:
-            raise ConfigError(f"task={self.name}: no interactions among the training users or none held out "
-                              "among the held-out users (task.holdout_fraction)")
-        return TaskData(corpus=rec.corpus, manifest=None, split=rec.split, classes=rec.corpus.item_names,
-                        train=train, test=test, extra=rec)
+            raise ConfigError(
+                f"task={self.name}: no interactions among the training users or none held out "
+                "among the held-out users (task.holdout_fraction)"
+            )
+        return TaskData(
+            corpus=rec.corpus,
+            manifest=None,
+            split=rec.split,
+            classes=rec.corpus.item_names,
+            train=train,
+            test=test,
+            extra=rec,
+        )
 
     def build_model(self, n_classes: int):
         return HashedBagModel(config=self, n_classes=n_classes)
@@ -356,8 +417,9 @@ class JobsTask(RecommendTask):
     def check(self, cfg) -> None:
         super().check(cfg)
         if cfg.mode == "federated" and cfg.federation.unit != "user":
-            raise ConfigError("federation.unit: task=jobs has members only (no workspaces): use "
-                              "federation=cross_device")
+            raise ConfigError(
+                "federation.unit: task=jobs has members only (no workspaces): use federation=cross_device"
+            )
 
     def rec_data(self, data: DataConfig, rng: np.random.Generator) -> RecData:
         return jobs_data(self, rng)

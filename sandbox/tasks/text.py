@@ -76,8 +76,9 @@ class HashedBagModel(nn.Module):
         pooled = (self.embedding(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.mlp(pooled)
 
-    def forward_stacked(self, table: torch.Tensor, dense: list[torch.Tensor], rows: torch.Tensor,
-                        tokens: torch.Tensor) -> torch.Tensor:
+    def forward_stacked(
+        self, table: torch.Tensor, dense: list[torch.Tensor], rows: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
         """``forward`` for k clients at once, each with its own parameters (``federated.batched``).
 
         ``table`` [k·R, dim] holds every client's embedding rows, ``rows`` [k, B, T] indexes it
@@ -90,8 +91,9 @@ class HashedBagModel(nn.Module):
         mask = tokens != PAD
         lengths = mask.sum(-1).reshape(-1)  # a fused mean over non-padding tokens (empty bag → 0)
         weights = (1.0 / lengths.clamp(min=1).to(table.dtype)).repeat_interleave(lengths)
-        pooled = nn.functional.embedding_bag(rows[mask], table, torch.cumsum(lengths, 0) - lengths, mode="sum",
-                                             per_sample_weights=weights, sparse=True).view(k, batch, -1)
+        pooled = nn.functional.embedding_bag(
+            rows[mask], table, torch.cumsum(lengths, 0) - lengths, mode="sum", per_sample_weights=weights, sparse=True
+        ).view(k, batch, -1)
         hidden = torch.relu(torch.baddbmm(b1.unsqueeze(1), pooled, w1.transpose(1, 2)))
         return torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))
 
@@ -110,20 +112,19 @@ def evaluate(model: nn.Module, examples: Examples, *, k: int, batch_size: int = 
     """top-1 and top-k accuracy of ``model`` on ``examples``."""
     model.eval()
     logits = torch.cat([model(t) for t in examples.tokens.split(batch_size)])
-    return {"top1": topk_accuracy(logits, examples.labels, 1),
-            f"top{k}": topk_accuracy(logits, examples.labels, k)}
+    return {"top1": topk_accuracy(logits, examples.labels, 1), f"top{k}": topk_accuracy(logits, examples.labels, k)}
 
 
 def most_frequent_baseline(train: Examples, test: Examples, *, n_classes: int, k: int) -> dict:
     """Always suggest the emoji most frequent in training, in order of frequency."""
     counts = torch.bincount(train.labels, minlength=n_classes).to(torch.float32)
     logits = counts.expand(len(test), n_classes)
-    return {"top1": topk_accuracy(logits, test.labels, 1),
-            f"top{k}": topk_accuracy(logits, test.labels, k)}
+    return {"top1": topk_accuracy(logits, test.labels, 1), f"top{k}": topk_accuracy(logits, test.labels, k)}
 
 
-def message_examples(corpus: Corpus, labels: list[str | None], *, users: np.ndarray, classes: tuple[str, ...],
-                     config) -> Examples:
+def message_examples(
+    corpus: Corpus, labels: list[str | None], *, users: np.ndarray, classes: tuple[str, ...], config
+) -> Examples:
     """Examples of the given users (indices into ``corpus.user_ids``): their messages that have a label."""
     in_users = np.zeros(corpus.n_users, dtype=bool)
     in_users[users] = True
@@ -131,8 +132,9 @@ def message_examples(corpus: Corpus, labels: list[str | None], *, users: np.ndar
     index = np.flatnonzero(in_users[corpus.message_user] & has_label)
     class_id = {c: i for i, c in enumerate(classes)}
     y = np.fromiter((class_id[labels[i]] for i in index), np.int64, len(index))
-    return Examples(tokens=featurize(corpus.texts[index], config=config), labels=torch.from_numpy(y),
-                    message_index=index)
+    return Examples(
+        tokens=featurize(corpus.texts[index], config=config), labels=torch.from_numpy(y), message_index=index
+    )
 
 
 class MessageTask:
@@ -155,8 +157,10 @@ class MessageTask:
 
     def check(self, cfg) -> None:
         if cfg.audit.attack not in ("none", *self.attacks):
-            raise ConfigError(f"audit.attack: task={self.name} is audited with one of "
-                              f"{', '.join(self.attacks)}, got {str(cfg.audit.attack)!r}")
+            raise ConfigError(
+                f"audit.attack: task={self.name} is audited with one of "
+                f"{', '.join(self.attacks)}, got {str(cfg.audit.attack)!r}"
+            )
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"task.test_fraction: must be in (0, 1), got {self.test_fraction}")
         if self.n_buckets < 2:

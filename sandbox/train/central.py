@@ -18,8 +18,8 @@ checks that Opacus' loader samples at the plan's q; it never calibrates σ itsel
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from opacus import PrivacyEngine
@@ -73,16 +73,14 @@ def _as_batch(batch):
 
 def make_loader(dataset: TensorRows, *, batch_size: int, generator: torch.Generator) -> DataLoader:
     """Shuffled batches; under DP Opacus replaces the sampler with Poisson sampling at q = 1/len(loader)."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
-                      collate_fn=_as_batch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=_as_batch)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ValueError(f"train.optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
 
 
@@ -100,7 +98,11 @@ def _run_steps(loader: DataLoader, *, steps: int, step_fn: Callable, progress: P
 
 
 def train_nonprivate(
-    model: nn.Module, data: TensorRows, *, cfg: TrainConfig, generator: torch.Generator,
+    model: nn.Module,
+    data: TensorRows,
+    *,
+    cfg: TrainConfig,
+    generator: torch.Generator,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
     optimizer = _optimizer(model, cfg)
@@ -121,8 +123,15 @@ def train_nonprivate(
 
 
 def train_dpsgd(
-    model: nn.Module, data: TensorRows, *, cfg: TrainConfig, dp: DPSGDSettings, book: PrivacyBook,
-    generator: torch.Generator, noise_generator: torch.Generator, progress: ProgressFn | None = None,
+    model: nn.Module,
+    data: TensorRows,
+    *,
+    cfg: TrainConfig,
+    dp: DPSGDSettings,
+    book: PrivacyBook,
+    generator: torch.Generator,
+    noise_generator: torch.Generator,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Example-level DP-SGD executing ``dp.plan``: σ, Poisson rate q = 1/⌈N/B⌉ and the plan's steps.
 
@@ -133,8 +142,10 @@ def train_dpsgd(
     """
     plan = dp.plan
     if plan.mechanism != "dpsgd" or plan.n_examples != len(data) or plan.batch_size != cfg.batch_size:
-        raise ValueError(f"train_dpsgd needs a dpsgd plan for these {len(data)} examples at batch size "
-                         f"{cfg.batch_size}; got a {plan.mechanism} plan (N={plan.n_examples}, B={plan.batch_size})")
+        raise ValueError(
+            f"train_dpsgd needs a dpsgd plan for these {len(data)} examples at batch size "
+            f"{cfg.batch_size}; got a {plan.mechanism} plan (N={plan.n_examples}, B={plan.batch_size})"
+        )
     if book.steps or (book.unit, book.delta, book.accountant) != (plan.unit, plan.delta, plan.accountant):
         raise ValueError("train_dpsgd needs a fresh PrivacyBook with the plan's unit, delta and accountant")
     steps, q, sigma = plan.steps, plan.sample_rate, plan.noise_multiplier
@@ -142,10 +153,15 @@ def train_dpsgd(
         warnings.filterwarnings("ignore", message="Secure RNG turned off")  # (sandbox.privacy.noise)
         engine = PrivacyEngine(accountant=plan.accountant)
     gsm, optimizer, criterion, loader = engine.make_private(
-        module=model, optimizer=_optimizer(model, cfg), criterion=nn.CrossEntropyLoss(),
+        module=model,
+        optimizer=_optimizer(model, cfg),
+        criterion=nn.CrossEntropyLoss(),
         data_loader=make_loader(data, batch_size=cfg.batch_size, generator=generator),
-        noise_multiplier=sigma, max_grad_norm=dp.clip_norm, poisson_sampling=True,
-        grad_sample_mode="ghost", noise_generator=noise_generator,
+        noise_multiplier=sigma,
+        max_grad_norm=dp.clip_norm,
+        poisson_sampling=True,
+        grad_sample_mode="ghost",
+        noise_generator=noise_generator,
     )
     if loader.sample_rate != q:  # Opacus samples at 1/len(loader): the plan must have the same q
         raise RuntimeError(f"Opacus' Poisson loader samples at q={loader.sample_rate}, the plan at q={q}")
@@ -172,8 +188,7 @@ def _chain_step_hook(optimizer, book: PrivacyBook, *, sample_rate: float) -> Non
 
     def hook(opt):
         opacus_hook(opt)
-        book.record(noise_multiplier=opt.noise_multiplier,
-                    sample_rate=sample_rate * opt.accumulated_iterations)
+        book.record(noise_multiplier=opt.noise_multiplier, sample_rate=sample_rate * opt.accumulated_iterations)
 
     optimizer.attach_step_hook(hook)
 

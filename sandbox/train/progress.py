@@ -13,10 +13,15 @@ def progress_bar(enabled: bool, *, unit: str, label: str = "training", show_loss
     """Yields ``show(done, total, loss)``; a no-op when disabled or not on a terminal (logs, CI)."""
     console = Console(stderr=True)
     loss = "  loss {task.fields[loss]:.3f}" if show_loss else ""
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(),
-                   TextColumn(f"{{task.completed}}/{{task.total}} {unit}{loss}"),
-                   TimeRemainingColumn(), console=console, transient=True,
-                   disable=not (enabled and console.is_terminal))
+    bar = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        TextColumn(f"{{task.completed}}/{{task.total}} {unit}{loss}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not (enabled and console.is_terminal),
+    )
     with bar:
         task = bar.add_task("training", total=None, loss=float("nan"))
 

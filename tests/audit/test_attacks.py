@@ -8,10 +8,19 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from sandbox.audit.attacks import (label_probability, lira_offline, lira_online, logit_confidence,
-                                   loss_attack, mean_by_unit, rmia, topk_score)
+from sandbox.audit.attacks import (
+    label_probability,
+    lira_offline,
+    lira_online,
+    logit_confidence,
+    loss_attack,
+    mean_by_unit,
+    rmia,
+    topk_score,
+)
 
 # --- per-example statistics ------------------------------------------------------------
+
 
 def naive_softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z.astype(np.float64))
@@ -70,8 +79,9 @@ def test_mean_by_unit_matches_loop():
     rng = np.random.default_rng(2)
     values, unit = rng.normal(size=300), rng.integers(0, 9, size=300)
     unit[unit == 4] = 5  # unit 4 has no example
-    expected = [np.mean([v for v, u in zip(values, unit) if u == j]) if j in unit else np.nan
-                for j in range(10)]  # units 4 and 9 are empty
+    expected = [
+        np.mean([v for v, u in zip(values, unit) if u == j]) if j in unit else np.nan for j in range(10)
+    ]  # units 4 and 9 are empty
     np.testing.assert_allclose(mean_by_unit(values, unit, 10), expected, rtol=1e-12)
     with pytest.raises(ValueError, match="unit"):
         mean_by_unit(values, unit, 5)
@@ -95,8 +105,10 @@ def reference_lira(fixed: bool):
     outs = [STATS[~KEEP[:, j], j] for j in range(3)]
     sd_in = [np.std(np.concatenate(ins))] * 3 if fixed else [np.std(v) for v in ins]
     sd_out = [np.std(np.concatenate(outs))] * 3 if fixed else [np.std(v) for v in outs]
-    online = [norm(np.median(i), si).logpdf(x) - norm(np.median(o), so).logpdf(x)
-              for x, i, o, si, so in zip(TARGET, ins, outs, sd_in, sd_out)]
+    online = [
+        norm(np.median(i), si).logpdf(x) - norm(np.median(o), so).logpdf(x)
+        for x, i, o, si, so in zip(TARGET, ins, outs, sd_in, sd_out)
+    ]
     # log(cdf) as log1p(-sf): accurate also where the cdf is close to 1.
     offline = [np.log1p(-norm(np.median(o), so).sf(x)) for x, o, so in zip(TARGET, outs, sd_out)]
     return np.array(online), np.array(offline)
@@ -161,21 +173,29 @@ def test_lira_missing_shadows_and_bad_shapes_raise():
 
 # Online: Pr(x) = [0.375, 0.375] -> ratio_x = [2, 2/3]; Pr(z) = [0.25, 0.25, 0.25] ->
 # ratio_z = [1, 2, 0.5]. x0 / z = [2, 1, 4]; x1 / z = [2/3, 1/3, 4/3].
-HAND = dict(target_prob=np.array([0.75, 0.25]),
-            shadow_probs=np.array([[0.25, 0.5], [0.5, 0.25]]),
-            keep=np.array([[True, False], [False, True]]),
-            population_prob=np.array([0.25, 0.5, 0.125]),
-            population_shadow_probs=np.array([[0.25, 0.125, 0.25], [0.25, 0.375, 0.25]]))
+HAND = dict(
+    target_prob=np.array([0.75, 0.25]),
+    shadow_probs=np.array([[0.25, 0.5], [0.5, 0.25]]),
+    keep=np.array([[True, False], [False, True]]),
+    population_prob=np.array([0.25, 0.5, 0.125]),
+    population_shadow_probs=np.array([[0.25, 0.125, 0.25], [0.25, 0.375, 0.25]]),
+)
 
 
 def call_rmia(d, **kw):
-    return rmia(d["target_prob"], d["shadow_probs"], d["keep"],
-                population_prob=d["population_prob"],
-                population_shadow_probs=d["population_shadow_probs"], **kw)
+    return rmia(
+        d["target_prob"],
+        d["shadow_probs"],
+        d["keep"],
+        population_prob=d["population_prob"],
+        population_shadow_probs=d["population_shadow_probs"],
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("gamma, expected", [(1.0, [1.0, 1 / 3]), (1.5, [2 / 3, 0.0]),
-                                             (2.0, [2 / 3, 0.0]), (0.5, [1.0, 2 / 3])])
+@pytest.mark.parametrize(
+    "gamma, expected", [(1.0, [1.0, 1 / 3]), (1.5, [2 / 3, 0.0]), (2.0, [2 / 3, 0.0]), (0.5, [1.0, 2 / 3])]
+)
 def test_rmia_hand_case(gamma, expected):
     np.testing.assert_allclose(call_rmia(HAND, gamma=gamma), expected)
 
@@ -198,10 +218,13 @@ def random_rmia(seed: int, n: int = 300, m: int = 400, n_shadow: int = 8):
     keep[0], keep[1] = True, False  # every target has IN and OUT shadows
     base = rng.beta(2, 2, size=n)
     member = rng.random(n) < 0.5
-    d = dict(target_prob=np.clip(base + 0.1 * member + rng.normal(0, 0.05, n), 0, 1),
-             shadow_probs=np.clip(base + 0.1 * keep + rng.normal(0, 0.05, (n_shadow, n)), 0, 1),
-             keep=keep, population_prob=rng.beta(2, 2, size=m),
-             population_shadow_probs=rng.beta(2, 2, size=(n_shadow, m)))
+    d = dict(
+        target_prob=np.clip(base + 0.1 * member + rng.normal(0, 0.05, n), 0, 1),
+        shadow_probs=np.clip(base + 0.1 * keep + rng.normal(0, 0.05, (n_shadow, n)), 0, 1),
+        keep=keep,
+        population_prob=rng.beta(2, 2, size=m),
+        population_shadow_probs=rng.beta(2, 2, size=(n_shadow, m)),
+    )
     return d, member
 
 

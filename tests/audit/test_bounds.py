@@ -179,9 +179,7 @@ def test_eps_lower_bound_is_finite_and_nonnegative(pos, neg, alpha, delta):
 
 
 # ---------------------------------------------------------------- one_run_eps_lower_bound
-@pytest.mark.parametrize(
-    ("r", "v", "alpha"), [(100, 80, 0.05), (1000, 700, 0.05), (500, 490, 0.01), (40, 30, 0.1)]
-)
+@pytest.mark.parametrize(("r", "v", "alpha"), [(100, 80, 0.05), (1000, 700, 0.05), (500, 490, 0.01), (40, 30, 0.1)])
 def test_one_run_delta_zero_is_binomial_tail(r, v, alpha):
     expected = binomial_tail_eps(r, v, alpha)
     assert expected > 0
@@ -200,9 +198,7 @@ def test_one_run_perfect_guessing_grows_with_r():
         assert all(b > a for a, b in zip(bounds, bounds[1:])), (delta, bounds)
 
 
-@pytest.mark.parametrize(
-    ("m", "r", "delta"), [(1000, 1000, 0.0), (1000, 100, 1e-5), (50, 10, 0.0), (10, 0, 0.0)]
-)
+@pytest.mark.parametrize(("m", "r", "delta"), [(1000, 1000, 0.0), (1000, 100, 1e-5), (50, 10, 0.0), (10, 0, 0.0)])
 def test_one_run_chance_accuracy_gives_zero(m, r, delta):
     assert one_run_eps_lower_bound(m, r, r // 2, delta) == 0.0
 

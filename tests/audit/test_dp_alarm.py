@@ -27,9 +27,20 @@ from tests.conftest import TINY
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 UNDER_NOISED = [
-    *TINY, "data.n_users=400", "data.n_canaries=200", "data.n_fresh_canaries=300", "data.canary_repeats=1",
-    "data.canary_inclusion=bernoulli", "privacy=dpsgd", "privacy.target_epsilon=1", "train.batch_size=256",
-    "train.epochs=15", "train.lr=0.05", "audit=canary", "audit.extraction=false", "audit.resamples=200",
+    *TINY,
+    "data.n_users=400",
+    "data.n_canaries=200",
+    "data.n_fresh_canaries=300",
+    "data.canary_repeats=1",
+    "data.canary_inclusion=bernoulli",
+    "privacy=dpsgd",
+    "privacy.target_epsilon=1",
+    "train.batch_size=256",
+    "train.epochs=15",
+    "train.lr=0.05",
+    "audit=canary",
+    "audit.extraction=false",
+    "audit.resamples=200",
 ]
 
 
@@ -62,8 +73,9 @@ def _cli(out: Path, overrides: list[str], *, under_noised: bool) -> subprocess.C
     """``python -m sandbox OVERRIDES`` (under-noised: with the patch above) in a child process."""
     out.mkdir(parents=True, exist_ok=True)
     argv = [*overrides, f"hydra.run.dir={out}"]
-    command = [sys.executable, "-c", UNDER_NOISED_MAIN, *argv] if under_noised else \
-        [sys.executable, "-m", "sandbox", *argv]
+    command = (
+        [sys.executable, "-c", UNDER_NOISED_MAIN, *argv] if under_noised else [sys.executable, "-m", "sandbox", *argv]
+    )
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
 
 

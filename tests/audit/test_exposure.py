@@ -12,31 +12,37 @@ from sandbox.audit import exposure as exposure_module
 from sandbox.audit.exposure import exposure, exposure_by_fit, exposure_by_rank, one_run_guesses
 
 
-@pytest.mark.parametrize("rank, size, bits", [
-    (1, 10**6, math.log2(10**6)),  # ranked first of the space: the most exposure there is
-    (1, 1024, 10.0),
-    (2, 1024, 9.0),
-    (1024, 1024, 0.0),  # ranked last: nothing learned
-    (4, 64, 4.0),
-    (1, 1, 0.0),
-    (np.int64(8), np.int64(1024), 7.0),  # numpy integers (ranks come out of numpy)
-])
+@pytest.mark.parametrize(
+    "rank, size, bits",
+    [
+        (1, 10**6, math.log2(10**6)),  # ranked first of the space: the most exposure there is
+        (1, 1024, 10.0),
+        (2, 1024, 9.0),
+        (1024, 1024, 0.0),  # ranked last: nothing learned
+        (4, 64, 4.0),
+        (1, 1, 0.0),
+        (np.int64(8), np.int64(1024), 7.0),  # numpy integers (ranks come out of numpy)
+    ],
+)
 def test_exposure_is_log2_space_minus_log2_rank(rank, size, bits):
     got = exposure(rank, size)
     assert isinstance(got, float) and got == pytest.approx(bits, abs=1e-12)
 
 
-@pytest.mark.parametrize("rank, size, match", [
-    (0, 10, "rank must be >= 1"),  # 1-based
-    (-3, 10, "rank must be >= 1"),
-    (11, 10, r"rank must be <= space_size \(10\)"),
-    (1, 0, "space_size must be >= 1"),
-    (1.5, 10, "rank must be an integer"),
-    (2.0, 10, "rank must be an integer"),
-    (True, 10, "rank must be an integer"),
-    (1, "10", "space_size must be an integer"),
-    (None, 10, "rank must be an integer"),
-])
+@pytest.mark.parametrize(
+    "rank, size, match",
+    [
+        (0, 10, "rank must be >= 1"),  # 1-based
+        (-3, 10, "rank must be >= 1"),
+        (11, 10, r"rank must be <= space_size \(10\)"),
+        (1, 0, "space_size must be >= 1"),
+        (1.5, 10, "rank must be an integer"),
+        (2.0, 10, "rank must be an integer"),
+        (True, 10, "rank must be an integer"),
+        (1, "10", "space_size must be an integer"),
+        (None, 10, "rank must be an integer"),
+    ],
+)
 def test_exposure_refuses_bad_inputs_clearly(rank, size, match):
     with pytest.raises(ValueError, match=match):
         exposure(rank, size)
@@ -55,8 +61,7 @@ def test_exposure_by_rank_matches_counting():
     rng = np.random.default_rng(0)
     refs, canaries = rng.normal(size=500).round(1), rng.normal(size=40).round(1)
     ranks = np.array([1 + sum(r >= c for r in refs) for c in canaries])
-    np.testing.assert_allclose(exposure_by_rank(canaries, refs),
-                               np.log2(len(refs) + 1) - np.log2(ranks))
+    np.testing.assert_allclose(exposure_by_rank(canaries, refs), np.log2(len(refs) + 1) - np.log2(ranks))
 
 
 def normal_refs(seed: int = 0, n: int = 5000):
@@ -66,8 +71,7 @@ def normal_refs(seed: int = 0, n: int = 5000):
 def test_exposure_by_fit_close_to_rank_in_the_bulk():
     refs = normal_refs()
     canaries = 3.0 + 2.0 * np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
-    np.testing.assert_allclose(exposure_by_fit(canaries, refs), exposure_by_rank(canaries, refs),
-                               atol=0.15)
+    np.testing.assert_allclose(exposure_by_fit(canaries, refs), exposure_by_rank(canaries, refs), atol=0.15)
 
 
 def test_exposure_by_fit_extrapolates_past_rank_ceiling():
@@ -144,8 +148,16 @@ def test_secret_space_search_ranks_each_canary_among_all_secrets_with_its_own_re
         return np.where(np.asarray(y) == 0, -np.abs(values - 123456), values % 1000).astype(float)
 
     texts = [CANARY_TEMPLATE.format(secret=format_secret(v, "compact")) for v in (123456, 999, 123456)]
-    out = search_secret_space(stat, lambda tokens: tokens, texts, [0, 1, 1], template=CANARY_TEMPLATE,
-                              secret_format="compact", featurize=featurize, chunk=250_000)
+    out = search_secret_space(
+        stat,
+        lambda tokens: tokens,
+        texts,
+        [0, 1, 1],
+        template=CANARY_TEMPLATE,
+        secret_format="compact",
+        featurize=featurize,
+        chunk=250_000,
+    )
     # 123456 with reaction 1 scores 456: the 1000 residues 457..999 each appear 1000 times above it, and
     # 456 itself 1000 times (itself included): rank = 543 * 1000 + 1000
     assert out["n_canaries"] == 3 and out["n_extracted"] == 1
@@ -153,5 +165,12 @@ def test_secret_space_search_ranks_each_canary_among_all_secrets_with_its_own_re
     ranks = np.array([1, 1000, 544_000])
     assert out["exposure_exact"]["mean"] == pytest.approx(np.mean(np.log2(1e6) - np.log2(ranks)))
     with pytest.raises(ValueError, match="not a text of the space"):
-        search_secret_space(stat, lambda t: t, ["my verification code is 12345"], [0], template=CANARY_TEMPLATE,
-                            secret_format="compact", featurize=featurize)
+        search_secret_space(
+            stat,
+            lambda t: t,
+            ["my verification code is 12345"],
+            [0],
+            template=CANARY_TEMPLATE,
+            secret_format="compact",
+            featurize=featurize,
+        )

@@ -18,8 +18,15 @@ from sandbox.run import run
 from tests.conftest import TINY, compose_config
 
 # canaries planted 20× in one user each, and enough central epochs that a non-private model memorises them
-MEMORISING = [*TINY, "data.n_canaries=40", "data.n_fresh_canaries=200", "data.canary_repeats=20",
-              "train.epochs=10", "train.batch_size=64", "audit.resamples=200"]
+MEMORISING = [
+    *TINY,
+    "data.n_canaries=40",
+    "data.n_fresh_canaries=200",
+    "data.canary_repeats=20",
+    "train.epochs=10",
+    "train.batch_size=64",
+    "audit.resamples=200",
+]
 
 
 def _run(tmp_path, overrides):
@@ -57,8 +64,9 @@ def test_canary_audit_of_a_memorising_model_catches_members_and_records_everythi
     assert json.loads((tmp_path / "record.json").read_text())["audit"]["result"] == "measured"
     x = a["extraction"]  # spaced secrets, but the task hashes bigrams: digit pairs pin a secret down
     assert x["n_canaries"] == a["n_members"] and x["space_size"] == 10**6
-    assert x["n_extracted"] >= 1 and x["rank"]["min"] == 1 and x["exposure_exact"]["max"] == pytest.approx(
-        np.log2(10**6))
+    assert (
+        x["n_extracted"] >= 1 and x["rank"]["min"] == 1 and x["exposure_exact"]["max"] == pytest.approx(np.log2(10**6))
+    )
 
 
 def test_a_weak_attack_is_inconclusive_never_evidence_of_privacy(tmp_path, capsys):
@@ -79,8 +87,19 @@ def test_a_weak_attack_is_inconclusive_never_evidence_of_privacy(tmp_path, capsy
 
 
 def test_a_dp_run_gets_a_separate_non_private_control_run(tmp_path):
-    record = _run(tmp_path, [*MEMORISING, "privacy=dpsgd", "privacy.noise_multiplier=2.0",
-                             "privacy.target_epsilon=null", "train.epochs=2", "train.batch_size=256", "audit=canary", "audit.extraction=false"])
+    record = _run(
+        tmp_path,
+        [
+            *MEMORISING,
+            "privacy=dpsgd",
+            "privacy.noise_multiplier=2.0",
+            "privacy.target_epsilon=null",
+            "train.epochs=2",
+            "train.batch_size=256",
+            "audit=canary",
+            "audit.extraction=false",
+        ],
+    )
     a = record["audit"]
     assert a["control"]["ran_on"] == "control run" and a["control"]["privacy"] == "none"
     assert a["accountant_epsilon"] == record["privacy"]["epsilon"]
@@ -92,19 +111,36 @@ def test_a_dp_run_gets_a_separate_non_private_control_run(tmp_path):
     assert a["result"] == "measured" and "no accountant ε for this relation" in a["reason"]
     # the control is a model of its own, audited with the same statistics, extraction off as in the run
     c = a["control"]
-    assert set(c["audit"]) >= {"attack", "level", "auc", "auc_ci", "tpr_at_0.1pct_fpr", "tpr_at_0.1pct_fpr_ci",
-                               "tpr_at_1pct_fpr", "tpr_at_1pct_fpr_ci", "n_members", "n_nonmembers", "canaries",
-                               "result"}
+    assert set(c["audit"]) >= {
+        "attack",
+        "level",
+        "auc",
+        "auc_ci",
+        "tpr_at_0.1pct_fpr",
+        "tpr_at_0.1pct_fpr_ci",
+        "tpr_at_1pct_fpr",
+        "tpr_at_1pct_fpr_ci",
+        "n_members",
+        "n_nonmembers",
+        "canaries",
+        "result",
+    }
     assert "extraction" not in c["audit"] and c["passed"] == any(s["caught"] for s in c["statistics"].values())
-    assert a["models_trained"] == [{"what": "positive control", "private": False, "unit": "example",
-                                    "delta": None, "events": []}]
+    assert a["models_trained"] == [
+        {"what": "positive control", "private": False, "unit": "example", "delta": None, "events": []}
+    ]
 
 
 def test_control_on_central_validates_the_attack_on_a_central_model_of_the_same_data(tmp_path):
     """A federated run (DP or not) with audit.control_on=central: its control is the central
     non-private model of the same data and seed, i.e. exactly what a central run audits itself on."""
-    federated = ["mode=federated", "federation.rounds=3", "audit=canary", "audit.extraction=false",
-                 "audit.control_on=central"]
+    federated = [
+        "mode=federated",
+        "federation.rounds=3",
+        "audit=canary",
+        "audit.extraction=false",
+        "audit.control_on=central",
+    ]
     central = _run(tmp_path / "central", [*MEMORISING, "privacy=none", "audit=canary", "audit.extraction=false"])
     for privacy in (["privacy=dpfedavg", "privacy.target_epsilon=8"], ["privacy=none"]):
         a = _run(tmp_path / privacy[0], [*MEMORISING, *federated, *privacy])["audit"]
@@ -123,10 +159,22 @@ def test_an_accounting_bug_is_caught_loudly_and_the_run_fails(tmp_path, monkeypa
     # One copy per canary, so a canary is one example inside its host: directly the example-level ε.
     monkeypatch.setattr("sandbox.privacy.PrivacyBook.epsilon", lambda self: 0.05)
     with pytest.raises(ProbableDPBug, match="PROBABLE DP BUG") as raised:
-        _run(tmp_path, [*MEMORISING, "data.canary_repeats=1", "privacy=dpsgd", "privacy.noise_multiplier=0.05",
-                        "privacy.target_epsilon=null", "train.batch_size=64", "train.lr=0.01",
-                        "audit=canary", "audit.extraction=false", "audit.control=false",
-                        "privacy.noise_source=seeded"])  # one fixed draw: the test is about the alarm
+        _run(
+            tmp_path,
+            [
+                *MEMORISING,
+                "data.canary_repeats=1",
+                "privacy=dpsgd",
+                "privacy.noise_multiplier=0.05",
+                "privacy.target_epsilon=null",
+                "train.batch_size=64",
+                "train.lr=0.01",
+                "audit=canary",
+                "audit.extraction=false",
+                "audit.control=false",
+                "privacy.noise_source=seeded",
+            ],
+        )  # one fixed draw: the test is about the alarm
     record = json.loads((tmp_path / "record.json").read_text())
     a = record["audit"]
     assert record["status"] == "failed" and a["result"] == "dp_bug" and a["verdict_inputs"]["auc_alarm"]
@@ -137,14 +185,27 @@ def test_an_accounting_bug_is_caught_loudly_and_the_run_fails(tmp_path, monkeypa
 
 
 def test_lira_and_rmia_run_on_shadows_from_the_same_harness(tmp_path):
-    lira = _run(tmp_path / "lira", [*TINY, "privacy=none", "audit=lira", "audit.shadows=4", "audit.workers=1",
-                                    "audit.resamples=100"])["audit"]
+    lira = _run(
+        tmp_path / "lira",
+        [*TINY, "privacy=none", "audit=lira", "audit.shadows=4", "audit.workers=1", "audit.resamples=100"],
+    )["audit"]
     assert lira["shadows"] == {"n": 4, "workers": 1, "seconds": lira["shadows"]["seconds"], "engine": "central"}
     assert [m["what"] for m in lira["models_trained"]] == [f"shadow {i}" for i in range(4)]
     assert not any(m["private"] or m["events"] for m in lira["models_trained"])
     assert 0 <= lira["auc"] <= 1 and lira["population"]["units"] == lira["n_members"] + lira["n_nonmembers"]
-    rmia = _run(tmp_path / "rmia", [*TINY, "privacy=none", "audit=rmia", "audit.shadows=2", "audit.workers=1",
-                                    "audit.online=true", "audit.resamples=100", "audit.level=example"])["audit"]
+    rmia = _run(
+        tmp_path / "rmia",
+        [
+            *TINY,
+            "privacy=none",
+            "audit=rmia",
+            "audit.shadows=2",
+            "audit.workers=1",
+            "audit.online=true",
+            "audit.resamples=100",
+            "audit.level=example",
+        ],
+    )["audit"]
     assert rmia["level"] == "example" and rmia["population"]["units"] > rmia["population"]["users"]
 
 
@@ -161,32 +222,57 @@ def test_shadows_are_the_same_whatever_the_number_of_worker_processes():
     cfg = resolve(compose_config([*TINY, "privacy=none", "mode=federated", "federation.rounds=2"]))
     data = prepare(cfg, Seeds.from_seed(cfg.seed))
     population = build_population(data, level="user")
-    one, two = (train_shadows(cfg, data, population, n_shadows=2, threat="scores", k=3, workers=w,
-                              rng=np.random.default_rng(1)) for w in (1, 2))
+    one, two = (
+        train_shadows(cfg, data, population, n_shadows=2, threat="scores", k=3, workers=w, rng=np.random.default_rng(1))
+        for w in (1, 2)
+    )
     assert np.array_equal(one.confidence, two.confidence) and np.array_equal(one.keep, two.keep)
 
 
-@pytest.mark.parametrize("overrides, unit, relation, steps", [
-    (["mode=federated", "privacy=dpfedavg", "audit=lira"], "user", "add/remove one user", 1),
-    # a canary inside a host who trains either way: a replace of that user at user level
-    (["mode=federated", "privacy=dpfedavg", "audit=canary"], "user",
-     "add/remove a group of 3 examples inside one user present in both worlds", 2),
-    # ...and its 3 copies at example level
-    (["privacy=dpsgd", "audit=canary", "data.canary_repeats=3"], "example",
-     "add/remove a group of 3 examples inside one user present in both worlds", 3),
-    (["privacy=dpsgd", "audit=canary", "data.canary_repeats=1"], "example",
-     "add/remove one example inside one user present in both worlds", 1),
-    # two hosts per canary: 2 × 3 examples, or each host replaced
-    (["privacy=dpsgd", "audit=canary", "data.canary_users=2"], "example",
-     "add/remove a canary's 6 messages: 3 inside each of 2 users present in both worlds", 6),
-    (["mode=federated", "privacy=dpfedavg", "audit=canary", "data.canary_users=2"], "user",
-     "add/remove a canary's 6 messages: 3 inside each of 2 users present in both worlds", 4),
-    # user membership (members are whole users) vs example-level ε: a user is an unbounded group
-    (["privacy=dpsgd", "audit=lira"], "example", "add/remove one user", None),
-    # the example level toggles whole users too: a user-level (group) test, never example-level ε
-    (["privacy=dpsgd", "audit=lira", "audit.level=example"], "example", "add/remove one user", None),
-    (["mode=federated", "privacy=dpfedavg", "audit=loss", "audit.level=example"], "user", "add/remove one user", 1),
-])
+@pytest.mark.parametrize(
+    "overrides, unit, relation, steps",
+    [
+        (["mode=federated", "privacy=dpfedavg", "audit=lira"], "user", "add/remove one user", 1),
+        # a canary inside a host who trains either way: a replace of that user at user level
+        (
+            ["mode=federated", "privacy=dpfedavg", "audit=canary"],
+            "user",
+            "add/remove a group of 3 examples inside one user present in both worlds",
+            2,
+        ),
+        # ...and its 3 copies at example level
+        (
+            ["privacy=dpsgd", "audit=canary", "data.canary_repeats=3"],
+            "example",
+            "add/remove a group of 3 examples inside one user present in both worlds",
+            3,
+        ),
+        (
+            ["privacy=dpsgd", "audit=canary", "data.canary_repeats=1"],
+            "example",
+            "add/remove one example inside one user present in both worlds",
+            1,
+        ),
+        # two hosts per canary: 2 × 3 examples, or each host replaced
+        (
+            ["privacy=dpsgd", "audit=canary", "data.canary_users=2"],
+            "example",
+            "add/remove a canary's 6 messages: 3 inside each of 2 users present in both worlds",
+            6,
+        ),
+        (
+            ["mode=federated", "privacy=dpfedavg", "audit=canary", "data.canary_users=2"],
+            "user",
+            "add/remove a canary's 6 messages: 3 inside each of 2 users present in both worlds",
+            4,
+        ),
+        # user membership (members are whole users) vs example-level ε: a user is an unbounded group
+        (["privacy=dpsgd", "audit=lira"], "example", "add/remove one user", None),
+        # the example level toggles whole users too: a user-level (group) test, never example-level ε
+        (["privacy=dpsgd", "audit=lira", "audit.level=example"], "example", "add/remove one user", None),
+        (["mode=federated", "privacy=dpfedavg", "audit=loss", "audit.level=example"], "user", "add/remove one user", 1),
+    ],
+)
 def test_each_audit_is_compared_with_the_accountant_for_the_relation_it_tests(overrides, unit, relation, steps):
     cfg = resolve(compose_config([*TINY, "data.canary_repeats=3", *overrides]))
     data = prepare(cfg, Seeds.from_seed(cfg.seed))
@@ -204,26 +290,38 @@ def test_each_audit_is_compared_with_the_accountant_for_the_relation_it_tests(ov
     assert accountant_comparison(rel, {"epsilon": None, "delta": None, "unit": unit})["comparable"] is False
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["audit=lira", "audit.shadows=3"], "audit.shadows"),
-    (["audit=loss", "audit.threat=greybox"], "audit.threat"),
-    (["audit=loss", "audit.level=workspace"], "audit.level"),
-    (["audit.attack=mia"], "audit.attack"),
-    (["audit=loss", "audit.threshold_fpr=0"], "audit.threshold_fpr"),
-    (["audit=loss", "audit.control_on=federated"], "audit.control_on"),
-    (["audit=canary", "audit.one_run_guess_fractions=[0.1,0]"], "audit.one_run_guess_fractions"),
-    (["audit=canary", "audit.one_run_guess_fractions=[]"], "audit.one_run_guess_fractions"),
-    (["audit=loss", "audit.control_tpr_floor=1.5"], "audit.control_tpr_floor"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["audit=lira", "audit.shadows=3"], "audit.shadows"),
+        (["audit=loss", "audit.threat=greybox"], "audit.threat"),
+        (["audit=loss", "audit.level=workspace"], "audit.level"),
+        (["audit.attack=mia"], "audit.attack"),
+        (["audit=loss", "audit.threshold_fpr=0"], "audit.threshold_fpr"),
+        (["audit=loss", "audit.control_on=federated"], "audit.control_on"),
+        (["audit=canary", "audit.one_run_guess_fractions=[0.1,0]"], "audit.one_run_guess_fractions"),
+        (["audit=canary", "audit.one_run_guess_fractions=[]"], "audit.one_run_guess_fractions"),
+        (["audit=loss", "audit.control_tpr_floor=1.5"], "audit.control_tpr_floor"),
+    ],
+)
 def test_bad_audit_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         resolve(compose_config([*TINY, *overrides]))
 
 
 def test_bernoulli_canaries_give_the_one_run_bound_on_candidates_whose_host_trained(tmp_path):
-    record = _run(tmp_path, [*MEMORISING, "data.n_canaries=80", "data.canary_inclusion=bernoulli",
-                             "privacy=none", "audit=canary", "audit.one_run_guess_fractions=[0.1,0.5,1.0]",
-                             "audit.extraction=false"])
+    record = _run(
+        tmp_path,
+        [
+            *MEMORISING,
+            "data.n_canaries=80",
+            "data.canary_inclusion=bernoulli",
+            "privacy=none",
+            "audit=canary",
+            "audit.one_run_guess_fractions=[0.1,0.5,1.0]",
+            "audit.extraction=false",
+        ],
+    )
     c = record["audit"]["canaries"]
     assert 0 < c["left_out_by_coin"] < 80 and c["planted"] + c["left_out_by_coin"] == 80
     assert record["data"]["n_canaries"] == c["planted"]
@@ -247,8 +345,10 @@ def test_the_one_run_bound_needs_bernoulli_inclusion(tmp_path):
 def test_topk_threat_canary_audit_completes_when_no_distribution_can_be_fitted(tmp_path):
     """threat=topk scores every fresh canary alike (its reaction is not among the few shown): exposure by
     fit is then undefined for them, which the record says, instead of the run crashing."""
-    record = _run(tmp_path, [*TINY, "privacy=none", "audit=canary", "audit.threat=topk", "audit.extraction=false",
-                             "audit.resamples=100"])
+    record = _run(
+        tmp_path,
+        [*TINY, "privacy=none", "audit=canary", "audit.threat=topk", "audit.extraction=false", "audit.resamples=100"],
+    )
     fit = record["audit"]["canaries"]["exposure_by_fit"]
     assert "no distribution can be fitted" in fit["note"]
     assert fit["trained_hosts"]["n"] + fit["untrained_hosts"]["n"] < record["audit"]["canaries"]["planted"]

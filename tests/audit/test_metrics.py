@@ -18,9 +18,9 @@ from sandbox.audit.metrics import (
     _resample_stats,
     attack_metrics,
     choose_threshold,
+    nonmembers_needed,
     plot_roc,
     rates_at_threshold,
-    nonmembers_needed,
     split_for_threshold,
     tpr_at_fpr,
     tpr_measurability,
@@ -52,6 +52,7 @@ def gaussian(n_per_class: int, seed: int, shift: float = 1.0):
 
 
 # --- point estimates ---------------------------------------------------------------------
+
 
 def test_auc_hand_case():
     scores, labels = [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]
@@ -90,8 +91,10 @@ def test_fpr_below_one_over_n_is_fpr_zero():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=2, max_size=30),
-       st.sampled_from([0.0, 0.001, 0.1, 1 / 3, 0.5, 0.99, 1.0]))
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=2, max_size=30),
+    st.sampled_from([0.0, 0.001, 0.1, 1 / 3, 0.5, 0.99, 1.0]),
+)
 def test_tpr_at_fpr_matches_brute_force(pairs, fpr):
     scores, labels = [s for s, _ in pairs], [y for _, y in pairs]
     if all(labels) or not any(labels):
@@ -100,6 +103,7 @@ def test_tpr_at_fpr_matches_brute_force(pairs, fpr):
 
 
 # --- the vectorised bootstrap statistic equals sklearn on each resample -------------------
+
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 40), st.integers(2, 40), st.integers(2, 8))
@@ -110,8 +114,7 @@ def test_resample_stats_match_sklearn(seed, n_pos, n_neg, n_values):
     values, codes = np.unique(s, return_inverse=True)
     fprs = (0.0, 0.01, 0.1, 0.5)
     ip, ineg = rng.integers(0, n_pos, (5, n_pos)), rng.integers(0, n_neg, (5, n_neg))
-    auc, tpr = _resample_stats(codes[y], codes[~y], len(values),
-                               [_allowed_fp(f, n_neg) for f in fprs], ip, ineg)
+    auc, tpr = _resample_stats(codes[y], codes[~y], len(values), [_allowed_fp(f, n_neg) for f in fprs], ip, ineg)
     for r in range(5):
         rs = np.r_[s[y][ip[r]], s[~y][ineg[r]]]
         ry = np.r_[np.ones(n_pos), np.zeros(n_neg)]
@@ -121,6 +124,7 @@ def test_resample_stats_match_sklearn(seed, n_pos, n_neg, n_values):
 
 
 # --- bootstrap confidence intervals --------------------------------------------------------
+
 
 def test_ci_contains_point_estimate():
     m = attack_metrics(*gaussian(2000, seed=1))
@@ -179,6 +183,7 @@ def test_to_dict_is_json():
 
 # --- thresholds on one split, counts on another --------------------------------------------
 
+
 def test_choose_threshold_and_rates_hand_case():
     # Choose split: members 0.9 0.7 0.5, non-members 0.8 0.6 0.1.
     scores, labels = [0.9, 0.8, 0.7, 0.6, 0.5, 0.1], [1, 0, 1, 0, 1, 0]
@@ -210,6 +215,7 @@ def test_split_for_threshold():
 
 # --- plot ----------------------------------------------------------------------------------
 
+
 def test_plot_roc_writes_png(tmp_path):
     import matplotlib.image
     import matplotlib.pyplot as plt
@@ -226,20 +232,26 @@ def test_plot_roc_writes_png(tmp_path):
 
 # --- input validation ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("scores, labels, message", [
-    ([0.1, 0.2, 0.3], [0, 1], "differ in length"),
-    ([0.1, 0.2], [1, 1], "both classes"),
-    ([0.1, 0.2], [0, 0], "both classes"),
-    ([0.1, np.nan], [0, 1], "finite"),
-    ([0.1, np.inf], [0, 1], "finite"),
-    ([0.1, 0.2], [0, 2], "0/1"),
-    ([[0.1, 0.2]], [[0, 1]], "1-D"),
-])
+
+@pytest.mark.parametrize(
+    "scores, labels, message",
+    [
+        ([0.1, 0.2, 0.3], [0, 1], "differ in length"),
+        ([0.1, 0.2], [1, 1], "both classes"),
+        ([0.1, 0.2], [0, 0], "both classes"),
+        ([0.1, np.nan], [0, 1], "finite"),
+        ([0.1, np.inf], [0, 1], "finite"),
+        ([0.1, 0.2], [0, 2], "0/1"),
+        ([[0.1, 0.2]], [[0, 1]], "1-D"),
+    ],
+)
 def test_input_validation(scores, labels, message):
-    for call in (lambda: attack_metrics(scores, labels, resamples=5),
-                 lambda: tpr_at_fpr(scores, labels, 0.1),
-                 lambda: choose_threshold(scores, labels, fpr=0.1),
-                 lambda: rates_at_threshold(scores, labels, 0.5)):
+    for call in (
+        lambda: attack_metrics(scores, labels, resamples=5),
+        lambda: tpr_at_fpr(scores, labels, 0.1),
+        lambda: choose_threshold(scores, labels, fpr=0.1),
+        lambda: rates_at_threshold(scores, labels, 0.5),
+    ):
         with pytest.raises(ValueError, match=message):
             call()
 
@@ -263,8 +275,9 @@ def test_nonmembers_needed_for_tpr_at_a_fpr_is_one_over_fpr(fpr, need):
     assert nonmembers_needed(fpr) == need  # 1/0.001 is not exactly 1000 in floating point; still 1000
 
 
-@pytest.mark.parametrize("n, fpr, ok", [(99, 0.01, False), (100, 0.01, True), (999, 0.001, False),
-                                        (1000, 0.001, True), (0, 0.01, False)])
+@pytest.mark.parametrize(
+    "n, fpr, ok", [(99, 0.01, False), (100, 0.01, True), (999, 0.001, False), (1000, 0.001, True), (0, 0.01, False)]
+)
 def test_tpr_measurability_says_how_many_non_members_it_needs(n, fpr, ok):
     info = tpr_measurability(n, fpr)
     assert info["measurable"] is ok and info["n_nonmembers"] == n

@@ -16,12 +16,16 @@ def _known(rows: list[list[int]], n_items: int) -> np.ndarray:
 
 
 def test_list_hit_scores_hand_checked_with_padding_and_unknown_users():
-    lists = np.array([[0, 2, -1],  # knows {0, 1}: 1 hit / min(3, 2)
-                      [1, -1, -1],  # knows {1}: 1 / 1
-                      [3, 4, 0],  # knows nothing: 0
-                      [-1, -1, -1],  # knows {0}: padding is never a hit (not item 0)
-                      [0, 1, 4],  # knows {0, 1, 2, 3}: 2 hits / min(3, 4)
-                      [4, 3, 2]])  # knows {4}, at the end of the item range: 1 / 1
+    lists = np.array(
+        [
+            [0, 2, -1],  # knows {0, 1}: 1 hit / min(3, 2)
+            [1, -1, -1],  # knows {1}: 1 / 1
+            [3, 4, 0],  # knows nothing: 0
+            [-1, -1, -1],  # knows {0}: padding is never a hit (not item 0)
+            [0, 1, 4],  # knows {0, 1, 2, 3}: 2 hits / min(3, 4)
+            [4, 3, 2],
+        ]
+    )  # knows {4}, at the end of the item range: 1 / 1
     known = _known([[0, 1], [1], [], [0], [0, 1, 2, 3], [4]], n_items=5)
     np.testing.assert_allclose(list_hit_scores(lists, known), [1 / 2, 1, 0, 0, 2 / 3, 1])
 
@@ -71,9 +75,13 @@ def test_lists_independent_of_the_attribute_give_no_advantage():
     rng = np.random.default_rng(0)
     n_items, k = 40, 5
     attr_ref, attr_target = rng.random(300) < 0.3, rng.random(600) < 0.3
-    out = attribute_inference(_random_lists(rng, 300, n_items, k), attr_ref,
-                              {"members": (_random_lists(rng, 600, n_items, k), attr_target)},
-                              n_items=n_items, **AUDIT)
+    out = attribute_inference(
+        _random_lists(rng, 300, n_items, k),
+        attr_ref,
+        {"members": (_random_lists(rng, 600, n_items, k), attr_target)},
+        n_items=n_items,
+        **AUDIT,
+    )
     assert out["result"] == "measured" and "gap" not in out  # one group: no gap
     m = out["members"]
     assert m["base_rate"] == pytest.approx(attr_target.mean()) and out["base_rate"] == pytest.approx(attr_ref.mean())
@@ -93,15 +101,21 @@ def _revealing(rng, attr, n_items=40, k=5):  # item 0 is shown exactly to users 
 def test_lists_that_reveal_the_attribute_give_advantage_one_and_no_gap_if_everyone_is_revealed():
     rng = np.random.default_rng(1)
     attr_ref, members, others = rng.random(200) < 0.2, rng.random(400) < 0.2, rng.random(300) < 0.2
-    out = attribute_inference(_revealing(rng, attr_ref), attr_ref,
-                              {"members": (_revealing(rng, members), members),
-                               "non_members": (_revealing(rng, others), others)}, n_items=40, **AUDIT)
+    out = attribute_inference(
+        _revealing(rng, attr_ref),
+        attr_ref,
+        {"members": (_revealing(rng, members), members), "non_members": (_revealing(rng, others), others)},
+        n_items=40,
+        **AUDIT,
+    )
     assert out["result"] == "measured"
     for group in ("members", "non_members"):
         assert out[group]["auc"] == 1.0 and out[group]["auc_ci"] == pytest.approx([1.0, 1.0])
         assert out[group]["advantage"] == 1.0  # the threshold has a margin: no target falls just below it
         assert out[group]["advantage_ci"] == pytest.approx([1.0, 1.0])
-    assert out["gap"] == 0.0 and out["gap_ci"] == pytest.approx([0.0, 0.0])  # the model reveals it for anyone: training adds nothing
+    assert out["gap"] == 0.0 and out["gap_ci"] == pytest.approx(
+        [0.0, 0.0]
+    )  # the model reveals it for anyone: training adds nothing
 
 
 def test_a_leak_only_for_members_shows_as_the_gap():
@@ -109,9 +123,13 @@ def test_a_leak_only_for_members_shows_as_the_gap():
     attr_ref, members, others = rng.random(300) < 0.3, rng.random(400) < 0.3, rng.random(300) < 0.3
     lists_ref = _revealing(rng, attr_ref)
     lists_ref[rng.random(300) < 0.5] = 2 + _random_lists(rng, 1, 38, 5)  # the reference half-revealed
-    out = attribute_inference(lists_ref, attr_ref, {"members": (_revealing(rng, members), members),
-                                                    "non_members": (2 + _random_lists(rng, 300, 38, 5), others)},
-                              n_items=40, **AUDIT)
+    out = attribute_inference(
+        lists_ref,
+        attr_ref,
+        {"members": (_revealing(rng, members), members), "non_members": (2 + _random_lists(rng, 300, 38, 5), others)},
+        n_items=40,
+        **AUDIT,
+    )
     assert out["members"]["advantage"] > 0.5 and abs(out["non_members"]["advantage"]) < 0.2
     assert out["gap"] == pytest.approx(out["members"]["advantage"] - out["non_members"]["advantage"])
     assert out["gap_ci"][0] > 0.3
@@ -127,11 +145,14 @@ def test_too_few_reference_users_in_a_class_is_reported_not_measured():
     assert out["result"] == "too_few" and "members" not in out
     assert out["base_rate"] == 4 / 50 and out["n_reference"] == 50
     # no target with the attribute: nothing to measure either
-    out = attribute_inference(lists_ref, np.arange(50) % 2 == 0, {"members": (lists_target, np.zeros(50, bool))},
-                              n_items=20, **AUDIT)
+    out = attribute_inference(
+        lists_ref, np.arange(50) % 2 == 0, {"members": (lists_target, np.zeros(50, bool))}, n_items=20, **AUDIT
+    )
     assert out["result"] == "too_few"
     # five of each class is enough
     five = np.zeros(50, bool)
     five[:5] = True
-    assert attribute_inference(lists_ref, five, {"members": (lists_target, attr_target)}, n_items=20,
-                               **AUDIT)["result"] == "measured"
+    assert (
+        attribute_inference(lists_ref, five, {"members": (lists_target, attr_target)}, n_items=20, **AUDIT)["result"]
+        == "measured"
+    )

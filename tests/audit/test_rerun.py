@@ -25,8 +25,14 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 QUICK = ["audit.resamples=100"]  # re-audit overrides that keep the bootstrap short
 # secure noise and sampling (the default): not replayable. 20 canaries, so that some host is sampled
 # whatever the draw (with TINY's 3, no host trained in about 1 draw of 5, and the audit had no members)
-FEDERATED_DP = ["mode=federated", "privacy=dpfedavg", "privacy.target_epsilon=4", "federation.rounds=3",
-                "federation.sample_rate=0.2", "data.n_canaries=20"]
+FEDERATED_DP = [
+    "mode=federated",
+    "privacy=dpfedavg",
+    "privacy.target_epsilon=4",
+    "federation.rounds=3",
+    "federation.sample_rate=0.2",
+    "data.n_canaries=20",
+]
 
 
 def _train(out_dir, overrides):
@@ -36,8 +42,9 @@ def _train(out_dir, overrides):
 
 
 def _cli(module, *args, cwd):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def _record(run_dir):
@@ -69,8 +76,15 @@ def federated(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(harness, "attack_model", spy)
         record = reaudit(root / "run", root / "canary", ["audit=canary", "audit.extraction=false", *QUICK])
-    return {"root": root, "run": root / "run", "out": root / "canary", "record": record, "seen": seen,
-            "ledger": ledger, "before": before}
+    return {
+        "root": root,
+        "run": root / "run",
+        "out": root / "canary",
+        "record": record,
+        "seen": seen,
+        "ledger": ledger,
+        "before": before,
+    }
 
 
 def test_reaudits_of_a_central_run_are_one_model_for_claims(central, tmp_path):
@@ -87,15 +101,20 @@ def test_reaudits_of_a_central_run_are_one_model_for_claims(central, tmp_path):
         r = _record(out)
         assert r["model"]["sha256"] == original["model"]["sha256"] and r["audit"]["attack"] == name
         assert r["config"]["audit"]["attack"] == name and r["config"]["audit"]["resamples"] == 100
-        assert {k: v for k, v in r["config"].items() if k != "audit"} == \
-            {k: v for k, v in original["config"].items() if k != "audit"}
+        assert {k: v for k, v in r["config"].items() if k != "audit"} == {
+            k: v for k, v in original["config"].items() if k != "audit"
+        }
         assert r["status"] == "completed" and r["privacy"] == original["privacy"] and r["data"] == original["data"]
-        assert r["reaudit_of"] == {"run_dir": str(central), "record_sha256": hashlib.sha256(raw).hexdigest(),
-                                   "out_dir": str(out)}
+        assert r["reaudit_of"] == {
+            "run_dir": str(central),
+            "record_sha256": hashlib.sha256(raw).hexdigest(),
+            "out_dir": str(out),
+        }
         assert r["timing"]["original"] == original["timing"] and r["timing"]["seconds"] > 0
         assert (out / "model.pt").read_bytes() == (central / "model.pt").read_bytes()
-        assert {"model.pt", "trained_users.npy", "canaries.json", "roc.png", "audit_scores.npz"} <= \
-            {p.name for p in out.iterdir()}
+        assert {"model.pt", "trained_users.npy", "canaries.json", "roc.png", "audit_scores.npz"} <= {
+            p.name for p in out.iterdir()
+        }
         assert np.array_equal(np.load(out / "trained_users.npy"), np.load(central / "trained_users.npy"))
     assert "audit" not in original and (central / "record.json").read_bytes() == raw  # the run is left as it was
     proc = _cli("sandbox.claim", "cannot-memorize", outs["loss"], outs["canary"], cwd=tmp_path)
@@ -156,6 +175,7 @@ def test_the_ledger_total_is_checked_before_the_reaudit_trains(federated, tmp_pa
 
     def plan(audit):
         return planned_audit_spend(resolve(OmegaConf.create({**record["config"], "audit": audit})), data)
+
     assert plan({"attack": "canary", "control": False}) is None  # nothing trains beside the model
     spend, eps = plan({"attack": "lira", "shadows": 2, "control": False})
     assert spend.private and spend.unit == "user" and eps == pytest.approx(2 * 4.0)  # 2 shadows at the target
@@ -171,12 +191,15 @@ def test_an_override_outside_the_audit_is_refused(central, tmp_path, capsys):
     assert "audit=nosuch: no such audit" in capsys.readouterr().err and not out.exists()
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("model", "is not the model.sha256"),
-    ("record", "record.json: missing"),
-    ("status", "status: 'failed'"),
-    ("members", "trained_users.npy: missing: a federated run's members"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("model", "is not the model.sha256"),
+        ("record", "record.json: missing"),
+        ("status", "status: 'failed'"),
+        ("members", "trained_users.npy: missing: a federated run's members"),
+    ],
+)
 def test_a_run_dir_that_is_not_of_its_model_is_refused(central, federated, tmp_path, capsys, damage, message):
     run_dir = tmp_path / "run"
     shutil.copytree(federated["run"] if damage == "members" else central, run_dir)
@@ -206,8 +229,14 @@ def test_a_non_empty_out_dir_is_refused(central, tmp_path, capsys):
 
 
 def test_a_reaudit_that_finds_a_dp_bug_keeps_its_failed_record_and_exits_4(central, tmp_path, monkeypatch, capsys):
-    bug = {"attack": "loss", "relation": "add/remove one user", "result": "dp_bug", "reason": "an alarm fired",
-           "accountant_epsilon": 1.0, "models_trained": []}
+    bug = {
+        "attack": "loss",
+        "relation": "add/remove one user",
+        "result": "dp_bug",
+        "reason": "an alarm fired",
+        "accountant_epsilon": 1.0,
+        "models_trained": [],
+    }
     monkeypatch.setattr("sandbox.run.run_audit", lambda *args, **kwargs: bug)
     out = tmp_path / "out"
     assert reaudit_main([str(central), str(out), "audit=loss"]) == 4

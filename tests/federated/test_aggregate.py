@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from sandbox.federated.aggregate import (
-    clip_update, gaussian_noise, next_clip_norm, noisy_mean,
+    clip_update,
+    gaussian_noise,
+    next_clip_norm,
+    noisy_mean,
 )
 
 
@@ -37,8 +40,10 @@ def test_noise_is_reproducible_from_the_generator():
 
 def test_clip_norm_moves_geometrically_towards_the_target_quantile():
     # every update was within C: C is too large, shrink by exp(-η(1 − γ))
-    assert next_clip_norm(1.0, unclipped_fraction=1.0, target_quantile=0.5, learning_rate=0.2) == \
-        pytest.approx(math.exp(-0.1))
-    assert next_clip_norm(1.0, unclipped_fraction=0.0, target_quantile=0.5, learning_rate=0.2) == \
-        pytest.approx(math.exp(0.1))
+    assert next_clip_norm(1.0, unclipped_fraction=1.0, target_quantile=0.5, learning_rate=0.2) == pytest.approx(
+        math.exp(-0.1)
+    )
+    assert next_clip_norm(1.0, unclipped_fraction=0.0, target_quantile=0.5, learning_rate=0.2) == pytest.approx(
+        math.exp(0.1)
+    )
     assert next_clip_norm(0.7, unclipped_fraction=0.5, target_quantile=0.5, learning_rate=0.2) == 0.7

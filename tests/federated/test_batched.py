@@ -35,15 +35,20 @@ def _params():
 def _one_by_one(params, datas, local, clip_norm=None):
     trainer = LocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), local)
     trainer.load(params)
-    return [trainer.update(d, generator=torch.Generator().manual_seed(10 + i), clip_norm=clip_norm)
-            for i, d in enumerate(datas)]
+    return [
+        trainer.update(d, generator=torch.Generator().manual_seed(10 + i), clip_norm=clip_norm)
+        for i, d in enumerate(datas)
+    ]
 
 
 def _batched(params, datas, local, chunk, clip_norm=None, first_seed=10):
     trainer = BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), local, chunk=chunk)
     trainer.load(params)
-    got = list(trainer.updates(datas, [torch.Generator().manual_seed(first_seed + i) for i in range(len(datas))],
-                               clip_norm=clip_norm))
+    got = list(
+        trainer.updates(
+            datas, [torch.Generator().manual_seed(first_seed + i) for i in range(len(datas))], clip_norm=clip_norm
+        )
+    )
     assert sorted(i for i, _ in got) == list(range(len(datas)))  # every client exactly once
     return dict(got)
 
@@ -95,5 +100,8 @@ def test_models_without_a_stacked_forward_are_refused():
     with pytest.raises(ValueError, match="chunk"):
         BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), LocalConfig(), chunk=0)
     with pytest.raises(RuntimeError, match="load"):
-        next(BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), LocalConfig()).updates(
-            _clients()[:1], [torch.Generator()]))
+        next(
+            BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), LocalConfig()).updates(
+                _clients()[:1], [torch.Generator()]
+            )
+        )

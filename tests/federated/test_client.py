@@ -27,8 +27,9 @@ def test_one_local_step_is_minus_lr_times_the_gradient_and_params_are_untouched(
     nn.functional.cross_entropy(reference(data.tokens), data.labels).backward()
     grad = torch.cat([p.grad.reshape(-1) for p in reference.parameters()])
     before = params.clone()
-    update = local_update(params, data, model=model, cfg=LocalConfig(batch_size=16, lr=0.3),
-                          generator=torch.Generator().manual_seed(0))
+    update = local_update(
+        params, data, model=model, cfg=LocalConfig(batch_size=16, lr=0.3), generator=torch.Generator().manual_seed(0)
+    )
     torch.testing.assert_close(update.delta.to_dense(), -0.3 * grad, atol=1e-6, rtol=1e-5)
     assert torch.equal(params, before)  # the global parameters are never modified
     assert update.n_examples == 6 and update.unclipped
@@ -38,8 +39,14 @@ def test_client_side_clipping_bounds_the_update_and_reports_the_bit():
     model, params, data = _setup()
     free = local_update(params, data, model=model, cfg=LocalConfig(lr=5.0), generator=torch.Generator().manual_seed(0))
     norm = float(free.delta.to_dense().norm())
-    clipped = local_update(params, data, model=model, cfg=LocalConfig(lr=5.0),
-                           generator=torch.Generator().manual_seed(0), clip_norm=norm / 2)
+    clipped = local_update(
+        params,
+        data,
+        model=model,
+        cfg=LocalConfig(lr=5.0),
+        generator=torch.Generator().manual_seed(0),
+        clip_norm=norm / 2,
+    )
     assert float(clipped.delta.to_dense().norm()) <= norm / 2 * (1 + 1e-5) and not clipped.unclipped
     torch.testing.assert_close(clipped.delta.to_dense(), free.delta.to_dense() / 2)
 
@@ -65,7 +72,9 @@ def test_sparse_local_sgd_equals_dense_sgd_over_several_steps_and_clients():
     trainer.load(params)
     for client in range(3):  # one trainer, client after client: each starts from the global params
         g = torch.Generator().manual_seed(100 + client)
-        data = ClientData(tokens=torch.randint(0, 40, (11, 6), generator=g), labels=torch.randint(0, 5, (11,), generator=g))
+        data = ClientData(
+            tokens=torch.randint(0, 40, (11, 6), generator=g), labels=torch.randint(0, 5, (11,), generator=g)
+        )
         update = trainer.update(data, generator=torch.Generator().manual_seed(client))
         reference = _dense_local_sgd(params, data, cfg, seed=client)
         torch.testing.assert_close(update.delta.to_dense(), reference, atol=1e-6, rtol=1e-5)

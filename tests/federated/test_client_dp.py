@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector
 
+from sandbox.federated.aggregate import Update
 from sandbox.federated.client import ClientData, LocalConfig
 from sandbox.federated.client_dp import LocalDPSGD, PrivateLocalTrainer, local_steps
 from sandbox.federated.server import FederatedServer, FederationConfig
-from sandbox.federated.aggregate import Update
 from sandbox.privacy import PrivacyBook
 from sandbox.tasks import emoji
 
@@ -49,7 +49,7 @@ def test_noise_covers_every_coordinate_and_matches_sigma_c_over_expected_batch()
     sigma, clip, q, lr = 2.0, 0.5, 0.5, 0.3
     trainer, params, data = _setup(LocalDPSGD(noise_multiplier=sigma, clip_norm=clip, sample_rate=q, steps=1), lr=lr)
     update = trainer.update(data, generator=torch.Generator().manual_seed(1))
-    untouched = update.delta[40 * 8: 128 * 8]  # embedding rows no example uses: pure noise
+    untouched = update.delta[40 * 8 : 128 * 8]  # embedding rows no example uses: pure noise
     assert bool((untouched != 0).all())
     expected_std = lr * sigma * clip / (q * len(data))
     assert float(untouched.std()) == pytest.approx(expected_std, rel=0.1)
@@ -74,8 +74,15 @@ def test_local_steps_are_epochs_over_the_sample_rate():
 def test_server_accounts_for_the_client_with_the_most_rounds():
     dp = LocalDPSGD(noise_multiplier=1.0, clip_norm=1.0, sample_rate=0.5, steps=3)
     book = PrivacyBook(unit="example", delta=1e-5, accountant="rdp")
-    server = FederatedServer(params=torch.zeros(2), n_clients=5, cfg=FederationConfig(rounds=6, sample_rate=0.5),
-                             dp=None, book=book, seed=0, local_dp=dp)
+    server = FederatedServer(
+        params=torch.zeros(2),
+        n_clients=5,
+        cfg=FederationConfig(rounds=6, sample_rate=0.5),
+        dp=None,
+        book=book,
+        seed=0,
+        local_dp=dp,
+    )
     counts, rounds_with_clients = np.zeros(5, dtype=int), 0
     while (plan := server.next_round()) is not None:
         counts[plan.clients] += 1

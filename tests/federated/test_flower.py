@@ -21,27 +21,47 @@ from omegaconf import OmegaConf
 from sandbox.config import resolve
 from sandbox.federated.aggregate import SparseDelta, Update
 from sandbox.federated.clients import partition_clients
-from sandbox.federated.flower_server import exchange
 from sandbox.federated.flower_capture import MESSAGE_LOG_ENV, records_as_json
 from sandbox.federated.flower_messages import (
-    RECORD_KEYS, read_update_content, run_config_from_text, run_config_text, update_content,
+    RECORD_KEYS,
+    read_update_content,
+    run_config_from_text,
+    run_config_text,
+    update_content,
 )
+from sandbox.federated.flower_server import exchange
 from sandbox.prepare import Seeds, prepare
 from sandbox.run import run
 from tests.conftest import TINY, compose_config
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-FEDERATED_TINY = [*TINY, "task.n_buckets=1024", "data.n_users=40", "data.n_workspaces=4", "mode=federated",
-                  "federation.rounds=3", "federation.sample_rate=0.5", "federation.eval_every=3"]
+FEDERATED_TINY = [
+    *TINY,
+    "task.n_buckets=1024",
+    "data.n_users=40",
+    "data.n_workspaces=4",
+    "mode=federated",
+    "federation.rounds=3",
+    "federation.sample_rate=0.5",
+    "federation.eval_every=3",
+]
 # Seeded noise (research mode): the engines must give the same model, so both must draw the same
 # noise; with the default secure noise they differ by the noise draw only (tests/privacy/test_noise_source.py).
 PRIVACY = {
     "none": ["privacy=none"],
-    "dpfedavg": ["privacy=dpfedavg", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null",
-                 "privacy.noise_source=seeded"],
-    "client_dpsgd": ["privacy=client_dpsgd", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null",
-                     "privacy.noise_source=seeded"],
+    "dpfedavg": [
+        "privacy=dpfedavg",
+        "privacy.noise_multiplier=1.0",
+        "privacy.target_epsilon=null",
+        "privacy.noise_source=seeded",
+    ],
+    "client_dpsgd": [
+        "privacy=client_dpsgd",
+        "privacy.noise_multiplier=1.0",
+        "privacy.target_epsilon=null",
+        "privacy.noise_source=seeded",
+    ],
 }
 
 
@@ -127,8 +147,11 @@ def _array_problems(entries: list[dict], n_params: int) -> list[str]:
                 values = np.load(io.BytesIO(data), allow_pickle=False)
                 canonical = io.BytesIO()
                 np.save(canonical, values, allow_pickle=False)
-                if array["stype"] != "numpy.ndarray" or canonical.getvalue() != data \
-                        or [array["dtype"], array["shape"]] != [str(values.dtype), list(values.shape)]:
+                if (
+                    array["stype"] != "numpy.ndarray"
+                    or canonical.getvalue() != data
+                    or [array["dtype"], array["shape"]] != [str(values.dtype), list(values.shape)]
+                ):
                     problems.append(f"{entry['side']} {entry['direction']} {name}.{key}: not canonical")
                 arrays[key] = values
             where = f"{entry['side']} {entry['direction']} {name}"
@@ -137,9 +160,14 @@ def _array_problems(entries: list[dict], n_params: int) -> list[str]:
                     problems.append(f"{where}: {arrays['params'].dtype} {arrays['params'].shape}")
             elif name == "update":
                 index, values = arrays["index"], arrays["values"]
-                if index.dtype != np.int64 or values.dtype != np.float32 or index.shape != values.shape \
-                        or index.ndim != 1 or (len(index) and (index[0] < 0 or index[-1] >= n_params)) \
-                        or np.any(np.diff(index) <= 0):
+                if (
+                    index.dtype != np.int64
+                    or values.dtype != np.float32
+                    or index.shape != values.shape
+                    or index.ndim != 1
+                    or (len(index) and (index[0] < 0 or index[-1] >= n_params))
+                    or np.any(np.diff(index) <= 0)
+                ):
                     problems.append(f"{where}: index {index.dtype} {index.shape}, values {values.dtype} {values.shape}")
             else:
                 problems.append(f"{where}: unexpected array record")
@@ -176,8 +204,14 @@ def test_every_message_is_logged_on_both_sides(captured):
     assert not [e for e in entries if "error" in e]
 
 
-OPTIONAL_INSTRUCTION = {"clip-norm", "local-noise-multiplier", "local-clip-norm", "local-sample-rate", "local-steps",
-                        "local-noise-source"}
+OPTIONAL_INSTRUCTION = {
+    "clip-norm",
+    "local-noise-multiplier",
+    "local-clip-norm",
+    "local-sample-rate",
+    "local-steps",
+    "local-noise-source",
+}
 
 
 def test_only_the_expected_records_and_keys_cross(captured):
@@ -198,11 +232,14 @@ def test_no_message_text_or_canary_crosses(captured):
     entries, data, partition = captured["entries"], captured["data"], captured["partition"]
     manifest = json.loads((captured["out_dir"] / "canaries.json").read_text())
     canaries = [c["text"] for c in manifest["inserted"]] + manifest["fresh"]
-    sent_to = {int(e["records"]["instruction"]["values"]["client"]) for e in entries
-               if e["side"] == "server" and e["direction"] == "sent" and e["message_type"] == "train"}
+    sent_to = {
+        int(e["records"]["instruction"]["values"]["client"])
+        for e in entries
+        if e["side"] == "server" and e["direction"] == "sent" and e["message_type"] == "train"
+    }
     hosts = {uid for c in manifest["inserted"] for uid in c["user_ids"]}
     assert hosts & {data.corpus.user_ids[partition.owners[c]] for c in sent_to}, "no canary host took part"
-    rows = np.concatenate([partition.rows[partition.offsets[c]:partition.offsets[c + 1]] for c in sorted(sent_to)])
+    rows = np.concatenate([partition.rows[partition.offsets[c] : partition.offsets[c + 1]] for c in sorted(sent_to)])
     # every distinct text of the clients that took part (≥ 12 characters: shorter ones could match
     # parameter bytes by chance), the canaries among them
     texts = sorted({t for t in data.corpus.texts[data.train.message_index[rows]] if len(t) >= 12})
@@ -214,9 +251,14 @@ def test_the_leak_check_finds_text_smuggled_into_a_record():
     """Positive control for the checks above: text in a config value or in an array's bytes is found."""
     secret = "my verification code is 4 8 1 9 2 7"
     as_bytes = np.frombuffer(secret.encode(), dtype=np.uint8).copy()
-    content = RecordDict({"instruction": ConfigRecord({"note": secret}),
-                          "update": ArrayRecord({"index": Array(np.arange(len(as_bytes), dtype=np.int64)),
-                                                 "values": Array(as_bytes)})})
+    content = RecordDict(
+        {
+            "instruction": ConfigRecord({"note": secret}),
+            "update": ArrayRecord(
+                {"index": Array(np.arange(len(as_bytes), dtype=np.int64)), "values": Array(as_bytes)}
+            ),
+        }
+    )
     entry = {"side": "client", "direction": "sent", "records": records_as_json(content)}
     assert _leaks([entry], [secret]) == [secret]
     del entry["records"]["instruction"]
@@ -231,8 +273,9 @@ def test_run_config_round_trips_through_its_text():
 
 
 def test_update_round_trips_exactly():
-    delta = SparseDelta(index=torch.tensor([0, 3, 4, 16]), size=17,
-                        values=torch.randn(4, generator=torch.Generator().manual_seed(0)))
+    delta = SparseDelta(
+        index=torch.tensor([0, 3, 4, 16]), size=17, values=torch.randn(4, generator=torch.Generator().manual_seed(0))
+    )
     update = Update(delta=delta, n_examples=5, loss=1.2345678901234567, unclipped=False)
     back = read_update_content(update_content(update))
     assert torch.equal(back.delta.index, delta.index) and torch.equal(back.delta.values, delta.values)
@@ -250,8 +293,11 @@ def test_a_dense_update_round_trips_exactly():
 
 @pytest.mark.parametrize("index", [[0, 3, 3, 16], [0, 3, 17, 2], [-1, 0, 1, 2]])
 def test_a_malformed_update_index_is_rejected(index):
-    content = update_content(Update(delta=SparseDelta(index=torch.tensor([0, 1, 2, 3]), values=torch.ones(4), size=17),
-                                    n_examples=1, loss=0.0))
+    content = update_content(
+        Update(
+            delta=SparseDelta(index=torch.tensor([0, 1, 2, 3]), values=torch.ones(4), size=17), n_examples=1, loss=0.0
+        )
+    )
     content["update"]["index"] = Array(np.array(index, dtype=np.int64))
     with pytest.raises(ValueError, match="update index"):
         read_update_content(content)
@@ -272,10 +318,13 @@ class _ScriptedGrid:
         for message_id in list(message_ids):
             node = self.pushed.pop(message_id, None)
             if node is not None and self.script[node] != "silent":
-                replies.append(SimpleNamespace(
-                    metadata=SimpleNamespace(src_node_id=node, reply_to_message_id=message_id),
-                    has_error=lambda outcome=self.script[node]: outcome == "error",
-                    error=SimpleNamespace(code=1, reason="ClientApp raised ValueError")))
+                replies.append(
+                    SimpleNamespace(
+                        metadata=SimpleNamespace(src_node_id=node, reply_to_message_id=message_id),
+                        has_error=lambda outcome=self.script[node]: outcome == "error",
+                        error=SimpleNamespace(code=1, reason="ClientApp raised ValueError"),
+                    )
+                )
         return replies
 
 

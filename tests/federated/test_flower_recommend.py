@@ -30,11 +30,24 @@ from tests.federated.test_flower import _array_problems, _leaks
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 N_MEMBERS, N_POSTINGS = 60, 30
-JOBS_FEDERATED = ["task=jobs", f"task.jobs.n_members={N_MEMBERS}", f"task.jobs.n_postings={N_POSTINGS}",
-                  "task.jobs.seeking_rate=0.3", "task.n_buckets=1024", "task.embedding_dim=16", "task.hidden_dim=16",
-                  "mode=federated", "privacy=dpfedavg", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null",
-                  "privacy.noise_source=seeded",  # the engines give one model only if they draw the same noise
-                  "federation.rounds=3", "federation.sample_rate=0.5", "federation.eval_every=3", "progress=false"]
+JOBS_FEDERATED = [
+    "task=jobs",
+    f"task.jobs.n_members={N_MEMBERS}",
+    f"task.jobs.n_postings={N_POSTINGS}",
+    "task.jobs.seeking_rate=0.3",
+    "task.n_buckets=1024",
+    "task.embedding_dim=16",
+    "task.hidden_dim=16",
+    "mode=federated",
+    "privacy=dpfedavg",
+    "privacy.noise_multiplier=1.0",
+    "privacy.target_epsilon=null",
+    "privacy.noise_source=seeded",  # the engines give one model only if they draw the same noise
+    "federation.rounds=3",
+    "federation.sample_rate=0.5",
+    "federation.eval_every=3",
+    "progress=false",
+]
 
 
 def run_with(overrides: list[str], out_dir: Path) -> dict:
@@ -63,8 +76,14 @@ def captured(runs) -> dict:
     data = prepare(cfg, Seeds.from_seed(cfg.seed))
     partition = partition_clients(data.corpus, data.train, unit="user")
     n_params = sum(v.numel() for v in torch.load(out_dir / "model.pt").values())
-    return {"entries": entries, "record": record, "cfg": cfg, "data": data, "partition": partition,
-            "n_params": n_params}
+    return {
+        "entries": entries,
+        "record": record,
+        "cfg": cfg,
+        "data": data,
+        "partition": partition,
+        "n_params": n_params,
+    }
 
 
 def test_flower_gives_the_inprocess_jobs_model(runs):
@@ -95,16 +114,22 @@ def test_every_message_is_logged_on_both_sides(captured):
 
 
 def _participants(entries) -> set[int]:
-    return {int(e["records"]["instruction"]["values"]["client"]) for e in entries
-            if e["side"] == "server" and e["direction"] == "sent" and e["message_type"] == "train"}
+    return {
+        int(e["records"]["instruction"]["values"]["client"])
+        for e in entries
+        if e["side"] == "server" and e["direction"] == "sent" and e["message_type"] == "train"
+    }
 
 
 def test_no_member_message_or_sensitive_phrase_crosses(captured):
     entries, cfg, partition = captured["entries"], captured["cfg"], captured["partition"]
     corpus = generate_jobs(cfg.task.jobs)
     took_part = partition.owners[sorted(_participants(entries))]
-    seeking_texts = [t for m, t in zip(corpus.message_member, corpus.message_text)
-                     if m in set(took_part) and corpus.member_seeking[m]]
+    seeking_texts = [
+        t
+        for m, t in zip(corpus.message_member, corpus.message_text)
+        if m in set(took_part) and corpus.member_seeking[m]
+    ]
     # the check has something to find: members who reveal they are seeking trained in some round
     assert any(p in t for t in seeking_texts for p in SENSITIVE_PHRASES)
     texts = sorted(set(corpus.message_text.tolist()))  # every member's, trained or not
@@ -124,8 +149,12 @@ def test_only_the_global_parameters_and_model_sized_updates_cross(captured):
     for name, record_ in (r for e in entries for r in e.get("records", {}).items()):
         assert name in RECORD_KEYS and set(record_["values"]) <= RECORD_KEYS[name], name
     assert _array_problems(entries, n_params) == []
-    member_counts = {record["data"]["n_users"], record["data"]["n_train_users"], record["data"]["n_test_users"],
-                     record["data"]["n_clients"]}
+    member_counts = {
+        record["data"]["n_users"],
+        record["data"]["n_train_users"],
+        record["data"]["n_test_users"],
+        record["data"]["n_clients"],
+    }
     n_dense = n_params - cfg.task.n_buckets * cfg.task.embedding_dim  # every coordinate but the embedding table
     n_params_sent = n_updates = 0
     for entry in entries:

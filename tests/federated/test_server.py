@@ -81,8 +81,14 @@ def test_training_stops_before_a_round_would_exceed_the_target():
 
 
 def test_adaptive_clipping_tracks_the_quantile_and_keeps_the_total_noise_accounted():
-    dp = DPFedAvgSettings(noise_multiplier=1.0, clip_norm=10.0, clipping="adaptive",
-                          count_noise_multiplier=5.0, clip_lr=0.5, target_quantile=0.5)
+    dp = DPFedAvgSettings(
+        noise_multiplier=1.0,
+        clip_norm=10.0,
+        clipping="adaptive",
+        count_noise_multiplier=5.0,
+        clip_lr=0.5,
+        target_quantile=0.5,
+    )
     server = _server(n_clients=200, q=0.5, dp=dp, rounds=20)
     norms = []
     while (plan := server.next_round()) is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -24,8 +23,10 @@ def _run(tmp_path, overrides):
 
 
 def test_dp_fedavg_record_states_user_level_poisson_and_honest_epsilon(tmp_path):
-    record = _run(tmp_path, ["privacy=dpfedavg", "privacy.noise_multiplier=1.2",
-                             "privacy.target_epsilon=null", "federation.rounds=4"])
+    record = _run(
+        tmp_path,
+        ["privacy=dpfedavg", "privacy.noise_multiplier=1.2", "privacy.target_epsilon=null", "federation.rounds=4"],
+    )
     p = record["privacy"]
     assert record["mode"] == "federated" and record["engine"] == "inprocess"
     assert p["unit"] == "user" and p["sampling"] == "poisson" and p["steps"] == 4
@@ -41,8 +42,10 @@ def test_dp_fedavg_record_states_user_level_poisson_and_honest_epsilon(tmp_path)
 
 
 def test_target_epsilon_with_given_noise_stops_before_exceeding(tmp_path):
-    record = _run(tmp_path, ["privacy=dpfedavg", "privacy.noise_multiplier=1.0",
-                             "privacy.target_epsilon=3", "federation.rounds=500"])
+    record = _run(
+        tmp_path,
+        ["privacy=dpfedavg", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=3", "federation.rounds=500"],
+    )
     assert record["status"] == "stopped_budget"
     assert record["privacy"]["epsilon"] <= 3.0 and 0 < record["privacy"]["steps"] < 500
     assert "top5" in record["curve"][-1]  # evaluated where it stopped
@@ -55,15 +58,25 @@ def test_target_epsilon_alone_calibrates_noise_for_the_planned_rounds(tmp_path):
 
 
 def test_a_budget_too_small_for_one_round_trains_nothing_and_says_so(tmp_path):
-    record = _run(tmp_path, ["privacy=dpfedavg", "privacy.noise_multiplier=0.3",
-                             "privacy.target_epsilon=0.5", "federation.rounds=5"])
+    record = _run(
+        tmp_path,
+        ["privacy=dpfedavg", "privacy.noise_multiplier=0.3", "privacy.target_epsilon=0.5", "federation.rounds=5"],
+    )
     assert record["status"] == "stopped_budget" and record["privacy"]["steps"] == 0
     assert record["privacy"]["epsilon"] == 0.0 and record["curve"][0]["round"] == 0
 
 
 def test_cross_silo_clients_are_workspaces(tmp_path):
-    record = _run(tmp_path, ["federation=cross_silo", "privacy=dpfedavg", "privacy.target_epsilon=5",
-                             "federation.rounds=2", "federation.sample_rate=0.5"])
+    record = _run(
+        tmp_path,
+        [
+            "federation=cross_silo",
+            "privacy=dpfedavg",
+            "privacy.target_epsilon=5",
+            "federation.rounds=2",
+            "federation.sample_rate=0.5",
+        ],
+    )
     assert record["privacy"]["unit"] == "workspace"
     assert record["data"]["client_unit"] == "workspace"
     assert record["data"]["n_clients"] <= record["data"]["n_workspaces"]
@@ -76,8 +89,9 @@ def test_fedavg_learns_something_nonprivate(tmp_path):
 
 
 # DP with seeded noise: the two trainers can give one model only if the server draws the same noise
-@pytest.mark.parametrize("privacy", [["privacy=none"],
-                                     ["privacy=dpfedavg", "privacy.clipping=adaptive", "privacy.noise_source=seeded"]])
+@pytest.mark.parametrize(
+    "privacy", [["privacy=none"], ["privacy=dpfedavg", "privacy.clipping=adaptive", "privacy.noise_source=seeded"]]
+)
 def test_client_batched_and_one_by_one_inprocess_runs_give_the_same_model(tmp_path, privacy):
     overrides = [*privacy, "federation.rounds=4", "federation.sample_rate=0.5", "federation.local_batch_size=4"]
     batched = _run(tmp_path / "batched", [*overrides, "federation.client_batch=3"])
@@ -102,21 +116,32 @@ def test_clients_are_only_consenting_training_users():
     assert (data.corpus.message_user[rows] == partition.owners[0]).all() and len(first) == sizes[0]
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["privacy=dpsgd"], "privacy"),
-    (["privacy=dpfedavg", "federation.sample_rate=1.5"], "federation.sample_rate"),
-    (["privacy=dpfedavg", "privacy.unit=example"], "privacy.unit"),
-    (["privacy=dpfedavg", "federation.server_optimizer=sgd"], "federation.server_optimizer"),
-    (["privacy=none", "federation.client_batch=-1"], "federation.client_batch"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["privacy=dpsgd"], "privacy"),
+        (["privacy=dpfedavg", "federation.sample_rate=1.5"], "federation.sample_rate"),
+        (["privacy=dpfedavg", "privacy.unit=example"], "privacy.unit"),
+        (["privacy=dpfedavg", "federation.server_optimizer=sgd"], "federation.server_optimizer"),
+        (["privacy=none", "federation.client_batch=-1"], "federation.client_batch"),
+    ],
+)
 def test_bad_federated_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         resolve(compose_config([*FED, *overrides]))
 
 
 def test_client_level_dpsgd_records_example_level_epsilon_of_the_busiest_client(tmp_path):
-    record = _run(tmp_path, ["privacy=client_dpsgd", "privacy.noise_multiplier=1.5", "privacy.target_epsilon=null",
-                             "privacy.local_sample_rate=0.5", "federation.rounds=4"])
+    record = _run(
+        tmp_path,
+        [
+            "privacy=client_dpsgd",
+            "privacy.noise_multiplier=1.5",
+            "privacy.target_epsilon=null",
+            "privacy.local_sample_rate=0.5",
+            "federation.rounds=4",
+        ],
+    )
     p = record["privacy"]
     assert p["mechanism"] == "client_dpsgd" and p["unit"] == "example"
     assert p["neighbouring_relation"] == "add/remove one example" and not p["amplification_by_client_sampling"]
@@ -127,18 +152,23 @@ def test_client_level_dpsgd_records_example_level_epsilon_of_the_busiest_client(
 
 
 def test_client_level_dpsgd_target_is_met_even_by_a_client_in_every_round(tmp_path):
-    record = _run(tmp_path, ["privacy=client_dpsgd", "privacy.target_epsilon=3", "federation.rounds=3",
-                             "federation.sample_rate=1.0"])
+    record = _run(
+        tmp_path,
+        ["privacy=client_dpsgd", "privacy.target_epsilon=3", "federation.rounds=3", "federation.sample_rate=1.0"],
+    )
     p = record["privacy"]
     assert p["worst_client_rounds"] == 3  # q = 1: every client in every round, the calibrated worst case
     assert 2.9 < p["epsilon"] <= 3.0
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["mode=central", "privacy=client_dpsgd"], "privacy"),
-    (["privacy=client_dpsgd", "privacy.local_sample_rate=0"], "privacy.local_sample_rate"),
-    (["privacy=client_dpsgd", "privacy.unit=user"], "privacy.unit"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["mode=central", "privacy=client_dpsgd"], "privacy"),
+        (["privacy=client_dpsgd", "privacy.local_sample_rate=0"], "privacy.local_sample_rate"),
+        (["privacy=client_dpsgd", "privacy.unit=user"], "privacy.unit"),
+    ],
+)
 def test_bad_client_dpsgd_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         resolve(compose_config([*FED, *overrides]))

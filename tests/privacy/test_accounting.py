@@ -88,9 +88,7 @@ def test_multi_phase_composition_equals_sequential_stepping(accountant):
 
 def test_split_identical_phases_give_the_same_epsilon_as_one_phase():
     whole = epsilon_for(events=[_event(1.1, 0.01, 500)], delta=1e-5, accountant="gdp")
-    split = epsilon_for(
-        events=[_event(1.1, 0.01, 200), _event(1.1, 0.01, 300)], delta=1e-5, accountant="gdp"
-    )
+    split = epsilon_for(events=[_event(1.1, 0.01, 200), _event(1.1, 0.01, 300)], delta=1e-5, accountant="gdp")
     assert split == whole
 
 
@@ -179,8 +177,7 @@ def test_rdp_reproduces_tf_privacy_mnist_tutorial(sigma, epochs, published):
 
 def test_mnist_example_with_sigma_1_1_is_about_three_epsilon():
     ours = {
-        name: epsilon_for(events=[_event(1.1, MNIST_Q, 14063)], delta=1e-5, accountant=name)
-        for name in ACCOUNTANTS
+        name: epsilon_for(events=[_event(1.1, MNIST_Q, 14063)], delta=1e-5, accountant=name) for name in ACCOUNTANTS
     }
     assert 2.0 < ours["gdp"] <= ours["prv"] < ours["rdp"] < 3.0
 
@@ -191,17 +188,13 @@ def test_mnist_example_with_sigma_1_1_is_about_three_epsilon():
 @pytest.mark.parametrize("accountant", ACCOUNTANTS)
 def test_noise_multiplier_for_reaches_target_from_below(accountant):
     q, steps, delta, target, tolerance = 0.01, 300, 1e-5, 2.0, 0.01
-    sigma = noise_multiplier_for(
-        target_epsilon=target, delta=delta, sample_rate=q, steps=steps, accountant=accountant
-    )
+    sigma = noise_multiplier_for(target_epsilon=target, delta=delta, sample_rate=q, steps=steps, accountant=accountant)
     achieved = _stepped_opacus(accountant, [(sigma, q, steps)]).get_epsilon(delta=delta)
     assert target - tolerance < achieved <= target
 
 
 def test_calibrated_rdp_sigma_checked_by_dp_accounting():
-    sigma = noise_multiplier_for(
-        target_epsilon=3.0, delta=1e-5, sample_rate=MNIST_Q, steps=14063, accountant="rdp"
-    )
+    sigma = noise_multiplier_for(target_epsilon=3.0, delta=1e-5, sample_rate=MNIST_Q, steps=14063, accountant="rdp")
     reference = RdpAccountant(orders=RDPAccountant.DEFAULT_ALPHAS)
     achieved = _dp_accounting_epsilon(reference, [(sigma, MNIST_Q, 14063)], 1e-5)
     assert 2.98 < achieved <= 3.0 + 1e-6
@@ -210,9 +203,7 @@ def test_calibrated_rdp_sigma_checked_by_dp_accounting():
 @pytest.mark.parametrize("accountant", ["rdp", "gdp"])
 def test_smaller_target_epsilon_needs_more_noise(accountant):
     sigmas = [
-        noise_multiplier_for(
-            target_epsilon=target, delta=1e-5, sample_rate=0.01, steps=1000, accountant=accountant
-        )
+        noise_multiplier_for(target_epsilon=target, delta=1e-5, sample_rate=0.01, steps=1000, accountant=accountant)
         for target in (8.0, 4.0, 2.0, 1.0, 0.5)
     ]
     assert sigmas == sorted(sigmas) and len(set(sigmas)) == len(sigmas)
@@ -220,9 +211,7 @@ def test_smaller_target_epsilon_needs_more_noise(accountant):
 
 def test_unreachable_target_is_an_accounting_error():
     with pytest.raises(AccountingError, match="target_epsilon"):
-        noise_multiplier_for(
-            target_epsilon=1e-7, delta=1e-5, sample_rate=1.0, steps=10, accountant="rdp"
-        )
+        noise_multiplier_for(target_epsilon=1e-7, delta=1e-5, sample_rate=1.0, steps=10, accountant="rdp")
 
 
 # --- refusals -----------------------------------------------------------------------------
@@ -300,9 +289,7 @@ def test_book_epsilon_equals_epsilon_for_its_events_and_honours_overrides():
     book.record(noise_multiplier=0.9, sample_rate=0.02, steps=50)
     events = [_event(1.1, 0.01, 100), _event(0.9, 0.02, 50)]
     assert book.epsilon() == epsilon_for(events=events, delta=1e-5, accountant="rdp")
-    assert book.epsilon(delta=1e-7, accountant="prv") == epsilon_for(
-        events=events, delta=1e-7, accountant="prv"
-    )
+    assert book.epsilon(delta=1e-7, accountant="prv") == epsilon_for(events=events, delta=1e-7, accountant="prv")
 
 
 @pytest.mark.parametrize("accountant", ACCOUNTANTS)
@@ -408,6 +395,4 @@ def test_gdp_answers_infinity_beyond_its_bracket():
 @pytest.mark.slow
 def test_prv_calibration_refuses_instead_of_exhausting_memory():
     with pytest.raises(AccountingError, match="grid"):
-        noise_multiplier_for(
-            target_epsilon=1000.0, delta=1e-5, sample_rate=0.004, steps=1000, accountant="prv"
-        )
+        noise_multiplier_for(target_epsilon=1000.0, delta=1e-5, sample_rate=0.004, steps=1000, accountant="prv")

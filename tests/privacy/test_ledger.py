@@ -15,9 +15,9 @@ from opacus.accountants import RDPAccountant
 
 from sandbox.budget import main as budget_main
 from sandbox.config import ConfigError, resolve
+from sandbox.prepare import Seeds, prepare
 from sandbox.privacy.ledger import ALL_UNITS, LedgerError, PrivacyLedger, Spend
 from sandbox.run import planned_epsilon, planned_spend, run, spend_of
-from sandbox.prepare import Seeds, prepare
 from tests.conftest import TINY, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,22 +90,48 @@ def test_the_total_refuses_a_run_whichever_unit_it_uses(tmp_path):
     fresh.record(_private(unit="example"), run_dir="central", epsilon=None)
     spent_example = fresh.spent("d1", "example")[0]
     with pytest.raises(LedgerError, match=r"\(example level\).*may add up to ε = 1"):
-        fresh.check(Spend(dataset="d1", unit="user", private=True, what="training"), planned_epsilon=0.5,
-                    total=spent_example + 0.9, on_exceed="refuse")
+        fresh.check(
+            Spend(dataset="d1", unit="user", private=True, what="training"),
+            planned_epsilon=0.5,
+            total=spent_example + 0.9,
+            on_exceed="refuse",
+        )
     # …and the user-level total of that data set is already ∞ (its example-level run protects no user)
     with pytest.raises(LedgerError, match=r"\(user level\) has spent ε = ∞"):
-        fresh.check(Spend(dataset="d1", unit="user", private=True, what="training"), planned_epsilon=0.1,
-                    total=100.0, on_exceed="refuse")
+        fresh.check(
+            Spend(dataset="d1", unit="user", private=True, what="training"),
+            planned_epsilon=0.1,
+            total=100.0,
+            on_exceed="refuse",
+        )
     # a fresh data set: an example-level run is checked at its own unit only
-    assert PrivacyLedger(tmp_path / "none.json").check(example_run, planned_epsilon=1.0, total=2.0,
-                                                      on_exceed="refuse") is None
+    assert (
+        PrivacyLedger(tmp_path / "none.json").check(example_run, planned_epsilon=1.0, total=2.0, on_exceed="refuse")
+        is None
+    )
 
 
 def test_version_1_ledgers_are_still_read(tmp_path):
     path = tmp_path / "ledger.json"
-    path.write_text(json.dumps({"version": 1, "entries": [
-        {"dataset": "d1", "unit": "user", "private": True, "events": [{"event": EVENT, "times": 2}],
-         "delta": 1e-5, "what": "training + 1 shadow models", "run_dir": "a", "run_epsilon": 1.0}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "entries": [
+                    {
+                        "dataset": "d1",
+                        "unit": "user",
+                        "private": True,
+                        "events": [{"event": EVENT, "times": 2}],
+                        "delta": 1e-5,
+                        "what": "training + 1 shadow models",
+                        "run_dir": "a",
+                        "run_epsilon": 1.0,
+                    }
+                ],
+            }
+        )
+    )
     eps, delta, n = PrivacyLedger(path).spent("d1", "user")
     assert n == 1 and eps == pytest.approx(_opacus_rdp([(1.2, 0.05, 80)], 1e-5), rel=1e-9)
 
@@ -157,15 +183,29 @@ def test_planned_spend_counts_the_audit_models():
     models = spend_of(cfg, data, record).all_models()  # an audit that does not list its models: as planned
     assert [(m.events, m.times, m.unit) for m in models] == [((EVENT,), 1, "user"), ((EVENT,), 4, "user")]
     shadow = {**EVENT, "noise_multiplier": 1.7}  # shadows ran their own σ and δ: charged with those
-    listed = {**record, "audit": {"models_trained": [
-        {"what": f"shadow {i}", "private": True, "unit": "user", "delta": 2e-4, "events": [shadow]} for i in range(4)]}}
+    listed = {
+        **record,
+        "audit": {
+            "models_trained": [
+                {"what": f"shadow {i}", "private": True, "unit": "user", "delta": 2e-4, "events": [shadow]}
+                for i in range(4)
+            ]
+        },
+    }
     models = spend_of(cfg, data, listed).all_models()
     assert [m.events for m in models] == [(EVENT,)] + [(shadow,)] * 4 and models[1].delta == 2e-4
     with_control = _cfg([*base, "audit=loss"])  # a DP run's positive control trains without DP
     assert math.isinf(planned_epsilon(with_control, data))
     assert not planned_spend(with_control, data).private
-    sigma = _cfg(["mode=federated", "privacy=dpfedavg", "privacy.noise_multiplier=1.0",
-                  "privacy.target_epsilon=null", "federation.rounds=3"])
+    sigma = _cfg(
+        [
+            "mode=federated",
+            "privacy=dpfedavg",
+            "privacy.noise_multiplier=1.0",
+            "privacy.target_epsilon=null",
+            "federation.rounds=3",
+        ]
+    )
     expected = _opacus_rdp([(1.0, sigma.federation.sample_rate, 3)], 1e-4)  # TINY: 240 users -> δ = 1e-4
     assert planned_epsilon(sigma, data) == pytest.approx(expected, rel=1e-6)
 
@@ -189,21 +229,42 @@ def test_the_ledger_refuses_a_run_that_would_pass_the_total_and_keeps_nothing(tm
     assert not (tmp_path / "second" / "record.json").exists()
     assert len(json.loads(ledger.read_text())["entries"]) == 1  # the refused run spent nothing
     # through the CLI: exit 3 (bad input), one error line, no traceback, no record
-    proc = subprocess.run([sys.executable, "-m", "sandbox", *TINY, *dp, "ledger.total_epsilon=3",
-                           f"ledger.path={ledger}", f"hydra.run.dir={tmp_path / 'cli'}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            *TINY,
+            *dp,
+            "ledger.total_epsilon=3",
+            f"ledger.path={ledger}",
+            f"hydra.run.dir={tmp_path / 'cli'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: privacy ledger") and not (tmp_path / "cli" / "record.json").exists()
-    shown = subprocess.run([sys.executable, "-m", "sandbox.budget", "--ledger", str(ledger)], cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "sandbox.budget", "--ledger", str(ledger)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0 and record["data"]["fingerprint"][:12] in shown.stdout
     assert f"{record['privacy']['epsilon']:.3f}"[:3] in shown.stdout
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["ledger.on_exceed=ignore"], "ledger.on_exceed"),
-    (["ledger.total_epsilon=0"], "ledger.total_epsilon"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["ledger.on_exceed=ignore"], "ledger.on_exceed"),
+        (["ledger.total_epsilon=0"], "ledger.total_epsilon"),
+    ],
+)
 def test_bad_ledger_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         _cfg(overrides)
@@ -217,8 +278,11 @@ def test_tests_keep_their_ledger_out_of_the_repository():
 def _append_many(path: str, worker: int, n: int) -> None:
     ledger = PrivacyLedger(path)
     for i in range(n):
-        ledger.record(Spend(dataset="d" * 64, unit=ALL_UNITS, private=False, what=f"worker {worker} run {i}"),
-                      run_dir=f"run-{worker}-{i}", epsilon=None)
+        ledger.record(
+            Spend(dataset="d" * 64, unit=ALL_UNITS, private=False, what=f"worker {worker} run {i}"),
+            run_dir=f"run-{worker}-{i}",
+            epsilon=None,
+        )
 
 
 def test_concurrent_appends_from_two_processes_keep_every_entry(tmp_path):

@@ -83,7 +83,7 @@ def test_the_secure_state_is_all_of_the_os_entropy_not_a_32_bit_seed():
     same = [torch.randn(4, generator=torch.Generator().manual_seed(s)) for s in (12345, 12345 + 2**32)]
     assert torch.equal(*same)  # why secrets.randbits(63) → manual_seed would give only 2**32 noise streams
     entropy = bytes(range(256)) * 9 + bytes(range(192))  # 2496 bytes = 624 words
-    words = np.frombuffer(_from_entropy(entropy).get_state().numpy()[24:24 + 624 * 8].tobytes(), dtype=np.uint64)
+    words = np.frombuffer(_from_entropy(entropy).get_state().numpy()[24 : 24 + 624 * 8].tobytes(), dtype=np.uint64)
     assert np.array_equal(words, np.frombuffer(entropy, dtype=np.uint32).astype(np.uint64))
     draws = torch.randn(2000, generator=_from_entropy(entropy))
     assert torch.equal(draws, torch.randn(2000, generator=_from_entropy(entropy)))  # a function of the entropy
@@ -104,9 +104,15 @@ def test_central_noise_generators_from_one_seed():
 def test_the_dpfedavg_server_noise_from_one_seed(source, same):
     def one_round() -> torch.Tensor:
         dp = DPFedAvgSettings(noise_multiplier=1.0, clip_norm=1.0)
-        server = FederatedServer(params=torch.zeros(64), n_clients=10, cfg=FederationConfig(rounds=1, sample_rate=0.5),
-                                 dp=dp, book=PrivacyBook(unit="user", delta=1e-5, accountant="rdp"), seed=5,
-                                 noise_source=source)
+        server = FederatedServer(
+            params=torch.zeros(64),
+            n_clients=10,
+            cfg=FederationConfig(rounds=1, sample_rate=0.5),
+            dp=dp,
+            book=PrivacyBook(unit="user", delta=1e-5, accountant="rdp"),
+            seed=5,
+            noise_source=source,
+        )
         plan = server.next_round()
         for _ in plan.clients:
             server.receive(Update(delta=torch.zeros(64), n_examples=1, loss=0.0))
@@ -118,8 +124,13 @@ def test_the_dpfedavg_server_noise_from_one_seed(source, same):
 
 
 def test_the_server_noise_defaults_to_secure():
-    kwargs = dict(params=torch.zeros(4), n_clients=4, cfg=FederationConfig(rounds=1),
-                  dp=DPFedAvgSettings(noise_multiplier=1.0, clip_norm=1.0), seed=0)
+    kwargs = dict(
+        params=torch.zeros(4),
+        n_clients=4,
+        cfg=FederationConfig(rounds=1),
+        dp=DPFedAvgSettings(noise_multiplier=1.0, clip_norm=1.0),
+        seed=0,
+    )
     a, b = (FederatedServer(book=PrivacyBook(unit="user", delta=1e-5, accountant="rdp"), **kwargs) for _ in range(2))
     assert not torch.equal(torch.randn(8, generator=a.noise), torch.randn(8, generator=b.noise))
 
@@ -158,12 +169,28 @@ def test_two_central_dpsgd_runs_with_one_seed_draw_different_secure_noise(tmp_pa
 
 # -- the reconstruction attack from record.json + model.pt ------------------------------------------
 N_BUCKETS, DIM = 4096, 8
-ONE_ROUND = ["data.n_users=60", "data.n_workspaces=4", "data.n_canaries=3", "data.n_fresh_canaries=5",
-             "data.max_messages_per_user=200", f"task.n_buckets={N_BUCKETS}", f"task.embedding_dim={DIM}",
-             "task.hidden_dim=16", "progress=false", "mode=federated", "privacy=dpfedavg",
-             "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null", "privacy.clip_norm=1.0",
-             "federation.rounds=1", "federation.sample_rate=1.0", "federation.server_optimizer=fedavg",
-             "federation.server_lr=1.0", "federation.eval_every=1", "seed=11"]
+ONE_ROUND = [
+    "data.n_users=60",
+    "data.n_workspaces=4",
+    "data.n_canaries=3",
+    "data.n_fresh_canaries=5",
+    "data.max_messages_per_user=200",
+    f"task.n_buckets={N_BUCKETS}",
+    f"task.embedding_dim={DIM}",
+    "task.hidden_dim=16",
+    "progress=false",
+    "mode=federated",
+    "privacy=dpfedavg",
+    "privacy.noise_multiplier=1.0",
+    "privacy.target_epsilon=null",
+    "privacy.clip_norm=1.0",
+    "federation.rounds=1",
+    "federation.sample_rate=1.0",
+    "federation.server_optimizer=fedavg",
+    "federation.server_lr=1.0",
+    "federation.eval_every=1",
+    "seed=11",
+]
 FLOAT_ERROR = 1.5e-5  # float32 rounding of (model − initial)·qN with qN ≈ 50: ~6e-6 measured
 TOUCHED = 3e-5  # a touched row's largest |coordinate| of the clipped sum: ≥ 5e-5 measured
 
@@ -186,8 +213,9 @@ def one_round_runs(tmp_path_factory) -> dict:
 
                 patch.setattr(server_module.FederatedServer, "finish_round", capture)
                 entropy = noise_module._os_entropy
-                patch.setattr(noise_module, "_os_entropy", lambda n, e=entropy: out["entropy"].append(e(n))
-                              or out["entropy"][-1])
+                patch.setattr(
+                    noise_module, "_os_entropy", lambda n, e=entropy: out["entropy"].append(e(n)) or out["entropy"][-1]
+                )
                 record = run_with([*ONE_ROUND, f"privacy.noise_source={source}"], root / f"{source}-{i}")
             out[source].append((record, root / f"{source}-{i}", sums[0]))
     return out
@@ -268,7 +296,7 @@ def test_the_secure_entropy_is_written_nowhere(one_round_runs):
     files = [f.read_bytes() for _, out_dir, _ in one_round_runs["secure"] for f in out_dir.iterdir() if f.is_file()]
     assert files
     for entropy in drawn:
-        for chunk in (entropy[i:i + 8] for i in range(0, len(entropy), 8)):
+        for chunk in (entropy[i : i + 8] for i in range(0, len(entropy), 8)):
             assert not any(chunk in f for f in files)
             assert str(int.from_bytes(chunk, "little")).encode() not in b"".join(files)
 
@@ -294,11 +322,25 @@ def record_client_entropy() -> None:
     noise._os_entropy = recorded
 
 
-FLOWER_CLIENT_DP = ["data.n_users=40", "data.n_workspaces=4", "data.n_canaries=3", "data.n_fresh_canaries=5",
-                    "data.max_messages_per_user=200", "task.n_buckets=512", "task.embedding_dim=8",
-                    "task.hidden_dim=8", "progress=false", "mode=federated", "privacy=client_dpsgd",
-                    "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null", "privacy.local_sample_rate=0.5",
-                    "federation.rounds=2", "federation.sample_rate=0.3", "federation.eval_every=2"]
+FLOWER_CLIENT_DP = [
+    "data.n_users=40",
+    "data.n_workspaces=4",
+    "data.n_canaries=3",
+    "data.n_fresh_canaries=5",
+    "data.max_messages_per_user=200",
+    "task.n_buckets=512",
+    "task.embedding_dim=8",
+    "task.hidden_dim=8",
+    "progress=false",
+    "mode=federated",
+    "privacy=client_dpsgd",
+    "privacy.noise_multiplier=1.0",
+    "privacy.target_epsilon=null",
+    "privacy.local_sample_rate=0.5",
+    "federation.rounds=2",
+    "federation.sample_rate=0.3",
+    "federation.eval_every=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -321,18 +363,28 @@ def flower_capture(tmp_path_factory) -> dict:
         patch.setattr(ray, "init", init_with_recorder)
         flower = run_with([*FLOWER_CLIENT_DP, "federation.engine=flower"], root / "flower")
     inprocess = run_with([*FLOWER_CLIENT_DP, "federation.engine=inprocess"], root / "inprocess")
-    return {"flower": flower, "inprocess": inprocess, "root": root,
-            "entries": [json.loads(line) for line in messages.read_text().splitlines()],
-            "entropy": [bytes.fromhex(line.split()[1]) for line in entropy_log.read_text().splitlines()],
-            "entropy_pids": [int(line.split()[0]) for line in entropy_log.read_text().splitlines()]}
+    return {
+        "flower": flower,
+        "inprocess": inprocess,
+        "root": root,
+        "entries": [json.loads(line) for line in messages.read_text().splitlines()],
+        "entropy": [bytes.fromhex(line.split()[1]) for line in entropy_log.read_text().splitlines()],
+        "entropy_pids": [int(line.split()[0]) for line in entropy_log.read_text().splitlines()],
+    }
 
 
 def _train_exchanges(entries: list[dict]) -> list[tuple[dict, dict]]:
     """(what a client received, what it sent back) for every TRAIN message, paired by node and round."""
-    received = {(e["dst_node_id"], e["group_id"]): e for e in entries
-                if e["side"] == "client" and e["direction"] == "received" and e["message_type"] == "train"}
-    sent = {(e["src_node_id"], e["group_id"]): e for e in entries
-            if e["side"] == "client" and e["direction"] == "sent" and e["message_type"] == "train"}
+    received = {
+        (e["dst_node_id"], e["group_id"]): e
+        for e in entries
+        if e["side"] == "client" and e["direction"] == "received" and e["message_type"] == "train"
+    }
+    sent = {
+        (e["src_node_id"], e["group_id"]): e
+        for e in entries
+        if e["side"] == "client" and e["direction"] == "sent" and e["message_type"] == "train"
+    }
     assert received.keys() == sent.keys()
     return [(received[k], sent[k]) for k in sorted(received)]
 
@@ -353,11 +405,17 @@ def test_each_client_update_draws_its_own_noise_state(flower_capture):
 def _entropy_found(entries: list[dict], entropy: bytes) -> list[str]:
     """Where any 64-bit piece of ``entropy`` (or any 32-bit word of it, as a number) shows in the messages."""
     haystack = b"\x00".join(blob for entry in entries for blob in _blobs(entry))
-    numbers = {int(v) for e in entries for r in e.get("records", {}).values() if r["kind"] != "array"
-               for v in r["values"].values() if isinstance(v, int) and not isinstance(v, bool)}
+    numbers = {
+        int(v)
+        for e in entries
+        for r in e.get("records", {}).values()
+        if r["kind"] != "array"
+        for v in r["values"].values()
+        if isinstance(v, int) and not isinstance(v, bool)
+    }
     found = ["hex"] if entropy.hex().encode() in haystack else []
     for i in range(0, len(entropy), 8):
-        chunk = entropy[i:i + 8]
+        chunk = entropy[i : i + 8]
         found += [f"bytes {i}"] if chunk in haystack else []
         found += [f"int64 {i}"] if int.from_bytes(chunk, "little") in numbers else []
         found += [f"decimal {i}"] if str(int.from_bytes(chunk, "little")).encode() in haystack else []
@@ -377,11 +435,13 @@ def test_the_entropy_check_finds_a_seed_smuggled_into_a_message(flower_capture):
     from sandbox.federated.flower_capture import records_as_json
 
     entropy = flower_capture["entropy"][0]
-    seed = next(v for i in range(0, len(entropy), 8) if (v := int.from_bytes(entropy[i:i + 8], "little")) < 2**63)
-    smuggled = [RecordDict({"instruction": ConfigRecord({"seed": seed})}),  # a Flower int is signed 64-bit
-                RecordDict({"instruction": ConfigRecord({"seed": int(np.frombuffer(entropy[:4], np.uint32)[0])})}),
-                RecordDict({"instruction": ConfigRecord({"note": f"seed {seed}"})}),
-                RecordDict({"update": ArrayRecord({"values": Array(np.frombuffer(entropy[16:48], np.float32).copy())})})]
+    seed = next(v for i in range(0, len(entropy), 8) if (v := int.from_bytes(entropy[i : i + 8], "little")) < 2**63)
+    smuggled = [
+        RecordDict({"instruction": ConfigRecord({"seed": seed})}),  # a Flower int is signed 64-bit
+        RecordDict({"instruction": ConfigRecord({"seed": int(np.frombuffer(entropy[:4], np.uint32)[0])})}),
+        RecordDict({"instruction": ConfigRecord({"note": f"seed {seed}"})}),
+        RecordDict({"update": ArrayRecord({"values": Array(np.frombuffer(entropy[16:48], np.float32).copy())})}),
+    ]
     for content in smuggled:
         assert _entropy_found([{"records": records_as_json(content)}], entropy) != []
 
@@ -398,10 +458,13 @@ def test_the_client_noise_comes_from_its_entropy_not_from_the_server_message(flo
     params = torch.from_numpy(_array(got["records"]["global-params"], "params").copy())
     reply = torch.from_numpy(_array(sent["records"]["update"], "values").copy())
     run_config, client = instruction["run-config"], int(instruction["client"])
-    local_dp = LocalDPSGD(noise_multiplier=float(instruction["local-noise-multiplier"]),
-                          clip_norm=float(instruction["local-clip-norm"]),
-                          sample_rate=float(instruction["local-sample-rate"]), steps=int(instruction["local-steps"]),
-                          noise_source=instruction["local-noise-source"])
+    local_dp = LocalDPSGD(
+        noise_multiplier=float(instruction["local-noise-multiplier"]),
+        clip_norm=float(instruction["local-clip-norm"]),
+        sample_rate=float(instruction["local-sample-rate"]),
+        steps=int(instruction["local-steps"]),
+        noise_source=instruction["local-noise-source"],
+    )
     assert local_dp.noise_source == "secure"
     side = client_side(run_config)
     data = side.partition.data(client, side.examples)
@@ -425,7 +488,7 @@ def test_the_client_noise_comes_from_its_entropy_not_from_the_server_message(flo
     by_worker: dict[int, list[bytes]] = {}  # each worker draws (sampling, noise) per update, in order
     for pid, state in zip(flower_capture["entropy_pids"], drawn):
         by_worker.setdefault(pid, []).append(state)
-    pairs = [states[i:i + 2] for states in by_worker.values() for i in range(0, len(states), 2)]
+    pairs = [states[i : i + 2] for states in by_worker.values() for i in range(0, len(states), 2)]
     matches = [i for i, pair in enumerate(pairs) if close(replay("secure", pair))]
     assert len(matches) == 1  # exactly one of the client-drawn (sampling, noise) pairs made this update
     assert not close(replay("seeded"))  # the noise a server could derive from the seed it sent
@@ -436,8 +499,9 @@ def test_secure_inprocess_and_flower_runs_differ_by_the_mechanisms_randomness_on
     # the client sampling is secret too under secure noise, so only the rounds and the per-round mechanism
     # (σ, q, local steps) agree; ε follows the busiest client, whose count depends on the sample
     assert len(flower["curve"]) == len(inprocess["curve"])
-    assert {tuple(sorted(e.items())) for e in flower["privacy"]["events"]} == \
-        {tuple(sorted(e.items())) for e in inprocess["privacy"]["events"]}
+    assert {tuple(sorted(e.items())) for e in flower["privacy"]["events"]} == {
+        tuple(sorted(e.items())) for e in inprocess["privacy"]["events"]
+    }
     assert _models_differ(flower_capture["root"] / "flower", flower_capture["root"] / "inprocess")
 
 
@@ -458,8 +522,16 @@ def test_an_unknown_noise_source_is_refused_naming_the_key():
 def _section(source):
     book = PrivacyBook(unit="example", delta=1e-5, accountant="rdp")
     book.record(noise_multiplier=1.0, sample_rate=0.1)
-    return privacy_section(mechanism="dpsgd", unit="example", book=book, steps=1, noise_multiplier=1.0,
-                           sample_rate=0.1, clip_norm=1.0, noise_source=source)
+    return privacy_section(
+        mechanism="dpsgd",
+        unit="example",
+        book=book,
+        steps=1,
+        noise_multiplier=1.0,
+        sample_rate=0.1,
+        clip_norm=1.0,
+        noise_source=source,
+    )
 
 
 def test_the_record_says_where_the_noise_came_from():
@@ -476,8 +548,10 @@ def _record(source: str) -> dict:
     from tests.report.test_run_report import central_record
 
     record = central_record()
-    record["privacy"] = {**record["privacy"], **{k: v for k, v in _section(source).items()
-                                                 if k in ("noise_source", "secure_rng", "noise_warning")}}
+    record["privacy"] = {
+        **record["privacy"],
+        **{k: v for k, v in _section(source).items() if k in ("noise_source", "secure_rng", "noise_warning")},
+    }
     record["timing"] = {"seconds": 1.0}
     return record
 
@@ -507,8 +581,9 @@ def test_the_dp_sampling_is_secret_under_secure_noise_and_replays_when_seeded():
         cfg = FederationConfig(rounds=5, sample_rate=0.3)
         settings = DPFedAvgSettings(noise_multiplier=1.0, clip_norm=1.0) if dp else None
         book = PrivacyBook(unit="user", delta=1e-5, accountant="rdp") if dp else None
-        server = FederatedServer(params=torch.zeros(3), n_clients=200, cfg=cfg, dp=settings, book=book, seed=4,
-                                 noise_source=source)
+        server = FederatedServer(
+            params=torch.zeros(3), n_clients=200, cfg=cfg, dp=settings, book=book, seed=4, noise_source=source
+        )
         out = []
         while (plan := server.next_round()) is not None:
             out.append(tuple(plan.clients))

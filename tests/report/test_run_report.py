@@ -29,22 +29,38 @@ from tests.conftest import TINY, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ALL_FIGURES = {"report_utility.png", "report_curve.png", "report_epsilon.png", "report_roc.png",
-               "report_exposure.png"}
+ALL_FIGURES = {"report_utility.png", "report_curve.png", "report_epsilon.png", "report_roc.png", "report_exposure.png"}
 
 
 def central_record(**overrides) -> dict:
     """Example-level DP-SGD, four curve points, no audit."""
     record = {
-        "schema_version": 1, "task": "emoji", "mode": "central", "engine": "central", "seed": 3,
+        "schema_version": 1,
+        "task": "emoji",
+        "mode": "central",
+        "engine": "central",
+        "seed": 3,
         "status": "completed",
         "data": {"n_users": 300, "n_train_users": 231, "n_test_users": 58, "n_examples": 4603},
-        "privacy": {"mechanism": "dpsgd", "unit": "example", "epsilon": 2.5, "delta": 1e-05, "accountant": "rdp",
-                    "noise_multiplier": 1.25, "sample_rate": 0.05, "sampling": "poisson", "steps": 40,
-                    "clip_norm": 1.0, "target_epsilon": 3.0, "neighbouring_relation": "add/remove one example"},
+        "privacy": {
+            "mechanism": "dpsgd",
+            "unit": "example",
+            "epsilon": 2.5,
+            "delta": 1e-05,
+            "accountant": "rdp",
+            "noise_multiplier": 1.25,
+            "sample_rate": 0.05,
+            "sampling": "poisson",
+            "steps": 40,
+            "clip_norm": 1.0,
+            "target_epsilon": 3.0,
+            "neighbouring_relation": "add/remove one example",
+        },
         "metrics": {"top1": 0.25, "top5": 0.5, "baseline": {"top1": 0.125, "top5": 0.375}, "split": "held-out users"},
-        "curve": [{"step": 10 * i, "epsilon": 0.625 * i, "train_loss": 3.0 - 0.25 * i, "top1": 0.0625 * i,
-                   "top5": 0.125 * i} for i in (1, 2, 3, 4)],
+        "curve": [
+            {"step": 10 * i, "epsilon": 0.625 * i, "train_loss": 3.0 - 0.25 * i, "top1": 0.0625 * i, "top5": 0.125 * i}
+            for i in (1, 2, 3, 4)
+        ],
     }
     record.update(overrides)
     return record
@@ -52,80 +68,198 @@ def central_record(**overrides) -> dict:
 
 def federated_record() -> dict:
     """User-level DP-FedAvg, six rounds, held-out metrics every second round (eval_every=2)."""
-    curve = [{"round": r, "clients": 40, "clip_norm": 1.0, "epsilon": 0.5 * r, "train_loss": 3.5 - 0.1 * r,
-              **({"top1": 0.125, "top5": 0.25 + 0.0625 * r} if r % 2 == 0 else {})} for r in range(1, 7)]
-    return central_record(mode="federated", engine="inprocess", curve=curve, privacy={
-        "mechanism": "dpfedavg", "unit": "user", "epsilon": 3.0, "delta": 1e-4, "accountant": "rdp",
-        "noise_multiplier": 1.0, "sample_rate": 0.2, "sampling": "poisson", "steps": 6, "clip_norm": 1.0})
+    curve = [
+        {
+            "round": r,
+            "clients": 40,
+            "clip_norm": 1.0,
+            "epsilon": 0.5 * r,
+            "train_loss": 3.5 - 0.1 * r,
+            **({"top1": 0.125, "top5": 0.25 + 0.0625 * r} if r % 2 == 0 else {}),
+        }
+        for r in range(1, 7)
+    ]
+    return central_record(
+        mode="federated",
+        engine="inprocess",
+        curve=curve,
+        privacy={
+            "mechanism": "dpfedavg",
+            "unit": "user",
+            "epsilon": 3.0,
+            "delta": 1e-4,
+            "accountant": "rdp",
+            "noise_multiplier": 1.0,
+            "sample_rate": 0.2,
+            "sampling": "poisson",
+            "steps": 6,
+            "clip_norm": 1.0,
+        },
+    )
 
 
 def loss_audit(**overrides) -> dict:
-    audit = {"attack": "loss", "level": "user", "threat": "scores", "auc": 0.625, "auc_ci": [0.5, 0.75],
-             "tpr_at_0.1pct_fpr": 0.0, "tpr_at_0.1pct_fpr_ci": [0.0, 0.0625],
-             "tpr_at_1pct_fpr": 0.125, "tpr_at_1pct_fpr_ci": [0.0, 0.25], "n_members": 60, "n_nonmembers": 40,
-             "eps_lower_bound": 0.0, "accountant_epsilon": 2.5, "one_run_eps_lower_bound": None,
-             "control": {"ran_on": "control run", "passed": True, "reason": "control caught members"},
-             "result": "measured", "reason": "control caught members; lower bound within the accountant's ε",
-             "roc_plot": "roc.png", "scores_file": "audit_scores.npz"}
+    audit = {
+        "attack": "loss",
+        "level": "user",
+        "threat": "scores",
+        "auc": 0.625,
+        "auc_ci": [0.5, 0.75],
+        "tpr_at_0.1pct_fpr": 0.0,
+        "tpr_at_0.1pct_fpr_ci": [0.0, 0.0625],
+        "tpr_at_1pct_fpr": 0.125,
+        "tpr_at_1pct_fpr_ci": [0.0, 0.25],
+        "n_members": 60,
+        "n_nonmembers": 40,
+        "eps_lower_bound": 0.0,
+        "accountant_epsilon": 2.5,
+        "one_run_eps_lower_bound": None,
+        "control": {"ran_on": "control run", "passed": True, "reason": "control caught members"},
+        "result": "measured",
+        "reason": "control caught members; lower bound within the accountant's ε",
+        "roc_plot": "roc.png",
+        "scores_file": "audit_scores.npz",
+    }
     audit.update(overrides)
     return audit
 
 
 def canary_audit() -> dict:
-    return loss_audit(attack="canary", canaries={
-        "planted": 20, "planted_in_trained_users": 15, "fresh": 50, "repeats": 10, "users_per_canary": 1,
-        "exposure_by_rank": {"trained_hosts": {"n": 15, "mean": 2.25, "max": 4.5},
-                             "untrained_hosts": {"n": 5, "mean": 1.25, "max": 2.0}},
-        "exposure_by_fit": {"trained_hosts": {"n": 15, "mean": 2.5, "max": 6.25},
-                            "untrained_hosts": {"n": 5, "mean": 1.5, "max": 2.5}},
-        "max_exposure_possible_by_rank": 5.672})
+    return loss_audit(
+        attack="canary",
+        canaries={
+            "planted": 20,
+            "planted_in_trained_users": 15,
+            "fresh": 50,
+            "repeats": 10,
+            "users_per_canary": 1,
+            "exposure_by_rank": {
+                "trained_hosts": {"n": 15, "mean": 2.25, "max": 4.5},
+                "untrained_hosts": {"n": 5, "mean": 1.25, "max": 2.0},
+            },
+            "exposure_by_fit": {
+                "trained_hosts": {"n": 15, "mean": 2.5, "max": 6.25},
+                "untrained_hosts": {"n": 5, "mean": 1.5, "max": 2.5},
+            },
+            "max_exposure_possible_by_rank": 5.672,
+        },
+    )
 
 
 def suggestions_record() -> dict:
     """task=jobs, audit=suggestions: ranking metrics, nested membership/attribute, no scores file."""
-    ranking = {"held_out_users": {"recall@10": 0.25, "ndcg@10": 0.125, "n_users": 61},
-               "held_out_users_popularity": {"recall@10": 0.1875, "ndcg@10": 0.0625},
-               "training_users": {"recall@10": 0.375, "ndcg@10": 0.25, "n_users": 228},
-               "training_users_popularity": {"recall@10": 0.1875, "ndcg@10": 0.0625}}
-    audit = {"attack": "suggestions", "level": "user", "threat": "top-10 list shown to the user", "result": "measured",
-             "membership": {"auc": 0.5625, "auc_ci": [0.5, 0.625], "tpr_at_fpr": {"0.001": 0.0, "0.01": 0.03125},
-                            "tpr_at_fpr_ci": {"0.001": [0.0, 0.05], "0.01": [0.0, 0.0625]},
-                            "n_members": 310, "n_nonmembers": 77, "score": "share of history items in the list"},
-             "attribute": {"name": "seeking", "result": "measured",
-                           "members": {"n": 310, "base_rate": 0.3, "advantage": 0.375, "advantage_ci": [0.25, 0.5],
-                                       "auc": 0.75, "auc_ci": [0.7, 0.8]},
-                           "non_members": {"n": 39, "base_rate": 0.25, "advantage": 0.3125,
-                                           "advantage_ci": [0.0, 0.625], "auc": 0.7, "auc_ci": [0.5, 0.9]},
-                           "gap": 0.0625, "gap_ci": [-0.25, 0.375]}}
-    return central_record(task="jobs", privacy={"mechanism": "none", "unit": "example", "epsilon": None,
-                                                "delta": None, "accountant": None, "sampling": None, "steps": 24},
-                          metrics={"top1": 0.0, "top10": 0.0625, "baseline": {"top1": 0.0, "top10": 0.0625},
-                                   "ranking": ranking, "split": "held-out users"},
-                          curve=[{"step": s, "epsilon": None, "train_loss": 6.0, "top1": 0.0, "top10": 0.0625}
-                                 for s in (3, 6)], audit=audit)
+    ranking = {
+        "held_out_users": {"recall@10": 0.25, "ndcg@10": 0.125, "n_users": 61},
+        "held_out_users_popularity": {"recall@10": 0.1875, "ndcg@10": 0.0625},
+        "training_users": {"recall@10": 0.375, "ndcg@10": 0.25, "n_users": 228},
+        "training_users_popularity": {"recall@10": 0.1875, "ndcg@10": 0.0625},
+    }
+    audit = {
+        "attack": "suggestions",
+        "level": "user",
+        "threat": "top-10 list shown to the user",
+        "result": "measured",
+        "membership": {
+            "auc": 0.5625,
+            "auc_ci": [0.5, 0.625],
+            "tpr_at_fpr": {"0.001": 0.0, "0.01": 0.03125},
+            "tpr_at_fpr_ci": {"0.001": [0.0, 0.05], "0.01": [0.0, 0.0625]},
+            "n_members": 310,
+            "n_nonmembers": 77,
+            "score": "share of history items in the list",
+        },
+        "attribute": {
+            "name": "seeking",
+            "result": "measured",
+            "members": {
+                "n": 310,
+                "base_rate": 0.3,
+                "advantage": 0.375,
+                "advantage_ci": [0.25, 0.5],
+                "auc": 0.75,
+                "auc_ci": [0.7, 0.8],
+            },
+            "non_members": {
+                "n": 39,
+                "base_rate": 0.25,
+                "advantage": 0.3125,
+                "advantage_ci": [0.0, 0.625],
+                "auc": 0.7,
+                "auc_ci": [0.5, 0.9],
+            },
+            "gap": 0.0625,
+            "gap_ci": [-0.25, 0.375],
+        },
+    }
+    return central_record(
+        task="jobs",
+        privacy={
+            "mechanism": "none",
+            "unit": "example",
+            "epsilon": None,
+            "delta": None,
+            "accountant": None,
+            "sampling": None,
+            "steps": 24,
+        },
+        metrics={
+            "top1": 0.0,
+            "top10": 0.0625,
+            "baseline": {"top1": 0.0, "top10": 0.0625},
+            "ranking": ranking,
+            "split": "held-out users",
+        },
+        curve=[{"step": s, "epsilon": None, "train_loss": 6.0, "top1": 0.0, "top10": 0.0625} for s in (3, 6)],
+        audit=audit,
+    )
 
 
-CLAIM = {"name": "cannot-memorize", "promise": "Our models cannot learn, memorize or reproduce customer data.",
-         "claim_file": "conf/claim/cannot-memorize.yaml", "record": "record.json", "verdict": "FAIL",
-         "evidence": [
-             {"check": "membership TPR @ 0.01 FPR (user)", "measured": 0.125, "ci": [0.0, 0.25],
-              "bound": "≤ 0.02 (CI upper end)", "verdict": "INCONCLUSIVE", "reason": "CI straddles 0.02",
-              "source": "audit loss, user level"},
-             {"check": "ε (user level)", "measured": 2.5, "ci": None, "bound": "≤ 1 at δ ≤ 1e-05",
-              "verdict": "FAIL", "reason": "example-level ε never satisfies a user-level claim", "source": "privacy"}]}
+CLAIM = {
+    "name": "cannot-memorize",
+    "promise": "Our models cannot learn, memorize or reproduce customer data.",
+    "claim_file": "conf/claim/cannot-memorize.yaml",
+    "record": "record.json",
+    "verdict": "FAIL",
+    "evidence": [
+        {
+            "check": "membership TPR @ 0.01 FPR (user)",
+            "measured": 0.125,
+            "ci": [0.0, 0.25],
+            "bound": "≤ 0.02 (CI upper end)",
+            "verdict": "INCONCLUSIVE",
+            "reason": "CI straddles 0.02",
+            "source": "audit loss, user level",
+        },
+        {
+            "check": "ε (user level)",
+            "measured": 2.5,
+            "ci": None,
+            "bound": "≤ 1 at δ ≤ 1e-05",
+            "verdict": "FAIL",
+            "reason": "example-level ε never satisfies a user-level claim",
+            "source": "privacy",
+        },
+    ],
+}
 
 
-def run_dir(tmp_path: Path, record: dict, *, scores: bool = False, claim: dict | None = None,
-            name: str = "run") -> Path:
+def run_dir(
+    tmp_path: Path, record: dict, *, scores: bool = False, claim: dict | None = None, name: str = "run"
+) -> Path:
     d = tmp_path / name
     d.mkdir()
     (d / "record.json").write_text(json.dumps(record), encoding="utf-8")
     if scores:  # laid out as sandbox.audit.harness._save_scores writes it
         rng = np.random.default_rng(0)
         members = np.r_[np.ones(60, bool), np.zeros(40, bool)]
-        np.savez(d / "audit_scores.npz", names=np.array(["loss (dpsgd)", "loss control (no DP)"]),
-                 scores_0=rng.normal(size=100) + 0.3 * members, members_0=members,
-                 scores_1=rng.normal(size=100) + members, members_1=members)
+        np.savez(
+            d / "audit_scores.npz",
+            names=np.array(["loss (dpsgd)", "loss control (no DP)"]),
+            scores_0=rng.normal(size=100) + 0.3 * members,
+            members_0=members,
+            scores_1=rng.normal(size=100) + members,
+            members_1=members,
+        )
     if claim is not None:
         (d / f"claim_{claim['name']}.json").write_text(json.dumps(claim), encoding="utf-8")
     return d
@@ -163,12 +297,29 @@ def test_private_central_report_with_audit_and_claim(tmp_path):
     d = run_dir(tmp_path, central_record(audit=loss_audit()), scores=True, claim=CLAIM)
     md, page = report(d)
     assert header_rows(page) == {
-        "task": "emoji", "mode": "central", "engine": "central", "seed": "3", "status": "completed",
-        "mechanism": "dpsgd", "ε": "2.5", "δ": "1e-05", "unit": "example", "accountant": "rdp",
-        "sampling": "poisson", "sample rate q": "0.05", "noise multiplier σ": "1.25", "clip norm": "1",
-        "target ε": "3", "neighbouring relation": "add/remove one example", "optimizer steps": "40",
-        "users": "300", "training users": "231", "held-out users": "58", "training examples": "4603",
-        "run directory": str(d)}
+        "task": "emoji",
+        "mode": "central",
+        "engine": "central",
+        "seed": "3",
+        "status": "completed",
+        "mechanism": "dpsgd",
+        "ε": "2.5",
+        "δ": "1e-05",
+        "unit": "example",
+        "accountant": "rdp",
+        "sampling": "poisson",
+        "sample rate q": "0.05",
+        "noise multiplier σ": "1.25",
+        "clip norm": "1",
+        "target ε": "3",
+        "neighbouring relation": "add/remove one example",
+        "optimizer steps": "40",
+        "users": "300",
+        "training users": "231",
+        "held-out users": "58",
+        "training examples": "4603",
+        "run directory": str(d),
+    }
     for row in ("| task | emoji |", "| ε | 2.5 |", "| δ | 1e-05 |", "| unit | example |", "| sampling | poisson |"):
         assert row in md
     figures = {p.name for p in d.glob("report_*.png")}
@@ -186,8 +337,10 @@ def test_claim_verdict_and_evidence_table(tmp_path):
     d = run_dir(tmp_path, central_record(), claim=CLAIM)
     md, page = report(d)
     assert "### cannot-memorize: FAIL" in md
-    assert ("| ε (user level) | 2.5 | — | ≤ 1 at δ ≤ 1e-05 | FAIL | example-level ε never satisfies a user-level "
-            "claim [privacy] |") in md
+    assert (
+        "| ε (user level) | 2.5 | — | ≤ 1 at δ ≤ 1e-05 | FAIL | example-level ε never satisfies a user-level "
+        "claim [privacy] |"
+    ) in md
     assert "| membership TPR @ 0.01 FPR (user) | 0.125 | [0, 0.25] |" in md
     assert "| overall |  |  |  | FAIL |  |" in md
     assert page.count('<td class="v-FAIL">FAIL</td>') == 2 and '<td class="v-INCONCLUSIVE">' in page
@@ -199,29 +352,44 @@ def test_federated_curve_plots_the_evaluated_rounds_and_epsilon_every_round(tmp_
     md, page = report(d)
     rows = header_rows(page)
     assert (rows["mode"], rows["engine"], rows["rounds"], rows["ε"], rows["unit"]) == (
-        "federated", "inprocess", "6", "3", "user")
+        "federated",
+        "inprocess",
+        "6",
+        "3",
+        "user",
+    )
     assert "optimizer steps" not in rows and "target ε" not in rows  # only what the record says
     assert "Accuracy of held-out users at 3 of the curve's 6 points (x: rounds)" in md
     r = Fields(record, "record.json")
     assert _series(r, record["curve"], "top5") == ([2.0, 4.0, 6.0], [0.375, 0.5, 0.625])
     assert _series(r, record["curve"], "epsilon")[0] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    assert {p.name for p in d.glob("report_*.png")} == {"report_utility.png", "report_curve.png",
-                                                         "report_epsilon.png"}
+    assert {p.name for p in d.glob("report_*.png")} == {"report_utility.png", "report_curve.png", "report_epsilon.png"}
     assert len(embedded_pngs(page)) == 3
 
 
 def test_non_private_run_without_audit_notes_every_skipped_section(tmp_path):
-    record = central_record(privacy={"mechanism": "none", "unit": "example", "epsilon": None, "delta": None,
-                                     "accountant": None, "sampling": None, "steps": 40})
+    record = central_record(
+        privacy={
+            "mechanism": "none",
+            "unit": "example",
+            "epsilon": None,
+            "delta": None,
+            "accountant": None,
+            "sampling": None,
+            "steps": 40,
+        }
+    )
     d = run_dir(tmp_path, record)
     md, page = report(d)
     assert header_rows(page)["ε"] == "not private (privacy.epsilon is null)"
     assert "δ" not in header_rows(page) and "accountant" not in header_rows(page)
-    for note in ("*Skipped: ε over steps: not private (privacy.epsilon is null)*",
-                 "*Skipped: audit: the record has no audit section (audit=none)*",
-                 "*Skipped: ROC: the record has no audit section (audit=none)*",
-                 "*Skipped: canary exposure: the record has no audit section (audit=none)*",
-                 "*Skipped: claims: no claim_*.json in the run directory"):
+    for note in (
+        "*Skipped: ε over steps: not private (privacy.epsilon is null)*",
+        "*Skipped: audit: the record has no audit section (audit=none)*",
+        "*Skipped: ROC: the record has no audit section (audit=none)*",
+        "*Skipped: canary exposure: the record has no audit section (audit=none)*",
+        "*Skipped: claims: no claim_*.json in the run directory",
+    ):
         assert note in md
     assert page.count('<p class="skipped">') == 5
     assert {p.name for p in d.glob("report_*.png")} == {"report_utility.png", "report_curve.png"}
@@ -230,10 +398,17 @@ def test_non_private_run_without_audit_notes_every_skipped_section(tmp_path):
 def test_a_record_with_almost_nothing_still_reports(tmp_path):
     d = run_dir(tmp_path, {"task": "emoji"})
     md, page = report(d)
-    assert header_rows(page) == {"task": "emoji", "privacy": "— (the record has no privacy section)",
-                                 "run directory": str(d)}
-    for note in ("utility vs baseline: the record has no metrics section", "learning curve: the record has no curve",
-                 "ε over steps: the record has no privacy section", "audit: the record has no audit section"):
+    assert header_rows(page) == {
+        "task": "emoji",
+        "privacy": "— (the record has no privacy section)",
+        "run directory": str(d),
+    }
+    for note in (
+        "utility vs baseline: the record has no metrics section",
+        "learning curve: the record has no curve",
+        "ε over steps: the record has no privacy section",
+        "audit: the record has no audit section",
+    ):
         assert f"*Skipped: {note}" in md
     assert not list(d.glob("report_*.png")) and "<img" not in page
 
@@ -322,9 +497,17 @@ def _bad(tmp_path: Path, case: str) -> tuple[Path, Path]:
     return d, record
 
 
-BAD = ["missing directory", "a file, not a directory", "no record.json", "record.json not JSON",
-       "record.json not an object", "curve not a list", "ε not a number", "claim json malformed",
-       "scores file corrupt"]
+BAD = [
+    "missing directory",
+    "a file, not a directory",
+    "no record.json",
+    "record.json not JSON",
+    "record.json not an object",
+    "curve not a list",
+    "ε not a number",
+    "claim json malformed",
+    "scores file corrupt",
+]
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -341,8 +524,9 @@ def test_bad_input_exits_3_naming_the_file_and_writes_nothing(tmp_path, capsys, 
 
 def test_cli_bad_input_has_no_traceback(tmp_path):
     target, named = _bad(tmp_path, "record.json not JSON")
-    done = subprocess.run([sys.executable, "-m", "sandbox.report", str(target)], cwd=REPO, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox.report", str(target)], cwd=REPO, capture_output=True, text=True
+    )
     assert done.returncode == 3, done.stderr
     assert done.stderr.startswith(f"error: {named}: not a readable JSON run record") and "Traceback" not in done.stderr
     assert sorted(p.name for p in target.iterdir()) == ["record.json"]
@@ -359,16 +543,24 @@ def test_report_of_a_real_tiny_run(tmp_path):
     out.mkdir()
     record = run(resolve(cfg), out_dir=out, resolved_config=OmegaConf.to_container(cfg, resolve=True))
     write_result(check_claim("cannot-memorize", out), out)
-    done = subprocess.run([sys.executable, "-m", "sandbox.report", str(out)], cwd=REPO, capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-m", "sandbox.report", str(out)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     page = (out / "report.html").read_text(encoding="utf-8")
     rows = header_rows(page)
     p = record["privacy"]
     assert (rows["task"], rows["mode"], rows["status"], rows["seed"]) == (
-        record["task"], record["mode"], record["status"], str(record["seed"]))
+        record["task"],
+        record["mode"],
+        record["status"],
+        str(record["seed"]),
+    )
     assert (rows["ε"], rows["δ"], rows["unit"], rows["accountant"], rows["sampling"]) == (
-        f"{p['epsilon']:.4g}", f"{p['delta']:.4g}", p["unit"], p["accountant"], p["sampling"])
+        f"{p['epsilon']:.4g}",
+        f"{p['delta']:.4g}",
+        p["unit"],
+        p["accountant"],
+        p["sampling"],
+    )
     assert {q.name for q in out.glob("report_*.png")} == ALL_FIGURES - {"report_exposure.png"}
     assert len(embedded_pngs(page)) == 4
     assert_self_contained(page)

@@ -22,10 +22,12 @@ def test_topk_accuracy_hand_computed():
 
 
 def test_baseline_suggests_training_frequencies():
-    train = emoji.EmojiExamples(tokens=torch.zeros(6, 2, dtype=torch.long),
-                                labels=torch.tensor([2, 2, 2, 0, 0, 1]), message_index=np.arange(6))
-    test = emoji.EmojiExamples(tokens=torch.zeros(4, 2, dtype=torch.long),
-                               labels=torch.tensor([2, 0, 1, 1]), message_index=np.arange(4))
+    train = emoji.EmojiExamples(
+        tokens=torch.zeros(6, 2, dtype=torch.long), labels=torch.tensor([2, 2, 2, 0, 0, 1]), message_index=np.arange(6)
+    )
+    test = emoji.EmojiExamples(
+        tokens=torch.zeros(4, 2, dtype=torch.long), labels=torch.tensor([2, 0, 1, 1]), message_index=np.arange(4)
+    )
     base = emoji.most_frequent_baseline(train, test, n_classes=3, k=2)
     assert base["top1"] == 0.25 and base["top2"] == 0.5
 

@@ -27,19 +27,23 @@ def _csr(relevant: list, n_items: int) -> sparse.csr_matrix:
 
 
 def test_hand_checked_recall_and_ndcg():
-    top = np.array([[2, 0, 1],   # relevant {0, 3}: one hit at rank 2
-                    [3, 0, 1],   # relevant {0, 3}: both hits at ranks 1, 2
-                    [5, 6, 7],   # relevant {7}: one hit at rank 3
-                    [0, 1, 2],   # relevant {0,1,2,3,4}: 3 hits of 5, k=3
-                    [4, 5, 6]])  # relevant {0}: no hit
+    top = np.array(
+        [
+            [2, 0, 1],  # relevant {0, 3}: one hit at rank 2
+            [3, 0, 1],  # relevant {0, 3}: both hits at ranks 1, 2
+            [5, 6, 7],  # relevant {7}: one hit at rank 3
+            [0, 1, 2],  # relevant {0,1,2,3,4}: 3 hits of 5, k=3
+            [4, 5, 6],
+        ]
+    )  # relevant {0}: no hit
     relevant = [np.array([0, 3]), np.array([3, 0]), np.array([7]), np.arange(5), np.array([0])]
     inv_log2_3 = 1 / math.log2(3)  # discount at rank 2 = 0.6309...
     expected_recall = [1 / 2, 2 / 2, 1 / 1, 3 / 5, 0.0]
     expected_ndcg = [
         inv_log2_3 / (1 + inv_log2_3),  # ≈ 0.38685
         1.0,
-        (1 / math.log2(4)) / 1.0,       # = 0.5: hit at rank 3, ideal is one hit at rank 1
-        1.0,                            # IDCG over min(k=3, |rel|=5) = 3 hits: all three hit
+        (1 / math.log2(4)) / 1.0,  # = 0.5: hit at rank 3, ideal is one hit at rank 1
+        1.0,  # IDCG over min(k=3, |rel|=5) = 3 hits: all three hit
         0.0,
     ]
     assert expected_ndcg[0] == pytest.approx(0.386852807)
@@ -63,8 +67,7 @@ def test_duplicate_relevant_items_are_counted_once():
 def test_padding_minus_one_is_never_a_hit():
     top = np.array([[4, -1, -1]])
     np.testing.assert_allclose(ranking.recall_at_k(top, [np.array([4, 0])]), [0.5])
-    np.testing.assert_allclose(ranking.ndcg_at_k(top, [np.array([4, 0])]),
-                               [1 / (1 + 1 / math.log2(3))])
+    np.testing.assert_allclose(ranking.ndcg_at_k(top, [np.array([4, 0])]), [1 / (1 + 1 / math.log2(3))])
 
 
 # ----------------------------------------------------------------------------- sklearn cross-check
@@ -80,19 +83,18 @@ def test_ndcg_and_recall_match_sklearn_and_brute_force(seed):
     y_true = _csr(relevant, n_items).toarray()
 
     ours = ranking.ndcg_at_k(top, relevant)
-    sk = np.array([ndcg_score(y_true[u:u + 1], scores[u:u + 1], k=k) for u in range(n_users)])
+    sk = np.array([ndcg_score(y_true[u : u + 1], scores[u : u + 1], k=k) for u in range(n_users)])
     np.testing.assert_allclose(ours, sk, rtol=1e-12)
     # Also with a score matrix built directly from ``top`` (ranking equals ``top`` exactly).
     built = np.zeros((n_users, n_items))
     np.put_along_axis(built, top, np.arange(k, 0, -1, dtype=float)[None, :] + 0.5, axis=1)
     built += rng.random((n_users, n_items)) * 1e-3  # distinct, but below every top-k score
-    np.testing.assert_allclose(ours, [ndcg_score(y_true[u:u + 1], built[u:u + 1], k=k)
-                                      for u in range(n_users)], rtol=1e-12)
-    assert ranking.evaluate_ranking(scores, relevant, k=k).ndcg == pytest.approx(
-        ndcg_score(y_true, scores, k=k))
+    np.testing.assert_allclose(
+        ours, [ndcg_score(y_true[u : u + 1], built[u : u + 1], k=k) for u in range(n_users)], rtol=1e-12
+    )
+    assert ranking.evaluate_ranking(scores, relevant, k=k).ndcg == pytest.approx(ndcg_score(y_true, scores, k=k))
 
-    brute = [len(set(top[u].tolist()) & set(relevant[u].tolist())) / len(relevant[u])
-             for u in range(n_users)]
+    brute = [len(set(top[u].tolist()) & set(relevant[u].tolist())) / len(relevant[u]) for u in range(n_users)]
     np.testing.assert_allclose(ranking.recall_at_k(top, relevant), brute)
     np.testing.assert_allclose(ranking.recall_at_k(top, _csr(relevant, n_items)), brute)
 
@@ -106,9 +108,13 @@ def test_top_k_descending_order():
 
 
 def test_ties_broken_by_lower_item_index():
-    scores = np.array([[1.0, 1.0, 1.0, 1.0, 1.0],
-                       [0.0, 5.0, 5.0, 1.0, 5.0],   # three-way tie at the top, only 2 fit
-                       [2.0, 3.0, 2.0, 2.0, 3.0]])  # tie inside the list and at the cut-off
+    scores = np.array(
+        [
+            [1.0, 1.0, 1.0, 1.0, 1.0],
+            [0.0, 5.0, 5.0, 1.0, 5.0],  # three-way tie at the top, only 2 fit
+            [2.0, 3.0, 2.0, 2.0, 3.0],
+        ]
+    )  # tie inside the list and at the cut-off
     np.testing.assert_array_equal(ranking.top_k_items(scores, 2), [[0, 1], [1, 2], [1, 4]])
     np.testing.assert_array_equal(ranking.top_k_items(scores, 3), [[0, 1, 2], [1, 2, 4], [1, 4, 0]])
 
@@ -123,8 +129,11 @@ def test_tie_breaking_at_cutoff_with_many_ties_many_rows():
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(np.int8, st.tuples(st.integers(1, 6), st.integers(1, 12)), elements=st.integers(-3, 3)),
-       st.integers(1, 14), st.data())
+@given(
+    arrays(np.int8, st.tuples(st.integers(1, 6), st.integers(1, 12)), elements=st.integers(-3, 3)),
+    st.integers(1, 14),
+    st.data(),
+)
 def test_top_k_equals_stable_full_sort_property(scores, k, data):
     excl = data.draw(arrays(np.bool_, scores.shape))
     masked = np.where(excl, np.inf, -scores.astype(float))
@@ -190,9 +199,7 @@ def test_exclusion_pads_when_too_few_eligible_items():
 
 def test_popularity_baseline_ranks_most_interacted_first():
     # item interaction counts: item0: 1, item1: 4, item2: 0, item3: 2, item4: 2
-    train = np.array([[0, 1, 0, 1, 0],
-                      [1, 1, 0, 0, 1],
-                      [0, 2, 0, 1, 1]])
+    train = np.array([[0, 1, 0, 1, 0], [1, 1, 0, 0, 1], [0, 2, 0, 1, 1]])
     pop = ranking.popularity_scores(train, n_users=4)
     assert pop.shape == (4, 5)
     np.testing.assert_array_equal(pop[2], [1, 4, 0, 2, 2])

@@ -15,13 +15,19 @@ from sandbox.config import ConfigError, resolve
 from sandbox.data import generate_corpus
 from sandbox.data.channels import channel_memberships
 from sandbox.data.jobs import JobsConfig, generate_jobs
+from sandbox.data.partition import UserSplit
 from sandbox.data.synthetic import SyntheticConfig
 from sandbox.prepare import Seeds, prepare
 from sandbox.run import run
-from sandbox.data.partition import UserSplit
 from sandbox.tasks.emoji import PAD, bucket_of, tokenize
 from sandbox.tasks.recommend import (
-    RecCorpus, RecData, RecommendTaskConfig, channels_data, jobs_data, ranking_metrics, shown_lists,
+    RecCorpus,
+    RecData,
+    RecommendTaskConfig,
+    channels_data,
+    jobs_data,
+    ranking_metrics,
+    shown_lists,
 )
 from tests.conftest import compose_config
 
@@ -37,16 +43,23 @@ def jobs() -> RecData:
 
 @pytest.fixture(scope="module")
 def channels():
-    corpus, _ = generate_corpus(SyntheticConfig(n_users=150, n_workspaces=8, n_canaries=0, n_fresh_canaries=0,
-                                                topic_channels_per_workspace=12, user_opt_out_rate=0.1,
-                                                workspace_opt_out_rate=0.2))
+    corpus, _ = generate_corpus(
+        SyntheticConfig(
+            n_users=150,
+            n_workspaces=8,
+            n_canaries=0,
+            n_fresh_canaries=0,
+            topic_channels_per_workspace=12,
+            user_opt_out_rate=0.1,
+            workspace_opt_out_rate=0.2,
+        )
+    )
     return corpus, channels_data(CHANNELS_TASK, corpus, np.random.default_rng(0))
 
 
 def _history_counts(data: RecData) -> tuple[np.ndarray, np.ndarray]:
     n = data.corpus.n_users
-    return (np.bincount(data.inter_user, minlength=n),
-            np.bincount(data.inter_user[data.held_out], minlength=n))
+    return (np.bincount(data.inter_user, minlength=n), np.bincount(data.inter_user[data.held_out], minlength=n))
 
 
 # -- data: determinism, consent, hold-out, features ---------------------------------------------
@@ -146,16 +159,18 @@ def test_jobs_features_are_the_profile_then_the_members_own_words(jobs):
     cat = corpus.catalogue
     members = jobs.split.train_users[:25]
     for m in members:
-        profile = ["occ" + re.sub("[^a-z0-9]", "", cat.label[corpus.member_occupation[m]].lower()),
-                   "region" + re.sub("[^a-z0-9]", "", corpus.member_region[m].lower()),
-                   f"exp{min(int(corpus.member_experience[m]) // 5, 6)}"]
+        profile = [
+            "occ" + re.sub("[^a-z0-9]", "", cat.label[corpus.member_occupation[m]].lower()),
+            "region" + re.sub("[^a-z0-9]", "", corpus.member_region[m].lower()),
+            f"exp{min(int(corpus.member_experience[m]) // 5, 6)}",
+        ]
         row = jobs.features[m].tolist()
         assert row[:3] == [bucket_of(w, JOBS_TASK.n_buckets) for w in profile]
         texts = corpus.message_text[corpus.message_member == m]
         first_words = tokenize(texts[0], bigrams=False)
         assert all(bucket_of(w, JOBS_TASK.n_buckets) in row for w in first_words)
         words = list(dict.fromkeys(profile + [w for t in texts for w in tokenize(t, bigrams=False)]))
-        expected = {bucket_of(w, JOBS_TASK.n_buckets) for w in words[:JOBS_TASK.max_tokens]}
+        expected = {bucket_of(w, JOBS_TASK.n_buckets) for w in words[: JOBS_TASK.max_tokens]}
         assert set(row) - {PAD} == expected
 
 
@@ -188,32 +203,63 @@ def _tiny(interactions, *, train, test, n_items, user_workspace=None, item_works
     features = torch.zeros(n_users, 3, dtype=torch.long)
     features[:, 0] = torch.arange(n_users) + 1
     workspace = np.arange(n_users) if user_workspace is None else np.asarray(user_workspace)
-    corpus = RecCorpus(name="tiny", n_users=n_users, n_workspaces=int(workspace.max()) + 1, n_messages=0,
-                       user_workspace=workspace, workspace_opted_out=np.zeros(int(workspace.max()) + 1, bool),
-                       message_user=user, item_names=tuple(f"item{i}" for i in range(n_items)),
-                       item_available=None if item_workspace is None else
-                       np.arange(int(workspace.max()) + 1)[:, None] == np.asarray(item_workspace)[None, :],
-                       corpus_fingerprint="tiny")
-    return RecData(corpus=corpus, split=UserSplit(np.array(train), np.array(test), 0), features=features,
-                   inter_user=user, inter_item=item, held_out=held.astype(bool), sensitive=None,
-                   sensitive_name=None)
+    corpus = RecCorpus(
+        name="tiny",
+        n_users=n_users,
+        n_workspaces=int(workspace.max()) + 1,
+        n_messages=0,
+        user_workspace=workspace,
+        workspace_opted_out=np.zeros(int(workspace.max()) + 1, bool),
+        message_user=user,
+        item_names=tuple(f"item{i}" for i in range(n_items)),
+        item_available=None
+        if item_workspace is None
+        else np.arange(int(workspace.max()) + 1)[:, None] == np.asarray(item_workspace)[None, :],
+        corpus_fingerprint="tiny",
+    )
+    return RecData(
+        corpus=corpus,
+        split=UserSplit(np.array(train), np.array(test), 0),
+        features=features,
+        inter_user=user,
+        inter_item=item,
+        held_out=held.astype(bool),
+        sensitive=None,
+        sensitive_name=None,
+    )
 
 
 def test_ranking_metrics_hand_computed_and_history_excluded():
-    data = _tiny([(0, 0, 0), (0, 1, 1), (0, 2, 1),  # user 0: history {0}, held out {1, 2}
-                  (1, 3, 0), (1, 4, 1),  # user 1: history {3}, held out {4}
-                  (2, 0, 0), (2, 4, 0), (2, 2, 1),  # user 2 (held-out user): history {0, 4}, held out {2}
-                  (3, 2, 0)],  # user 3: history only: not evaluated
-                 train=[0, 1, 3], test=[2], n_items=5)
-    model = FixedScores([[5, 4, 1, 3, 2],  # without item 0: top-2 [1, 3]: 1 of {1, 2}, at rank 1
-                         [0, 1, 2, 9, 3],  # without item 3: top-2 [4, 2]: hit at rank 1
-                         [1, 2, 3, 4, 5],  # without items 0, 4: top-2 [3, 2]: hit at rank 2 (item 4 would be first)
-                         [0, 0, 0, 0, 0]])
+    data = _tiny(
+        [
+            (0, 0, 0),
+            (0, 1, 1),
+            (0, 2, 1),  # user 0: history {0}, held out {1, 2}
+            (1, 3, 0),
+            (1, 4, 1),  # user 1: history {3}, held out {4}
+            (2, 0, 0),
+            (2, 4, 0),
+            (2, 2, 1),  # user 2 (held-out user): history {0, 4}, held out {2}
+            (3, 2, 0),
+        ],  # user 3: history only: not evaluated
+        train=[0, 1, 3],
+        test=[2],
+        n_items=5,
+    )
+    model = FixedScores(
+        [
+            [5, 4, 1, 3, 2],  # without item 0: top-2 [1, 3]: 1 of {1, 2}, at rank 1
+            [0, 1, 2, 9, 3],  # without item 3: top-2 [4, 2]: hit at rank 1
+            [1, 2, 3, 4, 5],  # without items 0, 4: top-2 [3, 2]: hit at rank 2 (item 4 would be first)
+            [0, 0, 0, 0, 0],
+        ]
+    )
     d2 = 1 / math.log2(3)
     m = ranking_metrics(model, data, k=2)
     assert m["held_out_users"] == pytest.approx({"recall@2": 1.0, "ndcg@2": d2, "n_users": 1})
-    assert m["training_users"] == pytest.approx({"recall@2": (1 / 2 + 1) / 2, "ndcg@2": (1 / (1 + d2) + 1) / 2,
-                                                 "n_users": 2})
+    assert m["training_users"] == pytest.approx(
+        {"recall@2": (1 / 2 + 1) / 2, "ndcg@2": (1 / (1 + d2) + 1) / 2, "n_users": 2}
+    )
     # popularity = training users' history counts [1, 0, 1, 1, 0]; ties: lower index first
     # user 2: [2, 3] hit at 1; user 0 (without 0): [2, 3] 1 of {1, 2} at rank 1; user 1 (without 3): [0, 2] miss
     assert m["held_out_users_popularity"] == pytest.approx({"recall@2": 1.0, "ndcg@2": 1.0})
@@ -222,11 +268,21 @@ def test_ranking_metrics_hand_computed_and_history_excluded():
 
 def test_channel_suggestions_stay_in_the_users_workspace():
     # items 0-2 in workspace 0, items 3-5 in workspace 1; users 0, 1 in workspace 0, user 2 in workspace 1
-    data = _tiny([(0, 0, 0), (0, 2, 1), (1, 1, 0), (1, 0, 1), (2, 3, 0), (2, 5, 1)], train=[0, 1], test=[2],
-                 n_items=6, user_workspace=[0, 0, 1], item_workspace=[0, 0, 0, 1, 1, 1])
-    model = FixedScores([[0, 1, 2, 9, 9, 9],  # the other workspace's channels score highest
-                         [1, 0, 0, 8, 9, 7],
-                         [9, 9, 9, 0, 2, 1]])
+    data = _tiny(
+        [(0, 0, 0), (0, 2, 1), (1, 1, 0), (1, 0, 1), (2, 3, 0), (2, 5, 1)],
+        train=[0, 1],
+        test=[2],
+        n_items=6,
+        user_workspace=[0, 0, 1],
+        item_workspace=[0, 0, 0, 1, 1, 1],
+    )
+    model = FixedScores(
+        [
+            [0, 1, 2, 9, 9, 9],  # the other workspace's channels score highest
+            [1, 0, 0, 8, 9, 7],
+            [9, 9, 9, 0, 2, 1],
+        ]
+    )
     lists = shown_lists(model, data, np.array([0, 1, 2]), k=4)
     assert lists.tolist() == [[2, 1, 0, -1], [0, 1, 2, -1], [4, 5, 3, -1]]  # own channels (history too), padded
     m = ranking_metrics(model, data, k=1)
@@ -236,14 +292,17 @@ def test_channel_suggestions_stay_in_the_users_workspace():
 
 
 # -- config --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("overrides, key", [
-    (["task=jobs", "task.jobs.n_members=0"], "task.jobs.n_members"),
-    (["task=jobs", "task.holdout_fraction=2"], "task.holdout_fraction"),
-    (["task=channels", "task.holdout_fraction=0"], "task.holdout_fraction"),
-    (["task=jobs", "audit=lira"], "audit.attack"),
-    (["task=jobs", "mode=federated", "federation=cross_silo", "privacy=dpfedavg"], "federation.unit"),
-    (["task=emoji", "audit.attack=suggestions"], "audit.attack"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["task=jobs", "task.jobs.n_members=0"], "task.jobs.n_members"),
+        (["task=jobs", "task.holdout_fraction=2"], "task.holdout_fraction"),
+        (["task=channels", "task.holdout_fraction=0"], "task.holdout_fraction"),
+        (["task=jobs", "audit=lira"], "audit.attack"),
+        (["task=jobs", "mode=federated", "federation=cross_silo", "privacy=dpfedavg"], "federation.unit"),
+        (["task=emoji", "audit.attack=suggestions"], "audit.attack"),
+    ],
+)
 def test_bad_recommend_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match="^" + re.escape(key)):
         resolve(compose_config([*overrides, "progress=false"]))
@@ -255,9 +314,18 @@ def test_channels_may_be_federated_by_workspace():
 
 
 # -- end to end ----------------------------------------------------------------------------------
-SMALL_JOBS = ["task=jobs", "task.jobs.n_members=400", "task.jobs.n_postings=60", "task.jobs.seeking_rate=0.3",
-              "task.n_buckets=1024", "task.embedding_dim=16", "task.hidden_dim=16", "audit=suggestions",
-              "audit.resamples=200", "progress=false"]
+SMALL_JOBS = [
+    "task=jobs",
+    "task.jobs.n_members=400",
+    "task.jobs.n_postings=60",
+    "task.jobs.seeking_rate=0.3",
+    "task.n_buckets=1024",
+    "task.embedding_dim=16",
+    "task.hidden_dim=16",
+    "audit=suggestions",
+    "audit.resamples=200",
+    "progress=false",
+]
 
 
 def _run(tmp_path, overrides):
@@ -269,13 +337,20 @@ def _run(tmp_path, overrides):
 def _check_recommend_record(record, *, k=10):
     assert record["status"] == "completed"
     ranking = record["metrics"]["ranking"]
-    assert set(ranking) == {"held_out_users", "held_out_users_popularity", "held_out_users_vs_popularity",
-                            "training_users", "training_users_popularity", "training_users_vs_popularity"}
+    assert set(ranking) == {
+        "held_out_users",
+        "held_out_users_popularity",
+        "held_out_users_vs_popularity",
+        "training_users",
+        "training_users_popularity",
+        "training_users_vs_popularity",
+    }
     for name, section in ranking.items():
         if name.endswith("_vs_popularity"):
             gap = section[f"recall@{k}"]
-            assert gap["difference"] == pytest.approx(ranking[name[:-len("_vs_popularity")]][f"recall@{k}"]
-                                                      - ranking[name.replace("vs_", "")][f"recall@{k}"])
+            assert gap["difference"] == pytest.approx(
+                ranking[name[: -len("_vs_popularity")]][f"recall@{k}"] - ranking[name.replace("vs_", "")][f"recall@{k}"]
+            )
             continue
         assert 0 <= section[f"recall@{k}"] <= 1 and 0 <= section[f"ndcg@{k}"] <= 1, name
     assert 0 < ranking["held_out_users"]["n_users"] <= record["data"]["n_test_users"]
@@ -285,8 +360,10 @@ def _check_recommend_record(record, *, k=10):
     assert audit["threat"] == f"top-{k} list shown to the user"
     membership = audit["membership"]
     assert 0 <= membership["auc_ci"][0] <= membership["auc"] <= membership["auc_ci"][1] <= 1
-    assert (membership["n_members"], membership["n_nonmembers"]) == (record["data"]["n_train_users"],
-                                                                      record["data"]["n_test_users"])
+    assert (membership["n_members"], membership["n_nonmembers"]) == (
+        record["data"]["n_train_users"],
+        record["data"]["n_test_users"],
+    )
     assert set(membership["tpr_at_fpr"]) == {"0.001", "0.01"}
     return audit
 
@@ -318,8 +395,18 @@ def test_central_jobs_run_records_ranking_and_the_suggestions_audit(tmp_path):
 
 
 def test_federated_dpfedavg_jobs_run_is_user_level(tmp_path):
-    record = _run(tmp_path, [*SMALL_JOBS, "mode=federated", "privacy=dpfedavg", "privacy.noise_multiplier=1.0",
-                             "privacy.target_epsilon=null", "federation.rounds=3", "federation.sample_rate=0.5"])
+    record = _run(
+        tmp_path,
+        [
+            *SMALL_JOBS,
+            "mode=federated",
+            "privacy=dpfedavg",
+            "privacy.noise_multiplier=1.0",
+            "privacy.target_epsilon=null",
+            "federation.rounds=3",
+            "federation.sample_rate=0.5",
+        ],
+    )
     assert record["task"] == "jobs" and record["mode"] == "federated" and record["engine"] == "inprocess"
     p = record["privacy"]
     assert (p["mechanism"], p["unit"], p["steps"]) == ("dpfedavg", "user", 3)
@@ -331,9 +418,21 @@ def test_federated_dpfedavg_jobs_run_is_user_level(tmp_path):
 
 
 def test_channels_run_infers_seeking_and_without_it_has_no_attribute_to_infer(tmp_path):
-    tiny = ["task=channels", "data.n_users=300", "data.n_workspaces=6", "data.n_canaries=0",
-            "data.n_fresh_canaries=5", "task.n_buckets=1024", "task.embedding_dim=16", "task.hidden_dim=16",
-            "train.epochs=2", "privacy=none", "audit=suggestions", "audit.resamples=200", "progress=false"]
+    tiny = [
+        "task=channels",
+        "data.n_users=300",
+        "data.n_workspaces=6",
+        "data.n_canaries=0",
+        "data.n_fresh_canaries=5",
+        "task.n_buckets=1024",
+        "task.embedding_dim=16",
+        "task.hidden_dim=16",
+        "train.epochs=2",
+        "privacy=none",
+        "audit=suggestions",
+        "audit.resamples=200",
+        "progress=false",
+    ]
     record = _run(tmp_path / "seeking", tiny)
     assert record["task"] == "channels"
     # task.topic_channels=40 reached the corpus: more channels than 6 workspaces × (3 default topics + 2)
@@ -361,16 +460,18 @@ def test_difference_to_popularity_has_a_paired_bootstrap_ci_computed_per_user():
 
     from sandbox.tasks.recommend import _ranking, popularity, ranking_metrics, user_scores
 
-    cfg = resolve(compose_config(["task=channels", "data.n_users=600", "data.n_workspaces=20",
-                                  "progress=false"]))
+    cfg = resolve(compose_config(["task=channels", "data.n_users=600", "data.n_workspaces=20", "progress=false"]))
     data = prepare(cfg, Seeds.from_seed(cfg.seed))
     model = data.new_model(cfg, Seeds.from_seed(cfg.seed))  # untrained: differences of both signs
     rec, users = data.extra, data.extra.split.test_users
     out = ranking_metrics(model, rec, k=10, resamples=500, seed=3)["held_out_users_vs_popularity"]["recall@10"]
-    ours, theirs = _ranking(user_scores(model, rec, users), rec, users, 10), _ranking(popularity(rec, users), rec,
-                                                                                       users, 10)
+    ours, theirs = (
+        _ranking(user_scores(model, rec, users), rec, users, 10),
+        _ranking(popularity(rec, users), rec, users, 10),
+    )
     d = (ours.per_user_recall - theirs.per_user_recall)[~np.isnan(ours.per_user_recall)]
     assert out["difference"] == pytest.approx(ours.recall - theirs.recall) == pytest.approx(d.mean())
-    ci = bootstrap((d,), np.mean, n_resamples=500, method="percentile",
-                   random_state=np.random.default_rng(3)).confidence_interval
+    ci = bootstrap(
+        (d,), np.mean, n_resamples=500, method="percentile", random_state=np.random.default_rng(3)
+    ).confidence_interval
     assert out["ci"] == pytest.approx([ci.low, ci.high]) and out["ci"][0] < out["difference"] < out["ci"][1]

@@ -45,9 +45,15 @@ def test_dpsgd_without_noise_equals_per_example_clipping_reference():
     assert (plan.sample_rate, plan.steps) == (1.0, 1)
     dp = DPSGDSettings(clip_norm=0.05, plan=plan)
     book = PrivacyBook(unit="example", delta=1e-5, accountant="rdp")
-    result = train_dpsgd(model, TensorRows(tokens, labels), cfg=cfg, dp=dp, book=book,
-                         generator=torch.Generator().manual_seed(0),
-                         noise_generator=torch.Generator().manual_seed(0))
+    result = train_dpsgd(
+        model,
+        TensorRows(tokens, labels),
+        cfg=cfg,
+        dp=dp,
+        book=book,
+        generator=torch.Generator().manual_seed(0),
+        noise_generator=torch.Generator().manual_seed(0),
+    )
     assert result.steps == 1 and book.steps == 1
     for got, want in zip(result.model.parameters(), expected):
         torch.testing.assert_close(got.detach(), want, atol=1e-5, rtol=1e-4)
@@ -60,9 +66,15 @@ def _tiny(n=40):
 
 def _train(rows, *, cfg, plan, book=None):
     book = book or PrivacyBook(unit="example", delta=plan.delta, accountant=plan.accountant)
-    return train_dpsgd(emoji.EmojiModel(config=CFG, n_classes=4), rows, cfg=cfg,
-                       dp=DPSGDSettings(clip_norm=1.0, plan=plan), book=book,
-                       generator=torch.Generator().manual_seed(0), noise_generator=torch.Generator().manual_seed(0))
+    return train_dpsgd(
+        emoji.EmojiModel(config=CFG, n_classes=4),
+        rows,
+        cfg=cfg,
+        dp=DPSGDSettings(clip_norm=1.0, plan=plan),
+        book=book,
+        generator=torch.Generator().manual_seed(0),
+        noise_generator=torch.Generator().manual_seed(0),
+    )
 
 
 def test_dpsgd_executes_the_plan_it_is_given():

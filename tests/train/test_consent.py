@@ -38,9 +38,16 @@ class SpyModel(emoji.EmojiModel):
 
 def corpus_with_marked_optouts(seed: int):
     """A small corpus with many opt-outs, where every message of a non-consenting user says MARKER."""
-    cfg = SyntheticConfig(seed=seed, n_users=120, n_workspaces=8, user_opt_out_rate=0.2,
-                          workspace_opt_out_rate=0.25, n_canaries=2, n_fresh_canaries=2,
-                          max_messages_per_user=100)
+    cfg = SyntheticConfig(
+        seed=seed,
+        n_users=120,
+        n_workspaces=8,
+        user_opt_out_rate=0.2,
+        workspace_opt_out_rate=0.25,
+        n_canaries=2,
+        n_fresh_canaries=2,
+        max_messages_per_user=100,
+    )
     corpus, _ = generate_corpus(cfg)
     excluded = ~corpus.user_consented()[corpus.message_user]
     texts = corpus.texts.copy()
@@ -63,11 +70,18 @@ def test_opted_out_users_never_reach_a_training_batch(seed, private):
     gen = torch.Generator().manual_seed(seed)
     if private:
         book = PrivacyBook(unit="example", delta=1e-5, accountant="rdp")
-        plan = plan_dpsgd(n_examples=len(rows), batch_size=cfg.batch_size, epochs=cfg.epochs, noise_multiplier=1.0,
-                          delta=1e-5, accountant="rdp")
+        plan = plan_dpsgd(
+            n_examples=len(rows),
+            batch_size=cfg.batch_size,
+            epochs=cfg.epochs,
+            noise_multiplier=1.0,
+            delta=1e-5,
+            accountant="rdp",
+        )
         dp = DPSGDSettings(clip_norm=1.0, plan=plan)
-        train_dpsgd(model, rows, cfg=cfg, dp=dp, book=book, generator=gen,
-                    noise_generator=torch.Generator().manual_seed(seed))
+        train_dpsgd(
+            model, rows, cfg=cfg, dp=dp, book=book, generator=gen, noise_generator=torch.Generator().manual_seed(seed)
+        )
     else:
         train_nonprivate(model, rows, cfg=cfg, generator=gen)
     marker_bucket = emoji.bucket_of(MARKER, TASK.n_buckets)
@@ -76,9 +90,12 @@ def test_opted_out_users_never_reach_a_training_batch(seed, private):
     # the check has teeth: the same featurisation over *all* users does produce the marker
     excluded = ~corpus.user_consented()[corpus.message_user]
     if any(corpus.reactions[i] for i in np.flatnonzero(excluded)):
-        everyone = emoji.build_examples(corpus, users=np.arange(corpus.n_users),
-                                        classes=emoji.emoji_classes(corpus, users=np.arange(corpus.n_users)),
-                                        config=TASK)
+        everyone = emoji.build_examples(
+            corpus,
+            users=np.arange(corpus.n_users),
+            classes=emoji.emoji_classes(corpus, users=np.arange(corpus.n_users)),
+            config=TASK,
+        )
         assert (everyone.tokens == marker_bucket).any()
 
 
@@ -91,8 +108,7 @@ def test_split_holds_out_users_not_messages():
 
 
 def test_split_refuses_corpus_without_enough_consenting_users():
-    corpus, _ = generate_corpus(SyntheticConfig(seed=1, n_users=20, n_workspaces=2, n_canaries=0,
-                                                n_fresh_canaries=0))
+    corpus, _ = generate_corpus(SyntheticConfig(seed=1, n_users=20, n_workspaces=2, n_canaries=0, n_fresh_canaries=0))
     everyone_out = dataclasses.replace(corpus, user_opted_out=np.ones(corpus.n_users, dtype=bool))
     with pytest.raises(ValueError, match="consenting"):
         split_users(everyone_out, test_fraction=0.2, rng=np.random.default_rng(0))

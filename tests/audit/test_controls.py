@@ -243,7 +243,7 @@ def test_the_suggestions_alarm_fires_on_an_auc_the_accountant_forbids(monkeypatc
     monkeypatch.setattr(recsys, "suggestions_audit", lambda *args, **kwargs: leaky)
     a = recsys.run_suggestions_audit(
         cfg,
-        types.SimpleNamespace(rec=None),
+        types.SimpleNamespace(extra=None),
         types.SimpleNamespace(model=None),
         privacy={"epsilon": 1.0, "delta": 1e-5, "unit": "user"},
     )
@@ -254,7 +254,7 @@ def test_the_suggestions_alarm_fires_on_an_auc_the_accountant_forbids(monkeypatc
     # the same AUC under a user-level ε of 4 is permitted (max AUC 0.982)
     a = recsys.run_suggestions_audit(
         cfg,
-        types.SimpleNamespace(rec=None),
+        types.SimpleNamespace(extra=None),
         types.SimpleNamespace(model=None),
         privacy={"epsilon": 4.0, "delta": 1e-5, "unit": "user"},
     )

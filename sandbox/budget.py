@@ -40,6 +40,7 @@ from sandbox.privacy import (
     default_delta,
     validate_privacy_inputs,
 )
+from sandbox.privacy.ledger import LedgerError, PrivacyLedger
 from sandbox.privacy.plan import (
     SAMPLING,
     PlanInputError,
@@ -325,7 +326,6 @@ def to_json(*, query: BudgetQuery, results: list[AccountantResult]) -> dict:
 
 def show_ledger(path: str | None) -> int:
     """``--ledger [PATH]``: ε spent per data set and unit (default ``$SANDBOX_LEDGER`` or outputs/)."""
-    from sandbox.privacy.ledger import LedgerError, PrivacyLedger
 
     path = path or os.environ.get("SANDBOX_LEDGER", "outputs/privacy_ledger.json")
     try:

@@ -25,6 +25,7 @@ from sandbox.audit.harness import ProbableDPBug, control_config, run_audit
 from sandbox.audit.recsys import run_suggestions_audit
 from sandbox.config import ConfigError, RunConfig, resolve
 from sandbox.config.overrides import audit_config, parse_overrides
+from sandbox.federated.clients import partition_clients
 from sandbox.prepare import Prepared, Seeds, prepare
 from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
 from sandbox.privacy.plan import plan_for
@@ -237,8 +238,6 @@ def _planned_model_epsilon(cfg: RunConfig, data: Prepared) -> float:
     stop rule), else the RDP ε (the ledger composes with RDP) of the run's plan (``sandbox.privacy.plan``)."""
     n_clients = None
     if cfg.privacy.mechanism == "dpfedavg":  # δ and adaptive clipping's count noise are over the clients
-        from sandbox.federated.clients import partition_clients
-
         n_clients = len(partition_clients(data.corpus, data.train, unit=cfg.federation.unit))
     plan = plan_for(cfg, n_examples=len(data.train), n_clients=n_clients)
     if plan.target_epsilon is not None:

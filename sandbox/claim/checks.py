@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
+from sandbox.record import RunRecord
+
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 NOT_MEASURED = "not measured by this run"
 NO_CONTROL = "no control on this statistic"
@@ -66,8 +68,6 @@ class Record:
     a record given as a dict)."""
 
     def __init__(self, data, origin: str, path: Path | None = None):
-        from sandbox.record import RunRecord
-
         self.run = data if isinstance(data, RunRecord) else None
         data = data.to_json() if self.run is not None else data
         if not isinstance(data, Mapping):

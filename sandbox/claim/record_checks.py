@@ -112,6 +112,7 @@ def _as_tuples(value):
 
 
 def _verify_epsilon(record: Record, eps: float) -> str:
+    # lazy: sandbox.privacy loads Opacus (seconds); a claim check needs it only to recompute an ε
     from sandbox.privacy import (
         ACCOUNTANTS,
         AccountingError,
@@ -182,7 +183,7 @@ def _verify_model(record: Record) -> str:
             f"{model}: missing beside {record.path}, so its model.sha256 cannot be shown to be "
             "the model this record describes"
         )
-    import torch
+    import torch  # lazy: torch only to fingerprint a model file
 
     from sandbox.record import model_fingerprint
 

@@ -36,6 +36,7 @@ from torch import nn
 from sandbox.federated.aggregate import Update
 from sandbox.federated.client import ClientData, LocalConfig, LocalTrainer, ScratchParams
 from sandbox.privacy.noise import noise_generator, sampling_generator
+from sandbox.privacy.plan import local_steps as planned_local_steps
 from sandbox.train.central import TensorRows, _as_batch
 
 
@@ -53,8 +54,6 @@ class LocalDPSGD:
 def local_steps(*, epochs: int, sample_rate: float) -> int:
     """Local steps per round: ``epochs`` expected passes over the client's data at rate q (the rule is
     ``sandbox.privacy.plan.local_steps``, which the run's plan uses)."""
-    from sandbox.privacy.plan import local_steps as planned_local_steps
-
     return planned_local_steps(epochs=epochs, sample_rate=sample_rate)
 
 

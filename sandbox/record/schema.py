@@ -17,6 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from sandbox.io import write_json
+
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
 
@@ -362,8 +364,6 @@ def load(run_dir: str | Path, *, partial: bool = False) -> RunRecord:
 
 def save(run_dir: str | Path, record: RunRecord) -> Path:
     """Write ``record`` as ``run_dir/record.json``, atomically (``sandbox.io.write_json``)."""
-    from sandbox.io import write_json
-
     path = Path(run_dir) / RECORD_FILE
     write_json(path, record.to_json())
     return path

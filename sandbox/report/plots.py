@@ -90,7 +90,7 @@ def epsilon_curve(
 def roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, title: str) -> bytes:
     """Log-log ROC with the chance diagonal: ``sandbox.audit.metrics.plot_roc`` (which writes a
     file), read back as bytes. Raises ValueError on scores it cannot plot."""
-    from sandbox.audit.metrics import plot_roc
+    from sandbox.audit.metrics import plot_roc  # lazy: matplotlib only when a figure is drawn
 
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_roc(curves, Path(tmp) / "roc.png", title=title)

@@ -132,7 +132,7 @@ from sandbox.claim.checks import (
 from sandbox.claim.record_checks import verify_record
 from sandbox.cli import Exit, verdict_exit
 from sandbox.io import write_json
-from sandbox.record import RecordError, RunRecord, load, record_path
+from sandbox.record import RECORD_FILE, RecordError, RunRecord, load, record_path
 
 __all__ = [
     "CHECKS",
@@ -328,11 +328,26 @@ def load_record(run: str | Path | Mapping | RunRecord) -> Record:
         raise ClaimError(str(exc)) from None
 
 
+AUDITS_DIR = "audits"  # RUN_DIR/audits/NAME/record.json: re-audits of the run's model (sandbox.run.reaudit)
+
+
+def with_reaudits(items: list) -> list:
+    """``items`` with, after each run directory, the re-audits kept in it (``RUN_DIR/audits/*/``, sorted):
+    the audits of one trained model, judged together."""
+    out = []
+    for item in items:
+        out.append(item)
+        if isinstance(item, (str, Path)) and Path(item).is_dir():
+            out += sorted(d for d in (Path(item) / AUDITS_DIR).glob("*") if (d / RECORD_FILE).is_file())
+    return out
+
+
 def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
     """Judge ``claim`` on one model's run record(s): a run directory, a record.json path or a record
     dict, or a list of them.
 
-    Several records must be audits of **one trained model** (equal ``model.sha256`` and data
+    A run directory brings its re-audits along (``RUN_DIR/audits/*/``, ``python -m sandbox.audit RUN_DIR
+    audit=…``). Several records must be audits of **one trained model** (equal ``model.sha256`` and data
     fingerprint: the run and its re-audits, ``python -m sandbox.audit RUN_DIR OUT_DIR audit=…``), so that LiRA, the canary audit
     and extraction can all speak for it. Each check then takes the strongest evidence: FAIL if
     any record fails it, else PASS if any passes it, else INCONCLUSIVE (a measured reason before
@@ -340,7 +355,7 @@ def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
     the model beside it). Raises ``ClaimError`` on bad input; writes nothing.
     """
     claim = claim if isinstance(claim, Claim) else load_claim(claim)
-    items = [runs] if isinstance(runs, (str, Path, Mapping)) else list(runs)
+    items = with_reaudits([runs] if isinstance(runs, (str, Path, Mapping)) else list(runs))
     if not items:
         raise ClaimError("no run record given")
     records = [load_record(r) for r in items]

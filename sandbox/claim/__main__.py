@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "run_dir",
         nargs="+",
-        help="the run directory (holding record.json) or a record.json; "
-        "several: audits of one model (a run and its re-audits)",
+        help="the run directory (holding record.json; its re-audits in RUN_DIR/audits/ come along) or a "
+        "record.json; several: audits of one model (a run and its re-audits)",
     )
     args = parser.parse_args(argv)
     try:

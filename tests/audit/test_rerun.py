@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from sandbox.audit import harness
 from sandbox.audit.__main__ import main as reaudit_main
+from sandbox.claim import check_claim
 from sandbox.config import resolve
 from sandbox.prepare import Seeds, prepare
 from sandbox.privacy.ledger import LedgerError
@@ -262,3 +263,9 @@ def test_a_lira_reaudit_of_a_run_dir_equals_the_inline_audit(tmp_path):
     for key in ("auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"):
         assert again["audit"][key] == inline["audit"][key], key
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == run_files
+    # the claim checker reads the run and its re-audits (RUN_DIR/audits/*) as audits of one model
+    result = check_claim("cannot-memorize", [tmp_path / "run"])
+    assert result.record.split(", ") == [
+        str(tmp_path / "run" / "record.json"),
+        str(tmp_path / "run" / "audits" / "lira" / "record.json"),
+    ]

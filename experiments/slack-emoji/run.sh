@@ -2,7 +2,7 @@
 # Slack-style emoji suggestions: centralized training and federated averaging without DP (the
 # product's approaches) against federated user-level DP-FedAvg at ε = 1. Each model is trained
 # once and audited twice (the second audit re-audits the trained model from its run directory,
-# python -m sandbox.audit, so both records carry its model.sha256; DP noise and sampling come
+# python -m sandbox.audit RUN_DIR, into RUN_DIR/audits/canary, so both records carry its model.sha256; DP noise and sampling come
 # from the OS CSPRNG, so a second training would be another model):
 #   *-lira:   user-level LiRA, 16 shadow models            → "cannot learn"     (membership)
 #   *-canary: 150 planted canaries, 1,000 fresh ones,       → "cannot memorize"  (exposure)
@@ -22,18 +22,18 @@ source experiments/common.sh
 clear_runs $RUNS
 "$PY" -m sandbox -m +experiment=slack-emoji hydra.sweep.dir="$OUT"
 check_runs $? $RUNS
-for model in central fedavgm dp1; do  # the canary audit of the same trained model
+for model in central fedavgm dp1; do  # the canary audit of the same trained model, kept in its run directory
   keep=$FED_AUDIT; [ "$model" = central ] && keep=""  # audit=canary replaces the whole audit group
-  rm -rf "$OUT/$model-canary"  # an earlier experiment's re-audit: sandbox.audit writes only into a new directory
-  "$PY" -m sandbox.audit "$OUT/$model-lira" "$OUT/$model-canary" audit=canary $keep
+  rm -rf "$OUT/$model-lira/audits/canary"  # an earlier experiment's re-audit (sandbox.audit never overwrites one)
+  "$PY" -m sandbox.audit "$OUT/$model-lira" audit=canary $keep  # → $OUT/$model-lira/audits/canary
   code=$?  # as check_runs: 4 (probable DP bug) keeps its record; no record stops the experiment
-  is_result "$code" || { echo "re-audit $model-canary failed (exit $code)" >&2; exit "$code"; }
-  [ -f "$OUT/$model-canary/record.json" ] || { echo "re-audit $model-canary wrote no record" >&2; exit 1; }
+  is_result "$code" || { echo "re-audit of $model failed (exit $code)" >&2; exit "$code"; }
+  [ -f "$OUT/$model-lira/audits/canary/record.json" ] || { echo "re-audit of $model wrote no record" >&2; exit 1; }
 done
 for model in central fedavgm dp1; do
-  echo "== claim cannot-memorize on $model (LiRA + canary audits of one model)"
-  "$PY" -m sandbox.claim cannot-memorize "$OUT/$model-lira" "$OUT/$model-canary"
+  echo "== claim cannot-memorize on $model (LiRA + the canary re-audit of one model)"
+  "$PY" -m sandbox.claim cannot-memorize "$OUT/$model-lira"  # reads $OUT/$model-lira/audits/* too
   code=$?
-  [ "$code" -le 2 ] || { echo "claim check on $model failed (exit $code)" >&2; exit "$code"; }
+  is_result "$code" || { echo "claim check on $model failed (exit $code)" >&2; exit "$code"; }
 done
 "$PY" -m sandbox.summary "$OUT"

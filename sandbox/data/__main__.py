@@ -4,7 +4,7 @@
                                     [--n-users N] [--n-workspaces N]
     python -m sandbox.data validate DIR
 
-Bad input prints one line starting with "error:" on stderr and exits with status 2.
+Bad input prints one line starting with "error:" on stderr and exits with status 3 (``sandbox.cli``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from sandbox.cli import Exit
 from sandbox.data.io import FORMATS, corpus_format, load_corpus, write_corpus
 from sandbox.data.schema import CorpusError
 from sandbox.data.synthetic import SyntheticConfig, generate_corpus
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = int(Exit.BAD_INPUT)
 
 
 class _ArgumentParser(argparse.ArgumentParser):

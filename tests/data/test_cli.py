@@ -39,7 +39,7 @@ def test_bad_corpus_exits_2_with_one_clean_error_line(tmp_path):
     (corpus / "users.csv").write_text("user_id,workspace_id,opted_out\nu1,ws-a,false\n")
     (corpus / "messages.csv").write_text("message_id,user_id,channel,timestamp,text,reactions\n")
     result = run_cli("validate", str(corpus))
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
     assert "workspaces.csv" in result.stderr and "row 1 (line 2)" in result.stderr
     assert result.stdout == ""
@@ -50,7 +50,7 @@ def test_refused_overwrite_exits_2_and_leaves_directory_untouched(tmp_path):
     out.mkdir()
     (out / "precious.txt").write_text("do not touch")
     result = run_cli("generate", "--out", str(out), "--format", "csv", *SMALL_ARGS)
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
     assert (out / "precious.txt").read_text() == "do not touch"
@@ -78,7 +78,7 @@ def test_bad_arguments_exit_2_with_error_prefix(tmp_path, capsys, argv, fragment
     except SystemExit as exit_:  # argparse exits by itself
         status = exit_.code
     captured = capsys.readouterr()
-    assert status == 2
+    assert status == 3
     assert captured.err.startswith("error:") and fragment in captured.err
     assert "Traceback" not in captured.err
     assert not (tmp_path / "x").exists()

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: setup demo test lint test-slow test-all check-install experiment bench deploy clean
+.PHONY: setup demo test test-quick lint test-slow test-all check-install experiment bench deploy clean
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel on disk here; an unpinned
 # torch (or a package asking for one) would pull a multi-GB CUDA build.
@@ -31,6 +31,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## The quick tier: without the end-to-end tests (Flower, deployment, shadows, subprocess CLIs).
+test-quick: $(STAMP)
+	$(PYTEST) -m 'not slow and not e2e'
 
 ## Slow suites (full-size corpus, long training runs).
 test-slow: $(STAMP)

@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import TINY
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]  # e2e: Flower, shadows or subprocess CLIs
 
 
 def run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:

@@ -146,6 +146,7 @@ def test_probable_dp_bug_says_which_rule_fired_against_the_converted_epsilon():
 
 
 # -- what an audit trains, for the ledger ---------------------------------------------------------------
+@pytest.mark.e2e  # shadow models
 def test_models_trained_lists_every_shadow_and_control_with_its_own_events(tmp_path):
     record = _run(
         tmp_path,

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import TINY
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]  # e2e: Flower, shadows or subprocess CLIs
 
 UNDER_NOISED = [
     *TINY,

@@ -184,6 +184,7 @@ def test_an_accounting_bug_is_caught_loudly_and_the_run_fails(tmp_path, monkeypa
     assert "exceeds" in str(raised.value) and f"{a['max_auc_permitted']:.3f}" in str(raised.value)
 
 
+@pytest.mark.e2e  # shadow models
 def test_lira_and_rmia_run_on_shadows_from_the_same_harness(tmp_path):
     lira = _run(
         tmp_path / "lira",
@@ -217,6 +218,7 @@ def test_keep_mask_puts_every_user_in_exactly_half_the_shadows():
         keep_mask(3, 5, np.random.default_rng(0))
 
 
+@pytest.mark.e2e  # shadow models
 @pytest.mark.slow
 def test_shadows_are_the_same_whatever_the_number_of_worker_processes():
     cfg = resolve(compose_config([*TINY, "privacy=none", "mode=federated", "federation.rounds=2"]))

@@ -22,7 +22,7 @@ from sandbox.privacy.ledger import LedgerError
 from sandbox.run import planned_audit_spend, reaudit, run
 from tests.conftest import TINY, compose_config
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]  # e2e: Flower, shadows or subprocess CLIs
 QUICK = ["audit.resamples=100"]  # re-audit overrides that keep the bootstrap short
 # secure noise and sampling (the default): not replayable. 20 canaries, so that some host is sampled
 # whatever the draw (with TINY's 3, no host trained in about 1 draw of 5, and the audit had no members)

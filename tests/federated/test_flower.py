@@ -34,7 +34,7 @@ from sandbox.prepare import Seeds, prepare
 from sandbox.run import run
 from tests.conftest import TINY, compose_config
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]  # e2e: Flower, shadows or subprocess CLIs
 
 FEDERATED_TINY = [
     *TINY,

@@ -27,7 +27,7 @@ from sandbox.tasks.emoji import EmojiModel
 from tests.conftest import compose_config
 from tests.federated.test_flower import _array_problems, _leaks
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]  # e2e: Flower, shadows or subprocess CLIs
 
 N_MEMBERS, N_POSTINGS = 60, 30
 JOBS_FEDERATED = [

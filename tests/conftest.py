@@ -49,3 +49,21 @@ def compose_config(overrides: list[str]):
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+def run_in(out_dir: Path, overrides: list[str]) -> dict:
+    """Compose ``overrides`` (Hydra's compose API), resolve, and run once into ``out_dir`` (created): the
+    record. The one way tests train a run; files add their own overrides (TINY, a federation) in front."""
+    from sandbox.config import plain, resolve  # noqa: PLC0415  (conftest stays importable without torch)
+    from sandbox.run import run  # noqa: PLC0415
+
+    cfg = compose_config(list(overrides))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return run(resolve(cfg), out_dir=out_dir, resolved_config=plain(cfg))
+
+
+@pytest.fixture
+def train_run():
+    """``run_in`` as a fixture: ``train_run(tmp_path / "name", [*TINY, ...])`` → the record."""
+    return run_in

@@ -6,17 +6,14 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from sandbox.config import ConfigError, resolve
+from sandbox.config import ConfigError
 from sandbox.record import model_fingerprint
-from sandbox.run import run
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, run_in
 
 
 def _run(out, overrides):
-    cfg = compose_config([*TINY, *overrides])
-    return run(resolve(cfg), out_dir=out, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(out, [*TINY, *overrides])
 
 
 def test_a_rerun_that_fails_after_writing_its_model_removes_the_old_record(tmp_path):

@@ -5,19 +5,15 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sandbox.config import ConfigError, resolve
-from sandbox.run import run
 from sandbox.tracking import TrackingError, check_backend, flatten, scalars
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, run_in
 
 
 def _run(out_dir, overrides):
-    cfg = compose_config([*TINY, "privacy=none", *overrides])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return run(resolve(cfg), out_dir=out_dir, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(out_dir, [*TINY, "privacy=none", *overrides])
 
 
 def test_tensorboard_receives_the_records_curve_and_final_metrics(tmp_path):

@@ -6,21 +6,17 @@ from __future__ import annotations
 import types
 
 import pytest
-from omegaconf import OmegaConf
 
 from sandbox.audit import recsys
 from sandbox.audit.bounds import one_run_eps_lower_bound
 from sandbox.audit.harness import ProbableDPBug, control_statistics, control_verdict, one_run_bound
 from sandbox.config import resolve
 from sandbox.privacy.relations import max_auc
-from sandbox.run import run
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, run_in
 
 
 def _run(tmp_path, overrides):
-    cfg = compose_config(overrides)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    return run(resolve(cfg), out_dir=tmp_path, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(tmp_path, overrides)
 
 
 def _section(auc_ci, tpr1_ci=(0.0, 0.0), tpr01_ci=(0.0, 0.0), n_nonmembers=60, **extra):

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from sandbox.audit.harness import ProbableDPBug, accountant_comparison, audit_relation
 from sandbox.audit.shadows import keep_mask, train_shadows
@@ -14,8 +13,7 @@ from sandbox.audit.targets import build_population
 from sandbox.config import ConfigError, resolve
 from sandbox.prepare import Seeds, prepare
 from sandbox.privacy.relations import group_privacy, max_auc
-from sandbox.run import run
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, run_in
 
 # canaries planted 20× in one user each, and enough central epochs that a non-private model memorises them
 MEMORISING = [
@@ -30,9 +28,7 @@ MEMORISING = [
 
 
 def _run(tmp_path, overrides):
-    cfg = compose_config(overrides)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    return run(resolve(cfg), out_dir=tmp_path, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(tmp_path, overrides)
 
 
 def test_canary_audit_of_a_memorising_model_catches_members_and_records_everything(tmp_path):

@@ -19,8 +19,8 @@ from sandbox.claim import check_claim
 from sandbox.config import resolve
 from sandbox.prepare import Seeds, prepare
 from sandbox.privacy.ledger import LedgerError
-from sandbox.run import planned_audit_spend, reaudit, run
-from tests.conftest import TINY, compose_config
+from sandbox.run import planned_audit_spend, reaudit
+from tests.conftest import TINY, run_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]  # e2e: Flower, shadows or subprocess CLIs
 QUICK = ["audit.resamples=100"]  # re-audit overrides that keep the bootstrap short
@@ -37,9 +37,7 @@ FEDERATED_DP = [
 
 
 def _train(out_dir, overrides):
-    cfg = compose_config([*TINY, "audit=none", *overrides])
-    out_dir.mkdir(parents=True)
-    return run(resolve(cfg), out_dir=out_dir, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(out_dir, [*TINY, "audit=none", *overrides])
 
 
 def _cli(module, *args, cwd):

@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from sandbox.claim import check_claim
 from sandbox.config import ConfigError, resolve
-from sandbox.run import run
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, run_in
 from tests.external.length_task import CLASSES, LengthTask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +30,7 @@ BASE = [o for o in TINY if not o.startswith("task.")]
 
 
 def _run(tmp_path, name, overrides):
-    cfg = compose_config([*BASE, *TASK, *overrides])
-    out = tmp_path / name
-    out.mkdir()
-    return run(resolve(cfg), out_dir=out, resolved_config=OmegaConf.to_container(cfg, resolve=True)), out
+    return run_in(tmp_path / name, [*BASE, *TASK, *overrides]), tmp_path / name
 
 
 def test_the_task_is_built_from_its_target():

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from sandbox.config import ConfigError, resolve
 from sandbox.federated.clients import partition_clients
 from sandbox.prepare import Seeds, prepare
-from sandbox.run import run
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, run_in
 from tests.test_cli import independent_rdp_epsilon
 
 FED = [*TINY, "mode=federated", "federation.sample_rate=0.2", "federation.eval_every=2"]
 
 
 def _run(tmp_path, overrides):
-    cfg = compose_config([*FED, *overrides])
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    return run(resolve(cfg), out_dir=tmp_path, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(tmp_path, [*FED, *overrides])
 
 
 def test_dp_fedavg_record_states_user_level_poisson_and_honest_epsilon(tmp_path):

@@ -10,15 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 from opacus.accountants import RDPAccountant
 
 from sandbox.budget import main as budget_main
 from sandbox.config import ConfigError, resolve
 from sandbox.prepare import Seeds, prepare
 from sandbox.privacy.ledger import ALL_UNITS, LedgerError, PrivacyLedger, Spend
-from sandbox.run import planned_epsilon, planned_spend, run, spend_of
-from tests.conftest import TINY, compose_config
+from sandbox.run import planned_epsilon, planned_spend, spend_of
+from tests.conftest import TINY, compose_config, run_in
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = {"noise_multiplier": 1.2, "sample_rate": 0.05, "steps": 40, "sampling": "poisson"}
@@ -211,10 +210,7 @@ def test_planned_spend_counts_the_audit_models():
 
 
 def _run(tmp_path, name, overrides, ledger):
-    cfg = compose_config([*TINY, f"ledger.path={ledger}", *overrides])
-    out = tmp_path / name
-    out.mkdir()
-    return run(resolve(cfg), out_dir=out, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(tmp_path / name, [*TINY, f"ledger.path={ledger}", *overrides])
 
 
 def test_the_ledger_refuses_a_run_that_would_pass_the_total_and_keeps_nothing(tmp_path):

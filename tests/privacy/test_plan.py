@@ -12,7 +12,6 @@ from pathlib import Path
 import dp_accounting
 import pytest
 import torch
-from omegaconf import OmegaConf
 from opacus.data_loader import DPDataLoader
 
 from sandbox.budget import main as budget_main
@@ -30,9 +29,9 @@ from sandbox.privacy.plan import (
     plan_for,
     update_noise_multiplier,
 )
-from sandbox.run import planned_epsilon, run
+from sandbox.run import planned_epsilon
 from sandbox.train.central import TensorRows, make_loader
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, run_in
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 FED = [*TINY, "mode=federated", "federation.sample_rate=0.2", "federation.eval_every=2"]
@@ -54,9 +53,7 @@ def _rdp_dp_accounting(sigma: float, q: float, steps: int, delta: float) -> floa
 
 
 def _run(tmp_path, overrides):
-    cfg = compose_config(overrides)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    return run(resolve(cfg), out_dir=tmp_path, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(tmp_path, overrides)
 
 
 # -- the plan's numbers --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from sandbox.config import ConfigError, resolve
 from sandbox.data import generate_corpus
@@ -18,7 +17,6 @@ from sandbox.data.jobs import JobsConfig, generate_jobs
 from sandbox.data.partition import UserSplit
 from sandbox.data.synthetic import SyntheticConfig
 from sandbox.prepare import Seeds, prepare
-from sandbox.run import run
 from sandbox.tasks.emoji import PAD, bucket_of, tokenize
 from sandbox.tasks.recommend import (
     RecCorpus,
@@ -29,7 +27,7 @@ from sandbox.tasks.recommend import (
     ranking_metrics,
     shown_lists,
 )
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_in
 
 JOBS = JobsConfig(n_members=300, n_postings=60, member_opt_out_rate=0.1)
 JOBS_TASK = RecommendTaskConfig(n_buckets=1024, max_tokens=64, jobs=JOBS)
@@ -329,9 +327,7 @@ SMALL_JOBS = [
 
 
 def _run(tmp_path, overrides):
-    cfg = compose_config(overrides)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    return run(resolve(cfg), out_dir=tmp_path, resolved_config=OmegaConf.to_container(cfg, resolve=True))
+    return run_in(tmp_path, overrides)
 
 
 def _check_recommend_record(record, *, k=10):

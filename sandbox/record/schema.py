@@ -295,6 +295,7 @@ class Audit(Section):
 class ReauditOf(Section):
     run_dir: str = key("str", "the re-audited run directory")
     record_sha256: str = key("str", "sha256 of that run's record.json bytes")
+    out_dir: str | None = key("str", "where the re-audit was written (default RUN_DIR/audits/ATTACK)", optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -77,7 +77,7 @@ def test_server_accounts_for_the_client_with_the_most_rounds():
     server = FederatedServer(
         params=torch.zeros(2),
         n_clients=5,
-        cfg=FederationConfig(rounds=6, sample_rate=0.5),
+        cfg=FederationConfig(rounds=6, sample_rate=0.5, server_optimizer="fedavg"),  # a plain mean
         dp=None,
         book=book,
         seed=0,

@@ -205,6 +205,9 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.optimizer in ("adam", "sgd"), "train.optimizer", f"must be 'adam' or 'sgd', got {t.optimizer!r}")
 
 
+FEDERATED_ATTACKS = ("canary_clients", "server_view")  # audits that run inside the federated round loop
+
+
 def _validate_audit(a: AuditConfig) -> None:
     _check(a.attack in ATTACKS, "audit.attack", CHOICE_RULES["audit.attack"](a.attack))
     _check(a.level in ("user", "example"), "audit.level", CHOICE_RULES["audit.level"](a.level))
@@ -233,6 +236,8 @@ def _validate_audit(a: AuditConfig) -> None:
         f"must be a non-empty list of shares in (0, 1], got {fractions}",
     )
     _check(0 <= a.control_tpr_floor < 1, "audit.control_tpr_floor", f"must be in [0, 1), got {a.control_tpr_floor}")
+    if a.attack == "canary_clients":
+        _check(a.canary_clients >= 2, "audit.canary_clients", f"must be ≥ 2, got {a.canary_clients}")
 
 
 def _task(node):
@@ -345,6 +350,11 @@ def resolve(cfg: DictConfig) -> RunConfig:
             privacy.mechanism not in ("dpfedavg", "client_dpsgd"),
             "privacy",
             f"privacy={privacy.mechanism} is federated: add mode=federated",
+        )
+        _check(
+            audit.attack not in FEDERATED_ATTACKS,
+            "audit.attack",
+            f"audit={audit.attack} audits federated training (it watches the rounds): add mode=federated",
         )
     run_config = RunConfig(
         seed=int(cfg.seed),

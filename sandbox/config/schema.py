@@ -69,6 +69,8 @@ class Attack(enum.StrEnum):
     rmia = "rmia"
     canary = "canary"
     suggestions = "suggestions"
+    canary_clients = "canary_clients"  # federated: canary clients and the one-run ε estimate (Andrew et al. 2024)
+    server_view = "server_view"  # federated: what a curious server learns from the updates it receives
 
 
 class AuditLevel(enum.StrEnum):
@@ -412,6 +414,9 @@ class AuditConfig:
     # over them, each computed at alpha / (number of distinct guess counts) (Bonferroni)
     one_run_guess_fractions: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4, 1.0])
     extraction: bool = True  # canary: search the whole secret space for each canary whose host trained
+    # canary_clients: k canary clients inserted into federated training (and k never-inserted directions)
+    canary_clients: int = 100
+    canary_all_iterates: bool = False  # canary_clients: also the all-iterates statistic (every round's aggregate)
 
 
 @dataclass(frozen=True)

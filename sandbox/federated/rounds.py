@@ -29,8 +29,8 @@ def run_rounds(
     ``updates_of(plan)`` yields the sampled clients' updates of one round (from ``server.params``);
     ``after_round(summary)`` is the engine's own hook (e.g. a log line), ``on_round`` the caller's."""
     while (plan := server.next_round()) is not None:
-        for update in updates_of(plan):
-            server.receive(update)
+        for client, update in zip(plan.clients, updates_of(plan), strict=True):
+            server.receive(update, client=int(client))
         summary = server.finish_round()
         if after_round is not None:
             after_round(summary)

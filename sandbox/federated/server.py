@@ -27,6 +27,7 @@ from sandbox.federated.aggregate import (
     update_noise_multiplier,
 )
 from sandbox.federated.client_dp import LocalDPSGD
+from sandbox.federated.observe import RoundObserver
 from sandbox.federated.sampling import poisson_sample_clients
 from sandbox.privacy import PrivacyBook, SubsampledGaussianEvent, epsilon_for, joint_noise_multiplier
 from sandbox.privacy.noise import noise_generator, sampling_rng
@@ -75,12 +76,16 @@ class FederatedServer:
         seed: int,
         local_dp: LocalDPSGD | None = None,
         noise_source: str = "secure",
+        observers: tuple[RoundObserver, ...] = (),
     ):
         if dp is not None and local_dp is not None:
             raise ValueError("DP-FedAvg and client-level DP-SGD are alternatives, not both")
         if (dp is None and local_dp is None) != (book is None):
             raise ValueError("a private run needs a PrivacyBook and a non-private run must not have one")
         self.local_dp = local_dp
+        self.observers = tuple(observers)
+        # clients the observers add (canary clients): sampled at rate q like real ones, counted in q·N's N
+        self.extra_clients = sum(int(o.extra_clients) for o in self.observers)
         self.participation = np.zeros(n_clients, dtype=np.int64)  # rounds each client took part in
         sampling, noise, clients = np.random.SeedSequence([seed, 0xFEDA]).spawn(3)
         self.params = params.detach().clone()
@@ -116,9 +121,12 @@ class FederatedServer:
         self._reset_sums()
         self._worst_before = int(self.participation.max(initial=0))
         self.participation[clients] += 1
-        return RoundPlan(
+        self._plan = RoundPlan(
             round=self.round, clients=clients, client_seeds=seeds, clip_norm=site_clip, local_dp=self.local_dp
         )
+        for observer in self.observers:
+            observer.on_round_start(self._plan)
+        return self._plan
 
     def _would_exceed_budget(self) -> bool:
         if self.dp is None or self.dp.stop_at_epsilon is None:
@@ -136,8 +144,32 @@ class FederatedServer:
         self._n_received = 0
         self._loss = 0.0
 
-    def receive(self, update: Update) -> None:
-        """Fold one client's update into the round's running sum (memory: one vector)."""
+    def receive(self, update: Update, *, client: int | None = None) -> None:
+        """Fold one client's update into the round's running sum (memory: one vector).
+
+        ``client``: its index in the partition, for the observers (``on_update`` sees the update as
+        received, before any server-side clipping)."""
+        for observer in self.observers:
+            observer.on_update(self.round, -1 if client is None else int(client), update)
+        self._fold(update)
+
+    def receive_sum(
+        self, total: torch.Tensor, *, clients: np.ndarray, weight: float, loss_sum: float, n_unclipped: int
+    ) -> None:
+        """Fold a sum over ``clients`` the server received instead of their updates (secure aggregation).
+
+        ``total``: the sum of their (client-clipped, under DP-FedAvg) deltas, or of n_examples · delta
+        under FedAvg, whose ``weight`` is then the sum of their example counts; ``n_unclipped``: how many
+        of them did not clip (adaptive clipping's count)."""
+        for observer in self.observers:
+            observer.on_aggregate(self.round, np.asarray(clients), total)
+        self._n_received += len(clients)
+        self._loss += loss_sum
+        self._sum.add_(total)
+        self._weight += weight
+        self._n_unclipped += int(n_unclipped)
+
+    def _fold(self, update: Update) -> None:
         self._n_received += 1
         self._loss += update.loss
         if self.local_dp is not None:  # client-level DP-SGD: a plain mean (a client's size is private)
@@ -154,6 +186,11 @@ class FederatedServer:
 
     def finish_round(self) -> dict:
         """Noise, average, server step, clip-norm update, privacy record; returns the round's summary."""
+        n_real, loss_real = self._n_received, self._loss
+        for observer in self.observers:  # the observers' own clients (canaries): summed like real ones
+            for update in observer.extra_updates(self._plan):
+                self._fold(update)
+        self._n_received, self._loss = n_real, loss_real  # counts and losses are the real clients'
         clip_used = self.clip_norm
         if self.dp is None:
             mean = self._sum / self._weight if self._weight else torch.zeros_like(self._sum)
@@ -161,6 +198,8 @@ class FederatedServer:
         else:
             mean = self._dp_mean()
         self._server_step(mean)
+        for observer in self.observers:
+            observer.on_round_end(self.round, mean, self.params)
         return {
             "round": self.round,
             "clients": self._n_received,
@@ -197,7 +236,7 @@ class FederatedServer:
         )
 
     def _dp_mean(self) -> torch.Tensor:
-        dp, expected = self.dp, self.cfg.sample_rate * self.n_clients  # fixed denominator q·N
+        dp, expected = self.dp, self.cfg.sample_rate * (self.n_clients + self.extra_clients)  # fixed q·N
         event = self._round_event()
         noise = dict(event.components) or {"update": event.noise_multiplier}
         mean = noisy_mean(

@@ -13,6 +13,7 @@ import numpy as np
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sandbox.config import ConfigError, RunConfig
+from sandbox.federated.audits import observers_for
 from sandbox.federated.client_dp import LocalDPSGD
 from sandbox.federated.clients import ClientPartition, partition_clients
 from sandbox.federated.inprocess import run_inprocess
@@ -142,6 +143,7 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
         dp, book = dp_settings(cfg, len(partition))
     elif cfg.privacy.mechanism == "client_dpsgd":
         local_dp, book = client_dpsgd_settings(cfg, len(data.train))
+    observers = observers_for(cfg, model=model, n_clients=len(partition), seed=seeds.federation)
     server = FederatedServer(
         params=parameters_to_vector(model.parameters()).detach(),
         n_clients=len(partition),
@@ -151,6 +153,7 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
         seed=seeds.federation,
         local_dp=local_dp,
         noise_source=cfg.privacy.noise_source,
+        observers=observers,
     )
     started = time.perf_counter()
     with progress_bar(cfg.progress, unit="rounds") as show:
@@ -222,7 +225,12 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
         status=server.status,
         trained_users=partition.users_of(took_part, data.corpus, data.train),
         engine=fed.engine,
-        data={"n_clients": len(partition), "client_unit": fed.unit},
+        data={
+            "n_clients": len(partition),
+            "client_unit": fed.unit,
+            **({"extra_clients": server.extra_clients} if server.extra_clients else {}),
+        },
+        observations={o.name: o.observations() for o in observers},
         timing={
             "training_seconds": round(seconds, 2),
             "seconds_per_round": round(seconds / max(1, server.round), 4),

@@ -101,6 +101,9 @@ class Outcome:
     data: dict = field(default_factory=dict)  # extra data counts (e.g. number of clients)
     timing: dict = field(default_factory=dict)
     trained_users: np.ndarray | None = None  # corpus user indices whose data took part (audits' members)
+    observations: dict = field(
+        default_factory=dict
+    )  # federated observers' findings by name (sandbox.federated.observe)
 
 
 def model_fingerprint(state_dict: dict) -> str:

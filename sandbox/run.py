@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from sandbox.audit.canary_clients import run_canary_client_audit
 from sandbox.audit.harness import ProbableDPBug, control_config, run_audit
 from sandbox.audit.recsys import run_suggestions_audit
-from sandbox.config import ConfigError, RunConfig, resolve
+from sandbox.audit.server_view import run_server_view_audit
+from sandbox.config import FEDERATED_ATTACKS, ConfigError, RunConfig, resolve
 from sandbox.config.overrides import audit_config, parse_overrides
 from sandbox.federated.clients import partition_clients
 from sandbox.prepare import Prepared, Seeds, prepare
@@ -143,6 +145,10 @@ def audit_outcome(cfg: RunConfig, data: Prepared, outcome: Outcome, *, out_dir: 
         return None
     if cfg.audit.attack == "suggestions":
         return run_suggestions_audit(cfg, data, outcome, privacy=privacy)
+    if cfg.audit.attack == "canary_clients":
+        return run_canary_client_audit(cfg, data, outcome, out_dir=out_dir, privacy=privacy)
+    if cfg.audit.attack == "server_view":
+        return run_server_view_audit(cfg, data, outcome, out_dir=out_dir, privacy=privacy)
     return run_audit(cfg, data, outcome, out_dir=out_dir, privacy=privacy)
 
 
@@ -473,6 +479,12 @@ def reaudit(run_dir: str | Path, out_dir: str | Path | None = None, overrides: l
         raise ConfigError(
             "audit: audit=none audits nothing; choose the audit: audit=loss|lira|rmia|canary "
             "(audit=suggestions for task=jobs|channels)"
+        )
+    if cfg.audit.attack in FEDERATED_ATTACKS:
+        raise ConfigError(
+            f"audit: audit={cfg.audit.attack} watches federated training as it runs and cannot audit a "
+            f"trained model; train again with audit={cfg.audit.attack} (python -m sandbox mode=federated "
+            f"audit={cfg.audit.attack} ...)"
         )
     out_dir = Path(out_dir) if out_dir is not None else default_audit_dir(run_dir, cfg.audit.attack)
     create = _check_out_dir(out_dir)

@@ -87,7 +87,12 @@ False: it was judged and does not; None: ε rows, or no control measurement).
   users either); record δ above the stated δ; or ε above max. ε from the ``gdp`` accountant (a
   CLT approximation that can under-state ε) is at best INCONCLUSIVE.
 
-Overall: FAIL if any check fails, else INCONCLUSIVE if any is undecided, else PASS. With several
+* **canary_client_epsilon** (federated runs): the canary-client ε estimate of ``audit=canary_clients``
+  (Andrew et al. 2024) judged on its bootstrap CI like the CI checks; its control is the same
+  federated pipeline without DP. On a central run the row is **N/A**: it counts in no verdict.
+
+Overall: FAIL if any check fails, else INCONCLUSIVE if any is undecided, else PASS (N/A rows
+aside; a claim whose every row is N/A is INCONCLUSIVE). With several
 records of one model, each check takes the strongest evidence: FAIL if any record fails it, else
 PASS if any passes it, else INCONCLUSIVE.
 
@@ -121,6 +126,7 @@ from sandbox.claim.checks import (
     FAIL,
     INCONCLUSIVE,
     NO_CONTROL,
+    NOT_APPLICABLE,
     NOT_DISCRIMINATING,
     NOT_MEASURED,
     PASS,
@@ -142,6 +148,7 @@ __all__ = [
     "Evidence",
     "FAIL",
     "INCONCLUSIVE",
+    "NOT_APPLICABLE",
     "NOT_MEASURED",
     "NO_CONTROL",
     "NOT_DISCRIMINATING",
@@ -365,8 +372,8 @@ def check_claim(claim: Claim | str | Path, runs) -> ClaimResult:
         _strongest([judge_row(check, r, require_control=claim.require_control) for r in records], records)
         for check in claim.checks
     )
-    verdicts = {e.verdict for e in evidence}
-    verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
+    verdicts = {e.verdict for e in evidence} - {NOT_APPLICABLE}  # N/A rows count in no verdict
+    verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts or not verdicts else PASS
     dp_bug = any(
         r.run.status == "failed" or (r.run.audit is not None and r.run.audit.result == "dp_bug") for r in records
     )
@@ -405,7 +412,7 @@ def _strongest(rows: list[Evidence], records: list[Record]) -> Evidence:
     """One check's row over several records of one model: FAIL, else PASS, else the best-informed INCONCLUSIVE."""
     if len(rows) == 1:
         return rows[0]
-    order = {FAIL: 0, PASS: 1, INCONCLUSIVE: 2}
+    order = {FAIL: 0, PASS: 1, INCONCLUSIVE: 2, NOT_APPLICABLE: 3}
     best = min(range(len(rows)), key=lambda i: (order[rows[i].verdict], rows[i].reason.startswith(NOT_MEASURED), i))
     row = rows[best]
     where = (

@@ -22,6 +22,7 @@ from typing import ClassVar
 from sandbox.record import RunRecord
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+NOT_APPLICABLE = "N/A"  # a check for federated pipelines on a central run: counts in no verdict
 NOT_MEASURED = "not measured by this run"
 NO_CONTROL = "no control on this statistic"
 NOT_DISCRIMINATING = "does not discriminate"
@@ -447,7 +448,49 @@ class Epsilon:
         return Evidence(label, value, None, bound, verdict, reason, source)
 
 
-CHECKS = {c.type: c for c in (MembershipTPR, MembershipAUC, CanaryExposure, Extraction, AttributeAdvantage, Epsilon)}
+@dataclass(frozen=True)
+class CanaryClientEpsilon(_Check):
+    """The canary-client ε estimate of a federated run (``audit=canary_clients``, Andrew et al. 2024)
+    ≤ max, judged on its bootstrap CI like every CI check. Federated runs only: on a central run
+    the row is N/A (there are no clients to insert)."""
+
+    max: float
+    type: ClassVar[str] = "canary_client_epsilon"
+    limits: ClassVar[dict] = {"max": (0, math.inf, "()")}
+    choices: ClassVar[dict] = {}
+    applies_to: ClassVar[str] = "federated"
+
+    @property
+    def row_label(self) -> str:
+        return "canary-client ε estimate (federated pipeline)"
+
+    @property
+    def row_bound(self) -> str:
+        return f"≤ {self.max:g}"
+
+    def measure(self, record: Record) -> Measurement:
+        if not record.has("audit") or record.get("audit.attack") != "canary_clients":
+            return _not_measured(f"{NOT_MEASURED} (no audit=canary_clients)")
+        value = record.number("audit.epsilon_estimate")
+        ci = record.interval("audit.epsilon_estimate_ci")
+        n = record.number("audit.n_canaries")
+        source = f"audit canary_clients, {n:g} canary clients against as many never-inserted directions"
+        verdict, reason = _ci_verdict(value, ci, self.max)
+        return Measurement(value, ci, verdict, reason, source, judged=True, summary=f"ε̂ {value:.3f} {_ci(ci)}")
+
+
+CHECKS = {
+    c.type: c
+    for c in (
+        MembershipTPR,
+        MembershipAUC,
+        CanaryExposure,
+        Extraction,
+        AttributeAdvantage,
+        CanaryClientEpsilon,
+        Epsilon,
+    )
+}
 
 
 # --- the control view and the row ---------------------------------------------------------------
@@ -504,7 +547,18 @@ def control_view(record: Record) -> ControlView:
 
 def judge_row(check, record: Record, *, require_control: bool = True) -> Evidence:
     """One check's row on one record: the check (with the audit gate), then, for every non-ε check,
-    the same check on the control view (no audit gate), then the run's status."""
+    the same check on the control view (no audit gate), then the run's status. A check for
+    federated pipelines (``applies_to = "federated"``) on a central run is N/A."""
+    if getattr(check, "applies_to", "all") == "federated" and record.has("mode") and record.get("mode") != "federated":
+        return Evidence(
+            check.row_label,
+            None,
+            None,
+            check.row_bound,
+            NOT_APPLICABLE,
+            f"applies to federated pipelines only; this run is {record.get('mode')}",
+            "",
+        )
     row = check.judge(record)
     if check.discriminating:
         row = _with_control(check, record, row, require_control)

@@ -22,6 +22,7 @@ from typing import ClassVar
 from sandbox.record import RunRecord
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+PIPELINE_AUDITS = ("canary_clients", "server_view")  # audits of the federated round loop, not of membership
 NOT_APPLICABLE = "N/A"  # a check for federated pipelines on a central run: counts in no verdict
 NOT_MEASURED = "not measured by this run"
 NO_CONTROL = "no control on this statistic"
@@ -186,6 +187,8 @@ def _membership_source(record: Record, level: str) -> tuple[tuple[str, ...] | No
     if not record.has("audit"):
         return None, f"{NOT_MEASURED} (no audit section)"
     attack = record.get("audit.attack")
+    if attack in PIPELINE_AUDITS:
+        return None, f"{NOT_MEASURED}: its audit is {attack}, which measures the federated pipeline, not membership"
     measured = "canary" if attack == "canary" else record.get("audit.level")
     if measured != level:
         return None, f"{NOT_MEASURED}: its audit is {attack} membership at {measured} level, not {level}"

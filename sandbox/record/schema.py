@@ -281,7 +281,7 @@ class Timing(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class Audit(Section):
-    attack: str = key("str", "loss | lira | rmia | canary | suggestions")
+    attack: str = key("str", "loss | lira | rmia | canary | suggestions | canary_clients | server_view")
     result: str = key("str", "measured | inconclusive | dp_bug | …")
     level: str | None = key("str", "example | user | workspace", optional=True)
     threat: str | None = key("str", "what the attacker sees", optional=True)

@@ -417,6 +417,12 @@ class AuditConfig:
     # canary_clients: k canary clients inserted into federated training (and k never-inserted directions)
     canary_clients: int = 100
     canary_all_iterates: bool = False  # canary_clients: also the all-iterates statistic (every round's aggregate)
+    # server_view: the attacker's dictionary takes wordfreq's N most frequent English words (plus Faker's
+    # names and company words and the emoji lexicon); a decoded secure-aggregation sum's row is zero when
+    # every |value| <= tolerance; a run under secure aggregation retrains without it for the positive control
+    server_view_dictionary: int = 50_000
+    server_view_tolerance: float = 0.0
+    server_view_retrain_control: bool = False
 
 
 @dataclass(frozen=True)

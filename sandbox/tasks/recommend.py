@@ -345,7 +345,7 @@ class RecommendTask(RecommendTaskConfig):
 
     Audited from the suggested lists (``audit=suggestions``): membership and attribute inference."""
 
-    attacks: ClassVar[tuple[str, ...]] = ("suggestions",)
+    attacks: ClassVar[tuple[str, ...]] = ("suggestions", "canary_clients")
 
     def rec_data(self, data: DataConfig, rng: np.random.Generator) -> RecData:
         raise NotImplementedError

@@ -145,7 +145,7 @@ class MessageTask:
     (``sandbox.config.schema.EmojiTaskConfig`` has them) and defines :meth:`message_labels`.
     """
 
-    attacks: ClassVar[tuple[str, ...]] = MEMBERSHIP_ATTACKS
+    attacks: ClassVar[tuple[str, ...]] = (*MEMBERSHIP_ATTACKS, "canary_clients", "server_view")
 
     def message_labels(self, corpus: Corpus) -> list[str | None]:
         """The label of each corpus message (None: unlabelled, not an example)."""

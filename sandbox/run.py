@@ -166,6 +166,8 @@ def _audit_models(cfg: RunConfig, private: bool) -> tuple[int, bool]:
     shadows = a.shadows if a.attack in ("lira", "rmia") else 0
     if a.attack == "none":
         return 0, not private
+    if a.attack == "server_view":  # its control is the run itself (or the same private config retrained)
+        return 0, not private
     control = private and a.control  # a DP run's positive control trains without DP (with its own shadows)
     return (shadows if private else 0), (control or not private)
 

@@ -95,6 +95,11 @@ def audit_text(a: dict) -> str:
         else:
             text += f"; attribute inference: {attr.get('reason', attr.get('result'))}"
         return text
+    if "auc" not in a and a.get("finding"):  # federated audits (server_view, canary_clients) state their finding
+        return (
+            f"{a['attack']} ({a.get('level')} level, {a.get('threat')}): {a['finding']} → "
+            f"{a['result'].upper()}: {a.get('reason')}"
+        )
     eps, cmp = a["accountant_epsilon"], a.get("accountant_comparison") or {}
     one_run = a.get("one_run_eps_lower_bound")
     bounds = (

@@ -25,6 +25,8 @@ CONTEXT = {
     "federation/cross_silo": ["mode=federated", "privacy=dpfedavg"],
     "federation/cross_device": ["mode=federated", "privacy=dpfedavg"],
     "audit/suggestions": ["task=jobs"],
+    "audit/server_view": ["mode=federated", "privacy=dpfedavg"],
+    "audit/canary_clients": ["mode=federated", "privacy=dpfedavg"],
     "data/files": ["data.path=/some/corpus"],
     "claim/anonymized-aggregated": ["task=jobs", "audit=suggestions"],
 }
@@ -77,6 +79,8 @@ DELIBERATE = {
     "audit/rmia": {"attack"},
     "audit/canary": {"attack"},
     "audit/suggestions": {"attack", "threat"},
+    "audit/server_view": {"attack"},
+    "audit/canary_clients": {"attack"},
     "data/synthetic": {
         "topic_channels_per_workspace",
         "user_topic_concentration",

@@ -63,9 +63,9 @@ def _rounds(server, *, partition, examples, model, local, on_round, client_batch
         trainer.load(server.params)
         datas = [partition.data(int(client), examples) for client in plan.clients]
         generators = [torch.Generator().manual_seed(seed) for seed in plan.client_seeds]
-        if batched:
-            for _, update in trainer.updates(datas, generators, clip_norm=plan.clip_norm):
-                yield update
+        if batched:  # trained longest client first; handed over in the plan's order (run_rounds files them so)
+            done = dict(trainer.updates(datas, generators, clip_norm=plan.clip_norm))
+            yield from (done[i] for i in range(len(datas)))
         else:
             for data, generator in zip(datas, generators):
                 yield trainer.update(data, generator=generator, clip_norm=plan.clip_norm)

@@ -354,7 +354,8 @@ class RecommendTask(RecommendTaskConfig):
         if cfg.audit.attack not in ("none", *self.attacks):
             raise ConfigError(
                 f"audit.attack: task={self.name} is audited with audit=suggestions (membership and "
-                f"attribute inference from the suggested lists), got {str(cfg.audit.attack)!r}"
+                f"attribute inference from the suggested lists) or, federated, audit=canary_clients; "
+                f"got {str(cfg.audit.attack)!r}"
             )
         for key, ok, rule in (
             ("holdout_fraction", 0 < self.holdout_fraction < 1, "must be in (0, 1)"),

@@ -19,9 +19,8 @@ from sandbox.prepare import Seeds, prepare
 from sandbox.training import train_model
 from tests.conftest import TINY, compose_config
 
-# federation.client_batch=0: clients one at a time (the batched in-process trainer yields a round's
-# updates longest client first, not in the plan's order, so the server would file them under the
-# wrong client: see test_batched_updates_are_filed_under_their_client)
+# federation.client_batch=0: clients one at a time; test_batched_updates_are_filed_under_their_client
+# checks the batched trainer (which trains longest client first) hands updates over in the plan's order
 FEDERATED = [
     *TINY,
     "mode=federated",
@@ -98,11 +97,6 @@ def test_each_update_shows_exactly_its_clients_buckets():
     assert_rows_are_the_clients_buckets(*observed([*FEDERATED, *DPFEDAVG, "federation.rounds=2"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox/federated/inprocess.py yields a batched round's updates in BatchedLocalTrainer's order "
-    "(longest client first) while run_rounds zips them with plan.clients: updates are filed under the wrong client",
-)
 def test_batched_updates_are_filed_under_their_client():
     assert_rows_are_the_clients_buckets(*observed([*FEDERATED, "privacy=none", "federation.client_batch=64"]))
 

@@ -120,3 +120,68 @@ def test_central_and_federated_audits_of_one_model_are_not_mixed_up():
     claim = Claim(name="t", promise="p", path="test", checks=(MembershipTPR(max=0.02), ROW))
     both = check_claim(claim, [lira, clients])
     assert [e.verdict for e in both.evidence] == [PASS, PASS]
+
+
+# --- the server view ----------------------------------------------------------------------------
+
+
+def _recovery(mean, ci):
+    return {"result": "measured", "n_clients": 200, "recall": {"mean": mean, "ci": list(ci)}}
+
+
+def server_view_record(*, secagg: bool, control_audit: dict | None = None) -> dict:
+    """audit=server_view as sandbox.audit.server_view writes it: without secure aggregation every
+    client's update is seen and read; with it only aggregates (control: the same config without)."""
+    seen = 0 if secagg else 200
+    section = {
+        "attack": "server_view",
+        "level": "user",
+        "threat": "curious server",
+        "result": "measured",
+        "reason": "measured",
+        "secure_aggregation": secagg,
+        "clients_took_part": 200,
+        "clients_seen_individually": {"count": seen, "share": seen / 200},
+        "individual": {"result": "not_applicable", "reason": "the server saw no individual update"}
+        if secagg
+        else _recovery(0.97, (0.96, 0.98)),
+        "aggregate_intersection": _recovery(0.31, (0.28, 0.34))
+        if secagg
+        else {"result": "not_applicable", "reason": "no secure aggregation"},
+    }
+    if secagg:
+        section["control"] = (
+            {"ran_on": "none", "passed": False, "reason": "not run"}
+            if control_audit is None
+            else {"ran_on": "control run (no secure aggregation)", "passed": True, "audit": control_audit}
+        )
+    else:
+        section["control"] = {"ran_on": "this run (individual updates seen)", "passed": True}
+    return {**base_record(), "privacy": privacy(0.95), "audit": section}
+
+
+def test_server_view_claim_fails_without_secure_aggregation():
+    result = check_claim("server-sees-only-aggregates", server_view_record(secagg=False))
+    assert [e.verdict for e in result.evidence] == [FAIL, FAIL] and result.verdict == FAIL
+    assert result.evidence[0].measured == 1.0
+
+
+def test_server_view_claim_passes_under_secure_aggregation_with_its_control():
+    control_audit = server_view_record(secagg=False)["audit"]
+    result = check_claim("server-sees-only-aggregates", server_view_record(secagg=True, control_audit=control_audit))
+    assert result.verdict == PASS, result.table()
+    assert all(e.discriminates is True for e in result.evidence)
+    assert result.evidence[1].measured == 0.0  # nothing received one by one: nothing read off
+
+
+def test_server_view_claim_under_secure_aggregation_without_a_control_is_inconclusive():
+    result = check_claim("server-sees-only-aggregates", server_view_record(secagg=True))
+    assert result.verdict == INCONCLUSIVE and "no control" in result.evidence[0].reason
+
+
+def test_the_intersection_view_is_judged_on_its_ci():
+    from sandbox.claim.checks import ServerRecovery
+
+    record = server_view_record(secagg=True, control_audit=server_view_record(secagg=False)["audit"])
+    assert _row(record, ServerRecovery(max=0.2, view="aggregate_intersection")).verdict == FAIL
+    assert _row(record, ServerRecovery(max=0.5, view="aggregate_intersection")).verdict == INCONCLUSIVE  # control

@@ -376,7 +376,7 @@ def _control(cfg: RunConfig, data: Prepared, stats: dict, *, secagg: bool) -> tu
     outcome = train_model(control_cfg, data, Seeds.from_seed(cfg.seed))
     control_stats = server_view_statistics(control_cfg, data, outcome.observations["server_view"])
     control = _control_verdict(control_stats["individual"], ran_on="control run (no secure aggregation)", rule=rule)
-    control["audit"] = control_stats
+    control["audit"] = {"attack": "server_view", "result": "measured", "secure_aggregation": False, **control_stats}
     return control, [model_entry("positive control (no secure aggregation)", outcome.privacy)]
 
 

@@ -482,6 +482,78 @@ class CanaryClientEpsilon(_Check):
         return Measurement(value, ci, verdict, reason, source, judged=True, summary=f"ε̂ {value:.3f} {_ci(ci)}")
 
 
+@dataclass(frozen=True)
+class ServerIndividualUpdates(_Check):
+    """Share of the clients that took part whose update the server received individually ≤ ``max_share``
+    (``audit=server_view``): "the server only sees aggregates". Federated runs only."""
+
+    max_share: float = 0.0
+    type: ClassVar[str] = "server_individual_updates"
+    limits: ClassVar[dict] = {"max_share": (0, 1)}
+    choices: ClassVar[dict] = {}
+    applies_to: ClassVar[str] = "federated"
+
+    @property
+    def row_label(self) -> str:
+        return "clients whose update the server saw individually"
+
+    @property
+    def row_bound(self) -> str:
+        return f"share ≤ {self.max_share:g}"
+
+    def measure(self, record: Record) -> Measurement:
+        if not record.has("audit") or record.get("audit.attack") != "server_view":
+            return _not_measured(f"{NOT_MEASURED} (no audit=server_view)")
+        count = record.number("audit.clients_seen_individually.count")
+        took_part = record.number("audit.clients_took_part")
+        source = f"audit server_view, {took_part:g} clients took part"
+        if not took_part:
+            return _not_measured("no client took part", source)
+        share = count / took_part
+        summary = f"{count:g} of {took_part:g} ({share:.0%})"
+        verdict = FAIL if share > self.max_share else PASS
+        reason = f"the server received {count:g} of {took_part:g} clients' updates one by one ({share:.1%})"
+        return Measurement(share, None, verdict, reason, source, judged=True, summary=summary)
+
+
+@dataclass(frozen=True)
+class ServerRecovery(_Check):
+    """Mean per-client recall of their distinct words from what the server received (``audit=server_view``)
+    ≤ max, on its bootstrap CI. ``view: individual``: from the updates seen one by one (none seen: 0);
+    ``aggregate_intersection``: intersecting the secure aggregates of the rounds each client took part in."""
+
+    max: float
+    view: str = "individual"
+    type: ClassVar[str] = "server_recovery"
+    limits: ClassVar[dict] = {"max": (0, 1)}
+    choices: ClassVar[dict] = {"view": ("individual", "aggregate_intersection")}
+    applies_to: ClassVar[str] = "federated"
+
+    @property
+    def row_label(self) -> str:
+        how = "individual updates" if self.view == "individual" else "intersected aggregates"
+        return f"a client's words recovered by the server ({how})"
+
+    @property
+    def row_bound(self) -> str:
+        return f"mean recall ≤ {self.max:g}"
+
+    def measure(self, record: Record) -> Measurement:
+        if not record.has("audit") or record.get("audit.attack") != "server_view":
+            return _not_measured(f"{NOT_MEASURED} (no audit=server_view)")
+        section = ("audit", self.view)
+        source = f"audit server_view, {self.view}"
+        if record.get((*section, "result")) != "measured":
+            if self.view == "individual" and record.number("audit.clients_seen_individually.count") == 0:
+                reason = "the server received no individual update: nothing to recover from"
+                return Measurement(0.0, None, PASS, reason, source, judged=True, summary="recall 0 (none seen)")
+            return _not_measured(f"{NOT_MEASURED}: {record.get((*section, 'reason'))}", source)
+        value = record.number((*section, "recall", "mean"))
+        ci = record.interval((*section, "recall", "ci"))
+        verdict, reason = _ci_verdict(value, ci, self.max)
+        return Measurement(value, ci, verdict, reason, source, judged=True, summary=f"recall {value:.3f} {_ci(ci)}")
+
+
 CHECKS = {
     c.type: c
     for c in (
@@ -491,6 +563,8 @@ CHECKS = {
         Extraction,
         AttributeAdvantage,
         CanaryClientEpsilon,
+        ServerIndividualUpdates,
+        ServerRecovery,
         Epsilon,
     )
 }
@@ -535,7 +609,7 @@ def control_view(record: Record) -> ControlView:
             pipeline,
         )
     ran_on = control.get("ran_on")
-    if ran_on == "this run (not private)":
+    if isinstance(ran_on, str) and ran_on.startswith("this run"):  # not private / its individual updates seen
         return ControlView(record, "", pipeline)
     if ran_on == "none":
         why = control.get("reason") or "positive control disabled"

@@ -113,3 +113,15 @@ def test_the_flower_engine_records_the_same_rows_as_inprocess():
         got = flower.individual[client]
         assert [r for r, _ in got] == [r for r, _ in seen]
         assert all(a.tolist() == b.tolist() for (_, a), (_, b) in zip(got, seen, strict=True))
+
+
+def test_the_server_view_claim_fails_on_fedavg_and_dpfedavg_without_secure_aggregation(records):
+    from sandbox.claim import FAIL, check_claim
+
+    for name in ("fedavg", "dpfedavg"):
+        _, out_dir = records[name]
+        result = check_claim("server-sees-only-aggregates", out_dir)
+        assert result.verdict == FAIL, result.table()
+        individual, recovery = result.evidence
+        assert individual.verdict == FAIL and individual.measured == 1.0
+        assert recovery.verdict == FAIL and recovery.ci[0] > 0.8

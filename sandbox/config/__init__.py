@@ -298,6 +298,62 @@ def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
             "privacy.unit",
             f"is {_q(privacy.unit)} but clients are {_q(f.unit)}s (federation.unit): the DP unit is the client",
         )
+    if not f.secagg:
+        return
+    # secure aggregation (Flower's SecAgg+, sandbox.federated.flower_secagg): what it can and cannot run
+    _check(
+        f.engine in ("flower", "deployment"),
+        "federation.secagg",
+        "secure aggregation runs in Flower: federation.engine=flower|deployment",
+    )
+    if privacy.mechanism == "dpfedavg":
+        _check(
+            privacy.clipping_site == "client",
+            "federation.secagg",
+            "needs privacy.clipping_site=client under DP-FedAvg: the server never sees an update to clip",
+        )
+        if f.secagg_clipping_range is not None:
+            _check(
+                privacy.clipping == "fixed",
+                "federation.secagg_clipping_range",
+                "leave it null under adaptive clipping: the range follows the round's clip norm",
+            )
+            _check(
+                f.secagg_clipping_range >= privacy.clip_norm,
+                "federation.secagg_clipping_range",
+                f"{f.secagg_clipping_range} < privacy.clip_norm {privacy.clip_norm} would clip clipped updates' "
+                "coordinates (leave it null: the clip norm)",
+            )
+    else:
+        _check(
+            f.secagg_clipping_range is not None and f.secagg_clipping_range > 0,
+            "federation.secagg_clipping_range",
+            "required without DP-FedAvg (> 0): no clip norm bounds an update's coordinates; "
+            "clients whose update exceeds it are counted in the record (timing.secagg)",
+        )
+    shares, threshold = f.secagg_num_shares, f.secagg_reconstruction_threshold
+    _check(
+        0 < shares <= 1 or (shares >= 3 and float(shares).is_integer()),
+        "federation.secagg_num_shares",
+        f"must be an integer ≥ 3 or a fraction in (0, 1] of the round's clients, got {shares}",
+    )
+    _check(
+        0 < threshold <= 1 or (threshold >= 2 and float(threshold).is_integer()),
+        "federation.secagg_reconstruction_threshold",
+        f"must be an integer ≥ 2 or a fraction in (0, 1] of the shares, got {threshold}",
+    )
+    _check(
+        not (shares > 1 and threshold > 1 and threshold >= shares),
+        "federation.secagg_reconstruction_threshold",
+        f"must be < federation.secagg_num_shares ({shares}), got {threshold}",
+    )
+    q, m = f.secagg_quantization_range, f.secagg_modulus_range
+    _check(q >= 2, "federation.secagg_quantization_range", f"must be ≥ 2, got {q}")
+    _check(
+        q < m <= 2**32 and m & (m - 1) == 0,
+        "federation.secagg_modulus_range",
+        f"must be a power of 2 in (federation.secagg_quantization_range, 2**32], got {m}",
+    )
 
 
 def _data_config(node) -> DataConfig:

@@ -155,6 +155,15 @@ class FederationConfig:
     server_tau: float = 1e-3  # fedadam: adaptivity τ (Adam's eps); larger damps noise-only coordinates
     eval_every: int = 5  # held-out-user metrics every k rounds (and after the last)
     client_batch: int = 64  # inprocess: clients trained together per batched step (0 = one at a time)
+    # secure aggregation (Flower's SecAgg+; engines flower | deployment): the server obtains only the sum
+    secagg: bool = False
+    secagg_num_shares: float = 3  # ≥ 2: shares (neighbours incl. itself) per client; ≤ 1: fraction of the sample
+    secagg_reconstruction_threshold: float = 2  # ≥ 2: shares needed to unmask; ≤ 1: fraction of the shares
+    # every coordinate is clipped to ±this before quantization; None: the round's clip norm C under
+    # DP-FedAvg (exact: ‖Δ‖₂ ≤ C bounds every coordinate); required without DP-FedAvg
+    secagg_clipping_range: float | None = None
+    secagg_quantization_range: int = 4194304  # 2**22 levels over [-range, range] (Flower's default)
+    secagg_modulus_range: int = 4294967296  # 2**32: masks and sums are mod this (Flower's default)
 
     @property
     def local(self) -> LocalConfig:

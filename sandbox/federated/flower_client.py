@@ -5,6 +5,9 @@ data from the run config it is told (the synthetic corpus is a function of the c
 it per process, and picks its own rows by its partition id (node config ``partition-id``).
 Only the update goes back (``flower_messages``: exactly what crosses). Under client-level
 DP-SGD with secure noise the client draws its noise state itself; it never crosses the wire.
+Under secure aggregation (``federation.secagg``) Flower's ``secaggplus_mod`` runs the SecAgg+
+stages around the train handler and masks what it returns (``flower_secagg``); the mod is
+guarded (``secagg_only_mod``) so that runs without SecAgg+ pass by it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sandbox.federated.flower_messages import (
     run_config_from_text,
     update_content,
 )
+from sandbox.federated.flower_secagg import secagg_only_mod, secure_reply_content
 from sandbox.prepare import Seeds, prepare
 from sandbox.tasks.base import Examples
 
@@ -60,7 +64,8 @@ def client_trainer(run_config: str, local_dp: LocalDPSGD | None):
     return make_trainer(side.model, side.local, local_dp)
 
 
-client_app = ClientApp(mods=[message_log_mod])
+# the log mod outermost: it logs what crosses (under SecAgg+: the masked vector, not the update)
+client_app = ClientApp(mods=[message_log_mod, secagg_only_mod])
 
 
 @client_app.query()
@@ -88,4 +93,6 @@ def train_locally(msg: Message, context: Context) -> Message:
         generator=torch.Generator().manual_seed(task.seed),
         clip_norm=task.clip_norm,
     )
+    if task.secagg_range is not None:  # SecAgg+'s collect stage: the mod masks this reply's vector
+        return Message(secure_reply_content(update, task.secagg_range), reply_to=msg)
     return Message(update_content(update), reply_to=msg)

@@ -11,6 +11,12 @@ coordinates, sorted and unique, and their float32 values: the embedding rows of 
 tokens and the dense layers; every other coordinate is zero), or, under client-level DP-SGD,
 the dense delta (values only); and a ``MetricRecord`` with the parameter count (sparse only),
 the example count, the mean local loss and the unclipped bit.
+Under secure aggregation (``federation.secagg``, ``flower_secagg``) the instruction also holds
+the round's SecAgg+ clipping range, and the reply is Flower's SecAgg+ records only: the masked
+vector (dense delta, loss, unclipped and over-range bits, quantized and masked by
+``secaggplus_mod``) in ``secaggplus_configs``, and the legacy FitRes records the mod needs with
+weight 1, no metrics and their arrays cleared; the SecAgg+ stages exchange public keys,
+encrypted shares and node ids in ``secaggplus_configs`` (``SECAGG_KEYS``).
 Discovery (QUERY): an empty question; the reply names the node's partition id.
 
 No raw text is ever put in a record; tests/federated/test_flower.py checks every message.
@@ -45,10 +51,18 @@ RECORD_KEYS = {
         "local-sample-rate",
         "local-steps",
         "local-noise-source",
+        "secagg-clipping-range",
     },
     DELTA: {"index", "values"},
     UPDATE_STATS: {"size", "n-examples", "loss", "unclipped"},
     NODE: {"partition-id"},
+}
+# SecAgg+ (federation.secagg): Flower's record of the protocol's stages, and its keys by direction
+SECAGG_CONFIGS = "secaggplus_configs"
+SECAGG_KEYS = {
+    "sent": {"stage", "sample_num", "share_num", "threshold", "clipping_range", "target_range", "mod_range"}
+    | {"max_weight", "ctxts", "srcs", "active_nids", "dead_nids"},  # + one key per neighbour's node id (share keys)
+    "replied": {"pk1", "pk2", "dsts", "ctxts", "masked_params", "nids", "shares"},
 }
 
 
@@ -63,6 +77,7 @@ class TrainInstruction:
     clip_norm: float | None  # client-side clipping norm, None: no clipping on the client
     run_config: str  # run_config_text(cfg): what the client rebuilds its own data from
     local_dp: LocalDPSGD | None = None  # client-level DP-SGD settings, None: plain local SGD
+    secagg_range: float | None = None  # SecAgg+'s clipping range this round, None: no secure aggregation
 
 
 def _flat_array(vector: torch.Tensor) -> Array:
@@ -90,6 +105,8 @@ def train_content(task: TrainInstruction) -> RecordDict:
                 "local-noise-source": str(task.local_dp.noise_source),
             }
         )
+    if task.secagg_range is not None:
+        instruction["secagg-clipping-range"] = float(task.secagg_range)
     return RecordDict(
         {PARAMS: ArrayRecord({"params": _flat_array(task.params)}), INSTRUCTION: ConfigRecord(instruction)}
     )
@@ -115,6 +132,7 @@ def read_train_content(content: RecordDict) -> TrainInstruction:
         clip_norm=None if clip_norm is None else float(clip_norm),
         run_config=str(instruction["run-config"]),
         local_dp=local_dp,
+        secagg_range=float(instruction["secagg-clipping-range"]) if "secagg-clipping-range" in instruction else None,
     )
 
 

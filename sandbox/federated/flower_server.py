@@ -3,7 +3,9 @@
 Used by the Simulation Engine (``flower_simulation``) and by the deployment ServerApp
 (``sandbox.app``). ``FederatedServer`` samples, seeds, clips, noises, averages and accounts as
 in the in-process engine, so the same seed gives the same model under
-``privacy.noise_source=seeded``; only the updates travel as Flower messages.
+``privacy.noise_source=seeded``; only the updates travel as Flower messages. With
+``federation.secagg`` each round is one run of Flower's SecAgg+ (``flower_secagg``) and the
+server receives the round's sum only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sandbox.federated.flower_messages import (
     run_config_text,
     train_content,
 )
+from sandbox.federated.flower_secagg import PollingGrid, SecAggSettings, SecureAggregator, content_bytes
 from sandbox.federated.rounds import run_rounds
 from sandbox.federated.server import FederatedServer, RoundPlan
 
@@ -89,31 +92,48 @@ def discover_client_nodes(grid: Grid, *, n_clients: int, wait_seconds: float) ->
     return {client: node for node, client in clients.items()}
 
 
-def train_round(
-    grid: Grid, plan: RoundPlan, params: torch.Tensor, *, nodes: dict[int, int], run_config: str
-) -> list[Update]:
-    """The sampled clients' updates, in the plan's (ascending client-index) order, as in-process."""
-    messages = [
-        Message(
-            train_content(
-                TrainInstruction(
-                    params=params,
-                    round=plan.round,
-                    client=int(client),
-                    seed=seed,
-                    clip_norm=plan.clip_norm,
-                    run_config=run_config,
-                    local_dp=plan.local_dp,
-                )
-            ),
-            dst_node_id=nodes[int(client)],
-            message_type=MessageType.TRAIN,
-            group_id=str(plan.round),
+def train_contents(
+    plan: RoundPlan, params: torch.Tensor, *, run_config: str, secagg_range: float | None = None
+) -> list[RecordDict]:
+    """Each sampled client's TRAIN content, in the plan's (ascending client-index) order."""
+    return [
+        train_content(
+            TrainInstruction(
+                params=params,
+                round=plan.round,
+                client=int(client),
+                seed=seed,
+                clip_norm=plan.clip_norm,
+                run_config=run_config,
+                local_dp=plan.local_dp,
+                secagg_range=secagg_range,
+            )
         )
         for client, seed in zip(plan.clients, plan.client_seeds)
     ]
+
+
+def train_round(
+    grid: Grid, plan: RoundPlan, params: torch.Tensor, *, nodes: dict[int, int], run_config: str, sent: dict
+) -> list[Update]:
+    """The sampled clients' updates, in the plan's (ascending client-index) order, as in-process.
+
+    ``sent``: running totals of the replies' payload bytes and client-rounds (the record's upload cost)."""
+    messages = [
+        Message(content, dst_node_id=nodes[int(client)], message_type=MessageType.TRAIN, group_id=str(plan.round))
+        for client, content in zip(plan.clients, train_contents(plan, params, run_config=run_config))
+    ]
     replies = exchange(grid, messages, what=f"round {plan.round}")
+    sent["bytes"] += sum(content_bytes(reply.content) for reply in replies.values())
+    sent["client_rounds"] += len(replies)
     return [read_update_content(replies[nodes[int(client)]].content) for client in plan.clients]
+
+
+def secure_round(aggregator: SecureAggregator, plan: RoundPlan, params: torch.Tensor, *, nodes, run_config: str):
+    """The round's ``RoundSum`` through SecAgg+ (a lone or absent client: see ``SecureAggregator``)."""
+    c = aggregator.settings.range_for(plan.clip_norm) if len(plan.clients) >= 2 else None
+    contents = train_contents(plan, params, run_config=run_config, secagg_range=c)
+    return aggregator.round_sum(plan, {nodes[int(client)]: content for client, content in zip(plan.clients, contents)})
 
 
 def run_flower_rounds(
@@ -137,10 +157,26 @@ def run_flower_rounds(
     def log_round(summary: dict) -> None:
         log.info("round %d: %d clients, train loss %s", summary["round"], summary["clients"], summary["train_loss"])
 
+    timing = {"node_discovery_seconds": round(discovered - started, 3)}
+    if cfg.federation.secagg:
+        aggregator = SecureAggregator(
+            grid=PollingGrid(grid, interval=PULL_INTERVAL_SECONDS, timeout=REPLY_TIMEOUT_SECONDS),
+            settings=SecAggSettings.from_config(cfg.federation),
+            size=server.params.numel(),
+        )
+        run_rounds(
+            server,
+            lambda plan: secure_round(aggregator, plan, server.params, nodes=nodes, run_config=run_config),
+            on_round=on_round,
+            after_round=log_round,
+        )
+        return {**timing, "secagg": aggregator.info()}
+    sent = {"bytes": 0, "client_rounds": 0}
     run_rounds(
         server,
-        lambda plan: train_round(grid, plan, server.params, nodes=nodes, run_config=run_config),
+        lambda plan: train_round(grid, plan, server.params, nodes=nodes, run_config=run_config, sent=sent),
         on_round=on_round,
         after_round=log_round,
     )
-    return {"node_discovery_seconds": round(discovered - started, 3)}
+    per_client = round(sent["bytes"] / sent["client_rounds"]) if sent["client_rounds"] else None
+    return {**timing, "client_upload_bytes_per_round": per_client}

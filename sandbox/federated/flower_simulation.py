@@ -74,4 +74,5 @@ def run_flower_simulation(server: FederatedServer, *, n_clients: int, cfg: RunCo
         "engine_startup_seconds": round(rounds_started - marks["called"], 3),
         "rounds_seconds": round(marks["done"] - rounds_started, 3),
         "engine_shutdown_seconds": round(time.perf_counter() - marks["done"], 3),
+        **{k: v for k, v in marks["timing"].items() if k != "node_discovery_seconds"},  # upload bytes, secagg
     }

@@ -211,6 +211,7 @@ OPTIONAL_INSTRUCTION = {
     "local-sample-rate",
     "local-steps",
     "local-noise-source",
+    "secagg-clipping-range",  # federation.secagg only (tests/federated/test_secagg.py checks those messages)
 }
 
 
@@ -222,7 +223,9 @@ def test_only_the_expected_records_and_keys_cross(captured):
         if "instruction" in expected and record["privacy"]["clipping_site"] == "client":
             assert "clip-norm" in got["instruction"]
         if "instruction" in got:  # optional: clip-norm absent when the client does not clip, the
-            got["instruction"] |= OPTIONAL_INSTRUCTION  # local-* keys only under client-level DP-SGD
+            got["instruction"] |= (
+                OPTIONAL_INSTRUCTION  # local-* keys only under client-level DP-SGD, secagg-* under SecAgg+
+            )
         assert got == expected, entry["message_type"]
     n_params = sum(v.numel() for v in torch.load(captured["out_dir"] / "model.pt").values())
     assert _array_problems(captured["entries"], n_params) == []

@@ -329,7 +329,7 @@ def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
             f.secagg_clipping_range is not None and f.secagg_clipping_range > 0,
             "federation.secagg_clipping_range",
             "required without DP-FedAvg (> 0): no clip norm bounds an update's coordinates; "
-            "clients whose update exceeds it are counted in the record (timing.secagg)",
+            "clients whose update exceeds it are counted in the record (privacy.secure_aggregation)",
         )
     shares, threshold = f.secagg_num_shares, f.secagg_reconstruction_threshold
     _check(

@@ -357,7 +357,7 @@ class SecureAggregator:
         )
 
     def info(self) -> dict:
-        """For the record (``timing.secagg``): the protocol's parameters, the stated error bound, the counts."""
+        """For the record (``privacy.secure_aggregation``): the protocol's parameters, the stated error bound, the counts."""
         s, ranges = self.settings, self._ranges
         return {
             "protocol": "SecAgg+ (Flower SecAggPlusWorkflow + secaggplus_mod)",

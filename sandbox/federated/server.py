@@ -161,8 +161,9 @@ class FederatedServer:
         ``total``: the sum of their (client-clipped, under DP-FedAvg) deltas, or of n_examples · delta
         under FedAvg, whose ``weight`` is then the sum of their example counts; ``n_unclipped``: how many
         of them did not clip (adaptive clipping's count)."""
-        for observer in self.observers:
-            observer.on_aggregate(self.round, np.asarray(clients), total)
+        if len(clients):  # a round whose only client's update SecAgg+ dropped delivers no sum
+            for observer in self.observers:
+                observer.on_aggregate(self.round, np.asarray(clients), total)
         self._n_received += len(clients)
         self._loss += loss_sum
         self._sum.add_(total)

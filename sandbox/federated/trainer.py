@@ -163,6 +163,7 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
         engine_timing = run_engine(
             fed.engine, server, partition=partition, data=data, model=model, cfg=cfg, on_round=curve, grid=grid
         )
+    secagg = engine_timing.pop("secagg", None)  # SecAgg+'s parameters: beside the mechanism, not in timing
     seconds = time.perf_counter() - started
     if not curve.points:  # the budget allowed no round at all: the record shows the initial model
         curve.points.append(
@@ -217,6 +218,8 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
             **_adaptive_noise(dp),
             stop_rule=dp.stop_at_epsilon is not None,
         )
+    if secagg is not None:  # what the server saw: only each round's sum (sandbox.federated.flower_secagg)
+        privacy = {**privacy, "secure_aggregation": secagg}
     took_part = np.flatnonzero(server.participation > 0)
     return Outcome(
         model=model,

@@ -387,7 +387,7 @@ def test_a_secagg_simulation_gives_the_inprocess_model_within_the_quantization_b
             ],
             tmp_path / f"secagg{quantization_range}",
         )
-        info = record["timing"]["secagg"]
+        info = record["privacy"]["secure_aggregation"]
         assert info["quantization_range"] == quantization_range and info["secure_rounds"] == 2
         assert info["clients_over_range"] == 0 and info["clipping_range_max"] == 1.0
         error = max(float((model[k] - plain[k]).abs().max()) for k in model)
@@ -423,7 +423,7 @@ def test_a_secagg_deployment_run_gives_the_inprocess_model(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((out_dir / "record.json").read_text())
     assert record["engine"] == "deployment" and record["status"] == "completed"
-    info = record["timing"]["secagg"]
+    info = record["privacy"]["secure_aggregation"]
     assert info["secure_rounds"] == 2 and info["clients_over_range"] == 0
     assert [p["clients"] for p in record["curve"]] == [3, 3]
     _, plain = _run(

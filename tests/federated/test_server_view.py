@@ -125,3 +125,34 @@ def test_the_server_view_claim_fails_on_fedavg_and_dpfedavg_without_secure_aggre
         individual, recovery = result.evidence
         assert individual.verdict == FAIL and individual.measured == 1.0
         assert recovery.verdict == FAIL and recovery.ci[0] > 0.8
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore")
+def test_under_secagg_the_server_sees_only_sums_and_the_claim_passes_on_its_control(tmp_path):
+    from sandbox.claim import PASS, check_claim
+    from tests.conftest import run_in
+
+    record = run_in(
+        tmp_path / "secagg",
+        [
+            *FEDERATED,
+            *DPFEDAVG,
+            "task.n_buckets=1024",
+            "data.n_users=40",
+            "data.n_workspaces=4",
+            "federation.sample_rate=0.5",
+            "federation.engine=flower",
+            "federation.secagg=true",
+            "audit.server_view_retrain_control=true",
+        ],
+    )
+    audit = record["audit"]
+    assert audit["secure_aggregation"] is True
+    assert audit["clients_seen_individually"]["count"] == 0 and audit["aggregates_seen"] >= 1
+    assert audit["individual"]["result"] == "not_applicable"
+    assert audit["aggregate_intersection"]["result"] == "measured"
+    assert audit["control"]["passed"] and audit["control"]["audit"]["clients_seen_individually"]["share"] == 1.0
+    assert record["privacy"]["secure_aggregation"]["secure_rounds"] >= 1
+    result = check_claim("server-sees-only-aggregates", tmp_path / "secagg")
+    assert result.verdict == PASS, result.table()

@@ -12,7 +12,10 @@ Population (who talks about what, who reacts how) is drawn first, then messages:
   and given increasing timestamps, so nothing in the corpus marks a canary;
 - with ``channel_discovery`` each user finds each topic channel at a random point of their
   activity and talks about the topic in #general/#random before (the channel-suggestion
-  corpus, ``task=channels``; off by default, which leaves the default corpus as it was).
+  corpus, ``task=channels``; off by default, which leaves the default corpus as it was);
+- with ``personal_rate``, ``contact_detail_rate`` or ``everyday_rate`` above 0 messages also hold
+  their user's own names, contact details and everyday English (``sandbox.data.personal``,
+  ``data=personal``; drawn from its own stream, so everything else is drawn as without it).
 
 Every draw comes from named child streams of `np.random.default_rng(seed)`.
 """

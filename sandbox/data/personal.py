@@ -109,7 +109,9 @@ def _has_vocabulary(config: SyntheticConfig) -> bool:
 def faker_pools(seed: int) -> dict[str, tuple[str, ...]]:
     """Names, companies, nouns, colours and domains from one seeded en_US Faker (drawn once per seed).
 
-    Entries holding a keyword of a reaction emoji are left out (they would be emoji evidence).
+    First and last names keep Faker's repeats (its popularity weights: common names are common);
+    the other pools are deduplicated. Entries with a keyword of a reaction emoji are left out (they
+    would be emoji evidence, e.g. the colour "red").
     """
     import faker  # noqa: PLC0415  (about 0.25 s; only personal corpora need it)
 
@@ -122,13 +124,14 @@ def faker_pools(seed: int) -> dict[str, tuple[str, ...]]:
         "last_names": [fake.last_name() for _ in range(n["last_names"])],
         "companies": [fake.company() for _ in range(n["companies"])],
         "nouns": [fake.word(part_of_speech="noun") for _ in range(n["nouns"])],
-        "colours": list(fake.safe_color_name() for _ in range(200)),
+        "colours": [fake.safe_color_name() for _ in range(200)],
         "domains": [fake.domain_name() for _ in range(n["domains"])],
     }
-    return {
-        kind: tuple(dict.fromkeys(w for w in words if not reserved & set(_TOKEN.findall(w.lower())))) or tuple(words)
-        for kind, words in draws.items()
-    }
+    pools = {}
+    for kind, words in draws.items():
+        kept = [w for w in words if not reserved & set(_TOKEN.findall(w.lower()))]
+        pools[kind] = tuple(kept) if kind in ("first_names", "last_names") else tuple(dict.fromkeys(kept))
+    return pools
 
 
 @cache

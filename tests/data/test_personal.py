@@ -4,7 +4,10 @@ at the configured rates, per user, and consistent with its ground truth (``perso
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -74,6 +77,15 @@ def test_same_config_gives_the_same_corpus_and_details(personal):
     assert personal_details(PERSONAL) == details
     other = personal_details(dataclasses.replace(PERSONAL, seed=PERSONAL.seed + 1))
     assert other.names != details.names and other.contacts != details.contacts
+
+
+def test_another_process_draws_the_same_personal_corpus(personal):
+    """Faker is seeded and the pools keep their order: a fresh process (other hash seed) agrees."""
+    code = "from sandbox.data import generate_corpus; from tests.data.test_personal import PERSONAL; "
+    code += "print(generate_corpus(PERSONAL)[0].fingerprint())"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == personal[0].fingerprint()
 
 
 def test_personal_content_changes_only_texts_users_consent_and_labels_stay(personal, small_corpus, small_manifest):

@@ -212,6 +212,16 @@ class SyntheticConfig:
     seeking_rate: float = 0.0  # share of users secretly looking for a new job (0: none, no #careers channel)
     seeking_message_rate: float = 0.15  # share of a seeking user's messages that say so (at least one)
     hiring_rate: float = 0.05  # chance that a user posts an opening in #careers (one message)
+    # Personal content (sandbox/data/personal.py, data=personal); every rate 0 = off, the corpus as without it
+    personal_rate: float = 0.0  # share of messages mentioning one of their user's contacts, customers, projects
+    contacts_per_user: int = 8  # people a user talks about (first or full names, Faker en_US)
+    customers_per_user: int = 3  # customer companies a user talks about (Faker company names)
+    projects_per_user: int = 2  # project code names a user talks about (colour + noun)
+    personal_workspace_share: float = 0.7  # chance a contact/customer/project comes from the workspace's pool
+    personal_zipf_exponent: float = 1.0  # a user's mentions ∝ rank^-s over their own list (random order)
+    contact_detail_rate: float = 0.0  # share of messages carrying the user's own e-mail or phone number
+    everyday_rate: float = 0.0  # share of filler words drawn from English word frequencies (wordfreq) instead
+    everyday_words: int = 5000  # the top words of wordfreq's English list the everyday filler draws from
 
     def __post_init__(self) -> None:
         positive = (
@@ -243,6 +253,10 @@ class SyntheticConfig:
             "seeking_rate",
             "seeking_message_rate",
             "hiring_rate",
+            "personal_rate",
+            "personal_workspace_share",
+            "contact_detail_rate",
+            "everyday_rate",
         )
         non_negative = (
             "seed",
@@ -266,6 +280,16 @@ class SyntheticConfig:
         _require(
             self, "canary_inclusion", self.canary_inclusion in ("fixed", "bernoulli"), "must be fixed or bernoulli"
         )
+        for name in ("contacts_per_user", "customers_per_user", "projects_per_user"):
+            _require(self, name, 0 <= getattr(self, name) <= 100, "must be in [0, 100]")
+        _require(
+            self,
+            "contacts_per_user",
+            self.personal_rate == 0 or self.contacts_per_user + self.customers_per_user + self.projects_per_user > 0,
+            "contacts_per_user + customers_per_user + projects_per_user must be > 0 when personal_rate > 0",
+        )
+        _require(self, "personal_zipf_exponent", self.personal_zipf_exponent >= 0, "must be >= 0")
+        _require(self, "everyday_words", 1 <= self.everyday_words <= 100_000, "must be in [1, 100000]")
 
 
 @dataclass(frozen=True)

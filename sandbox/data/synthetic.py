@@ -12,7 +12,10 @@ Population (who talks about what, who reacts how) is drawn first, then messages:
   and given increasing timestamps, so nothing in the corpus marks a canary;
 - with ``channel_discovery`` each user finds each topic channel at a random point of their
   activity and talks about the topic in #general/#random before (the channel-suggestion
-  corpus, ``task=channels``; off by default, which leaves the default corpus as it was).
+  corpus, ``task=channels``; off by default, which leaves the default corpus as it was);
+- with ``personal_rate``, ``contact_detail_rate`` or ``everyday_rate`` above 0 messages also hold
+  their user's own names, contact details and everyday English (``sandbox.data.personal``,
+  ``data=personal``; drawn from its own stream, so everything else is drawn as without it).
 
 Every draw comes from named child streams of `np.random.default_rng(seed)`.
 """
@@ -26,12 +29,14 @@ import numpy as np
 from sandbox.config.schema import SyntheticConfig
 from sandbox.data.canaries import CanaryManifest, draw_canary_manifest
 from sandbox.data.lexicon import REACTION_EMOJI, topic_vocabulary
+from sandbox.data.personal import personal_extension, uses_personal_stream
 from sandbox.data.population import GENERAL_CHANNELS, Population, draw_population
 from sandbox.data.schema import Corpus
 from sandbox.data.text import GENERAL_SHARE, MessageDraft, draft_messages
 
 SECONDS_PER_DAY = 86_400
-_STREAMS = ("population", "messages", "canaries", "layout", "discovery", "seeking")  # append only: keeps older streams
+# append only: spawn(n) keeps the first children of spawn(n - 1), so older streams keep their draws
+_STREAMS = ("population", "messages", "canaries", "layout", "discovery", "seeking", "personal")
 CAREERS_CHANNEL = "#careers"  # every workspace has it when seeking_rate > 0
 # A secretly job-seeking user says so in some messages (the sensitive attribute); anyone may post
 # an opening. Seeking texts hold a phrase of SEEKING_PHRASES; no hiring text does.
@@ -83,7 +88,8 @@ def generate_corpus(config: SyntheticConfig) -> tuple[Corpus, CanaryManifest]:
     streams = dict(zip(_STREAMS, root.spawn(len(_STREAMS))))
     reactions = REACTION_EMOJI[: config.n_emoji]
     population = draw_population(config, streams["population"])
-    drafts = draft_messages(config, population, streams["messages"])
+    extend = personal_extension(config, population, streams["personal"]) if uses_personal_stream(config) else None
+    drafts = draft_messages(config, population, streams["messages"], extend)
     consenting = np.flatnonzero(population.user_consented())
     manifest = draw_canary_manifest(
         consenting_user_ids=[_user_id(u) for u in consenting],
@@ -115,8 +121,12 @@ def draw_seeking(config: SyntheticConfig) -> np.ndarray:
     Ground truth for attribute-inference audits only; training never reads it. The same draw
     as ``generate_corpus`` makes (the first of its "seeking" stream); all False at rate 0.
     """
-    stream = np.random.default_rng(config.seed).spawn(len(_STREAMS))[_STREAMS.index("seeking")]
-    return stream.random(config.n_users) < config.seeking_rate
+    return child_stream(config, "seeking").random(config.n_users) < config.seeking_rate
+
+
+def child_stream(config: SyntheticConfig, name: str) -> np.random.Generator:
+    """A fresh copy of the named child stream ``generate_corpus(config)`` draws from (for ground truths)."""
+    return np.random.default_rng(config.seed).spawn(len(_STREAMS))[_STREAMS.index(name)]
 
 
 def _career_drafts(

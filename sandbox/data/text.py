@@ -6,6 +6,7 @@ words, then emoji keywords); strings are only built once per message at the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -76,8 +77,22 @@ def sample_rows(probs: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -
     return np.minimum(position - rows * k, k - 1)
 
 
-def draft_messages(config: SyntheticConfig, population: Population, rng: np.random.Generator) -> MessageDraft:
-    """Draft every user's messages; canaries are added separately."""
+def draft_messages(
+    config: SyntheticConfig,
+    population: Population,
+    rng: np.random.Generator,
+    extend: Callable[
+        [tuple[str, ...], np.ndarray, np.ndarray, np.ndarray], tuple[tuple[str, ...], np.ndarray, np.ndarray]
+    ]
+    | None = None,
+) -> MessageDraft:
+    """Draft every user's messages; canaries are added separately.
+
+    ``extend`` (the personal content, ``sandbox.data.personal.personal_extension``) gets
+    (words, token ids, owning message of each token, user of each message) before the texts are
+    joined and returns them extended; it draws from its own stream, so this one's draws (and
+    every message's topic, channel and reactions) are the same with or without it.
+    """
     vocabulary = _build_vocabulary(config.n_emoji)
     user = np.repeat(np.arange(population.n_users), population.user_messages)
     topic = sample_rows(population.user_topic_mix, user, rng)
@@ -85,10 +100,13 @@ def draft_messages(config: SyntheticConfig, population: Population, rng: np.rand
     channel = _draw_channels(config, population, user, topic, rng)
     tokens, owner = _draw_tokens(config, population, vocabulary, topic, primary, rng)
     reactions = _draw_reactions(config, population, user, primary, rng)
+    words = vocabulary.words
+    if extend is not None:
+        words, tokens, owner = extend(words, tokens, owner, user)
     return MessageDraft(
         user=user.astype(np.int64),
         channel=channel,
-        texts=_join_texts(vocabulary.words, tokens, owner, len(user), rng),
+        texts=_join_texts(words, tokens, owner, len(user), rng),
         reactions=reactions,
     )
 

@@ -95,6 +95,15 @@ def audit_text(a: dict) -> str:
         else:
             text += f"; attribute inference: {attr.get('reason', attr.get('result'))}"
         return text
+    if a["attack"] == "canary_clients":
+        lo, hi = a["epsilon_estimate_ci"]
+        est = "∞" if a["epsilon_estimate"] is None else f"{a['epsilon_estimate']:.2f}"
+        acc = "not private" if a["accountant_epsilon"] is None else f"accountant ε = {a['accountant_epsilon']:.2f}"
+        return (
+            f"canary_clients ({a['n_canaries']} canaries, final model): ε estimate {est} "
+            f"[{lo:.2f}, {'∞' if hi is None else f'{hi:.2f}'}] (an estimate, not a bound); {acc}"
+            f" → {a['result'].upper()}: {a['reason']}"
+        )
     if "auc" not in a and a.get("finding"):  # federated audits (server_view, canary_clients) state their finding
         return (
             f"{a['attack']} ({a.get('level')} level, {a.get('threat')}): {a['finding']} → "

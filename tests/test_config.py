@@ -87,6 +87,7 @@ DELIBERATE = {
         "channel_discovery",
         "seeking_rate",
     },  # follow the task (task=channels)
+    "data/personal": {"personal_rate", "contact_detail_rate", "everyday_rate"},  # personal content on
 }
 SCHEMA_OF = {
     "config": "config",
@@ -95,6 +96,7 @@ SCHEMA_OF = {
     "federation": "federation",
     "audit": "audit",
     "data/synthetic": "data_synthetic",
+    "data/personal": "data_synthetic",
     "data/files": "data_files",
 }
 SCHEMA_FILES = [

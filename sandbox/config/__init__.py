@@ -412,6 +412,20 @@ def resolve(cfg: DictConfig) -> RunConfig:
             "audit.attack",
             f"audit={audit.attack} audits federated training (it watches the rounds): add mode=federated",
         )
+    if audit.attack == "canary_clients":  # before any data is built (sandbox.federated.canary_clients)
+        _check(
+            privacy.mechanism in ("none", "dpfedavg"),
+            "privacy.mechanism",
+            f"audit=canary_clients audits FedAvg (privacy=none) or DP-FedAvg (privacy=dpfedavg); under "
+            f"{privacy.mechanism} the server adds no noise and a canary client, which runs no local DP-SGD, "
+            "would be released in the clear: its ε says nothing of the example-level guarantee",
+        )
+        _check(
+            audit.control_on == "same",
+            "audit.control_on",
+            "audit=canary_clients needs its positive control on the same federated pipeline (canary clients "
+            "exist only there): use audit.control_on=same",
+        )
     run_config = RunConfig(
         seed=int(cfg.seed),
         mode=mode,

@@ -13,12 +13,15 @@ from sandbox.config import RunConfig
 from sandbox.federated.observe import RoundObserver
 
 
-def observers_for(cfg: RunConfig, *, model, n_clients: int, seed: int) -> tuple[RoundObserver, ...]:
-    """The observers of this run's federated audit (none for a model-level audit)."""
+def observers_for(
+    cfg: RunConfig, *, model, n_clients: int, seed: int, example_counts=None
+) -> tuple[RoundObserver, ...]:
+    """The observers of this run's federated audit (none for a model-level audit); ``example_counts``:
+    the real clients' example counts (FedAvg weighs a canary client as their mean)."""
     if cfg.audit.attack == "canary_clients":
         from sandbox.federated.canary_clients import make_canary_clients
 
-        return (make_canary_clients(cfg, model=model, n_clients=n_clients, seed=seed),)
+        return (make_canary_clients(cfg, model=model, n_clients=n_clients, seed=seed, example_counts=example_counts),)
     if cfg.audit.attack == "server_view":
         from sandbox.federated.server_view import make_server_view
 

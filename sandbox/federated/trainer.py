@@ -143,7 +143,9 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
         dp, book = dp_settings(cfg, len(partition))
     elif cfg.privacy.mechanism == "client_dpsgd":
         local_dp, book = client_dpsgd_settings(cfg, len(data.train))
-    observers = observers_for(cfg, model=model, n_clients=len(partition), seed=seeds.federation)
+    observers = observers_for(
+        cfg, model=model, n_clients=len(partition), seed=seeds.federation, example_counts=partition.sizes()
+    )
     server = FederatedServer(
         params=parameters_to_vector(model.parameters()).detach(),
         n_clients=len(partition),

@@ -9,21 +9,10 @@ import torch
 from sandbox.config import ConfigError, resolve
 from sandbox.config.schema import FederationConfig
 from sandbox.federated.aggregate import Update
-from sandbox.federated.canary_clients import CANARY_OVERSCALE, CanaryClients, check_canary_config, random_directions
+from sandbox.federated.canary_clients import CANARY_OVERSCALE, CanaryClients, random_directions
 from sandbox.federated.server import DPFedAvgSettings, FederatedServer
 from sandbox.privacy import PrivacyBook
-from sandbox.tasks.text import MessageTask
 from tests.conftest import TINY, compose_config, run_in
-
-
-@pytest.fixture(autouse=True)
-def _tasks_admit_federated_audits(monkeypatch):
-    # The text tasks' check lists only their model-level audits; the federated audits apply to any
-    # task's model (they watch the rounds). Until the task check admits sandbox.config.FEDERATED_ATTACKS
-    # (the report's proposed change to sandbox/tasks/text.py), admit canary_clients here.
-    if "canary_clients" not in MessageTask.attacks:
-        monkeypatch.setattr(MessageTask, "attacks", (*MessageTask.attacks, "canary_clients"))
-
 
 # -- the observer in the server, without data ------------------------------------------------------
 D, N, Q, K, ROUNDS = 400, 60, 0.3, 12, 6
@@ -143,9 +132,8 @@ FED = [*TINY, "mode=federated", "audit=canary_clients", "audit.resamples=200"]
     ],
 )
 def test_unmeasurable_configs_are_refused_naming_the_key(override, key):
-    cfg = resolve(compose_config([*FED, *override]))
-    with pytest.raises(ConfigError, match=key):
-        check_canary_config(cfg)
+    with pytest.raises(ConfigError, match=key):  # by the config, before any data is built
+        resolve(compose_config([*FED, *override]))
 
 
 def test_too_few_canaries_are_refused_by_the_config():
@@ -210,12 +198,6 @@ def test_real_clients_accounting_and_sampling_match_a_run_without_canaries(tmp_p
 
 @pytest.mark.e2e
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.xfail(
-    "canary_clients" not in MessageTask.attacks,
-    reason="the ClientApp resolves the config in Ray's workers, where the text task's check still refuses "
-    "audit=canary_clients (the fixture's patch does not reach them): needs the task check to admit FEDERATED_ATTACKS",
-    strict=True,
-)
 def test_the_flower_simulation_inserts_the_same_canaries(tmp_path):
     tiny = [*FED, "task.n_buckets=1024", "data.n_users=40", "data.n_workspaces=4", "federation.rounds=3"]
     tiny += ["federation.sample_rate=0.5", "federation.eval_every=3", "privacy=none", "audit.canary_clients=6"]

@@ -32,10 +32,11 @@ model's total change into an ε estimate and writes the record's ``audit`` secti
   population (DP-FedAvg's denominator q·(N + k)); the real clients' accounting (q, z, rounds) is
   what it would be without them.
 * **Positive control**: the same config on the same federated pipeline without DP (the run itself
-  when it is not private), with the same canaries (seeded from the run's seed). It passes when its
-  estimate's CI lower end exceeds ``max(CONTROL_MIN_EPSILON, accountant ε + CONTROL_MARGIN)``: the
-  statistic, on this pipeline and model, can measure an ε above the alarm's threshold, so a low
-  estimate under DP is the noise's doing, not a blind statistic's.
+  when it is not private), with the same canaries (seeded from the run's seed). For a DP run it
+  passes when its estimate's CI lower end exceeds the run's accountant ε + ``CONTROL_MARGIN``: the
+  statistic, on this pipeline and model, measures more leakage than the run's ε allows, so a low
+  estimate under DP is the noise's doing, not a blind statistic's. A non-private run is its own
+  control and passes above ``CONTROL_MIN_EPSILON`` (clearly not private).
 * **Result**: ``dp_bug`` when the (final-model) estimate's CI lower end exceeds the accountant's ε
   (the run then fails: ``ProbableDPBug``); else ``inconclusive`` when the control did not pass;
   else ``measured``.
@@ -59,11 +60,12 @@ from sandbox.privacy.delta import default_delta
 from sandbox.privacy.relations import ADD_REMOVE
 from sandbox.training import train_model
 
-# The control passes when its estimate's CI lower end exceeds max(CONTROL_MIN_EPSILON, accountant ε +
-# CONTROL_MARGIN). ε = 8 is a likelihood ratio of e^8 ≈ 3000: no one would call it private, and the
-# non-private pipeline reaches it easily when the canaries are inserted and the statistic sees them
-# (tests: ~ 30 on a tiny FedAvg run). Above the accountant's ε + 1 means the control's estimate would
-# have raised the DP-bug alarm of the main run with a nat to spare: the alarm could have fired.
+# A DP run's control passes when its estimate's CI lower end exceeds the run's accountant ε +
+# CONTROL_MARGIN: the control's estimate would have raised the main run's DP-bug alarm with a nat to
+# spare, so the statistic can see leakage beyond the ε being tested. A non-private run (its own
+# control) passes above CONTROL_MIN_EPSILON: ε = 8 is a likelihood ratio of e^8 ≈ 3000, which no one
+# would call private. (Measured on the default population, data=personal, k = 100: FedAvg's
+# final-model estimate is 6.88 [3.72, 9.54], so its control covers DP runs up to ε ≈ 2.7.)
 CONTROL_MIN_EPSILON = 8.0
 CONTROL_MARGIN = 1.0
 
@@ -237,7 +239,7 @@ def control_threshold(accountant_epsilon: float | None) -> float:
     """The ε the control's CI lower end must exceed (module docstring; CONTROL_MIN_EPSILON, CONTROL_MARGIN)."""
     if accountant_epsilon is None or not math.isfinite(accountant_epsilon):
         return CONTROL_MIN_EPSILON
-    return max(CONTROL_MIN_EPSILON, float(accountant_epsilon) + CONTROL_MARGIN)
+    return float(accountant_epsilon) + CONTROL_MARGIN
 
 
 def control_verdict(estimate: dict, threshold: float) -> tuple[bool, str]:
@@ -250,7 +252,8 @@ def control_verdict(estimate: dict, threshold: float) -> tuple[bool, str]:
     said = "none" if low is None else f"{low:.2f}"
     return False, (
         f"positive control failed: without DP the ε estimate's CI lower end is {said}, not above {threshold:.2f} "
-        f"(max({CONTROL_MIN_EPSILON:g}, accountant ε + {CONTROL_MARGIN:g})): the canaries are not seen well enough "
+        f"(the run's accountant ε + {CONTROL_MARGIN:g}; {CONTROL_MIN_EPSILON:g} for a non-private run): the "
+        "canaries are not seen well enough "
         "on this pipeline for a low estimate under DP to mean anything"
     )
 
@@ -365,7 +368,7 @@ def run_canary_client_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir,
         control.update(
             passed=passed,
             reason=reason,
-            rule=f"ε estimate CI lower end > max({CONTROL_MIN_EPSILON:g}, accountant ε + {CONTROL_MARGIN:g})",
+            rule=f"ε estimate CI lower end > accountant ε + {CONTROL_MARGIN:g} ({CONTROL_MIN_EPSILON:g} if not private)",
             epsilon_estimate=control_est["headline"]["epsilon"],
             epsilon_estimate_ci=control_est["headline"]["epsilon_ci"],
             audit={

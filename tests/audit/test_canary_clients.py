@@ -139,9 +139,10 @@ def _estimate(eps, ci):
 COMPARISON = {"relation": "add/remove one user", "epsilon": 2.0, "delta": 1e-5, "conversion": "the same relation"}
 
 
-def test_control_threshold_is_the_floor_or_the_accountants_epsilon_plus_a_margin():
+def test_control_threshold_is_the_accountants_epsilon_plus_a_margin_or_the_floor_when_not_private():
     assert control_threshold(None) == CONTROL_MIN_EPSILON
-    assert control_threshold(2.0) == CONTROL_MIN_EPSILON
+    assert control_threshold(float("inf")) == CONTROL_MIN_EPSILON
+    assert control_threshold(2.0) == pytest.approx(3.0)
     assert control_threshold(20.0) == pytest.approx(21.0)
 
 

@@ -30,7 +30,6 @@ from sandbox.audit.server_view import (
     run_server_view_audit,
 )
 from sandbox.config import ConfigError, resolve
-from sandbox.config.schema import FederationConfig
 from sandbox.federated.aggregate import SparseDelta, Update
 from sandbox.federated.clients import partition_clients
 from sandbox.federated.server_view import EmbeddingLayout, ServerView
@@ -192,13 +191,6 @@ def test_personal_details_by_client(tiny, monkeypatch):
     assert why is None and details[3] == {"names": [f"Name{owner}"], "contacts": [f"{owner}@mail"]}
 
 
-@dataclasses.dataclass(frozen=True)
-class SecAggFederation(FederationConfig):
-    """The ``federation.secagg`` key the secure-aggregation work adds (not on this branch)."""
-
-    secagg: bool = True
-
-
 def secagg_observations(cfg, data, partition, cohorts):
     """What a server under secure aggregation sees: per round, the sum over a cohort (its rows' union)."""
     model = data.new_model(cfg, Seeds.from_seed(cfg.seed))
@@ -216,7 +208,7 @@ def secagg_observations(cfg, data, partition, cohorts):
 
 def test_the_section_under_secure_aggregation(tiny, monkeypatch):
     cfg, data, partition = tiny
-    cfg = dataclasses.replace(cfg, federation=SecAggFederation(**dataclasses.asdict(cfg.federation)))
+    cfg = dataclasses.replace(cfg, federation=dataclasses.replace(cfg.federation, secagg=True))
     # client 0 takes part in three rounds: the intersection of the cohorts' rows is close to its own
     obs = secagg_observations(cfg, data, partition, [[0, 1, 2], [0, 3, 4], [0, 5, 6]])
     outcome = Outcome(model=None, curve=[], privacy={}, status="completed", engine="inprocess")
@@ -242,7 +234,7 @@ def test_a_secure_aggregation_run_retrains_its_control_when_asked(tiny):
     cfg, data, partition = tiny
     cfg = dataclasses.replace(
         cfg,
-        federation=SecAggFederation(**dataclasses.asdict(cfg.federation)),
+        federation=dataclasses.replace(cfg.federation, secagg=True),
         audit=dataclasses.replace(cfg.audit, server_view_retrain_control=True),
     )
     obs = secagg_observations(cfg, data, partition, [[0, 1], [0, 2]])

@@ -185,3 +185,7 @@ def test_the_intersection_view_is_judged_on_its_ci():
     record = server_view_record(secagg=True, control_audit=server_view_record(secagg=False)["audit"])
     assert _row(record, ServerRecovery(max=0.2, view="aggregate_intersection")).verdict == FAIL
     assert _row(record, ServerRecovery(max=0.5, view="aggregate_intersection")).verdict == INCONCLUSIVE  # control
+
+
+def test_an_unbounded_estimate_fails_the_row():
+    assert _row(canary_client_record(None, (12.0, None), private=False)).verdict == FAIL

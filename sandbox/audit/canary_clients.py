@@ -374,6 +374,7 @@ def run_canary_client_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir,
             audit={
                 "attack": "canary_clients",
                 "result": "measured",
+                "n_canaries": a.canary_clients,
                 "epsilon_estimate": control_est["headline"]["epsilon"],
                 "epsilon_estimate_ci": control_est["headline"]["epsilon_ci"],
                 "inserted": control_est["headline"]["inserted"],

@@ -474,8 +474,14 @@ class CanaryClientEpsilon(_Check):
     def measure(self, record: Record) -> Measurement:
         if not record.has("audit") or record.get("audit.attack") != "canary_clients":
             return _not_measured(f"{NOT_MEASURED} (no audit=canary_clients)")
-        value = record.number("audit.epsilon_estimate")
-        ci = record.interval("audit.epsilon_estimate_ci")
+        # null: the canaries' cosines have no spread (read exactly): an infinite estimate
+        raw, raw_ci = record.get("audit.epsilon_estimate"), record.get("audit.epsilon_estimate_ci")
+        value = math.inf if raw is None else record.number("audit.epsilon_estimate")
+        unbounded = isinstance(raw_ci, list) and len(raw_ci) == 2 and raw_ci[1] is None  # upper end ∞
+        if unbounded:
+            raw_ci = [raw_ci[0], 0.0]  # checked as an interval, the upper end then read as ∞
+        ci = Record({"audit": {"epsilon_estimate_ci": raw_ci}}, record.origin).interval("audit.epsilon_estimate_ci")
+        ci = (ci[0], math.inf) if unbounded else ci
         n = record.number("audit.n_canaries")
         source = f"audit canary_clients, {n:g} canary clients against as many never-inserted directions"
         verdict, reason = _ci_verdict(value, ci, self.max)

@@ -246,6 +246,7 @@ def make_canary_clients(
         clip_norm=cfg.privacy.clip_norm,
         private=cfg.privacy.mechanism == "dpfedavg",
         seed=seed,
-        example_counts=example_counts,
+        # under SecAgg+ FedAvg is a plain mean (no client's size crosses): a canary weighs one client
+        example_counts=np.ones(1) if getattr(cfg.federation, "secagg", False) else example_counts,
         all_iterates=cfg.audit.canary_all_iterates,
     )

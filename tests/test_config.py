@@ -230,7 +230,35 @@ SC_FED = [
 ]
 SE = ["task=emoji", "data.n_canaries=150", "data.n_fresh_canaries=1000", "progress=false"]
 SE_FED = ["mode=federated", "audit.control_on=central"]
+# The federated audits on the personal-content corpus (issue 15): each job is one model × one audit.
+SEF = ["task=emoji", "data=personal", "data.n_canaries=150", "data.n_fresh_canaries=1000", "progress=false"]
+SEF_AUDIT = ["mode=federated", "audit.canary_clients=300", "audit.canary_all_iterates=true"]
+SEF_MODELS = {
+    "fedavgm": ["privacy=none"],
+    **{f"dp{e}": ["privacy=dpfedavg", f"privacy.target_epsilon={e}"] for e in (1, 4, 8)},
+}
+SES = [*SEF[:3], "progress=false", "data.n_users=600", "data.n_workspaces=30", "federation.engine=flower"]
+SES += ["federation.rounds=30", "federation.sample_rate=0.1", "federation.eval_every=10"]
+SES += ["federation.secagg_clipping_range=8.0", "audit.canary_clients=100", "audit.server_view_retrain_control=true"]
 BEFORE = {
+    "slack-emoji-secagg": {
+        f"{model}-{'secagg-' if secagg else ''}{audit}": [
+            *SES[:3],
+            f"audit={audit}",
+            "mode=federated",
+            *SES[3:],
+            *SEF_MODELS[model],
+            f"federation.secagg={str(secagg).lower()}",
+        ]
+        for model in ("fedavgm", "dp4")
+        for secagg in (False, True)
+        for audit in ("server_view", "canary_clients")
+    },
+    "slack-emoji-federated": {
+        f"{model}-{audit}": [*SEF, f"audit={audit}", *SEF_AUDIT, *privacy]
+        for model, privacy in SEF_MODELS.items()
+        for audit in ("canary_clients", "server_view")
+    },
     "linkedin-jobs": {
         "central": [*LJ, "privacy=none"],
         "fedavgm": [*LJ, *LJ_FED, "privacy=none"],

@@ -8,13 +8,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-outputs/experiments/slack-emoji-secagg}
-RUNS=$(for v in fedavgm dp4; do for s in false true; do echo "$v-secagg$s-server_view $v-secagg$s-canary_clients"; done; done)
+RUNS=$(for v in fedavgm dp4; do for s in False True; do echo "$v-secagg$s-server_view $v-secagg$s-canary_clients"; done; done)
 source experiments/common.sh
 clear_runs $RUNS
 "$PY" -m sandbox -m +experiment=slack-emoji-secagg hydra.sweep.dir="$OUT"
 check_runs $? $RUNS
 for v in fedavgm dp4; do
-  for s in false true; do
+  for s in False True; do
     echo "== claim server-sees-only-aggregates on $v, secagg=$s"
     "$PY" -m sandbox.claim server-sees-only-aggregates "$OUT/$v-secagg$s-server_view"
     code=$?; is_result "$code" || { echo "claim check failed (exit $code)" >&2; exit "$code"; }

@@ -7,7 +7,8 @@
 # The FedAvg model is also re-audited at model level (user-level LiRA, 16 shadows; the corpus
 # canaries, without the 10^6-secret extraction search) into its run directory, so its
 # cannot-memorize verdict reads the canary-client estimate, LiRA and exposure of one model.
-# One command: bash experiments/slack-emoji/federated.sh [OUT_DIR]
+# Results: experiments/slack-emoji/README.md, "The federated pipeline (personal-content corpus)".
+# One command: bash experiments/slack-emoji-federated/run.sh [OUT_DIR]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-outputs/experiments/slack-emoji-federated}

@@ -237,16 +237,17 @@ SEF_MODELS = {
     "fedavgm": ["privacy=none"],
     **{f"dp{e}": ["privacy=dpfedavg", f"privacy.target_epsilon={e}"] for e in (1, 4, 8)},
 }
-SES = [*SEF[:3], "progress=false", "data.n_users=600", "data.n_workspaces=30", "federation.engine=flower"]
+SES = ["progress=false", "data.n_users=600", "data.n_workspaces=30", "federation.engine=flower"]
 SES += ["federation.rounds=30", "federation.sample_rate=0.1", "federation.eval_every=10"]
 SES += ["federation.secagg_clipping_range=8.0", "audit.canary_clients=100", "audit.server_view_retrain_control=true"]
 BEFORE = {
     "slack-emoji-secagg": {
         f"{model}-{'secagg-' if secagg else ''}{audit}": [
-            *SES[:3],
+            "task=emoji",
+            "data=personal",
             f"audit={audit}",
             "mode=federated",
-            *SES[3:],
+            *SES,
             *SEF_MODELS[model],
             f"federation.secagg={str(secagg).lower()}",
         ]

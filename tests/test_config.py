@@ -251,7 +251,7 @@ BEFORE = {
             *SEF_MODELS[model],
             f"federation.secagg={str(secagg).lower()}",
         ]
-        for model in ("fedavgm", "dp4")
+        for model in ("fedavgm", "dp1", "dp4", "dp8")
         for secagg in (False, True)
         for audit in ("server_view", "canary_clients")
     },

@@ -13,10 +13,13 @@ the two samples of cosines into an ε estimate.
 What this module does, inside the round loop of every engine (it is a ``RoundObserver``):
 
 * **Directions**: 2k independent uniform unit vectors (k inserted, then k null) in the full flat
-  parameter space, one float32 matrix [2k, d] built once (k = 100 on the default emoji model,
-  d ≈ 530k: ≈ 420 MB). They are drawn from a generator seeded from the run's federation seed:
-  canaries are audit instruments, not DP noise, so seeding them costs no privacy and makes the
-  audit reproducible from the record (same seed → same canaries, in the run and in its control).
+  parameter space, each from its own generator seeded from the run's federation seed and its index
+  (``random_directions``): canaries are audit instruments, not DP noise, so seeding them costs no
+  privacy and makes the audit reproducible from the record (same seed → same canaries, in the run
+  and in its control). The k inserted ones are held as one float32 matrix [k, d] for the whole run
+  (k = 1,000 on the default emoji model, d ≈ 530k: ≈ 2.1 GB); the k null ones are drawn only at the
+  end, ``DIRECTION_CHUNK`` at a time, since a null direction enters no round. Drawing costs about
+  2–4 s per 10⁸ coordinates on this 2-core machine (measured), ≈ 20 s per 1,000 directions.
 * **Sampling**: each canary joins each round independently with probability q
   (``federation.sample_rate``), from its own generator stream, so the real clients' sampling is
   exactly what it would be without canaries. The server counts the canaries in the population:
@@ -41,10 +44,11 @@ What this module does, inside the round loop of every engine (it is a ``RoundObs
   - ``privacy=client_dpsgd`` is refused: its clients are private by their own local DP-SGD and the
     server adds no noise, so a canary client (which runs no DP-SGD) would be released in the clear
     and its ε says nothing about the real clients' (example-level) guarantee.
-* **Statistics** (``on_round_end``): the total change at the end gives each direction's cosine
-  with (final − initial parameters): the *final-model* threat. With
-  ``audit.canary_all_iterates`` it also keeps, per direction, the largest cosine with any round's
-  released (noisy) mean delta: the *all-iterates* threat, an adversary who sees every aggregate.
+* **Statistics** (``observations``): each direction's cosine with the total change (final − initial
+  parameters): the *final-model* threat. With ``audit.canary_all_iterates`` the observer also keeps
+  every round's released (noisy) mean delta (rounds × d float32: 212 MB for 100 rounds of the default
+  emoji model) and, per direction, the largest cosine with any of them: the *all-iterates* threat, an
+  adversary who sees every aggregate.
 * **Never-sampled canaries** are kept in the inserted sample, as in the paper: the accountant's
   ε is for a client *present in the population* and sampled at rate q, so the statistic must
   not condition on the sampling (dropping them would estimate an un-amplified ε). How many
@@ -69,6 +73,7 @@ from sandbox.federated.sampling import poisson_sample_clients
 CANARY_OVERSCALE = 1e4
 MIN_CANARIES = 2  # a Gaussian is fitted to the k inserted and the k null cosines: a spread needs ≥ 2
 _STREAM = 0xCA9C11E5  # the canaries' own seed stream, apart from every stream the run already draws
+DIRECTION_CHUNK = 128  # directions drawn (and multiplied) at once by the statistics: 128·d float32
 
 
 def check_canary_config(cfg: RunConfig) -> None:
@@ -96,10 +101,15 @@ def check_canary_config(cfg: RunConfig) -> None:
         )
 
 
-def random_directions(n: int, d: int, *, seed: int) -> torch.Tensor:
-    """[n, d] float32 rows, each uniform on the unit sphere (a normalised standard Gaussian), seeded."""
-    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, _STREAM, 0]).generate_state(1)[0]))
-    rows = torch.randn(n, d, generator=g, dtype=torch.float32)
+def random_directions(indices, d: int, *, seed: int) -> torch.Tensor:
+    """[len(indices), d] float32 rows, row j uniform on the unit sphere (a normalised standard Gaussian)
+    from its own generator, seeded by (seed, index): direction i is the same whichever others are drawn
+    with it, so a round draws only the canaries it sampled and the statistics draw them in chunks."""
+    indices = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+    rows = torch.empty(len(indices), int(d), dtype=torch.float32)
+    for j, i in enumerate(indices.tolist()):
+        state = np.random.SeedSequence([int(seed), _STREAM, 2, int(i)]).generate_state(1)[0]
+        torch.randn(int(d), generator=torch.Generator().manual_seed(int(state)), out=rows[j])
     norms = torch.linalg.vector_norm(rows.double(), dim=1, keepdim=True).float()
     return rows.div_(norms)
 
@@ -134,14 +144,15 @@ class CanaryClients(Observer):
         self.k, self.q, self.clip_norm, self.private = int(k), float(sample_rate), float(clip_norm), bool(private)
         self.initial = initial_params.detach().to(torch.float32).reshape(-1).clone()
         self.d = int(self.initial.numel())
-        self.directions = random_directions(2 * self.k, self.d, seed=seed)  # rows [0, k): inserted; [k, 2k): null
+        self.seed = int(seed)  # direction i: random_directions([i], d, seed); [0, k) inserted, [k, 2k) null
+        self.inserted = self.directions(np.arange(self.k))  # [k, d], held: a round folds in the sampled rows
         self.sampling_rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM, 1]))
         self.all_iterates = bool(all_iterates)
         self.participation = np.zeros(self.k, dtype=np.int64)
         self.rounds = 0
         self._sampled = np.zeros(0, dtype=np.int64)
         self._sampled_round = 0
-        self._max_cos = np.full(2 * self.k, -np.inf) if self.all_iterates else None
+        self._released: list[torch.Tensor] = []  # every round's released mean delta (all-iterates only)
         self._final = None
         # FedAvg's weight of a canary: the mean real client's example count (given, or the mean over the
         # real updates received so far when the caller has no partition to give)
@@ -169,9 +180,13 @@ class CanaryClients(Observer):
         scale = self.clip_norm * (CANARY_OVERSCALE if self.private else 1.0)
         n = self._weight()
         return [
-            Update(delta=self.directions[i] * scale, n_examples=n, loss=0.0, unclipped=not self.private)
+            Update(delta=self.inserted[i] * scale, n_examples=n, loss=0.0, unclipped=not self.private)
             for i in self._sampled
         ]
+
+    def directions(self, indices) -> torch.Tensor:
+        """The unit directions of ``indices`` ([0, k): inserted canaries, [k, 2k): null), drawn afresh."""
+        return random_directions(indices, self.d, seed=self.seed)
 
     def _weight(self) -> int:
         if self._n_examples is not None:
@@ -182,15 +197,34 @@ class CanaryClients(Observer):
         self.rounds = int(round)
         self._final = params
         if self.all_iterates:
-            np.maximum(self._max_cos, cosines(self.directions, mean_delta), out=self._max_cos)
+            self._released.append(mean_delta.detach().to(torch.float32).reshape(-1).clone())
+
+    def _statistics(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each direction's cosine with the total change and (all-iterates) its largest cosine with any
+        round's released mean delta; the null directions drawn DIRECTION_CHUNK at a time."""
+        final = self.initial if self._final is None else self._final
+        total = final.reshape(-1).to(torch.float32) - self.initial
+        released = torch.stack(self._released) if self._released else None
+        if released is not None:
+            norms = torch.linalg.vector_norm(released.double(), dim=1)
+            scale = torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))
+        cos, max_cos = np.empty(2 * self.k), np.full(2 * self.k, -np.inf) if self.all_iterates else None
+        start = 0
+        while start < 2 * self.k:  # chunks of the inserted rows, then of the null ones
+            stop = min(start + DIRECTION_CHUNK, self.k if start < self.k else 2 * self.k)
+            rows = self.inserted[start:stop] if start < self.k else self.directions(np.arange(start, stop))
+            cos[start:stop] = cosines(rows, total)
+            if max_cos is not None and released is not None:
+                max_cos[start:stop] = ((rows @ released.T).double() * scale).max(dim=1).values.numpy()
+            start = stop
+        return cos, max_cos
 
     # -- after training ------------------------------------------------------------------------
     def observations(self) -> dict:
         """What the audit needs (no raw data): the final-model cosines of the k inserted and the k null
         directions, optionally the all-iterates maxima, the canaries' participation and the settings."""
         k = self.k
-        final = self.initial if self._final is None else self._final
-        cos = cosines(self.directions, final.reshape(-1) - self.initial)
+        cos, max_cos = self._statistics()
         out = {
             "k": k,
             "dimension": self.d,
@@ -216,8 +250,8 @@ class CanaryClients(Observer):
         }
         if self.all_iterates:
             out["all_iterates"] = {
-                "inserted_max_cosines": self._max_cos[:k].tolist(),
-                "null_max_cosines": self._max_cos[k:].tolist(),
+                "inserted_max_cosines": max_cos[:k].tolist(),
+                "null_max_cosines": max_cos[k:].tolist(),
                 "statistic": "largest cosine of each direction with any round's released mean delta",
             }
         return out

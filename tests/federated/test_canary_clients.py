@@ -80,17 +80,17 @@ def test_each_sampled_canary_is_folded_in_at_exactly_the_clip_norm():
         with_canaries.finish_round()
         released_plain = (plain.params - x0) * Q * N  # fedavg, lr 1: params move by the noisy mean
         released_canary = (with_canaries.params - x1) * Q * (N + K)
-        expected = canary.directions[sampled].sum(0) * 1.0  # each canary at norm C = 1
+        expected = canary.directions(sampled).sum(0) * 1.0  # each canary at norm C = 1
         assert torch.allclose(released_canary - released_plain, expected, atol=1e-4)
         # real clients' sums were equal: the same clients, the same updates
         assert p1.clients.tolist() == p2.clients.tolist()
 
 
 def test_directions_are_seeded_unit_vectors_and_the_canary_update_is_over_long():
-    u = random_directions(6, 5000, seed=11)
+    u = random_directions(range(6), 5000, seed=11)
     assert torch.allclose(torch.linalg.vector_norm(u, dim=1), torch.ones(6), atol=1e-5)
-    assert torch.equal(u, random_directions(6, 5000, seed=11)) and not torch.equal(
-        u, random_directions(6, 5000, seed=12)
+    assert torch.equal(u, random_directions(range(6), 5000, seed=11)) and not torch.equal(
+        u, random_directions(range(6), 5000, seed=12)
     )
     c = _canaries()
 
@@ -107,6 +107,38 @@ def test_directions_are_seeded_unit_vectors_and_the_canary_update_is_over_long()
         u.n_examples == 4 and float(torch.linalg.vector_norm(u.delta)) == pytest.approx(1.0, rel=1e-4)
         for u in fedavg.extra_updates(Plan)
     )
+
+
+def test_direction_i_does_not_depend_on_the_others_drawn_with_it():
+    block = random_directions(range(6), 700, seed=5)
+    assert torch.equal(random_directions([3], 700, seed=5)[0], block[3])
+    assert torch.equal(random_directions([4, 1], 700, seed=5), block[[4, 1]])
+
+
+def test_chunked_statistics_equal_the_cosines_computed_directly(monkeypatch):
+    """The final and all-iterates cosines (inserted rows held, null rows drawn in chunks that straddle
+    nothing) equal a direct computation with all 2k directions at once, for chunks smaller than k."""
+    import sandbox.federated.canary_clients as cc
+
+    monkeypatch.setattr(cc, "DIRECTION_CHUNK", 5)  # k = 12: chunks 5, 5, 2 of inserted, then of null
+    server = _server((canary := _canaries(all_iterates=True),))
+    deltas = []
+    x0 = server.params.clone()
+    while (plan := server.next_round()) is not None:
+        for c in plan.clients:
+            g = torch.Generator().manual_seed(int(c) * 31 + plan.round)
+            server.receive(Update(delta=torch.randn(D, generator=g), n_examples=5, loss=0.0), client=int(c))
+        before = server.params.clone()
+        server.finish_round()
+        deltas.append(server.params - before)  # fedavg, lr 1: the released mean delta
+    obs = canary.observations()
+    every = random_directions(range(2 * K), D, seed=3)
+    total = server.params - x0
+    direct = (every @ total).double().numpy() / float(torch.linalg.vector_norm(total.double()))
+    assert np.allclose(obs["inserted_cosines"] + obs["null_cosines"], direct, atol=1e-6)
+    per_round = np.stack([(every @ d).double().numpy() / float(torch.linalg.vector_norm(d.double())) for d in deltas])
+    it = obs["all_iterates"]
+    assert np.allclose(it["inserted_max_cosines"] + it["null_max_cosines"], per_round.max(0), atol=1e-6)
 
 
 def test_canary_sampling_rate_is_q():

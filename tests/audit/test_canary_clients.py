@@ -17,8 +17,10 @@ from sandbox.audit.canary_clients import (
     control_threshold,
     control_verdict,
     epsilon_two_gaussians,
+    final_model_epsilon,
     null_check,
     run_canary_client_audit,
+    server_round_weights,
     verdict,
 )
 from sandbox.config import resolve
@@ -88,6 +90,56 @@ def test_identical_gaussians_are_zero_and_bad_inputs_are_refused():
         epsilon_two_gaussians(0.0, 0.0, 1.0, 1.0, 1e-5)
     with pytest.raises(ValueError, match="delta"):
         epsilon_two_gaussians(0.0, 1.0, 1.0, 1.0, 0.0)
+
+
+# -- the exact ε of the final-model statistic (final_model_epsilon) ---------------------------------
+@pytest.mark.parametrize("z, rounds", [(2.0, 16), (1.0, 4), (3.0, 100)])
+def test_every_round_sampled_gives_the_gaussian_mechanism(z, rounds):
+    """q = 1, equal weights: Y = T/(z√T) + ξ, the Gaussian mechanism with noise z/√T (dp_accounting)."""
+    got = final_model_epsilon(z, 1.0, np.ones(rounds), DELTA)
+    assert got == pytest.approx(gaussian_mechanism_epsilon(z / math.sqrt(rounds), 1.0, DELTA), rel=2e-3)
+
+
+@pytest.mark.parametrize("z, q", [(1.0, 0.1), (0.8, 0.3), (2.0, 0.05)])
+def test_one_round_is_dp_accountings_poisson_subsampled_gaussian(z, q):
+    """T = 1: the canary's statistic is the subsampled Gaussian mechanism itself, whose PLD (both
+    directions of add/remove) dp_accounting computes exactly up to its discretization."""
+    truth = pld.from_gaussian_mechanism(
+        standard_deviation=z, sampling_prob=q, value_discretization_interval=1e-5
+    ).get_epsilon_for_delta(DELTA)
+    assert final_model_epsilon(z, q, np.ones(1), DELTA) == pytest.approx(truth, rel=5e-3, abs=2e-3)
+
+
+def test_the_final_model_test_is_below_the_accountant_and_momentum_weighs_early_rounds_more():
+    from opacus.accountants import PRVAccountant
+
+    acc = PRVAccountant()
+    acc.history = [(1.2, 0.05, 100)]  # (noise multiplier, sample rate, steps)
+    prv = acc.get_epsilon(DELTA)
+    plain = final_model_epsilon(1.2, 0.05, server_round_weights("fedavg", 0.0, 100), DELTA)
+    momentum = final_model_epsilon(1.2, 0.05, server_round_weights("fedavgm", 0.9, 100), DELTA)
+    assert 0 < momentum <= plain <= prv  # a post-processing of the rounds; unequal weights lose a little
+    w = server_round_weights("fedavgm", 0.9, 3)
+    assert w.tolist() == pytest.approx([1 + 0.9 + 0.81, 1 + 0.9, 1.0])
+    assert server_round_weights("fedadam", 0.9, 3) is None
+
+
+def test_the_estimate_recovers_the_exact_epsilon_of_sampled_canaries():
+    """Hand-built DP-FedAvg canaries: each of k canaries sampled Poisson(q) in each of T rounds of FedAvgM,
+    the noise on its direction N(0, z²Σw²) (in units of C), the closed-form null N(0, 1/d); the estimate's CI
+    contains final_model_epsilon of the same z, q and weights."""
+    z, q, rounds, k, d = 1.2, 0.05, 100, 2000, 50_000
+    w = server_round_weights("fedavgm", 0.9, rounds)
+    truth = final_model_epsilon(z, q, w, DELTA)
+    rng = np.random.default_rng(1)
+    signal = (rng.random((k, rounds)) < q) @ w
+    seen = (signal + rng.standard_normal(k) * z * math.sqrt(np.sum(w**2))) / (
+        z * math.sqrt(np.sum(w**2)) * math.sqrt(d)
+    )
+    unseen = rng.standard_normal(k) / math.sqrt(d)
+    est = canary_client_estimate(seen, unseen, delta=DELTA, resamples=300, confidence=0.95, seed=0, dimension=d)
+    lo, hi = est["closed_form_null"]["epsilon_ci"]
+    assert 1.0 < truth and lo <= truth <= hi and hi - lo < 1.5
 
 
 # -- the estimator on a Gaussian mechanism with known σ ---------------------------------------------

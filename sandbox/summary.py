@@ -101,7 +101,7 @@ def audit_text(a: dict) -> str:
         acc = "not private" if a["accountant_epsilon"] is None else f"accountant ε = {a['accountant_epsilon']:.2f}"
         return (
             f"canary_clients ({a['n_canaries']} canaries, final model): ε estimate {est} "
-            f"[{lo:.2f}, {'∞' if hi is None else f'{hi:.2f}'}] (an estimate, not a bound); {acc}"
+            f"[{lo:.2f}, {'∞' if hi is None else f'{hi:.2f}'}] (an estimate, not a bound); {acc}{_model_eps(a)}"
             f" → {a['result'].upper()}: {a['reason']}"
         )
     if "auc" not in a and a.get("finding"):  # federated audits (server_view, canary_clients) state their finding
@@ -173,3 +173,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     run_main(main)
+
+
+def _model_eps(a: dict) -> str:
+    """The exact ε of the canary-client test under the run's own noise, when the record has it."""
+    m = a.get("model_epsilon") or {}
+    return "" if m.get("epsilon") is None else f"; this test's exact ε under the run's noise = {m['epsilon']:.2f}"

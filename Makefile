@@ -54,6 +54,7 @@ experiment: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.federated
+	$(BIN)/python -m benchmarks.startup
 
 ## Federated DP training on Flower's Deployment Engine: a local SuperLink and one SuperNode per
 ## client (here 3 workspaces = 3 clients), `flwr run .`; prints where record.json and model.pt are.

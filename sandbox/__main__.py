@@ -29,8 +29,7 @@ from omegaconf import DictConfig
 from sandbox.cli import Exit
 from sandbox.config import CONF_DIR, ConfigError, explain, plain, register, resolve
 from sandbox.data import CorpusError
-from sandbox.privacy import AccountingError, PrivacyInputError
-from sandbox.privacy.ledger import LedgerError
+from sandbox.privacy.errors import AccountingError, LedgerError, PrivacyInputError
 from sandbox.summary import describe_run
 from sandbox.tracking import TrackingError
 
@@ -44,15 +43,17 @@ _codes: list[int] = []  # the exit codes of this process's runs (Hydra drops a t
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _run(cfg: DictConfig) -> None:
-    from sandbox.audit.harness import ProbableDPBug
-    from sandbox.run import run  # torch/opacus import after Hydra has parsed the command line
-
-    logging.getLogger("opacus").setLevel(logging.WARNING)  # per-layer INFO lines on every run
-
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     single_run = HydraConfig.get().mode == RunMode.RUN
     try:
-        run_cfg = resolve(cfg)
+        run_cfg = resolve(cfg)  # a bad value is refused here, before torch and opacus are imported
+    except BAD_INPUT as exc:
+        raise SystemExit(_error(exc)) from None
+    from sandbox.audit.harness import ProbableDPBug
+    from sandbox.run import run  # torch, opacus (and flwr) import here: seconds
+
+    logging.getLogger("opacus").setLevel(logging.WARNING)  # per-layer INFO lines on every run
+    try:
         record = run(run_cfg, out_dir=out_dir, resolved_config=plain(cfg))
     except BAD_INPUT as exc:
         raise SystemExit(_error(exc)) from None  # a sweep stops too (SystemExit passes through Hydra)
@@ -88,12 +89,33 @@ def _check_claim(name: str, out_dir: Path, *, single_run: bool) -> int:
     return result.exit_code if single_run else Exit.OK
 
 
+def _help(overrides: list[str]) -> int:
+    """``--help`` (``sandbox.config.help``): the groups one line each and the composed config; exit 0."""
+    from sandbox.config.help import help_text
+
+    try:
+        print(help_text(overrides))
+    except BAD_INPUT as exc:
+        return _error(exc)
+    except Exception as exc:  # an override Hydra cannot compose: named as in a run
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if not isinstance(exc, (HydraException, OmegaConfBaseException)):
+            raise
+        return _error(explain(exc))
+    return Exit.OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``sandbox`` command: Hydra's command line (``argv``, default ``sys.argv[1:]``) → exit code.
 
     Hydra reports a config it cannot compose (an unknown key, a value the schema refuses, an
     unknown group option) with its own message and exit 1; here it is one ``error:`` line, exit 3.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if ("--help" in args or "-h" in args) and "--hydra-help" not in args:
+        return _help([a for a in args if a not in ("--help", "-h")])
     register()
     _codes.clear()
     saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")

@@ -119,3 +119,36 @@ def test_bad_config_is_a_clear_error_without_record(tmp_path, overrides, names):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (out / "record.json").exists() and not (out / "model.pt").exists()
+
+
+# -- --help: the groups one line each, fast (no torch, opacus, flwr before a run) ----------------------
+def test_help_lists_every_config_group_in_one_line_and_the_composed_config(capsys):
+    from sandbox.__main__ import main
+    from sandbox.config.help import GROUPS, group_options
+
+    top = {g.partition("/")[0] for g in group_options()}
+    assert top == set(GROUPS)  # every group of sandbox/conf has a line, and no line is stale
+    assert main(["--help", "privacy=dpfedavg", "federation.rounds=7"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    for group in GROUPS:
+        assert sum(line.split()[0] == group for line in lines) == 1, group
+    assert "  privacy    client_dpsgd | dpfedavg | dpsgd* | none: " in out  # options, the default starred
+    assert "rounds: 7" in out and "mechanism: dpfedavg" in out  # the overrides applied
+
+
+def test_help_with_a_bad_override_names_the_key_and_exits_3(capsys):
+    from sandbox.__main__ import main
+
+    assert main(["--help", "train.lrr=1"]) == 3
+    assert "train.lrr" in capsys.readouterr().err
+
+
+def test_the_command_line_imports_no_torch_opacus_or_flwr_before_a_run():
+    """What `python -m sandbox --help` and a config error load: Hydra, the schema, the errors; torch,
+    opacus, flwr, dp-accounting and scipy (seconds each) are imported by the run itself."""
+    heavy = "print(sorted(m for m in ('torch', 'opacus', 'flwr', 'dp_accounting', 'scipy') if m in sys.modules))"
+    for call in ("sandbox.config.help.help_text()", "main(['privacy.delta=2'])", "main(['train.lrr=1'])"):
+        code = f"import sys, sandbox.config.help; from sandbox.__main__ import main; {call}; {heavy}"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert proc.stdout.strip().splitlines()[-1] == "[]", call

@@ -232,7 +232,7 @@ SE = ["task=emoji", "data.n_canaries=150", "data.n_fresh_canaries=1000", "progre
 SE_FED = ["mode=federated", "audit.control_on=central"]
 # The federated audits on the personal-content corpus (issue 15): each job is one model × one audit.
 SEF = ["task=emoji", "data=personal", "data.n_canaries=150", "data.n_fresh_canaries=1000", "progress=false"]
-SEF_AUDIT = ["mode=federated", "audit.canary_clients=300", "audit.canary_all_iterates=true"]
+SEF_AUDIT = ["mode=federated", "audit.canary_clients=1000", "audit.canary_all_iterates=true"]
 SEF_MODELS = {
     "fedavgm": ["privacy=none"],
     **{f"dp{e}": ["privacy=dpfedavg", f"privacy.target_epsilon={e}"] for e in (1, 4, 8)},

@@ -379,7 +379,6 @@ def resolve(cfg: DictConfig) -> RunConfig:
     privacy = _typed(PrivacyConfig, cfg.privacy, "privacy")
     federation = _typed(FederationConfig, cfg.get("federation"), "federation")
     train = _typed(TrainConfig, cfg.train, "train")
-    task = _task(cfg.get("task"))
     audit = _typed(AuditConfig, cfg.get("audit"), "audit")
     ledger = _typed(LedgerConfig, cfg.get("ledger"), "ledger")
     tracking = _typed(TrackingConfig, cfg.get("tracking"), "tracking")
@@ -426,11 +425,15 @@ def resolve(cfg: DictConfig) -> RunConfig:
             "audit=canary_clients needs its positive control on the same federated pipeline (canary clients "
             "exist only there): use audit.control_on=same",
         )
+    data = _data_config(cfg.data)
+    # last: importing the task's class imports its model's framework (torch: seconds), so every other
+    # key is checked first and answers fast
+    task = _task(cfg.get("task"))
     run_config = RunConfig(
         seed=int(cfg.seed),
         mode=mode,
         task=task,
-        data=_data_config(cfg.data),
+        data=data,
         privacy=privacy,
         train=train,
         federation=federation,

@@ -13,23 +13,12 @@ import numbers
 from dataclasses import dataclass
 
 from sandbox.config.schema import ACCOUNTANTS  # noqa: F401  (re-exported)
+from sandbox.privacy.errors import AccountingError, PrivacyInputError, UnsupportedAccountingError  # noqa: F401
 
 UNITS = ("example", "user", "workspace")
 # sampling kind -> neighbouring relation under which its ε holds. Only Poisson
 # sampling (add/remove one unit) is analysed by the subsampled-Gaussian accountants.
 NEIGHBOURING_RELATION = {"poisson": "add/remove one"}
-
-
-class PrivacyInputError(ValueError):
-    """Impossible privacy parameters; message names the parameter and the allowed range."""
-
-
-class UnsupportedAccountingError(PrivacyInputError):
-    """A possible record that the chosen accountant cannot account; refused, never approximated."""
-
-
-class AccountingError(RuntimeError):
-    """A maintained accountant failed on valid inputs (numerical limits, resource guard)."""
 
 
 def _is_real(value: object) -> bool:

@@ -45,14 +45,11 @@ from filelock import FileLock
 
 from sandbox.io import write_json
 from sandbox.privacy.accounting import SubsampledGaussianEvent, epsilon_for
+from sandbox.privacy.errors import LedgerError
 from sandbox.privacy.relations import ADD_REMOVE, UNIT_ORDER, implied
 
 LEDGER_VERSION = 2  # version 1 entries (one unit per run) are read too
 ALL_UNITS = "all"  # a non-private training counts against every unit
-
-
-class LedgerError(ValueError):
-    """The ledger refuses the run, or the ledger file cannot be read; the message says which and why."""
 
 
 @dataclass(frozen=True)

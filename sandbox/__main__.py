@@ -89,6 +89,21 @@ def _check_claim(name: str, out_dir: Path, *, single_run: bool) -> int:
     return result.exit_code if single_run else Exit.OK
 
 
+# Hydra's mutually exclusive flags (hydra._internal.utils.get_args_parser), short and long -> one name
+_EXCLUSIVE = {
+    "-r": "run",
+    "--run": "run",
+    "-m": "multirun",
+    "--multirun": "multirun",
+    "-c": "cfg",
+    "--cfg": "cfg",
+    "-i": "info",
+    "--info": "info",
+    "-sc": "shell_completion",
+    "--shell-completion": "shell_completion",
+}
+
+
 def _help(overrides: list[str]) -> int:
     """``--help`` (``sandbox.config.help``): the groups one line each and the composed config; exit 0."""
     from sandbox.config.help import help_text
@@ -116,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if ("--help" in args or "-h" in args) and "--hydra-help" not in args:
         return _help([a for a in args if a not in ("--help", "-h")])
+    modes = [a for a in args if a.partition("=")[0] in _EXCLUSIVE]
+    if len({_EXCLUSIVE[m.partition("=")[0]] for m in modes}) > 1:  # Hydra raises a bare ValueError
+        return _error(
+            f"{' and '.join(modes)}: Hydra takes only one of --run, --multirun (-m), --cfg (-c), --info and "
+            "--shell-completion (-sc); to see a sweep's config, print one job's: drop -m and give one value"
+        )
     register()
     _codes.clear()
     saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")

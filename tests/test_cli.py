@@ -152,3 +152,11 @@ def test_the_command_line_imports_no_torch_opacus_or_flwr_before_a_run():
         code = f"import sys, sandbox.config.help; from sandbox.__main__ import main; {call}; {heavy}"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert proc.stdout.strip().splitlines()[-1] == "[]", call
+
+
+def test_two_of_hydras_exclusive_flags_are_one_error_line_not_a_traceback(capsys):
+    from sandbox.__main__ import main
+
+    assert main(["-m", "--cfg", "job", "privacy.target_epsilon=1,4"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: -m and --cfg: Hydra takes only one of") and "Traceback" not in err

@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 ## The test suite (fast: minutes). pytest exits non-zero when no test ran.
 test: lint $(STAMP)
-	$(PYTEST)
+	$(PYTEST) --durations=25
 
 ## The layer contracts (import-linter, pyproject.toml) and ruff (lint + format).
 lint: $(STAMP)

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from sandbox.cli import Exit
 from sandbox.data.io import FORMATS, corpus_format, load_corpus, write_corpus
+from sandbox.data.normalize import text_words
 from sandbox.data.schema import CorpusError
 from sandbox.data.synthetic import SyntheticConfig, generate_corpus
 
@@ -57,11 +58,14 @@ def _generate(args: argparse.Namespace) -> str:
 
 def _validate(args: argparse.Namespace) -> str:
     corpus = load_corpus(args.directory)
+    empty = sum(1 for text in corpus.texts if not text_words(text))
+    share = empty / corpus.n_messages if corpus.n_messages else 0.0
     return (
         f"ok {args.directory} ({corpus_format(args.directory)}): "
         f"{corpus.n_workspaces} workspaces ({int(corpus.workspace_opted_out.sum())} opted out), "
         f"{corpus.n_users} users ({int((~corpus.user_consented()).sum())} without consent), "
-        f"{corpus.n_messages} messages, fingerprint {corpus.fingerprint()}"
+        f"{corpus.n_messages} messages ({empty} = {share:.1%} yield no token: no letter, digit or emoji), "
+        f"fingerprint {corpus.fingerprint()}"
     )
 
 

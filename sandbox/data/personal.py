@@ -32,7 +32,6 @@ runs and the corpus is the one without personal content, bit for bit.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sandbox.data.lexicon import FILLER_WORDS, REACTION_EMOJI, emoji_keywords, topic_vocabulary
+from sandbox.data.normalize import ASCII_TOKEN
 from sandbox.data.population import Population, draw_population
 from sandbox.data.text import sample_rows
 
@@ -51,7 +51,8 @@ FULL_NAME_SHARE = 0.4  # of a user's contacts, written with first and last name 
 WORKSPACE_POOL_MIN = 10  # a workspace's pool per kind holds max(this, 2 × per-user count) entries
 EMAIL_TEMPLATES = ("reach me at {}", "email me at {}", "my email is {}")
 PHONE_TEMPLATES = ("call me on {}", "my number is {}", "text me at {}")
-_TOKEN = re.compile(r"[a-z0-9']+")  # the hashing tokenizer's alphabet (sandbox.tasks.text)
+# the tokenizer's ASCII alphabet: the generated words are kept whole by it (and the corpus stays ASCII)
+_TOKEN = ASCII_TOKEN
 _POOL_SIZES = {"first_names": 1500, "last_names": 1500, "companies": 1000, "nouns": 1500, "domains": 400}
 _N_PERSONS = 2000  # (first, last) pairs of the name pool
 _N_PROJECTS = 1500  # (colour, noun) pairs of the project pool

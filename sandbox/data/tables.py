@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sandbox.data.normalize import normalize_reaction
 from sandbox.data.schema import CorpusError
 
 Columns = dict[str, list]
@@ -63,7 +64,13 @@ def _typed_value(kind: str, value):
     if not _TYPED_CHECKS[kind](value):
         shown = "null" if value is None else repr(value)
         raise ValueError(f"expected {_KIND_NAMES[kind]}, got {shown}")
-    return tuple(value) if kind == "reactions" else value
+    return _reactions(value) if kind == "reactions" else value
+
+
+def _reactions(values) -> tuple[str, ...]:
+    """A reactions cell as a tuple, each written as a ``:shortcode:`` read as its emoji
+    (``sandbox.data.normalize.normalize_reaction``)."""
+    return tuple(normalize_reaction(v) for v in values)
 
 
 def _csv_value(kind: str, cell: str):
@@ -79,14 +86,14 @@ def _csv_value(kind: str, cell: str):
             return int(cell)
         except ValueError:
             raise ValueError(f"expected an integer, got {cell!r}") from None
-    return tuple(cell.split())
+    return _reactions(cell.split())
 
 
 def _typed_column(kind: str, values: list) -> list:
     """Bulk version of _typed_value: the whole column, or ValueError if any value is bad."""
     if not all(map(_TYPED_CHECKS[kind], values)):
         raise ValueError(kind)
-    return [tuple(v) for v in values] if kind == "reactions" else values
+    return [_reactions(v) for v in values] if kind == "reactions" else values
 
 
 def _csv_column(kind: str, values: list) -> list:

@@ -14,7 +14,6 @@ labelled (``canary_label``); the emoji task is one, and so can a team's own task
 
 from __future__ import annotations
 
-import re
 import zlib
 from typing import ClassVar
 
@@ -25,11 +24,11 @@ from torch import nn
 from sandbox.config import ConfigError
 from sandbox.config.schema import DataConfig
 from sandbox.data import corpus_from_config
+from sandbox.data.normalize import text_words
 from sandbox.data.partition import split_users
 from sandbox.data.schema import Corpus
 from sandbox.tasks.base import PAD, Examples, TaskData
 
-_TOKEN = re.compile(r"[a-z0-9']+")
 MEMBERSHIP_ATTACKS = ("loss", "lira", "rmia", "canary")
 
 
@@ -39,7 +38,9 @@ def bucket_of(token: str, n_buckets: int) -> int:
 
 
 def tokenize(text: str, *, bigrams: bool) -> list[str]:
-    words = _TOKEN.findall(text.lower())
+    """The words of ``text`` (``sandbox.data.normalize.text_words``: letters, digits and emoji of every
+    script, NFKC and case-folded), then with ``bigrams`` every adjacent pair joined by a space."""
+    words = text_words(text)
     if bigrams:
         words = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
     return words

@@ -15,6 +15,7 @@ Errors are printed once, as ``error: <message>`` on stderr, with no traceback.
 
 from __future__ import annotations
 
+import argparse
 import enum
 import sys
 from collections.abc import Callable
@@ -49,3 +50,13 @@ def run_main(main: Callable[[], int | None], *, bad_input: tuple[type[BaseExcept
     except bad_input as exc:
         code = fail(str(exc))
     sys.exit(int(code or 0))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are bad input: one ``error:`` line (after the usage) and exit 3, not
+    argparse's 2 (which here means INCONCLUSIVE). Subparsers inherit the class."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(Exit.BAD_INPUT)

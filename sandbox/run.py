@@ -27,6 +27,7 @@ from sandbox.audit.recsys import run_suggestions_audit
 from sandbox.audit.server_view import run_server_view_audit
 from sandbox.config import FEDERATED_ATTACKS, ConfigError, RunConfig, resolve
 from sandbox.config.overrides import audit_config, parse_overrides
+from sandbox.data.normalize import TOKENIZER
 from sandbox.federated.clients import partition_clients
 from sandbox.prepare import Prepared, Seeds, prepare
 from sandbox.privacy.ledger import ALL_UNITS, ModelSpend, PrivacyLedger, Spend
@@ -88,6 +89,10 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
             "sha256": model_fingerprint(outcome.model.state_dict()),
             "file": "model.pt",
             **({"trained_users_file": TRAINED_USERS_FILE} if outcome.trained_users is not None else {}),
+            "task_class": _qualname(type(cfg.task)),
+            "model_class": _qualname(type(outcome.model)),
+            "classes": [str(c) for c in data.classes],
+            "tokenizer": TOKENIZER,
         },
         "privacy": outcome.privacy,
         "metrics": {**metrics, "baseline": baseline, "split": "held-out users"},
@@ -120,6 +125,10 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     if record["status"] == "failed":
         raise ProbableDPBug(record["audit"])
     return record
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def write_trained_users(path: Path, users) -> None:

@@ -7,19 +7,11 @@ records' model fingerprints); the verdict is written into each of them."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from sandbox.claim import ClaimError, check_claim, write_result
-from sandbox.cli import Exit, fail, run_main
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # usage errors are bad input too: exit 3, not argparse's 2 (INCONCLUSIVE)
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(Exit.BAD_INPUT)
+from sandbox.cli import ArgumentParser as _Parser
+from sandbox.cli import fail, run_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -270,6 +270,12 @@ def _task(node):
     return replace(task, **nested) if nested else task
 
 
+def build_task(values: dict):
+    """The task of a recorded config's ``task`` section (``_target_`` and its keys), checked as
+    ``resolve`` checks it (``sandbox.serve.load`` rebuilds a trained model's task with it)."""
+    return _task(OmegaConf.create(dict(values)))
+
+
 def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
     _check(f.engine in ENGINES, "federation.engine", CHOICE_RULES["federation.engine"](f.engine))
     _check(f.unit in ("user", "workspace"), "federation.unit", CHOICE_RULES["federation.unit"](f.unit))

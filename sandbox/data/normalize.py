@@ -22,6 +22,10 @@ import unicodedata
 import emoji
 import regex
 
+# Recorded with every model (record model.tokenizer) and checked when one is loaded: change it with
+# any change to what text_words returns
+TOKENIZER = "sandbox-unicode-1 (NFKC, casefold, shortcodes as emoji; letters, marks, digits, emoji)"
+
 
 def shortcodes_to_emoji(text: str) -> str:
     """``:name:`` → its emoji where the ``emoji`` package knows the name (``language="alias"``)."""

@@ -222,6 +222,12 @@ class ModelSection(Section):
     sha256: str = key("str", "``model_fingerprint`` of model.pt: names, dtypes, shapes and bytes")
     file: str = key("str", "the model's file in the run directory (model.pt)")
     trained_users_file: str | None = key("str", "the audits' members (int64 user indices, .npy)", optional=True)
+    # what inference needs (``sandbox.serve.load``): the task's class, the model's class, the label space
+    # (class id → label, e.g. emoji or item name) and the tokenizer's version
+    task_class: str | None = key("str", "the task's class (module.QualName), rebuilt from config.task", optional=True)
+    model_class: str | None = key("str", "the network's class (module.QualName) that model.pt fits", optional=True)
+    classes: tuple | None = key("list", "class id → label (the model's outputs in order)", optional=True)
+    tokenizer: str | None = key("str", "the text tokenizer's version (sandbox.data.normalize)", optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)

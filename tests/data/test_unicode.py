@@ -51,8 +51,10 @@ def test_the_ascii_fast_path_is_the_unicode_tokenizer(text):
 
 def test_shortcode_reactions_are_one_class_with_their_emoji(tmp_path):
     files = dict(JSONL_FILES)
-    files["messages.jsonl"] = files["messages.jsonl"].replace('["🎉"', '[":tada:"').replace(
-        '"reactions": ["👍", "🎉"]', '"reactions": [":+1:", ":tada:"]'
+    files["messages.jsonl"] = (
+        files["messages.jsonl"]
+        .replace('["🎉"', '[":tada:"')
+        .replace('"reactions": ["👍", "🎉"]', '"reactions": [":+1:", ":tada:"]')
     )
     corpus = load_corpus(write_files(tmp_path / "c", files))
     assert corpus.reactions[1] == ("👍", "🎉")  # as if the emoji had been written

@@ -366,11 +366,13 @@ def _data_config(node) -> DataConfig:
     values = dict(OmegaConf.to_container(node, resolve=True))
     source = values.pop("source", "synthetic")
     path = values.pop("path", None)
+    manifest = values.pop("manifest", None)
     _check(source in ("synthetic", "files"), "data.source", f"must be 'synthetic' or 'files', got {source!r}")
     if source == "files":
         _check(bool(path), "data.path", "a corpus directory is required with data=files")
         _check(not values, f"data.{next(iter(values), '')}", "unknown key for data=files")
-        return DataConfig(source=source, path=str(path))
+        return DataConfig(source=source, path=str(path), manifest=None if manifest is None else str(manifest))
+    _check(manifest is None, "data.manifest", "only with data=files (a synthetic corpus draws its own canaries)")
     return DataConfig(source=source, synthetic=_typed(SyntheticConfig, OmegaConf.create(values), "data"))
 
 
@@ -432,6 +434,25 @@ def resolve(cfg: DictConfig) -> RunConfig:
             "exist only there): use audit.control_on=same",
         )
     data = _data_config(cfg.data)
+    if audit.attack == "canary":  # before any data is built or model trained
+        if data.source == "files":
+            _check(
+                data.manifest is not None,
+                "data.manifest",
+                "audit=canary needs canaries planted in the corpus and their manifest: plant them into a copy "
+                "(python -m sandbox.data plant DATA_DIR OUT_DIR --canaries 100 --repeats 4 --users 1), then "
+                "data.path=OUT_DIR data.manifest=OUT_DIR.canaries.json",
+            )
+        else:
+            s = data.synthetic
+            _check(
+                s.n_canaries >= 1, "data.n_canaries", f"audit=canary needs planted canaries: ≥ 1, got {s.n_canaries}"
+            )
+            _check(
+                s.n_fresh_canaries >= 1,
+                "data.n_fresh_canaries",
+                f"audit=canary needs fresh canaries (its non-members): ≥ 1, got {s.n_fresh_canaries}",
+            )
     # last: importing the task's class imports its model's framework (torch: seconds), so every other
     # key is checked first and answers fast
     task = _task(cfg.get("task"))

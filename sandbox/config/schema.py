@@ -421,6 +421,7 @@ class DataConfig:
     source: str = "synthetic"
     path: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
+    manifest: str | None = None  # data=files: a canary manifest (python -m sandbox.data plant), for the audits
 
 
 @dataclass(frozen=True)
@@ -504,6 +505,7 @@ class FilesData:
 
     source: str = "files"
     path: str = MISSING
+    manifest: str | None = None  # the canary manifest of `python -m sandbox.data plant` (audit=canary reads it)
 
 
 @dataclass(frozen=True)

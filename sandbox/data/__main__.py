@@ -1,8 +1,10 @@
-"""`python -m sandbox.data`: generate a synthetic corpus to disk, or validate one.
+"""`python -m sandbox.data`: generate a synthetic corpus to disk, validate one, or plant canaries into a copy.
 
     python -m sandbox.data generate --out DIR --format {jsonl,csv,parquet} [--seed N]
                                     [--n-users N] [--n-workspaces N]
     python -m sandbox.data validate DIR
+    python -m sandbox.data plant DIR OUT_DIR [--canaries N] [--repeats R] [--users K] [--fresh F]
+                                 [--format FMT] [--seed S] [--manifest PATH]
 
 Bad input prints one line starting with "error:" on stderr and exits with status 3 (``sandbox.cli``).
 """
@@ -12,11 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from sandbox.cli import Exit
 from sandbox.data.io import FORMATS, corpus_format, load_corpus, write_corpus
 from sandbox.data.normalize import text_words
+from sandbox.data.plant import plant_canaries, write_manifest
 from sandbox.data.schema import CorpusError
 from sandbox.data.synthetic import SyntheticConfig, generate_corpus
 
@@ -42,6 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--n-workspaces", type=int, default=defaults.n_workspaces)
     validate = commands.add_parser("validate", help="load a corpus directory and print its summary")
     validate.add_argument("directory")
+    plant = commands.add_parser(
+        "plant",
+        help="copy a corpus with canaries planted into consenting users' messages; the manifest apart from it",
+    )
+    plant.add_argument("directory", help="the corpus to copy (left untouched)")
+    plant.add_argument("out", help="new (or empty) directory for the copy")
+    plant.add_argument("--canaries", type=int, default=100, help="canaries planted (default 100)")
+    plant.add_argument("--repeats", type=int, default=4, help="times each is written into each host (default 4)")
+    plant.add_argument("--users", type=int, default=1, help="hosts per canary (default 1)")
+    plant.add_argument("--fresh", type=int, default=1000, help="same-space secrets never planted (default 1000)")
+    plant.add_argument("--format", choices=FORMATS, default=None, help="of the copy (default: the corpus's)")
+    plant.add_argument("--seed", type=int, default=0, help="draws the secrets, hosts and positions (default 0)")
+    plant.add_argument("--manifest", default=None, help="where the manifest goes (default OUT.canaries.json)")
     return parser
 
 
@@ -69,10 +86,38 @@ def _validate(args: argparse.Namespace) -> str:
     )
 
 
+def _plant(args: argparse.Namespace) -> str:
+    out = Path(args.out)
+    manifest_path = Path(args.manifest) if args.manifest else out.with_name(out.name + ".canaries.json")
+    if manifest_path.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"--manifest: {manifest_path} is inside the corpus copy; training must never read it")
+    if manifest_path.exists():  # refused before anything is written
+        raise CorpusError(f"{manifest_path}: exists; the manifest is the audits' ground truth and is never overwritten")
+    corpus = load_corpus(args.directory)
+    planted, manifest = plant_canaries(
+        corpus,
+        n_canaries=args.canaries,
+        repeats=args.repeats,
+        users_per_canary=args.users,
+        n_fresh=args.fresh,
+        seed=args.seed,
+    )
+    fmt = args.format or corpus_format(args.directory)
+    path = write_corpus(planted, out, fmt=fmt)
+    write_manifest(manifest, manifest_path)
+    return (
+        f"wrote {path} ({fmt}): {planted.n_messages - corpus.n_messages} canary messages ({args.canaries} canaries "
+        f"× {args.users} users × {args.repeats}) into consenting users; manifest {manifest_path} (apart from the "
+        f"corpus: train with data=files data.path={path}, audit with data.manifest={manifest_path}); "
+        f"fingerprint {planted.fingerprint()}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        summary = _generate(args) if args.command == "generate" else _validate(args)
+        command = {"generate": _generate, "validate": _validate, "plant": _plant}[args.command]
+        summary = command(args)
     except (CorpusError, ValueError, OSError) as error:
         # ValueError covers SyntheticConfig rules (e.g. --n-users below --n-workspaces).
         print(f"error: {error}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The corpus a data config names: generated (``data=synthetic``) or loaded (``data=files``)."""
+"""The corpus a data config names: generated (``data=synthetic``) or loaded (``data=files``, with the canary
+manifest ``data.manifest`` when canaries were planted: ``sandbox.data.plant``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from sandbox.config.schema import ConfigError, DataConfig
 from sandbox.data.canaries import CanaryManifest
 from sandbox.data.io import load_corpus
+from sandbox.data.plant import read_manifest
 from sandbox.data.schema import Corpus
 from sandbox.data.synthetic import generate_corpus
 
@@ -15,7 +17,8 @@ def corpus_from_config(data: DataConfig) -> tuple[Corpus, CanaryManifest | None]
     """(corpus, its canary manifest or None). A synthetic config the generator refuses is a
     ``ConfigError`` naming ``data.KEY``; a corpus file that cannot be read is a ``CorpusError``."""
     if data.source == "files":
-        return load_corpus(Path(data.path)), None
+        corpus = load_corpus(Path(data.path))
+        return corpus, None if data.manifest is None else read_manifest(data.manifest, corpus)
     try:
         return generate_corpus(data.synthetic)
     except ValueError as exc:  # SyntheticConfig names the field it refuses

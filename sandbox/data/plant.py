@@ -16,7 +16,9 @@ canary messages added. Nothing in the copy marks a canary:
 
 The manifest is written apart from the corpus (``--manifest``, default ``OUT_DIR.canaries.json``
 beside the directory): training never reads it; ``data.manifest=PATH`` hands it to the audits.
-Opted-out users (themselves or by their workspace) never host a canary.
+Opted-out users (themselves or by their workspace) never host a canary. A secret whose text the
+corpus already holds (the synthetic corpus has canaries of the same shape) is never drawn: a
+"fresh" secret must be one no one wrote.
 """
 
 from __future__ import annotations
@@ -57,20 +59,24 @@ def plant_canaries(
     if not primary:
         raise CorpusError("the corpus has no reaction on any consenting user's message: no label to give a canary")
     labels = sorted(primary)
-    try:
-        manifest = draw_canary_manifest(
-            consenting_user_ids=[str(corpus.user_ids[i]) for i in hosts_allowed],
-            n_canaries=n_canaries,
-            users_per_canary=users_per_canary,
-            repeats=repeats,
-            n_fresh=n_fresh,
-            reactions=labels,
-            rng=rng,
-            secret_format=secret_format,
-        )
-    except ValueError as exc:  # too few consenting users
-        raise ValueError(f"--canaries × --users: {exc}") from None
-    return _with_canaries(corpus, manifest, rng), manifest
+    existing = set(map(str, corpus.texts))
+    for _ in range(100):  # a secret already written in the corpus (e.g. a message of this very shape) is redrawn
+        try:
+            manifest = draw_canary_manifest(
+                consenting_user_ids=[str(corpus.user_ids[i]) for i in hosts_allowed],
+                n_canaries=n_canaries,
+                users_per_canary=users_per_canary,
+                repeats=repeats,
+                n_fresh=n_fresh,
+                reactions=labels,
+                rng=rng,
+                secret_format=secret_format,
+            )
+        except ValueError as exc:  # too few consenting users
+            raise ValueError(f"--canaries × --users: {exc}") from None
+        if not existing & {*manifest.fresh, *(c.text for c in manifest.inserted)}:
+            return _with_canaries(corpus, manifest, rng), manifest
+    raise CorpusError("the corpus already holds too many texts of the canary space to draw unseen secrets")
 
 
 def _with_canaries(corpus: Corpus, manifest: CanaryManifest, rng: np.random.Generator) -> Corpus:

@@ -93,3 +93,11 @@ def test_the_canary_audit_runs_on_a_planted_corpus_of_files(tmp_path, small_corp
     assert audit["attack"] == "canary" and audit["result"] in ("measured", "inconclusive")
     assert 0 < audit["n_members"] <= 12 and audit["n_nonmembers"] >= 100
     assert record["config"]["data"]["source"] == "files" and record["config"]["data"]["manifest"]
+
+
+def test_no_drawn_secret_is_already_in_the_corpus(small_corpus, small_manifest):
+    """The synthetic corpus holds canaries of the same shape: planting into it never reuses their texts."""
+    planted, manifest = plant_canaries(small_corpus, **{**ARGS, "n_fresh": 500})
+    drawn = {*manifest.fresh, *(c.text for c in manifest.inserted)}
+    assert not drawn & set(map(str, small_corpus.texts))
+    assert {c.text for c in small_manifest.planted} <= set(map(str, small_corpus.texts))  # there were some

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sandbox.audit.targets import Population, UnitStats, trained_user_mask, unit_stats
-from sandbox.config import RunConfig
+from sandbox.config import ConfigError, RunConfig
 from sandbox.prepare import Prepared, Seeds
 from sandbox.train.threads import single_threaded
-from sandbox.training import train_model
+from sandbox.training import check_finite, train_model
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,10 @@ def _train_one(index: int, keep_users: np.ndarray, seed: int) -> tuple[int, Unit
     w = _WORKER
     with single_threaded():
         outcome = train_on_users(w["cfg"], w["data"], w["population"], keep_users, seed)
+        try:  # a diverged shadow has no scores to give: the same clear error as a diverged run
+            check_finite(outcome.model, w["cfg"])
+        except ConfigError as exc:
+            raise ConfigError(f"shadow model {index} (trained on half of the users): {exc}") from None
         initial = w["data"].new_model(w["cfg"], Seeds.from_seed(seed))
         stats = unit_stats(outcome.model, w["population"], threat=w["threat"], k=w["k"], initial=initial)
     trained = trained_user_mask(w["population"], outcome.trained_users)

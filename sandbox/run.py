@@ -116,7 +116,16 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         if audit["result"] == "dp_bug":
             record["status"] = "failed"
     if ledger is not None:  # what ran on the data set, audits' models included
-        ledger.record(spend_of(cfg, data, record), run_dir=str(out_dir), epsilon=record["privacy"]["epsilon"])
+        spend = spend_of(cfg, data, record)
+        before = ledger.snapshot(spend.dataset, spend)
+        ledger.record(spend, run_dir=str(out_dir), epsilon=record["privacy"]["epsilon"])
+        record["ledger"] = {
+            "path": str(ledger.path),
+            "dataset": spend.dataset,
+            "what": spend.what,
+            "epsilon": ledger.change(spend, before),
+            "note": "ε of the data set at each unit before and after this run (null: ∞, a non-private training)",
+        }
     save(out_dir, RunRecord.from_json(record, origin="the run's record"))  # last: its presence means the run finished
     if cfg.tracking.backend != "none":
         record["tracking"] = log_record(

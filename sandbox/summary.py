@@ -72,6 +72,7 @@ def describe_run(record: RunRecord | dict, run_dir: Path) -> str:
         + f"  privacy: {_privacy_text(record['privacy'])}\n"
         + (f"  WARNING: {warning}\n" if (warning := noise_warning(record["privacy"])) else "")
         + (f"  audit: {audit_text(record['audit'])}\n" if record.get("audit") else "")
+        + (f"  ledger: {text}\n" if (text := ledger_text(record.get("ledger"))) else "")
         + f"  results: {run_dir / 'record.json'}  ({record['timing']['seconds']:.0f} s)"
     )
 
@@ -179,3 +180,20 @@ def _model_eps(a: dict) -> str:
     """The exact ε of the canary-client test under the run's own noise, when the record has it."""
     m = a.get("model_epsilon") or {}
     return "" if m.get("epsilon") is None else f"; this test's exact ε under the run's noise = {m['epsilon']:.2f}"
+
+
+def ledger_text(ledger: dict | None) -> str:
+    """What the run did to its data set's ledger, when it changed the ε at some unit ("" otherwise)."""
+    if not ledger:
+        return ""
+    shown = lambda v: "∞" if v is None else f"{v:.3f}"  # noqa: E731
+    changed = [e for e in ledger["epsilon"] if e["before"] != e["after"]]
+    if not changed:
+        return ""
+    parts = ", ".join(f"{e['unit']} level {shown(e['before'])} → {shown(e['after'])}" for e in changed)
+    why = (
+        " (a non-private training on this data set, e.g. an audit's control: its ε is now unbounded)"
+        if any(e["after"] is None and e["before"] is not None for e in changed)
+        else ""
+    )
+    return f"data set {ledger['dataset'][:12]} ε {parts}{why}; {ledger['path']} ({ledger.get('what') or 'this run'})"

@@ -23,7 +23,19 @@ def _cli(*args, cwd, ok=(0,)):
 @pytest.mark.e2e
 def test_your_own_data_walk_through(tmp_path):
     w = tmp_path
-    _cli("sandbox.data", "generate", "--out", "mine", "--format", "csv", "--n-users", "300", "--n-workspaces", "12", cwd=w)
+    _cli(
+        "sandbox.data",
+        "generate",
+        "--out",
+        "mine",
+        "--format",
+        "csv",
+        "--n-users",
+        "300",
+        "--n-workspaces",
+        "12",
+        cwd=w,
+    )
     (w / "mine" / "canaries.json").unlink()  # a team's own corpus has none
     assert "yield no token" in _cli("sandbox.data", "validate", "mine", cwd=w).stdout
     _cli("sandbox.data", "plant", "mine", "planted", "--canaries", "12", "--repeats", "4", "--fresh", "100", cwd=w)

@@ -300,6 +300,20 @@ class PrivacyLedger:
             )
             write_json(self.path, {"version": LEDGER_VERSION, "entries": entries})
 
+    def change(self, spend: Spend, before: dict[str, float]) -> list[dict]:
+        """What recording ``spend`` did to the data set's ε at each unit it was, or now is, accounted at:
+        [{unit, before, after}] (ε as a number, ``None`` for ∞), for the end-of-run summary."""
+        out = []
+        for unit in self.promised_units(spend.dataset) or UNIT_ORDER:
+            after = self.at_unit(spend.dataset, unit).epsilon
+            was = before.get(unit, 0.0)
+            out.append({"unit": unit, "before": _finite_or_none(was), "after": _finite_or_none(after)})
+        return out
+
+    def snapshot(self, dataset: str, spend: Spend) -> dict[str, float]:
+        """The data set's ε at every unit ``change`` will report, before ``spend`` is recorded."""
+        return {u: self.at_unit(dataset, u).epsilon for u in self.promised_units(dataset, spend) or UNIT_ORDER}
+
     def table(self) -> str:
         """Per (data set, unit): runs and ε so far, every unit composed (see the module docstring)."""
         entries = self.entries()
@@ -316,3 +330,7 @@ class PrivacyLedger:
                 delta_text = f"{got.delta:>9.1e}" if math.isfinite(got.delta) else f"{'—':>9}"
                 lines.append(f"{dataset[:12]:<14} {unit:<10} {got.runs:>5} {eps_text:>10} {delta_text}")
         return "\n".join(lines)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None

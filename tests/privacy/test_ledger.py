@@ -254,6 +254,24 @@ def test_the_ledger_refuses_a_run_that_would_pass_the_total_and_keeps_nothing(tm
     assert f"{record['privacy']['epsilon']:.3f}"[:3] in shown.stdout
 
 
+def test_the_end_of_run_summary_says_what_a_run_did_to_the_ledger(tmp_path):
+    from sandbox.summary import describe_run
+
+    ledger = tmp_path / "ledger.json"
+    first = _run(tmp_path, "first", ["privacy.target_epsilon=2"], ledger)
+    eps = first["privacy"]["epsilon"]
+    assert first["ledger"]["epsilon"] == [{"unit": "example", "before": 0.0, "after": pytest.approx(eps)}]
+    assert f"example level 0.000 → {eps:.3f}" in describe_run(first, tmp_path / "first")
+    # a DP run audited with a non-private control: the data set's ε becomes unbounded, and the summary says so
+    second = _run(tmp_path, "second", ["privacy.target_epsilon=2", "audit=loss", "audit.resamples=100"], ledger)
+    change = second["ledger"]["epsilon"]
+    assert change == [{"unit": "example", "before": pytest.approx(eps), "after": None}]
+    text = describe_run(second, tmp_path / "second")
+    assert f"example level {eps:.3f} → ∞ (a non-private training" in text and "non-private model" in text
+    # nothing changed, nothing said: a run without a ledger
+    assert "ledger:" not in describe_run(run_in(tmp_path / "third", [*TINY, "ledger.path=null"]), tmp_path)
+
+
 @pytest.mark.parametrize(
     "overrides, key",
     [

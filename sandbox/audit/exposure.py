@@ -160,7 +160,7 @@ def one_run_guesses(scores, included, *, n_guess_in: int, n_guess_out: int) -> t
 
 
 def search_secret_space(
-    stat, see, texts, labels, *, template: str, secret_format: str, featurize, chunk: int = 100_000
+    stat, see, texts, labels, *, template: str, secret_format: str, featurize, chunk: int = 100_000, progress=None
 ) -> dict:
     """Extraction by search: each canary's rank among all texts of its secret space.
 
@@ -168,7 +168,8 @@ def search_secret_space(
     model ``see``s of featurised texts; a canary is ranked with its own reaction against every
     other secret of the space scored with that reaction, rank = 1 + #(others scoring ≥ it), as
     in :func:`exposure_by_rank`. Extracted: rank 1 (no other secret scores as high). An attacker
-    who knew the reaction and searched the whole space would find exactly these.
+    who knew the reaction and searched the whole space would find exactly these. ``progress(done,
+    total)``, if given, is called after every chunk of the space (secrets scored so far).
     """
 
     started = time.perf_counter()
@@ -189,6 +190,8 @@ def search_secret_space(
         seen = see(featurize(space))
         for y, out in scores.items():
             out[start:stop] = stat(seen, np.full(stop - start, y))
+        if progress is not None:
+            progress(stop, SECRET_SPACE_SIZE)
     rank = np.array(
         [int(np.sum(scores[int(y)] >= scores[int(y)][v])) for v, y in zip(values, labels)], dtype=np.int64
     )  # counts the canary itself: 1 + #(others ≥ it)

@@ -215,7 +215,10 @@ def run_audit(cfg: RunConfig, data: Prepared, outcome, *, out_dir: Path, privacy
     comparable = "epsilon" in comparison
     # bounds are computed at the δ of the relation compared (the run's δ when there is none)
     delta = comparison["delta"] if comparable else (privacy.get("delta") or 0.0)
-    with progress_bar(cfg.progress, unit="shadows trained", label="audit", show_loss=False) as show:
+    # what takes long: training shadows (lira, rmia) or searching the 10⁶ secrets per canary (canary extraction)
+    unit, label = ("secrets searched", "canary extraction") if a.attack == "canary" else ("shadows trained", "audit")
+    long_running = a.attack in ("lira", "rmia") or (a.attack == "canary" and a.extraction)
+    with progress_bar(cfg.progress and long_running, unit=unit, label=label, show_loss=False) as show:
         main = attack_model(cfg, data, outcome.model, outcome.trained_users, show=show)
         control = positive_control(cfg, data, main, show=show, delta=delta)
     models = [*main.models_trained, *control.pop("_models", [])]
@@ -370,7 +373,7 @@ def attack_model(
     must be on too). Shadows are listed in ``models_trained`` as ``"{what} {i}"``."""
     a = cfg.audit
     if a.attack == "canary":
-        return canary_attack(cfg, data, model, trained_users, extraction=extraction and a.extraction)
+        return canary_attack(cfg, data, model, trained_users, extraction=extraction and a.extraction, show=show)
     population = build_population(data, level=a.level)
     members = population.units_of_users(trained_user_mask(population, trained_users))
     initial = data.new_model(cfg, Seeds.from_seed(cfg.seed))  # the run's own initialisation (white box)
@@ -421,7 +424,7 @@ def attack_model(
 
 
 def canary_attack(
-    cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *, extraction: bool = False
+    cfg: RunConfig, data: Prepared, model, trained_users: np.ndarray, *, extraction: bool = False, show=None
 ) -> AttackResult:
     """Planted canaries whose host trained (members) vs fresh or left-out canaries (non-members).
 
@@ -483,6 +486,7 @@ def canary_attack(
             template=manifest.template,
             secret_format=_secret_format(manifest),
             featurize=cfg.task.featurize,
+            progress=lambda done, total: show and show(done, total, None),
         )
     return AttackResult(scores=scores, members=members, metrics=_metrics(scores, members, cfg), details=details)
 

@@ -148,6 +148,7 @@ def test_secret_space_search_ranks_each_canary_among_all_secrets_with_its_own_re
         return np.where(np.asarray(y) == 0, -np.abs(values - 123456), values % 1000).astype(float)
 
     texts = [CANARY_TEMPLATE.format(secret=format_secret(v, "compact")) for v in (123456, 999, 123456)]
+    seen = []
     out = search_secret_space(
         stat,
         lambda tokens: tokens,
@@ -157,7 +158,9 @@ def test_secret_space_search_ranks_each_canary_among_all_secrets_with_its_own_re
         secret_format="compact",
         featurize=featurize,
         chunk=250_000,
+        progress=lambda done, total: seen.append((done, total)),
     )
+    assert seen == [(250_000 * i, 1_000_000) for i in (1, 2, 3, 4)]  # after every chunk of the space
     # 123456 with reaction 1 scores 456: the 1000 residues 457..999 each appear 1000 times above it, and
     # 456 itself 1000 times (itself included): rank = 543 * 1000 + 1000
     assert out["n_canaries"] == 3 and out["n_extracted"] == 1

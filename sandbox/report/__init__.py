@@ -5,12 +5,15 @@ directory, plus the figures as ``report_*.png`` beside them.
 What the report shows, each from the run directory alone (a section the record lacks is one
 "Skipped: …" line):
 
-* header: task, mode, engine, seed, status and the privacy section's ε, δ, unit, accountant,
+* first, what a reviewer reads first: one line of verdicts (each claim's, then each audit's) and every
+  ``claim_*.json`` (``python -m sandbox.claim``) with its evidence table;
+* the run: task, mode, engine, seed, status and the privacy section's ε, δ, unit, accountant,
   sampling (only the fields the record has);
 * utility vs baseline (recommenders: recall@k / NDCG@k vs popularity), learning curve with the
   baseline, ε over steps or rounds (private runs);
 * the audit: its tables, the log-log ROC from ``audit_scores.npz``, canary exposure;
-* every ``claim_*.json`` (``python -m sandbox.claim``): verdict and evidence table.
+* every re-audit of the same model (``audits/NAME/``, ``python -m sandbox.audit``), likewise
+  (figures ``report_NAME_roc.png``, ...).
 
 Bad input (no directory, no or malformed ``record.json``, unreadable ``audit_scores.npz`` or
 ``claim_*.json``): ``error: …`` naming the file, exit 3, nothing written.

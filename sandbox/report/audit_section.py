@@ -16,8 +16,9 @@ from sandbox.report.fields import Fields, ReportError, fmt, fmt_ci
 # --- audit ------------------------------------------------------------------------------------
 
 
-def audit(r: Fields, scores: dict | None, scores_file: str) -> list[Block]:
-    out: list[Block] = [Heading("Audit")]
+def audit(r: Fields, scores: dict | None, scores_file: str, *, title: str = "Audit", prefix: str = "") -> list[Block]:
+    """The audit of record ``r``; ``title`` its heading, ``prefix`` its figures' (report_{prefix}roc.png)."""
+    out: list[Block] = [Heading(title)]
     a = r.sub("audit")
     if a is None:
         return out + [
@@ -33,7 +34,7 @@ def audit(r: Fields, scores: dict | None, scores_file: str) -> list[Block]:
             raise ReportError(f"{scores_file}: cannot plot: {exc}") from None
         out.append(
             Figure(
-                "report_roc.png",
+                f"report_{prefix}roc.png",
                 png,
                 f"ROC of the audit's scores ({scores_file}), log-log, "
                 "chance dashed; rates of 0 drawn at the axis floor.",
@@ -43,7 +44,7 @@ def audit(r: Fields, scores: dict | None, scores_file: str) -> list[Block]:
         out.append(Skipped("ROC", "audit=suggestions keeps no per-user scores (no audit_scores.npz)"))
     else:
         out.append(Skipped("ROC", f"no {scores_file} in the run directory"))
-    return out + _exposure(a)
+    return out + _exposure(a, prefix)
 
 
 def _harness_tables(a: Fields) -> list[Block]:
@@ -140,7 +141,7 @@ def _suggestions_tables(a: Fields) -> list[Block]:
     return out
 
 
-def _exposure(a: Fields) -> list[Block]:
+def _exposure(a: Fields, prefix: str = "") -> list[Block]:
     out: list[Block] = [Heading("Canary exposure", 3)]
     c = a.sub("canaries")
     if c is None or (c.get("exposure_by_rank") is None and c.get("exposure_by_fit") is None):
@@ -190,7 +191,7 @@ def _exposure(a: Fields) -> list[Block]:
         )
         out.append(
             Figure(
-                "report_exposure.png",
+                f"report_{prefix}exposure.png",
                 png,
                 "Canary exposure (bits) of canaries whose host trained vs "
                 "did not; the unseen-canary line is the expected exposure "

@@ -19,12 +19,11 @@ import numpy as np
 from sandbox.io import write_bytes
 from sandbox.record import RecordError, RunRecord, load
 from sandbox.report import audit_section, sections
-from sandbox.report.document import Block, Figure, render_html, render_markdown
+from sandbox.report.document import Block, Figure, Heading, render_html, render_markdown
 from sandbox.report.fields import Fields, ReportError
 
 RECORD = "record.json"
 SCORES = "audit_scores.npz"
-FIGURES = ("report_utility.png", "report_curve.png", "report_epsilon.png", "report_roc.png", "report_exposure.png")
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,7 @@ class RunDir:
     scores: dict = field(default_factory=dict)  # curve name → (scores, members), from audit_scores.npz
     scores_file: str = SCORES
     claims: tuple[tuple[Path, dict], ...] = ()
+    reaudits: tuple[tuple[str, RunDir], ...] = ()  # audits/NAME/ of the same model (python -m sandbox.audit)
 
 
 @dataclass(frozen=True)
@@ -86,17 +86,22 @@ def load_run(run_dir: str | Path) -> RunDir:
                 scores = audit_section.scores_from_npz(npz, str(path / name))
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ReportError(f"{path / name}: not a readable scores file: {exc}") from None
+    reaudits = tuple(
+        (sub.name, load_run(sub)) for sub in sorted((path / "audits").glob("*")) if (sub / RECORD).is_file()
+    )
     claims = []
     for claim_path in sorted(path.glob("claim_*.json")):
         data = _read_json(claim_path, "claim result")
         Fields(data, str(claim_path)).get("verdict", kind=str)  # type checks that name the file
         Fields(data, str(claim_path)).get("evidence", kind=list)
         claims.append((claim_path, data))
-    return RunDir(path=path, record=record, scores=scores, scores_file=name, claims=tuple(claims))
+    return RunDir(path=path, record=record, scores=scores, scores_file=name, claims=tuple(claims), reaudits=reaudits)
 
 
 def build_report(run: RunDir) -> Report:
-    """The report's blocks, in order: header, verdicts, utility, learning curve, ε, audit, claims."""
+    """The report's blocks, in order: what a reviewer reads first (the verdicts, then each claim's evidence
+    table), then the run (header, utility, learning curve, ε), its audit, and every re-audit of the same
+    model (``audits/NAME/``)."""
     record = (
         run.record
         if isinstance(run.record, RunRecord)
@@ -106,15 +111,28 @@ def build_report(run: RunDir) -> Report:
     named = [v for v in (r.get("task"), r.get("mode"), r.get("privacy", "mechanism")) if v is not None]
     title = f"Run report: {' · '.join(map(str, named))}" if named else f"Run report: {run.path.name}"
     claims = list(run.claims)
+    reaudits = []
+    for name, sub in run.reaudits:
+        sr = Fields(sub.record.to_json() if isinstance(sub.record, RunRecord) else sub.record, str(sub.path / RECORD))
+        reaudits.append((name, sr, sub))
     blocks = [
+        *sections.verdict_line(r, claims, [(name, sr) for name, sr, _ in reaudits]),
+        *sections.claims(claims),
+        Heading("The run"),
         *sections.header(r, run.path),
-        *sections.verdict_line(r, claims),
         *sections.utility(r),
         *sections.learning_curve(r),
         *sections.epsilon_curve(r),
         *audit_section.audit(r, run.scores, run.scores_file),
-        *sections.claims(claims),
     ]
+    for name, sr, sub in reaudits:
+        blocks += audit_section.audit(
+            sr,
+            sub.scores,
+            f"audits/{name}/{sub.scores_file}",
+            title=f"Re-audit of this model: {name}",
+            prefix=f"{name}_",
+        )
     return Report(title=title, blocks=tuple(blocks))
 
 
@@ -134,7 +152,7 @@ def write_report(run_dir: Path, report: Report) -> list[Path]:
         for dest in written:
             dest.unlink(missing_ok=True)
         raise
-    for stale in set(FIGURES) - set(files):
+    for stale in {p.name for p in run_dir.glob("report_*.png")} - set(files):
         (run_dir / stale).unlink(missing_ok=True)
     return written
 

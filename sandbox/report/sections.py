@@ -241,10 +241,12 @@ def claims(found: list[tuple[Path, dict]]) -> list[Block]:
     return out
 
 
-def verdict_line(r: Fields, found: list[tuple[Path, dict]]) -> list[Block]:
-    """One line under the header: the audit's result and each claim's verdict, when there are any."""
-    parts = []
+def verdict_line(r: Fields, found: list[tuple[Path, dict]], reaudits: list[tuple[str, Fields]] = ()) -> list[Block]:
+    """The report's first line: each claim's verdict, then each audit's result (the run's, its re-audits')."""
+    parts = [f"claim {d.get('name') or p.stem}: {d.get('verdict')}" for p, d in found]
     if r.get("audit", "result") is not None:
         parts.append(f"audit ({r.get('audit', 'attack')}): {str(r.get('audit', 'result')).upper()}")
-    parts += [f"claim {d.get('name') or p.stem}: {d.get('verdict')}" for p, d in found]
+    for name, sr in reaudits:
+        if sr.get("audit", "result") is not None:
+            parts.append(f"re-audit {name} ({sr.get('audit', 'attack')}): {str(sr.get('audit', 'result')).upper()}")
     return [Paragraph("Verdicts: " + "; ".join(parts) + ".")] if parts else []

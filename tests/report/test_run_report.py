@@ -330,7 +330,9 @@ def test_private_central_report_with_audit_and_claim(tmp_path):
     for name in figures:
         assert f"]({name})" in md  # the Markdown links the files beside it
     assert "*Skipped: canary exposure: the loss audit records no canary exposure (audit=canary does)*" in md
-    assert "Verdicts: audit (loss): MEASURED; claim cannot-memorize: FAIL." in md
+    assert "Verdicts: claim cannot-memorize: FAIL; audit (loss): MEASURED." in md
+    # what a reviewer reads first: the verdicts, then the claim's evidence, before the run and its audit
+    assert md.index("Verdicts:") < md.index("## Claims") < md.index("## The run") < md.index("## Audit")
 
 
 def test_claim_verdict_and_evidence_table(tmp_path):

@@ -67,7 +67,12 @@ def test_your_own_data_walk_through(tmp_path):
     md = (w / "run" / "report.md").read_text()
     assert (w / "run" / "report.html").is_file() and (w / "run" / "report_lira_roc.png").is_file()
     # the claim first, then the run, its canary audit and the LiRA re-audit of the same model
-    assert md.index("## Claims") < md.index("## The run") < md.index("## Audit") < md.index("## Re-audit of this model: lira")
+    assert (
+        md.index("## Claims")
+        < md.index("## The run")
+        < md.index("## Audit")
+        < md.index("## Re-audit of this model: lira")
+    )
     assert "re-audit lira (lira):" in md.split("\n\n")[1]
     out = _cli("sandbox.suggest", "run", "congrats on shipping the release", "--k", "3", cwd=w).stdout
     assert out.startswith("'congrats on shipping the release': ") and len(out.split("  ")) == 3

@@ -27,8 +27,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 import pytest
+import scipy.stats
 import torch
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp

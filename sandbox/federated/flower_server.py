@@ -68,14 +68,17 @@ def exchange(
 def discover_client_nodes(grid: Grid, *, n_clients: int, wait_seconds: float) -> dict[int, int]:
     """client index → node id, from each node's partition id (one QUERY per node).
 
-    Needs exactly one node per client: partition ids 0 … n_clients − 1, each once.
+    Needs one node per client: partition ids 0 … n_clients − 1, each once. Nodes with a partition id
+    beyond the run's clients (a simulation federation larger than the run) are left idle.
     """
     deadline = time.monotonic() + wait_seconds
     while len(node_ids := sorted(grid.get_node_ids())) < n_clients:
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"{len(node_ids)} nodes connected after {wait_seconds:.0f} s; "
-                f"this run has {n_clients} clients and needs one node per client"
+                f"{len(node_ids)} SuperNodes connected after {wait_seconds:.0f} s; this run has {n_clients} "
+                f"clients and needs one SuperNode per client: in a simulation federation, "
+                f'`flwr run . local --federation-config "num-supernodes={n_clients}"`; in a deployment, start '
+                f"{n_clients} SuperNodes with partition ids 0..{n_clients - 1} (scripts/flower-deploy does)"
             )
         time.sleep(0.2)
     queries = [
@@ -84,12 +87,13 @@ def discover_client_nodes(grid: Grid, *, n_clients: int, wait_seconds: float) ->
     ]
     replies = exchange(grid, queries, what="discovery")
     clients = {node: read_partition_content(reply.content) for node, reply in replies.items()}
-    if sorted(clients.values()) != list(range(n_clients)):
+    used = {node: c for node, c in clients.items() if c < n_clients}
+    if sorted(used.values()) != list(range(n_clients)):
         raise RuntimeError(
-            f"nodes report partition ids {sorted(clients.values())}; this run has {n_clients} "
-            f"clients and needs partition ids 0..{n_clients - 1}, one node each"
+            f"SuperNodes report partition ids {sorted(clients.values())}; this run has {n_clients} "
+            f"clients and needs partition ids 0..{n_clients - 1}, one SuperNode each"
         )
-    return {client: node for node, client in clients.items()}
+    return {client: node for node, client in used.items()}
 
 
 def train_contents(

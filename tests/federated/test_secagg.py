@@ -417,6 +417,7 @@ CROSS_SILO_SECAGG = [
 ]
 
 
+@pytest.mark.slow  # 170-180 s: `make test-slow` (the SecAgg+ simulation test above runs in `make test`)
 @pytest.mark.deployment
 @pytest.mark.e2e
 @pytest.mark.filterwarnings("ignore")

@@ -55,9 +55,7 @@ def corpus_with_marked_optouts(seed: int):
     return dataclasses.replace(corpus, texts=texts), int(excluded.sum())
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31 - 1), private=st.booleans())
-def test_opted_out_users_never_reach_a_training_batch(seed, private):
+def _never_reach_a_training_batch(seed, private):
     corpus, _ = corpus_with_marked_optouts(seed)
     split = split_users(corpus, test_fraction=0.2, rng=np.random.default_rng(seed))
     users = np.concatenate([split.train_users, split.test_users])
@@ -97,6 +95,21 @@ def test_opted_out_users_never_reach_a_training_batch(seed, private):
             config=TASK,
         )
         assert (everyone.tokens == marker_bucket).any()
+
+
+# each example trains a model (DP-SGD through Opacus for half): 4.5 s apiece here, so `make test` draws 6
+# and `make test-slow` 60 (Hypothesis draws fresh seeds every run either way)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), private=st.booleans())
+def test_opted_out_users_never_reach_a_training_batch(seed, private):
+    _never_reach_a_training_batch(seed, private)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), private=st.booleans())
+def test_opted_out_users_never_reach_a_training_batch_thoroughly(seed, private):
+    _never_reach_a_training_batch(seed, private)
 
 
 def test_split_holds_out_users_not_messages():

@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 
 from sandbox.cli import Exit
 from sandbox.config import CONF_DIR, ConfigError, explain, plain, register, resolve
+from sandbox.config.help import help_text
 from sandbox.data import CorpusError
 from sandbox.privacy.errors import AccountingError, LedgerError, PrivacyInputError
 from sandbox.summary import describe_run
@@ -106,8 +107,6 @@ _EXCLUSIVE = {
 
 def _help(overrides: list[str]) -> int:
     """``--help`` (``sandbox.config.help``): the groups one line each and the composed config; exit 0."""
-    from sandbox.config.help import help_text
-
     try:
         print(help_text(overrides))
     except BAD_INPUT as exc:

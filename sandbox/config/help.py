@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from sandbox.config.store import CONF_DIR
+from sandbox.config.store import CONF_DIR, register
 
 # one line per config group of sandbox/conf (a test checks that every group has one and no other)
 GROUPS = {
@@ -75,10 +76,6 @@ def group_lines(conf: Path | str = CONF_DIR) -> list[str]:
 
 def help_text(overrides: Sequence[str] = ()) -> str:
     """The whole ``--help`` text: usage, the groups, and the config ``overrides`` compose (as YAML)."""
-    from hydra import compose, initialize_config_dir
-
-    from sandbox.config.store import register
-
     register()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=list(overrides))

@@ -30,6 +30,7 @@ import numpy as np
 
 from sandbox.data.canaries import CanaryManifest, draw_canary_manifest
 from sandbox.data.schema import Corpus, CorpusError
+from sandbox.io import write_json
 
 
 def plant_canaries(
@@ -125,8 +126,6 @@ def _with_canaries(corpus: Corpus, manifest: CanaryManifest, rng: np.random.Gene
 
 def write_manifest(manifest: CanaryManifest, path: Path) -> Path:
     """The manifest as JSON at ``path`` (refusing to overwrite: it is the audits' ground truth)."""
-    from sandbox.io import write_json
-
     if path.exists():
         raise CorpusError(f"{path}: exists; the manifest is the audits' ground truth and is never overwritten")
     write_json(path, manifest.to_json())

@@ -13,6 +13,7 @@ from dp_accounting.rdp import RdpAccountant
 from hypothesis import given
 from hypothesis import strategies as st
 from opacus.accountants import GaussianAccountant, PRVAccountant, RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
 
 from sandbox.privacy import (
     ACCOUNTANTS,
@@ -84,6 +85,26 @@ def test_multi_phase_composition_equals_sequential_stepping(accountant):
     # and composition costs more than any phase alone
     alone = max(epsilon_for(events=[e], delta=1e-6, accountant=accountant) for e in events)
     assert got > alone
+
+
+def test_cached_rdp_curves_give_opacus_epsilon_bit_for_bit_on_every_call():
+    """The per-(q, σ) RDP cache (accountants.CachedRDPAccountant): the first call fills it, later
+    calls read it; both equal Opacus' own RDPAccountant exactly, also for a new phase added later."""
+    phases = [(1.0, 0.05, 1), (1.0, 0.05, 7), (0.9, 0.05, 3)]
+    for n in range(1, len(phases) + 1):
+        expected = RDPAccountant()
+        expected.history = list(phases[:n])
+        for _ in range(2):  # cold, then cached
+            got = epsilon_for(events=[_event(*phase) for phase in phases[:n]], delta=1e-5, accountant="rdp")
+            assert got == expected.get_epsilon(delta=1e-5)
+
+
+def test_calibration_through_the_cached_rdp_accountant_equals_opacus():
+    expected = get_noise_multiplier(
+        target_epsilon=3.0, target_delta=1e-5, sample_rate=0.02, steps=300, accountant="rdp"
+    )
+    got = noise_multiplier_for(target_epsilon=3.0, delta=1e-5, sample_rate=0.02, steps=300, accountant="rdp")
+    assert got == expected
 
 
 def test_split_identical_phases_give_the_same_epsilon_as_one_phase():

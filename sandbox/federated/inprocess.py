@@ -16,7 +16,7 @@ from sandbox.federated.batched import BatchedLocalTrainer, supports_batching
 from sandbox.federated.client import LocalConfig
 from sandbox.federated.client_dp import make_trainer
 from sandbox.federated.clients import ClientPartition
-from sandbox.federated.rounds import RoundCallback, run_rounds
+from sandbox.federated.rounds import RoundCallback, RoundSum, run_rounds
 from sandbox.federated.server import FederatedServer
 from sandbox.tasks.base import Examples
 from sandbox.train.threads import single_threaded
@@ -59,15 +59,23 @@ def _rounds(server, *, partition, examples, model, local, on_round, client_batch
         else make_trainer(model, local, server.local_dp)
     )
 
+    # without observers the server needs only the round's sum; clients clipped at the server's norm
+    summed = batched and not server.observers and (server.dp is None or server.dp.clipping_site == "client")
+
     def updates_of(plan):
         trainer.load(server.params)
         datas = [partition.data(int(client), examples) for client in plan.clients]
         generators = [torch.Generator().manual_seed(seed) for seed in plan.client_seeds]
+        if summed:
+            total, weight, loss_sum, n_unclipped = trainer.round_sum(
+                datas, generators, clip_norm=plan.clip_norm, weighted=server.dp is None
+            )
+            return RoundSum(
+                total=total, clients=plan.clients, weight=weight, loss_sum=loss_sum, n_unclipped=n_unclipped
+            )
         if batched:  # trained longest client first; handed over in the plan's order (run_rounds files them so)
             done = dict(trainer.updates(datas, generators, clip_norm=plan.clip_norm))
-            yield from (done[i] for i in range(len(datas)))
-        else:
-            for data, generator in zip(datas, generators):
-                yield trainer.update(data, generator=generator, clip_norm=plan.clip_norm)
+            return [done[i] for i in range(len(datas))]
+        return (trainer.update(d, generator=g, clip_norm=plan.clip_norm) for d, g in zip(datas, generators))
 
     run_rounds(server, updates_of, on_round=on_round)

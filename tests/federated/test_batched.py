@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector
 
+from sandbox.federated.aggregate import add_delta, clip_update
 from sandbox.federated.batched import BatchedLocalTrainer, supports_batching
 from sandbox.federated.client import ClientData, LocalConfig, LocalTrainer
 from sandbox.tasks import emoji
@@ -81,6 +82,35 @@ def test_batched_client_side_clipping_matches_and_reports_the_bit():
         assert got[i].unclipped == ref.unclipped
         assert float(got[i].delta.values.norm()) <= clip * (1 + 1e-5)
         torch.testing.assert_close(got[i].delta.values, ref.delta.values, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+@pytest.mark.parametrize("clip", [None, "median"])
+def test_round_sum_equals_folding_the_one_by_one_updates(chunk, clip):
+    """The in-process engine's summed path (no observers): the total, weight, losses and unclipped
+    count the server would have folded from the loop trainer's updates, clipped like the server."""
+    params, datas = _params(), _clients(seed=2)
+    local = LocalConfig(batch_size=4, lr=2.0)
+    free = _one_by_one(params, datas, local)
+    clip_norm = None if clip is None else float(torch.tensor([float(u.delta.values.norm()) for u in free]).median())
+    weighted = clip is None  # FedAvg weights by example counts; DP-FedAvg adds clipped updates
+    expected = torch.zeros_like(params)
+    n_unclipped = 0
+    for update in free:
+        delta, unclipped = (update.delta, True) if clip_norm is None else clip_update(update.delta, clip_norm)
+        add_delta(expected, delta, weight=update.n_examples if weighted else 1.0)
+        n_unclipped += unclipped
+    trainer = BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), local, chunk=chunk)
+    trainer.load(params)
+    generators = [torch.Generator().manual_seed(10 + i) for i in range(len(datas))]
+    total, weight, loss_sum, unclipped_count = trainer.round_sum(
+        datas, generators, clip_norm=clip_norm, weighted=weighted
+    )
+    torch.testing.assert_close(total, expected, atol=1e-6, rtol=1e-5)
+    assert float(expected.abs().max()) > 1e-2
+    assert weight == (sum(SIZES) if weighted else len(SIZES))
+    assert loss_sum == pytest.approx(sum(u.loss for u in free), rel=1e-5)
+    assert unclipped_count == n_unclipped and (clip is None or 0 < n_unclipped < len(SIZES))
 
 
 def test_clients_stay_independent_whatever_else_is_in_the_batch():

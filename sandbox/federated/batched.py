@@ -74,29 +74,43 @@ class BatchedLocalTrainer(ScratchParams):
             raise RuntimeError("BatchedLocalTrainer.updates before load(params)")
         if len(datas) != len(generators):
             raise ValueError(f"{len(datas)} clients but {len(generators)} generators")
-        plans = [self._batches(d, g) for d, g in zip(datas, generators)]
-        order = sorted(range(len(datas)), key=lambda i: -len(plans[i][0]))  # longest first: active = prefix
+        order = self._longest_first(datas)
         for start in range(0, len(order), self.chunk):
             members = order[start : start + self.chunk]
-            yield from zip(
-                members, self._train_chunk([datas[i] for i in members], [plans[i] for i in members], clip_norm)
-            )
+            trained = self._train(datas=[datas[i] for i in members], generators=[generators[i] for i in members])
+            yield from zip(members, self._updates_of(trained, [datas[i] for i in members], clip_norm))
 
-    def _batches(self, data: ClientData, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The client's batches as [steps, batch] example indices and weights (1 = real, 0 = padding).
+    def _longest_first(self, datas: Sequence[ClientData]) -> list[int]:
+        """Clients by decreasing number of local steps (stable): the active clients at step t are a prefix."""
+        bsz = self.cfg.batch_size
+        return sorted(range(len(datas)), key=lambda i: len(datas[i]) // -bsz)  # −⌈m / B⌉
 
-        Drawn exactly as ``LocalTrainer.update`` draws them (one ``randperm`` per epoch, split
-        into batches); a short last batch is padded with a real example of weight 0.
+    def _plan(
+        self, sizes: torch.Tensor, first: torch.Tensor, generators: Sequence[torch.Generator]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chunk's batches: [steps, clients, batch] example indices and weights (1 = real, 0 = none).
+
+        Each client's order is drawn exactly as ``LocalTrainer.update`` draws it (one ``randperm`` per
+        epoch from its own generator, split into batches); the layout is computed for all clients at
+        once. A short last batch, and every step after a client's last, holds the client's first
+        example at weight 0 (its gradient is exactly zero).
         """
-        m, bsz = len(data), self.cfg.batch_size
-        steps = -(-m // bsz)
-        pad = steps * bsz - m
-        valid = torch.cat([torch.ones(m), torch.zeros(pad)]).view(steps, bsz)
-        orders = []
-        for _ in range(self.cfg.epochs):
-            perm = torch.randperm(m, generator=generator)
-            orders.append(torch.cat([perm, perm[:1].expand(pad)]).view(steps, bsz))
-        return torch.cat(orders), valid.repeat(self.cfg.epochs, 1)
+        n, bsz, epochs = len(sizes), self.cfg.batch_size, self.cfg.epochs
+        per_epoch = -(-sizes // bsz)  # steps per epoch
+        perms = torch.cat(
+            [torch.randperm(m, generator=g) for m, g in zip(sizes.tolist(), generators) for _ in range(epochs)]
+        )
+        segment_len = sizes.repeat_interleave(epochs)  # one segment per (client, epoch), in draw order
+        segment = torch.repeat_interleave(torch.arange(n * epochs), segment_len)
+        position = torch.arange(len(perms)) - (torch.cumsum(segment_len, 0) - segment_len)[segment]
+        client, epoch = segment // epochs, segment % epochs
+        step, slot = epoch * per_epoch[client] + position // bsz, position % bsz
+        steps = int((per_epoch * epochs).max())
+        example = first.view(1, n, 1).expand(steps, n, bsz).clone()
+        weight = torch.zeros(steps, n, bsz)
+        example[step, client, slot] = perms + first[client]
+        weight[step, client, slot] = 1.0
+        return example, weight
 
     def round_sum(
         self,
@@ -118,13 +132,12 @@ class BatchedLocalTrainer(ScratchParams):
             raise RuntimeError("BatchedLocalTrainer.round_sum before load(params)")
         total = torch.zeros(self.size)
         weight, loss_sum, n_unclipped = 0.0, 0.0, 0
-        plans = [self._batches(d, g) for d, g in zip(datas, generators)]
-        order = sorted(range(len(datas)), key=lambda i: -len(plans[i][0]))
+        order = self._longest_first(datas)
         n_buckets, dim = self._emb_shape
         emb_total = total[: self._emb_size].view(n_buckets, dim)
         for start in range(0, len(order), self.chunk):
             members = order[start : start + self.chunk]
-            trained = self._train(datas=[datas[i] for i in members], plans=[plans[i] for i in members])
+            trained = self._train(datas=[datas[i] for i in members], generators=[generators[i] for i in members])
             emb_delta, dense_delta = trained.emb_delta, trained.dense_delta
             norms = (
                 torch.zeros(len(members), dtype=emb_delta.dtype).index_add_(
@@ -150,10 +163,7 @@ class BatchedLocalTrainer(ScratchParams):
             loss_sum += float((trained.loss_sum / trained.steps).sum())
         return total, weight, loss_sum, n_unclipped
 
-    def _train_chunk(
-        self, datas: list[ClientData], plans: list[tuple[torch.Tensor, torch.Tensor]], clip_norm: float | None
-    ) -> list[Update]:
-        trained = self._train(datas=datas, plans=plans)
+    def _updates_of(self, trained: _Trained, datas: list[ClientData], clip_norm: float | None) -> list[Update]:
         dim = self._emb_shape[1]
         out = []
         with torch.no_grad():
@@ -180,9 +190,9 @@ class BatchedLocalTrainer(ScratchParams):
                 )
         return out
 
-    def _train(self, *, datas: list[ClientData], plans: list[tuple[torch.Tensor, torch.Tensor]]) -> _Trained:
+    def _train(self, *, datas: list[ClientData], generators: Sequence[torch.Generator]) -> _Trained:
         """Local SGD for a chunk of clients (longest first); their deltas, row-sparse, not yet clipped."""
-        n, steps, bsz = len(datas), len(plans[0][0]), self.cfg.batch_size
+        n, bsz = len(datas), self.cfg.batch_size
         n_buckets, dim = self._emb_shape
         # every (client, bucket) pair gets its own table row: client c's rows are a sorted block
         all_tokens = torch.cat([d.tokens for d in datas])
@@ -201,12 +211,8 @@ class BatchedLocalTrainer(ScratchParams):
             size = torch.Size(shape).numel()
             dense.append(self._global[offset : offset + size].view(shape).expand(n, *shape).clone().requires_grad_())
             offset += size
-        # [steps, n, bsz] example indices; a client without step t and a short batch's padding weigh 0
-        example = torch.zeros(steps, n, bsz, dtype=torch.int64)
-        weight = torch.zeros(steps, n, bsz)
-        for c, (order, valid) in enumerate(plans):
-            example[: len(order), c] = order + first[c]
-            weight[: len(order), c] = valid
+        example, weight = self._plan(sizes, first, generators)  # [steps, n, bsz]
+        steps = len(example)
         counts = weight.sum(2)
         active = (counts > 0).sum(1)
         length = (all_tokens != 0).sum(1)  # tokens are left-aligned: positions ≥ a row's length are padding
@@ -236,5 +242,5 @@ class BatchedLocalTrainer(ScratchParams):
                 emb_delta=table.detach() - start,
                 dense_delta=torch.cat([p.detach().reshape(n, -1) for p in dense], 1) - self._global[self._emb_size :],
                 loss_sum=loss_sum,
-                steps=torch.tensor([len(plan[0]) for plan in plans]),
+                steps=-(-sizes // bsz) * self.cfg.epochs,
             )

@@ -73,5 +73,5 @@ def local_epoch(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, *,
         loss = nn.functional.cross_entropy(model(tokens[batch]), labels[batch])
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return sum(losses) / max(1, len(losses))

@@ -81,16 +81,16 @@ class PflBagModel(BagModel):
 
 
 class IterationStamps(TrainingProcessCallback):
-    """``time.perf_counter()`` at the end of each central iteration, and the users trained in it."""
+    """``time.perf_counter()`` at the end of each central iteration, and the users (their sizes) trained in it."""
 
     def __init__(self, sampled: list[int]):
         self.stamps: list[float] = []
-        self.cohorts: list[int] = []
+        self.cohorts: list[list[int]] = []
         self._sampled = sampled
 
     def after_central_iteration(self, aggregate_metrics, model, *, central_iteration: int):
         self.stamps.append(time.perf_counter())
-        self.cohorts.append(len(self._sampled))
+        self.cohorts.append(list(self._sampled))
         self._sampled.clear()
         return False, Metrics()
 
@@ -101,8 +101,8 @@ def run(seed: int = 0, rounds: int = ROUNDS) -> dict:
     sampled: list[int] = []
 
     def make_dataset(user: int) -> Dataset:
-        sampled.append(user)
         tokens, labels = user_rows(arrays, user)
+        sampled.append(len(labels))
         return Dataset(raw_data=[tokens, labels], user_id=user)
 
     users = [int(u) for u in np.random.default_rng(seed).permutation(N_USERS)]
@@ -140,7 +140,8 @@ def run(seed: int = 0, rounds: int = ROUNDS) -> dict:
         "torch": torch.__version__,
         "seconds_per_round": (ts[-1] - ts[0]) / (len(ts) - 1),
         "rounds": len(ts),
-        "mean_cohort": float(np.mean(stamps.cohorts)),
+        "mean_cohort": float(np.mean([len(c) for c in stamps.cohorts[1:]])),  # the timed iterations
+        "mean_examples": float(np.mean([sum(c) for c in stamps.cohorts[1:]])),
         "n_parameters": n_parameters(module),
         "n_examples": int(arrays[2][-1]),
         "noise_std_on_sum": mechanism.relative_noise_stddev * CLIP,

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-quick lint test-slow test-all check-install experiment bench deploy clean
+.PHONY: setup demo test test-quick lint test-slow test-all check-install experiment bench bench-peers-setup deploy clean
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel on disk here; an unpinned
 # torch (or a package asking for one) would pull a multi-GB CUDA build.
@@ -55,6 +55,21 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.federated
 	$(BIN)/python -m benchmarks.startup
+	$(BIN)/python -m benchmarks.peers
+
+## pfl-research for the matched-workload comparison (benchmarks.peers) in its own venv: pfl 0.6
+## pins dp-accounting < 0.6, this project needs 0.6. torch 2.13.0 first, then pfl with torch held
+## by the constraints file (an unpinned torch would pull a CUDA build). Without it, `make bench`
+## skips pfl with a note.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): benchmarks/bench-constraints.txt
+	$(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -c benchmarks/bench-constraints.txt 'pfl[pytorch]'
+	@touch $(BENCH_STAMP)
+
+bench-peers-setup: $(BENCH_STAMP)
 
 ## Federated DP training on Flower's Deployment Engine: a local SuperLink and one SuperNode per
 ## client (here 3 workspaces = 3 clients), `flwr run .`; prints where record.json and model.pt are.
@@ -65,4 +80,4 @@ deploy: $(STAMP)
 	PYTHON=$(BIN)/python scripts/flower-deploy $(DEPLOY_CONFIG)
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) outputs multirun .pytest_cache

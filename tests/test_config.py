@@ -22,6 +22,7 @@ CONF = Path(CONF_DIR)
 CONTEXT = {
     "privacy/dpfedavg": ["mode=federated"],
     "privacy/client_dpsgd": ["mode=federated"],
+    "privacy/dpftrl": ["mode=federated"],
     "federation/cross_silo": ["mode=federated", "privacy=dpfedavg"],
     "federation/cross_device": ["mode=federated", "privacy=dpfedavg"],
     "audit/suggestions": ["task=jobs"],

@@ -232,13 +232,13 @@ class ModelSection(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class PrivacySection(Section):
-    mechanism: str = key("str", "none | dpsgd | dpfedavg | client_dpsgd")
+    mechanism: str = key("str", "none | dpsgd | dpfedavg | dpftrl | client_dpsgd")
     unit: str = key("str", "example | user | workspace: the neighbouring unit of ε")
     epsilon: float | None = key("number", "the accountant's ε (null: not private; may be inf)", null=True)
     delta: float | None = key("number", "δ of ε (null: not private)", null=True)
     accountant: str | None = key("str", "rdp | prv | gdp (null: not private)", null=True)
     noise_multiplier: float | None = key("number", "σ", null=True)
-    sample_rate: float | None = key("number", "Poisson sampling rate q", null=True)
+    sample_rate: float | None = key("number", "Poisson sampling rate q (null: no sampling, dpftrl)", null=True)
     sampling: str | None = key("str", "how units were sampled", null=True)
     steps: int = key("int", "optimizer steps (central) or rounds (federated) that ran")
     clip_norm: float | None = key("number", "clipping norm", null=True)

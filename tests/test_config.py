@@ -74,6 +74,7 @@ DELIBERATE = {
     "privacy/dpsgd": {"mechanism", "target_epsilon"},
     "privacy/dpfedavg": {"mechanism", "unit", "target_epsilon"},
     "privacy/client_dpsgd": {"mechanism", "target_epsilon"},
+    "privacy/dpftrl": {"mechanism", "unit", "target_epsilon", "clients_per_round"},
     "federation/cross_silo": {"unit", "sample_rate", "local_batch_size"},
     "audit/loss": {"attack"},
     "audit/lira": {"attack"},

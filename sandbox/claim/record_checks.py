@@ -7,7 +7,7 @@ the key) for a record that is impossible or not a record of what ran:
 * ``status`` other than ``completed``, ``stopped_budget`` or ``failed`` (a ``failed`` record, whose
   audit found a probable DP bug, is judged: every row FAILs, ``checks.judge_row``);
 * ``privacy.mechanism`` unknown; ``privacy.unit`` that does not fit it (``dpsgd`` and
-  ``client_dpsgd``: example; ``dpfedavg``: user or workspace); ``mechanism: none`` with an ε;
+  ``client_dpsgd``: example; ``dpfedavg``, ``dpftrl``: user or workspace); ``mechanism: none`` with an ε;
   a private mechanism without one;
 * ``privacy.epsilon`` NaN or negative (``inf`` is possible: "no finite guarantee", the ε row
   FAILs); ``privacy.noise_source`` other than ``secure`` or ``seeded`` (absent is allowed: such

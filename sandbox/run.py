@@ -203,7 +203,7 @@ def planned_spend(cfg: RunConfig, data: Prepared) -> Spend:
 
 
 def _unit(cfg: RunConfig) -> str:
-    return cfg.federation.unit if cfg.privacy.mechanism == "dpfedavg" else "example"
+    return cfg.federation.unit if cfg.privacy.mechanism in ("dpfedavg", "dpftrl") else "example"
 
 
 def planned_epsilon(cfg: RunConfig, data: Prepared) -> float:
@@ -263,7 +263,7 @@ def _planned_model_epsilon(cfg: RunConfig, data: Prepared) -> float:
     """An upper bound on the ε one private model of ``cfg`` spends: its target (met by calibration or the
     stop rule), else the RDP ε (the ledger composes with RDP) of the run's plan (``sandbox.privacy.plan``)."""
     n_clients = None
-    if cfg.privacy.mechanism == "dpfedavg":  # δ and adaptive clipping's count noise are over the clients
+    if cfg.privacy.mechanism in ("dpfedavg", "dpftrl"):  # δ and adaptive clipping's count noise are over the clients
         n_clients = len(partition_clients(data.corpus, data.train, unit=cfg.federation.unit))
     plan = plan_for(cfg, n_examples=len(data.train), n_clients=n_clients)
     if plan.target_epsilon is not None:

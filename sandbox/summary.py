@@ -23,9 +23,15 @@ def _privacy_text(privacy: dict) -> str:
     source = f", {privacy['noise_source']} noise" if privacy.get("noise_source") else ""
     return (
         f"ε = {privacy['epsilon']:.2f} (δ = {privacy['delta']:.0e}, {privacy['unit']}-level, "
-        f"{privacy['accountant']}, {privacy['sampling']} q = {privacy['sample_rate']:.4g}, "
+        f"{privacy['accountant']}, {_sampling_text(privacy)}, "
         f"σ = {privacy['noise_multiplier']:.3f}, {privacy['steps']} steps{source})"
     )
+
+
+def _sampling_text(privacy: dict) -> str:
+    if privacy.get("sample_rate") is None:  # DP-FTRL: no sampling, a participation rule
+        return f"sampling {privacy['sampling']}"
+    return f"{privacy['sampling']} q = {privacy['sample_rate']:.4g}"
 
 
 def noise_warning(privacy: dict) -> str | None:

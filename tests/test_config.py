@@ -22,6 +22,7 @@ CONF = Path(CONF_DIR)
 CONTEXT = {
     "privacy/dpfedavg": ["mode=federated"],
     "privacy/client_dpsgd": ["mode=federated"],
+    "privacy/dpftrl": ["mode=federated"],
     "federation/cross_silo": ["mode=federated", "privacy=dpfedavg"],
     "federation/cross_device": ["mode=federated", "privacy=dpfedavg"],
     "audit/suggestions": ["task=jobs"],
@@ -73,6 +74,7 @@ DELIBERATE = {
     "privacy/dpsgd": {"mechanism", "target_epsilon"},
     "privacy/dpfedavg": {"mechanism", "unit", "target_epsilon"},
     "privacy/client_dpsgd": {"mechanism", "target_epsilon"},
+    "privacy/dpftrl": {"mechanism", "unit", "target_epsilon", "clients_per_round"},
     "federation/cross_silo": {"unit", "sample_rate", "local_batch_size"},
     "audit/loss": {"attack"},
     "audit/lira": {"attack"},

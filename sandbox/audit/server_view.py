@@ -407,6 +407,11 @@ def _dp_scope(mechanism: str) -> str:
             "DP-FedAvg (central) noises the sum of the clipped updates after the server has received each one: "
             "its ε bounds what the released model reveals, not what the server sees"
         )
+    if mechanism == "dpftrl":
+        return (
+            "DP-FTRL (central) noises the tree's prefix sums of the clipped updates after the server has received "
+            "each one: its ε bounds what the released models reveal, not what the server sees"
+        )
     if mechanism == "client_dpsgd":
         return "client-level DP-SGD noises each update on the client, before the server receives it"
     return "not private: no DP mechanism"
@@ -431,6 +436,7 @@ def finding(cfg: RunConfig, stats: dict) -> str:
     if ind.get("result") == "measured":
         lead = {
             "dpfedavg": "DP-FedAvg adds noise after the server has seen each clipped update",
+            "dpftrl": "DP-FTRL adds tree noise after the server has seen each clipped update",
             "client_dpsgd": "Client-level DP-SGD noises each update before it leaves the client",
         }.get(cfg.privacy.mechanism, "Without DP or secure aggregation the server sees each client's update")
         return (

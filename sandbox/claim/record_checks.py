@@ -7,7 +7,7 @@ the key) for a record that is impossible or not a record of what ran:
 * ``status`` other than ``completed``, ``stopped_budget`` or ``failed`` (a ``failed`` record, whose
   audit found a probable DP bug, is judged: every row FAILs, ``checks.judge_row``);
 * ``privacy.mechanism`` unknown; ``privacy.unit`` that does not fit it (``dpsgd`` and
-  ``client_dpsgd``: example; ``dpfedavg``: user or workspace); ``mechanism: none`` with an ε;
+  ``client_dpsgd``: example; ``dpfedavg``, ``dpftrl``: user or workspace); ``mechanism: none`` with an ε;
   a private mechanism without one;
 * ``privacy.epsilon`` NaN or negative (``inf`` is possible: "no finite guarantee", the ε row
   FAILs); ``privacy.noise_source`` other than ``secure`` or ``seeded`` (absent is allowed: such
@@ -26,18 +26,19 @@ when a record needs them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Mapping
 
 from sandbox.claim.checks import ClaimError, Record
+from sandbox.privacy.events import event_fields, event_from_json
 
 STATUSES = ("completed", "stopped_budget", "failed")
 UNITS_OF_MECHANISM = {
     "dpsgd": ("example",),
     "client_dpsgd": ("example",),
     "dpfedavg": ("user", "workspace"),
+    "dpftrl": ("user", "workspace"),
     "none": None,
 }
 NOISE_SOURCES = ("secure", "seeded")  # sandbox.privacy.noise.NOISE_SOURCES
@@ -117,7 +118,6 @@ def _verify_epsilon(record: Record, eps: float) -> str:
         ACCOUNTANTS,
         AccountingError,
         PrivacyInputError,
-        SubsampledGaussianEvent,
         epsilon_for,
         validate_privacy_inputs,
     )
@@ -136,17 +136,17 @@ def _verify_epsilon(record: Record, eps: float) -> str:
     except PrivacyInputError as exc:
         raise ClaimError(f"{origin}: privacy.delta: {exc}") from None
     raw = privacy.events
-    known = {f.name for f in dataclasses.fields(SubsampledGaussianEvent)}
     events = []
     for i, event in enumerate(raw):
         where = f"{origin}: privacy.events[{i}]"
         if not isinstance(event, Mapping):
             raise ClaimError(f"{where}: expected an event mapping, got {event!r}")
+        known = set(event_fields(dict(event)))  # a DP-FTRL tree (kind) or a Poisson-subsampled Gaussian
         unknown = sorted(set(event) - known)
         if unknown:
             raise ClaimError(f"{where}.{unknown[0]}: unknown event key (known: {', '.join(sorted(known))})")
         try:
-            events.append(SubsampledGaussianEvent(**_as_tuples(_thaw(event))))
+            events.append(event_from_json(_as_tuples(_thaw(event))))
         except TypeError as exc:  # a required key missing
             raise ClaimError(f"{where}: not an event: {exc}") from None
         except PrivacyInputError as exc:

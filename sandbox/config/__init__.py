@@ -162,6 +162,8 @@ def _validate_privacy(p: PrivacyConfig) -> None:
         _check(
             0 < p.local_sample_rate <= 1, "privacy.local_sample_rate", f"must be in (0, 1], got {p.local_sample_rate}"
         )
+    elif p.mechanism == "dpftrl":
+        _validate_dpftrl(p)
     else:
         _check(
             p.unit in ("user", "workspace"),
@@ -196,6 +198,56 @@ def _validate_privacy(p: PrivacyConfig) -> None:
     if p.delta is not None:
         _check(0 < p.delta < 1, "privacy.delta", f"must be in (0, 1), got {p.delta}")
     _check(p.clip_norm > 0, "privacy.clip_norm", f"must be > 0, got {p.clip_norm}")
+
+
+def _validate_dpftrl(p: PrivacyConfig) -> None:
+    """DP-FTRL with tree aggregation and restarts: refuse what dp-accounting's tree RDP does not cover."""
+    _check(
+        p.unit in ("user", "workspace"),
+        "privacy.unit",
+        f"DP-FTRL protects a whole client: 'user' or 'workspace', got {p.unit!r}",
+    )
+    _check(
+        (p.noise_multiplier is None) != (p.target_epsilon is None),
+        "privacy",
+        "set exactly one of privacy.noise_multiplier and privacy.target_epsilon (DP-FTRL has no stop rule)",
+    )
+    _check(
+        p.accountant == "rdp",
+        "privacy.accountant",
+        f"DP-FTRL's tree aggregation is accounted by dp-accounting's RDP accountant only, got {p.accountant!r}: "
+        "use privacy.accountant=rdp",
+    )
+    _check(
+        p.clients_per_round is not None and p.clients_per_round >= 1,
+        "privacy.clients_per_round",
+        f"DP-FTRL needs the fixed number of clients per round (an integer ≥ 1), got {p.clients_per_round!r}",
+    )
+    _check(
+        p.rounds_per_epoch is None or p.rounds_per_epoch >= 1,
+        "privacy.rounds_per_epoch",
+        f"must be an integer ≥ 1 or null (⌊clients / clients_per_round⌋), got {p.rounds_per_epoch!r}",
+    )
+    _check(
+        p.participation in ("shuffled", "cyclic"),
+        "privacy.participation",
+        f"must be 'shuffled' or 'cyclic', got {p.participation!r}",
+    )
+    _check(
+        p.tree_restart == "epoch",
+        "privacy.tree_restart",
+        f"only 'epoch' (a new tree every privacy.rounds_per_epoch rounds) is accounted, got {p.tree_restart!r}: "
+        "without restarts aligned to the epochs a user takes part in one tree more than once, which "
+        "dp-accounting's tree-aggregation RDP does not cover (one tree over all rounds: rounds_per_epoch ≥ rounds)",
+    )
+    _check(
+        p.max_participations_per_tree == 1,
+        "privacy.max_participations_per_tree",
+        f"must be 1, got {p.max_participations_per_tree!r}: dp-accounting's tree-aggregation RDP "
+        "(SingleEpochTreeAggregationDpEvent) covers each user at most once per tree; more is refused, "
+        "not approximated",
+    )
+    _check(p.clipping == "fixed", "privacy.clipping", "DP-FTRL runs with a fixed clip norm (adaptive: DP-FedAvg only)")
 
 
 def _validate_train(t: TrainConfig) -> None:
@@ -298,7 +350,14 @@ def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
         "federated training uses privacy=dpfedavg (user level), privacy=client_dpsgd (example level, "
         "inside each client) or privacy=none",
     )
-    if privacy.mechanism == "dpfedavg":
+    if privacy.mechanism == "dpftrl":
+        _check(
+            f.server_optimizer in ("fedavg", "fedavgm"),
+            "federation.server_optimizer",
+            "DP-FTRL's server step is FTRL on the noisy prefix sum: fedavg (no momentum) or fedavgm "
+            f"(DP-FTRLM, momentum federation.server_momentum), got {_q(f.server_optimizer)}",
+        )
+    if privacy.mechanism in ("dpfedavg", "dpftrl"):
         _check(
             privacy.unit == f.unit,
             "privacy.unit",
@@ -312,7 +371,7 @@ def _validate_federation(f: FederationConfig, privacy: PrivacyConfig) -> None:
         "federation.secagg",
         "secure aggregation runs in Flower: federation.engine=flower|deployment",
     )
-    if privacy.mechanism == "dpfedavg":
+    if privacy.mechanism in ("dpfedavg", "dpftrl"):
         _check(
             privacy.clipping_site == "client",
             "federation.secagg",
@@ -410,7 +469,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
         _validate_federation(federation, privacy)
     else:
         _check(
-            privacy.mechanism not in ("dpfedavg", "client_dpsgd"),
+            privacy.mechanism not in ("dpfedavg", "dpftrl", "client_dpsgd"),
             "privacy",
             f"privacy={privacy.mechanism} is federated: add mode=federated",
         )
@@ -420,6 +479,14 @@ def resolve(cfg: DictConfig) -> RunConfig:
             f"audit={audit.attack} audits federated training (it watches the rounds): add mode=federated",
         )
     if audit.attack == "canary_clients":  # before any data is built (sandbox.federated.canary_clients)
+        _check(
+            privacy.mechanism != "dpftrl",
+            "audit.attack",
+            "audit=canary_clients Poisson-samples its canary clients at the real clients' rate q and reads the "
+            "ε of one round's sum; DP-FTRL has no sampling (each user once per tree) and releases tree-noised "
+            "prefix sums, so that audit's statistic and bound do not apply: audit the released model instead "
+            "(audit=loss, lira, rmia or canary)",
+        )
         _check(
             privacy.mechanism in ("none", "dpfedavg"),
             "privacy.mechanism",

@@ -26,6 +26,7 @@ class Mechanism(enum.StrEnum):
     none = "none"
     dpsgd = "dpsgd"
     dpfedavg = "dpfedavg"
+    dpftrl = "dpftrl"
     client_dpsgd = "client_dpsgd"
 
 
@@ -391,7 +392,7 @@ ENGINES = _values(Engine)  # deployment: only inside a Flower ServerApp
 @dataclass(frozen=True)
 class PrivacyConfig:
     """Hydra group ``privacy/``: ``none``, ``dpsgd`` (example-level, central), ``dpfedavg`` (user-level,
-    federated) or ``client_dpsgd`` (example-level DP-SGD inside each client, federated)."""
+    federated), ``dpftrl`` (user-level, federated, no sampling) or ``client_dpsgd`` (example-level DP-SGD inside each client, federated)."""
 
     mechanism: Mechanism = Mechanism.none
     unit: str = "example"  # example | user | workspace (privacy=dpfedavg: ${federation.unit})
@@ -412,6 +413,12 @@ class PrivacyConfig:
     count_noise_multiplier: float | None = None  # None: expected clients per round / 20
     # client-level DP-SGD only: each example joins each local step with this probability
     local_sample_rate: float = 0.25
+    # DP-FTRL only (tree aggregation with restarts, no sampling; sandbox.federated.ftrl)
+    clients_per_round: int | None = None  # m: the fixed number of clients of every round (the denominator)
+    rounds_per_epoch: int | None = None  # k: rounds between tree restarts; None: ⌊N/m⌋ (every user once)
+    participation: str = "shuffled"  # shuffled (a new order each epoch) | cyclic (the same order every epoch)
+    tree_restart: str = "epoch"  # epoch: a new tree every k rounds (the only rule the accountant covers)
+    max_participations_per_tree: int = 1  # the only value dp-accounting's tree RDP covers
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from sandbox.config import ConfigError, RunConfig
 from sandbox.federated.audits import observers_for
 from sandbox.federated.client_dp import LocalDPSGD
 from sandbox.federated.clients import ClientPartition, partition_clients
+from sandbox.federated.ftrl import DPFTRLServer, DPFTRLSettings
 from sandbox.federated.inprocess import run_inprocess
 from sandbox.federated.server import DPFedAvgSettings, FederatedServer
 from sandbox.prepare import Prepared, Seeds
 from sandbox.privacy import PrivacyBook
+from sandbox.privacy.events import TREE_RELATION, TREE_SAMPLING
 from sandbox.privacy.plan import adaptive_components, plan_for
 from sandbox.privacy.section import privacy_section
 from sandbox.record import Outcome
@@ -46,6 +48,22 @@ def dp_settings(cfg: RunConfig, n_clients: int) -> tuple[DPFedAvgSettings, Priva
     return settings, book
 
 
+def dpftrl_settings(cfg: RunConfig, n_clients: int) -> tuple[DPFTRLSettings, PrivacyBook]:
+    """DP-FTRL's plan (``plan_dpftrl``): z (calibrated by dp-accounting for a target ε), m, k, δ; the
+    server step's momentum from ``federation.server_optimizer`` (fedavg: none; fedavgm: DP-FTRLM)."""
+    p, fed = cfg.privacy, cfg.federation
+    plan = plan_for(cfg, n_clients=n_clients)
+    settings = DPFTRLSettings(
+        noise_multiplier=plan.noise_multiplier,
+        clip_norm=p.clip_norm,
+        clients_per_round=plan.clients_per_round,
+        rounds_per_epoch=plan.rounds_per_epoch,
+        participation=p.participation,
+        momentum=fed.server_momentum if fed.server_optimizer == "fedavgm" else 0.0,
+    )
+    return settings, PrivacyBook(unit=plan.unit, delta=plan.delta, accountant=plan.accountant)
+
+
 def _adaptive_noise(dp: DPFedAvgSettings) -> dict:
     """Adaptive clipping: the update's own noise multiplier z_Δ beside the joint z and σ_b."""
     if dp.clipping != "adaptive":
@@ -56,6 +74,34 @@ def _adaptive_noise(dp: DPFedAvgSettings) -> dict:
         "noise_split": "z = (z_Δ⁻² + σ_b⁻²)^-½: the update sum and the uncentred count (sensitivity 1) "
         "released on one Poisson sample",
     }
+
+
+def _dpftrl_section(cfg: RunConfig, server: DPFTRLServer) -> dict:
+    f, fed = server.ftrl, cfg.federation
+    return privacy_section(
+        mechanism="dpftrl",
+        unit=fed.unit,
+        book=server.book,
+        steps=server.round,
+        noise_multiplier=f.noise_multiplier,
+        sample_rate=None,
+        clip_norm=f.clip_norm,
+        target_epsilon=cfg.privacy.target_epsilon,
+        noise_source=cfg.privacy.noise_source,
+        sampling=TREE_SAMPLING,
+        neighbouring_relation=TREE_RELATION.format(unit=fed.unit),
+        participation=server.participation_record(),
+        tree_aggregation="binary tree over each epoch's rounds, noise N(0, (z·C)²) per node; the prefix sum at "
+        "round t carries the nodes of t's binary decomposition (TF-Privacy TreeAggregator, no Honaker estimator)",
+        server_step=(
+            f"FTRL: θ = θ_tree + server_lr · μ, μ = {f.momentum:g}·μ + (prefix sum + tree noise)/m (DP-FTRLM)"
+            if f.momentum
+            else "FTRL: θ = θ_tree + server_lr · (prefix sum + tree noise)/m"
+        ),
+        server_lr=fed.server_lr,
+        denominator="fixed (m = privacy.clients_per_round)",
+        epsilon_scope="dp-accounting RDP over SingleEpochTreeAggregationDpEvent per tree, composed over the trees",
+    )
 
 
 def client_dpsgd_settings(cfg: RunConfig, n_examples: int) -> tuple[LocalDPSGD, PrivacyBook]:
@@ -146,17 +192,30 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
     observers = observers_for(
         cfg, model=model, n_clients=len(partition), seed=seeds.federation, example_counts=partition.sizes()
     )
-    server = FederatedServer(
-        params=parameters_to_vector(model.parameters()).detach(),
-        n_clients=len(partition),
-        cfg=fed,
-        dp=dp,
-        book=book,
-        seed=seeds.federation,
-        local_dp=local_dp,
-        noise_source=cfg.privacy.noise_source,
-        observers=observers,
-    )
+    if cfg.privacy.mechanism == "dpftrl":
+        ftrl, book = dpftrl_settings(cfg, len(partition))
+        server = DPFTRLServer(
+            params=parameters_to_vector(model.parameters()).detach(),
+            n_clients=len(partition),
+            cfg=fed,
+            ftrl=ftrl,
+            book=book,
+            seed=seeds.federation,
+            noise_source=cfg.privacy.noise_source,
+            observers=observers,
+        )
+    else:
+        server = FederatedServer(
+            params=parameters_to_vector(model.parameters()).detach(),
+            n_clients=len(partition),
+            cfg=fed,
+            dp=dp,
+            book=book,
+            seed=seeds.federation,
+            local_dp=local_dp,
+            noise_source=cfg.privacy.noise_source,
+            observers=observers,
+        )
     started = time.perf_counter()
     with progress_bar(cfg.progress, unit="rounds") as show:
         curve = _FederatedCurve(
@@ -199,6 +258,8 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
             denominator="fixed (q·n of the client)",
             noise_source=local_dp.noise_source,
         )
+    elif isinstance(server, DPFTRLServer):
+        privacy = _dpftrl_section(cfg, server)
     elif dp is None:
         privacy = privacy_section(mechanism="none", unit=fed.unit, book=None, steps=server.round)
     else:

@@ -14,6 +14,7 @@ _FROM_ACCOUNTING = (
     "UNITS",
     "PrivacyBook",
     "SubsampledGaussianEvent",
+    "TreeAggregationEvent",
     "check_delta",
     "default_delta",
     "epsilon_for",

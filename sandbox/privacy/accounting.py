@@ -26,14 +26,18 @@ from sandbox.privacy.events import (
     NEIGHBOURING_RELATION,
     UNITS,
     AccountingError,
+    PrivacyEvent,
     PrivacyInputError,
     SubsampledGaussianEvent,
+    TreeAggregationEvent,
     UnsupportedAccountingError,
     check_choice,
     check_positive,
+    event_from_json,
     joint_noise_multiplier,
     validate_privacy_inputs,
 )
+from sandbox.privacy.tree import has_tree, tree_epsilon
 
 _NUMERICAL_FAILURES = (ValueError, RuntimeError, ArithmeticError)
 
@@ -57,7 +61,7 @@ def _history(events: Sequence[SubsampledGaussianEvent]) -> list[tuple[float, flo
     return history
 
 
-def epsilon_for(*, events: Sequence[SubsampledGaussianEvent], delta: float, accountant: str) -> float:
+def epsilon_for(*, events: Sequence[PrivacyEvent], delta: float, accountant: str) -> float:
     """ε at ``delta`` for the composition of ``events`` (add/remove-one neighbours).
 
     Accountants (all Opacus):
@@ -72,9 +76,14 @@ def epsilon_for(*, events: Sequence[SubsampledGaussianEvent], delta: float, acco
     Zero events give 0.0; ``inf`` means no finite guarantee. Raises PrivacyInputError,
     UnsupportedAccountingError (non-Poisson sampling, multi-phase GDP) or
     AccountingError (the accountant failed numerically or hit a resource guard).
+
+    Events that include a DP-FTRL tree (``TreeAggregationEvent``) are composed, all of them, by
+    dp-accounting's RDP accountant instead (``sandbox.privacy.tree``; ``rdp`` only, refused otherwise).
     """
     validate_privacy_inputs(delta=delta)
     check_choice("accountant", accountant, ACCOUNTANTS)
+    if has_tree(events):
+        return tree_epsilon(events=events, delta=delta, accountant=accountant)
     history = _history(events)
     if not history:
         return 0.0
@@ -142,7 +151,7 @@ class PrivacyBook:
         validate_privacy_inputs(delta=delta)
         check_choice("accountant", accountant, ACCOUNTANTS)
         self._unit, self._delta, self._accountant = unit, float(delta), accountant
-        self._events: list[SubsampledGaussianEvent] = []
+        self._events: list[PrivacyEvent] = []
 
     @property
     def unit(self) -> str:
@@ -157,7 +166,7 @@ class PrivacyBook:
         return self._accountant
 
     @property
-    def events(self) -> tuple[SubsampledGaussianEvent, ...]:
+    def events(self) -> tuple[PrivacyEvent, ...]:
         return tuple(self._events)
 
     @property
@@ -190,6 +199,16 @@ class PrivacyBook:
         else:
             self._events.append(event)
 
+    def record_tree_round(self, *, noise_multiplier: float, new_tree: bool) -> None:
+        """One DP-FTRL round that happened: a leaf of the current tree, or the first of a new tree
+        (``new_tree``: the tree restarted). Each tree is one ``TreeAggregationEvent``."""
+        validate_privacy_inputs(noise_multiplier=noise_multiplier)
+        last = self._events[-1] if self._events else None
+        if new_tree or not isinstance(last, TreeAggregationEvent) or last.noise_multiplier != noise_multiplier:
+            self._events.append(TreeAggregationEvent(noise_multiplier=float(noise_multiplier), steps=1))
+        else:
+            self._events[-1] = dataclasses.replace(last, steps=last.steps + 1)
+
     def epsilon(self, delta: float | None = None, accountant: str | None = None) -> float:
         """ε of everything recorded, at ``delta`` (default: the book's) via ``accountant``."""
         return epsilon_for(
@@ -214,6 +233,9 @@ class PrivacyBook:
             raise PrivacyInputError(f"privacy state is missing keys {sorted(missing)}")
         book = cls(unit=state["unit"], delta=state["delta"], accountant=state["accountant"])
         for event in state["events"]:
+            if event.get("kind") is not None:  # a DP-FTRL tree: kept as it was recorded
+                book._events.append(event_from_json(event))
+                continue
             book.record(
                 noise_multiplier=event["noise_multiplier"],
                 sample_rate=event["sample_rate"],
@@ -233,6 +255,7 @@ __all__ = [
     "PrivacyBook",
     "PrivacyInputError",
     "SubsampledGaussianEvent",
+    "TreeAggregationEvent",
     "UnsupportedAccountingError",
     "check_delta",
     "default_delta",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from sandbox.config.schema import ACCOUNTANTS  # noqa: F401  (re-exported)
 from sandbox.privacy.errors import AccountingError, PrivacyInputError, UnsupportedAccountingError  # noqa: F401
@@ -146,3 +146,63 @@ class SubsampledGaussianEvent:
         if self.components:
             out["components"] = [[name, value] for name, value in self.components]
         return out
+
+
+# DP-FTRL (Kairouz et al. 2021): no sampling; each unit takes part at most once per tree and the tree
+# restarts every k rounds. The tree-aggregation RDP of dp-accounting holds for *replace one unit's data
+# with the special (zero) record*, not for add/remove (a removed user would shift the schedule).
+TREE_SAMPLING = "none: participation at most once per tree, restarts every k rounds"
+TREE_RELATION = "replace one {unit}'s data with the zero record (dp-accounting REPLACE_SPECIAL)"
+TREE_KIND = "tree_aggregation"
+
+
+@dataclass(frozen=True)
+class TreeAggregationEvent:
+    """One tree of DP-FTRL's tree aggregation: ``steps`` rounds (leaves) between two restarts, Gaussian
+    noise of std ``noise_multiplier`` · C on every tree node, each unit in at most one leaf.
+
+    dp-accounting's ``SingleEpochTreeAggregationDpEvent(noise_multiplier, steps)``; a run is the
+    composition of its trees (``sandbox.privacy.tree``)."""
+
+    noise_multiplier: float
+    steps: int
+    sampling: str = TREE_SAMPLING
+    kind: str = TREE_KIND
+    max_participations: int = 1  # per unit and tree: the only value the accountant covers
+
+    def __post_init__(self) -> None:
+        validate_privacy_inputs(noise_multiplier=self.noise_multiplier, steps=self.steps)
+        if self.kind != TREE_KIND:
+            raise PrivacyInputError(f"kind must be {TREE_KIND!r}, got {self.kind!r}")
+        if self.max_participations != 1:
+            raise UnsupportedAccountingError(
+                f"max_participations must be 1 (each unit at most once per tree), got {self.max_participations!r}: "
+                "dp-accounting's tree-aggregation RDP covers one participation per tree only"
+            )
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "noise_multiplier": self.noise_multiplier,
+            "steps": self.steps,
+            "sampling": self.sampling,
+            "max_participations": self.max_participations,
+        }
+
+
+PrivacyEvent = SubsampledGaussianEvent | TreeAggregationEvent
+
+
+def event_fields(event: dict) -> tuple[str, ...]:
+    """The keys an event of this JSON form may have (``kind`` selects the class)."""
+    cls = TreeAggregationEvent if event.get("kind") == TREE_KIND else SubsampledGaussianEvent
+    return tuple(f.name for f in fields(cls))
+
+
+def event_from_json(event: dict) -> PrivacyEvent:
+    """The event a record, a ledger entry or a book's state holds (``to_json``'s inverse)."""
+    if event.get("kind") == TREE_KIND:
+        return TreeAggregationEvent(**event)
+    if "kind" in event:
+        raise PrivacyInputError(f"unknown event kind {event['kind']!r} (known: {TREE_KIND!r} or none)")
+    return SubsampledGaussianEvent(**event)

@@ -44,8 +44,9 @@ from pathlib import Path
 from filelock import FileLock
 
 from sandbox.io import write_json
-from sandbox.privacy.accounting import SubsampledGaussianEvent, epsilon_for
+from sandbox.privacy.accounting import epsilon_for
 from sandbox.privacy.errors import LedgerError
+from sandbox.privacy.events import PrivacyEvent, event_from_json
 from sandbox.privacy.relations import ADD_REMOVE, UNIT_ORDER, implied
 
 LEDGER_VERSION = 2  # version 1 entries (one unit per run) are read too
@@ -152,11 +153,12 @@ def _models(entry: dict) -> list[ModelSpend]:
     ]
 
 
-def _events(models: list[ModelSpend]) -> list[SubsampledGaussianEvent]:
+def _events(models: list[ModelSpend]) -> list[PrivacyEvent]:
+    """Every model's events; a DP-FTRL tree among them makes the whole unit compose in dp-accounting's RDP."""
     out = []
     for model in models:
         for event in model.events:
-            out.extend([SubsampledGaussianEvent(**event)] * model.times)
+            out.extend([event_from_json(dict(event))] * model.times)
     return out
 
 

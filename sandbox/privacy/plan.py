@@ -35,15 +35,19 @@ from sandbox.privacy.accounting import epsilon_for, noise_multiplier_for
 from sandbox.privacy.delta import check_delta, default_delta
 from sandbox.privacy.events import (
     ACCOUNTANTS,
+    TREE_SAMPLING,
     UNITS,
+    PrivacyEvent,
     PrivacyInputError,
     SubsampledGaussianEvent,
+    UnsupportedAccountingError,
     joint_noise_multiplier,
     validate_privacy_inputs,
 )
+from sandbox.privacy.tree import tree_events, tree_noise_multiplier_for, tree_steps
 
 SAMPLING = "poisson"
-PLANNED_MECHANISMS = ("dpsgd", "dpfedavg", "client_dpsgd", "gaussian")
+PLANNED_MECHANISMS = ("dpsgd", "dpfedavg", "dpftrl", "client_dpsgd", "gaussian")
 
 
 class PlanInputError(PrivacyInputError):
@@ -88,6 +92,10 @@ class PrivacyPlan:
     n_clients: int | None = None  # dpfedavg
     rounds: int | None = None  # dpfedavg, client_dpsgd
     local_steps: int | None = None  # client_dpsgd: per round
+    # dpftrl: no sampling (``sample_rate`` is then m/N, the share of clients in a round, not a sampling rate)
+    clients_per_round: int | None = None  # dpftrl: m, the fixed denominator
+    rounds_per_epoch: int | None = None  # dpftrl: k, rounds per tree (restarts every k rounds)
+    tree_steps: tuple[int, ...] = ()  # dpftrl: the rounds of each planned tree
 
     @property
     def update_noise_multiplier(self) -> float | None:
@@ -118,10 +126,16 @@ class PrivacyPlan:
             components=self.components,
         )
 
+    def events(self) -> list[PrivacyEvent]:
+        """What the accountant composes: the one event, or DP-FTRL's trees (one event per tree)."""
+        if self.mechanism == "dpftrl":
+            return tree_events(self.noise_multiplier, self.tree_steps)
+        return [self.event()]
+
     def epsilon(self, accountant: str | None = None, delta: float | None = None) -> float:
         """ε of all planned steps by ``accountant`` (default the plan's) at ``delta`` (default the plan's)."""
         return epsilon_for(
-            events=[self.event()],
+            events=self.events(),
             delta=self.delta if delta is None else delta,
             accountant=self.accountant if accountant is None else accountant,
         )
@@ -364,6 +378,90 @@ def plan_dpfedavg(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _calibrated_tree(target_epsilon: float, delta: float, steps: tuple[int, ...]) -> float:
+    return tree_noise_multiplier_for(target_epsilon=target_epsilon, delta=delta, steps=steps)
+
+
+def plan_dpftrl(
+    *,
+    n_clients: int,
+    clients_per_round: int,
+    rounds: int,
+    rounds_per_epoch: int | None = None,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    delta: float,
+    accountant: str = "rdp",
+    unit: str = "user",
+    max_participations_per_tree: int = 1,
+) -> PrivacyPlan:
+    """DP-FTRL with tree aggregation and restarts (Kairouz et al. 2021): ``rounds`` rounds of exactly m =
+    ``clients_per_round`` clients, no sampling; the tree restarts every k = ``rounds_per_epoch`` rounds
+    (default ⌊N/m⌋: every client once per epoch), and within a tree each client takes part at most once,
+    so k·m ≤ N. z given, or calibrated for ``target_epsilon`` by dp-accounting over the planned trees.
+    Refuses what dp-accounting's tree-aggregation RDP does not cover (another accountant, a client
+    more than once per tree)."""
+    _check_question(noise_multiplier, target_epsilon)
+    _check_count("n_clients", n_clients)
+    _check_count("clients_per_round", clients_per_round)
+    _check_count("rounds", rounds)
+    _check("delta", delta=delta)
+    _check_choice("unit", unit, UNITS)
+    if accountant != "rdp":
+        raise PlanInputError(
+            "accountant",
+            f"accountant {accountant!r} cannot account for DP-FTRL's tree aggregation: dp-accounting "
+            "analyses it with its RDP accountant only; use rdp",
+        )
+    if max_participations_per_tree != 1:
+        raise PlanInputError(
+            "max_participations_per_tree",
+            f"max_participations_per_tree must be 1, got {max_participations_per_tree!r}: dp-accounting's "
+            "tree-aggregation RDP covers each client at most once per tree",
+        )
+    if clients_per_round > n_clients:
+        raise PlanInputError(
+            "clients_per_round", f"clients_per_round {clients_per_round} exceeds the {n_clients} clients"
+        )
+    most = n_clients // clients_per_round  # rounds in which m distinct clients can take part
+    if rounds_per_epoch is None:
+        rounds_per_epoch = most
+    _check_count("rounds_per_epoch", rounds_per_epoch)
+    if rounds_per_epoch > most:
+        raise PlanInputError(
+            "rounds_per_epoch",
+            f"rounds_per_epoch {rounds_per_epoch} × clients_per_round {clients_per_round} > {n_clients} clients: "
+            "some client would take part twice in one tree, which dp-accounting's tree-aggregation RDP does not "
+            f"cover; at most {most}",
+        )
+    steps = tuple(tree_steps(rounds=rounds, rounds_per_tree=rounds_per_epoch))
+    calibrated = noise_multiplier is None
+    try:
+        z = float(noise_multiplier) if not calibrated else _calibrated_tree(float(target_epsilon), float(delta), steps)
+    except UnsupportedAccountingError as error:
+        raise PlanInputError("accountant", str(error)) from None
+    plan = PrivacyPlan(
+        mechanism="dpftrl",
+        unit=unit,
+        noise_multiplier=z,
+        sample_rate=clients_per_round / n_clients,
+        steps=int(rounds),
+        delta=float(delta),
+        accountant=accountant,
+        planned_epsilon=math.nan,
+        target_epsilon=target_epsilon,
+        calibrated=calibrated,
+        sampling=TREE_SAMPLING,
+        n_clients=int(n_clients),
+        rounds=int(rounds),
+        clients_per_round=int(clients_per_round),
+        rounds_per_epoch=int(rounds_per_epoch),
+        tree_steps=steps,
+    )
+    return replace(plan, planned_epsilon=plan.epsilon())
+
+
 def plan_client_dpsgd(
     *,
     local_sample_rate: float,
@@ -431,6 +529,11 @@ _CONFIG_KEYS = {
         "clipping": "privacy.clipping",
         "unit": "federation.unit",
     },
+    "dpftrl": {
+        "rounds": "federation.rounds",
+        "n_clients": "data",
+        "unit": "federation.unit",
+    },
     "client_dpsgd": {
         "sample_rate": "privacy.local_sample_rate",
         "epochs": "federation.local_epochs",
@@ -463,6 +566,7 @@ def plan_for(cfg: RunConfig, *, n_examples: int | None = None, n_clients: int | 
         "dpsgd": ("n_examples", n_examples),
         "client_dpsgd": ("n_examples", n_examples),
         "dpfedavg": ("n_clients", n_clients),
+        "dpftrl": ("n_clients", n_clients),
     }.get(mechanism)
     if needed is None:
         raise ConfigError(f"privacy.mechanism: no privacy plan for {mechanism!r}")
@@ -484,6 +588,17 @@ def plan_for(cfg: RunConfig, *, n_examples: int | None = None, n_clients: int | 
                 local_epochs=fed.local_epochs,
                 rounds=fed.rounds,
                 delta=delta_for(cfg, n=n_examples, unit="example"),
+                **question,
+            )
+        if mechanism == "dpftrl":
+            return plan_dpftrl(
+                n_clients=n_clients,
+                clients_per_round=p.clients_per_round,
+                rounds=fed.rounds,
+                rounds_per_epoch=p.rounds_per_epoch,
+                delta=delta_for(cfg, n=n_clients, unit=fed.unit),
+                unit=fed.unit,
+                max_participations_per_tree=p.max_participations_per_tree,
                 **question,
             )
         return plan_dpfedavg(

@@ -19,13 +19,16 @@ def privacy_section(
     clip_norm: float | None = None,
     target_epsilon: float | None = None,
     noise_source: str | None = None,
+    sampling: str = "poisson",
+    neighbouring_relation: str | None = None,
     **extra,
 ) -> dict:
     """The ``privacy`` section (keys: ``sandbox.record.PrivacySection``, docs/record.md).
 
     ``epsilon`` is None exactly when the run was not private. ``steps`` are optimizer steps
     (central) or rounds (federated) that ran. A private run must say where its noise came
-    from (``noise_source``, ``sandbox.privacy.noise``): ``secure_rng`` is true only for
+    from (``noise_source``, ``sandbox.privacy.noise``). ``sampling`` and ``neighbouring_relation``
+    default to the Poisson mechanisms' (DP-FTRL states its own): ``secure_rng`` is true only for
     ``secure``, and a ``seeded`` run carries ``noise_warning``: its noise can be regenerated
     from the record, so it is not private against whoever holds the record.
     """
@@ -56,11 +59,11 @@ def privacy_section(
         "accountant": book.accountant,
         "noise_multiplier": noise_multiplier,
         "sample_rate": sample_rate,
-        "sampling": "poisson",
+        "sampling": sampling,
         "steps": book.steps,
         "clip_norm": clip_norm,
         "target_epsilon": target_epsilon,
-        "neighbouring_relation": f"add/remove one {book.unit}",
+        "neighbouring_relation": neighbouring_relation or f"add/remove one {book.unit}",
         # secure: the noise generators' state came from the OS CSPRNG and was never written down;
         # seeded: replayable from `seed`. Sampling is seeded either way (sandbox.privacy.noise)
         "noise_source": noise_source,

@@ -232,14 +232,16 @@ class ModelSection(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class PrivacySection(Section):
-    mechanism: str = key("str", "none | dpsgd | dpfedavg | client_dpsgd")
+    mechanism: str = key("str", "none | dpsgd | dpfedavg | dpftrl | client_dpsgd")
     unit: str = key("str", "example | user | workspace: the neighbouring unit of ε")
     epsilon: float | None = key("number", "the accountant's ε (null: not private; may be inf)", null=True)
     delta: float | None = key("number", "δ of ε (null: not private)", null=True)
     accountant: str | None = key("str", "rdp | prv | gdp (null: not private)", null=True)
     noise_multiplier: float | None = key("number", "σ", null=True)
-    sample_rate: float | None = key("number", "Poisson sampling rate q", null=True)
-    sampling: str | None = key("str", "how units were sampled", null=True)
+    sample_rate: float | None = key("number", "Poisson sampling rate q (null: no sampling, dpftrl)", null=True)
+    sampling: str | None = key(
+        "str", "how units were sampled (dpftrl: none, participation at most once per tree)", null=True
+    )
     steps: int = key("int", "optimizer steps (central) or rounds (federated) that ran")
     clip_norm: float | None = key("number", "clipping norm", null=True)
     target_epsilon: float | None = key("number", "the configured target ε (null: σ given)", null=True, optional=True)
@@ -251,8 +253,19 @@ class PrivacySection(Section):
     noise_warning: str | None = key(
         "str", "seeded noise: why the run is not private against the record's holder", optional=True
     )
-    events: tuple = key("list", "the privacy events that ran (``SubsampledGaussianEvent.to_json``)")
-    open_ended = "mechanism details (federated: clipping, rounds, …)"
+    events: tuple = key(
+        "list",
+        "the privacy events that ran (``SubsampledGaussianEvent.to_json``; dpftrl: one "
+        "``TreeAggregationEvent.to_json`` per tree, kind tree_aggregation)",
+    )
+    participation: Mapping | None = key(
+        "mapping",
+        "dpftrl: the participation rule (each user at most once per k rounds, tree restarts every k rounds), "
+        "rounds_per_epoch k, clients_per_round m, order, trees, restarts, and max_participations_per_tree as "
+        "the server counted it",
+        optional=True,
+    )
+    open_ended = "mechanism details (federated: clipping, rounds, …; dpftrl: server_step, tree_aggregation)"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -81,6 +81,7 @@ def train_central(cfg: RunConfig, data: Prepared, seeds: Seeds) -> Outcome:
             clip_norm=cfg.privacy.clip_norm,
             target_epsilon=cfg.privacy.target_epsilon,
             noise_source=cfg.privacy.noise_source,
+            per_example_norms=result.per_example_norms,
         )
     return Outcome(
         model=result.model,

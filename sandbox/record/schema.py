@@ -265,6 +265,12 @@ class PrivacySection(Section):
         "the server counted it",
         optional=True,
     )
+    per_example_norms: str | None = key(
+        "str",
+        "dpsgd: how per-example gradient norms were computed: hashed_bag (sandbox.train.fastdp, exact, no "
+        "per-example gradients) | opacus_ghost (Opacus ghost clipping)",
+        optional=True,
+    )
     open_ended = "mechanism details (federated: clipping, rounds, …; dpftrl: server_step, tree_aggregation)"
 
 

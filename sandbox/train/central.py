@@ -23,12 +23,17 @@ from dataclasses import dataclass
 
 import torch
 from opacus import PrivacyEngine
+from opacus.accountants import create_accountant
+from opacus.data_loader import DPDataLoader
+from opacus.optimizers.optimizer import _generate_noise
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from sandbox.config.schema import TrainConfig
 from sandbox.privacy import PrivacyBook
+from sandbox.privacy.accountants import registry_name
 from sandbox.privacy.plan import PrivacyPlan, epoch_steps
+from sandbox.train.fastdp import clipped_gradient_sum, supports_fast_clipping
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
 
@@ -48,6 +53,7 @@ class TrainResult:
     book: PrivacyBook | None  # None when not private
     sample_rate: float | None
     noise_multiplier: float | None
+    per_example_norms: str | None = None  # DP-SGD: "hashed_bag" (sandbox.train.fastdp) | "opacus_ghost"
 
 
 class TensorRows(Dataset):
@@ -149,6 +155,17 @@ def train_dpsgd(
     if book.steps or (book.unit, book.delta, book.accountant) != (plan.unit, plan.delta, plan.accountant):
         raise ValueError("train_dpsgd needs a fresh PrivacyBook with the plan's unit, delta and accountant")
     steps, q, sigma = plan.steps, plan.sample_rate, plan.noise_multiplier
+    if supports_fast_clipping(model):
+        return _train_dpsgd_fast(
+            model,
+            data,
+            cfg=cfg,
+            dp=dp,
+            book=book,
+            generator=generator,
+            noise_generator=noise_generator,
+            progress=progress,
+        )
     with warnings.catch_warnings():  # Opacus' secure_mode needs torchcsprng; the noise generator is ours
         warnings.filterwarnings("ignore", message="Secure RNG turned off")  # (sandbox.privacy.noise)
         engine = PrivacyEngine(accountant=plan.accountant)
@@ -179,7 +196,53 @@ def train_dpsgd(
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         ran = _run_steps(loader, steps=steps, step_fn=step, progress=progress)
     _check_against_opacus(book, engine)
-    return TrainResult(model=gsm._module, steps=ran, book=book, sample_rate=q, noise_multiplier=sigma)
+    return TrainResult(
+        model=gsm._module,
+        steps=ran,
+        book=book,
+        sample_rate=q,
+        noise_multiplier=sigma,
+        per_example_norms="opacus_ghost",
+    )
+
+
+def _train_dpsgd_fast(model, data, *, cfg, dp, book, generator, noise_generator, progress) -> TrainResult:
+    """DP-SGD for ``HashedBagModel`` with per-example norms from ``sandbox.train.fastdp``.
+
+    Everything else is Opacus': its Poisson loader over the same shuffled loader (q = 1/len(loader)),
+    its noise function (σ·C per coordinate, from ``noise_generator``, parameter by parameter as its
+    optimizer draws it), the division by the expected batch size int(N·q), and an Opacus accountant
+    stepped beside the ``PrivacyBook`` and checked against it. With the same generators it trains the
+    same model as the Opacus ghost-clipping path (tests/train/test_fastdp.py).
+    """
+    plan = dp.plan
+    steps, q, sigma = plan.steps, plan.sample_rate, plan.noise_multiplier
+    loader = DPDataLoader.from_data_loader(make_loader(data, batch_size=cfg.batch_size, generator=generator))
+    if loader.sample_rate != q:
+        raise RuntimeError(f"Opacus' Poisson loader samples at q={loader.sample_rate}, the plan at q={q}")
+    optimizer = _optimizer(model, cfg)
+    accountant = create_accountant(mechanism=registry_name(plan.accountant))
+    expected_batch_size = int(len(data) * q)
+    params = list(model.parameters())
+    std = sigma * dp.clip_norm
+
+    def step(tokens, labels):
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        clipped = clipped_gradient_sum(model, tokens, labels, clip_norm=dp.clip_norm)
+        for p, summed in zip(params, clipped.grads):
+            noise = _generate_noise(std=std, reference=summed, generator=noise_generator, secure_mode=False)
+            p.grad = (summed + noise) / expected_batch_size
+        optimizer.step()
+        accountant.step(noise_multiplier=sigma, sample_rate=q)
+        book.record(noise_multiplier=sigma, sample_rate=q)
+        return float(clipped.loss.mean()) if len(labels) else float("nan")
+
+    ran = _run_steps(loader, steps=steps, step_fn=step, progress=progress)
+    _check_against_opacus(book, accountant)
+    return TrainResult(
+        model=model, steps=ran, book=book, sample_rate=q, noise_multiplier=sigma, per_example_norms="hashed_bag"
+    )
 
 
 def _chain_step_hook(optimizer, book: PrivacyBook, *, sample_rate: float) -> None:
@@ -193,9 +256,9 @@ def _chain_step_hook(optimizer, book: PrivacyBook, *, sample_rate: float) -> Non
     optimizer.attach_step_hook(hook)
 
 
-def _check_against_opacus(book: PrivacyBook, engine: PrivacyEngine) -> None:
-    """Our record and Opacus' own accountant history must describe the same steps."""
+def _check_against_opacus(book: PrivacyBook, engine) -> None:
+    """Our record and Opacus' own accountant history (a PrivacyEngine's or an accountant) must describe the same steps."""
     ours = [(e.noise_multiplier, e.sample_rate, e.steps) for e in book.events]
-    theirs = engine.accountant.history
+    theirs = getattr(engine, "accountant", engine).history
     if sum(s for *_, s in theirs) != book.steps or {h[:2] for h in theirs} != {o[:2] for o in ours}:
         raise RuntimeError(f"privacy record {ours} disagrees with Opacus' accountant {theirs}")

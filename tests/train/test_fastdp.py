@@ -7,8 +7,12 @@ import torch
 from opacus import GradSampleModule
 from torch import nn
 
+from sandbox.config.schema import TrainConfig
+from sandbox.privacy import PrivacyBook
+from sandbox.privacy.plan import plan_dpsgd
 from sandbox.tasks import emoji
 from sandbox.tasks.text import HashedBagModel
+from sandbox.train import central
 from sandbox.train.fastdp import OPACUS_NORM_EPS, clipped_gradient_sum, supports_fast_clipping
 
 
@@ -67,3 +71,51 @@ def test_an_example_without_tokens_has_no_embedding_gradient_and_other_models_ar
     assert supports_fast_clipping(model) and not supports_fast_clipping(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="HashedBagModel"):
         clipped_gradient_sum(nn.Linear(2, 2), empty, torch.tensor([0]), clip_norm=1.0)
+
+
+def _train(monkeypatch, fast: bool, rows, cfg, train):
+    if not fast:
+        monkeypatch.setattr(central, "supports_fast_clipping", lambda model: False)
+    torch.manual_seed(0)
+    model = HashedBagModel(config=cfg, n_classes=5)
+    plan = plan_dpsgd(
+        n_examples=len(rows),
+        batch_size=train.batch_size,
+        epochs=train.epochs,
+        noise_multiplier=0.7,
+        delta=1e-5,
+        accountant="rdp",
+    )
+    book = PrivacyBook(unit="example", delta=1e-5, accountant="rdp")
+    result = central.train_dpsgd(
+        model,
+        rows,
+        cfg=train,
+        dp=central.DPSGDSettings(clip_norm=0.3, plan=plan),
+        book=book,
+        generator=torch.Generator().manual_seed(1),
+        noise_generator=torch.Generator().manual_seed(2),
+    )
+    monkeypatch.undo()
+    return result, book
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fast_dpsgd_trains_the_model_opacus_ghost_clipping_trains(monkeypatch, optimizer):
+    """Same Poisson batches, same noise draws (seeded here), same ε: the two paths end in the same model."""
+    cfg = emoji.EmojiTaskConfig(n_buckets=128, max_tokens=8, embedding_dim=8, hidden_dim=16)
+    x, y = _batch(5, n=400, buckets=128, tokens=8, classes=5)
+    rows = central.TensorRows(x, y)
+    train = TrainConfig(batch_size=32, epochs=2, lr=0.05, optimizer=optimizer)
+    fast, fast_book = _train(monkeypatch, True, rows, cfg, train)
+    ghost, ghost_book = _train(monkeypatch, False, rows, cfg, train)
+    assert (fast.per_example_norms, ghost.per_example_norms) == ("hashed_bag", "opacus_ghost")
+    assert fast.steps == ghost.steps > 0 and fast_book.epsilon() == ghost_book.epsilon() > 0
+    torch.manual_seed(0)
+    start = HashedBagModel(config=cfg, n_classes=5)  # the initial model both started from
+    moved = 0.0
+    for a, b in zip(fast.model.parameters(), ghost.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(fast.model.parameters(), start.parameters()):
+        moved = max(moved, float((a - b).abs().max()))
+    assert moved > 1e-3  # it trained

@@ -138,6 +138,7 @@ def train_dpsgd(
     generator: torch.Generator,
     noise_generator: torch.Generator,
     progress: ProgressFn | None = None,
+    opacus_ghost: bool = False,
 ) -> TrainResult:
     """Example-level DP-SGD executing ``dp.plan``: σ, Poisson rate q = 1/⌈N/B⌉ and the plan's steps.
 
@@ -155,7 +156,7 @@ def train_dpsgd(
     if book.steps or (book.unit, book.delta, book.accountant) != (plan.unit, plan.delta, plan.accountant):
         raise ValueError("train_dpsgd needs a fresh PrivacyBook with the plan's unit, delta and accountant")
     steps, q, sigma = plan.steps, plan.sample_rate, plan.noise_multiplier
-    if supports_fast_clipping(model):
+    if supports_fast_clipping(model) and not opacus_ghost:  # opacus_ghost: Opacus' path for every model
         return _train_dpsgd_fast(
             model,
             data,
@@ -229,10 +230,11 @@ def _train_dpsgd_fast(model, data, *, cfg, dp, book, generator, noise_generator,
     def step(tokens, labels):
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        clipped = clipped_gradient_sum(model, tokens, labels, clip_norm=dp.clip_norm)
-        for p, summed in zip(params, clipped.grads):
-            noise = _generate_noise(std=std, reference=summed, generator=noise_generator, secure_mode=False)
-            p.grad = (summed + noise) / expected_batch_size
+        # the noise first (Opacus' draws, parameter by parameter), then the clipped sums added into it
+        noise = tuple(_generate_noise(std=std, reference=p, generator=noise_generator) for p in params)
+        clipped = clipped_gradient_sum(model, tokens, labels, clip_norm=dp.clip_norm, into=noise)
+        for p, noisy_sum in zip(params, clipped.grads):
+            p.grad = noisy_sum.div_(expected_batch_size)
         optimizer.step()
         accountant.step(noise_multiplier=sigma, sample_rate=q)
         book.record(noise_multiplier=sigma, sample_rate=q)

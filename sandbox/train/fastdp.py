@@ -60,9 +60,17 @@ def supports_fast_clipping(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def clipped_gradient_sum(
-    model: HashedBagModel, tokens: torch.Tensor, labels: torch.Tensor, *, clip_norm: float
+    model: HashedBagModel,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    clip_norm: float,
+    into: tuple[torch.Tensor, ...] | None = None,
 ) -> ClippedBatch:
-    """Σ_i clip_C(∇ℓ_i) for cross-entropy ℓ_i of each example, without materialising any ∇ℓ_i."""
+    """Σ_i clip_C(∇ℓ_i) for cross-entropy ℓ_i of each example, without materialising any ∇ℓ_i.
+
+    ``into``: tensors shaped like the parameters (e.g. the step's noise) that the sums are added to
+    in place and returned as ``grads``, sparing one dense table-sized buffer and one addition."""
     if not supports_fast_clipping(model):
         raise TypeError(f"{type(model).__name__} has no fast per-example clipping (HashedBagModel only)")
     table = model.embedding.weight
@@ -100,6 +108,13 @@ def clipped_gradient_sum(
     # the clipped sum: every per-example gradient is linear in its backward signal
     w_logits, w_pre = d_logits * factors.unsqueeze(1), d_pre * factors.unsqueeze(1)
     row_values = d_pooled * (factors * inv_len).unsqueeze(1)  # each of row i's tokens gets this
-    g_table = torch.zeros_like(table).index_add_(0, flat, row_values[row_of])
-    grads = (g_table, w_pre.t() @ pooled, w_pre.sum(0), w_logits.t() @ hidden, w_logits.sum(0))
+    if into is None:
+        into = tuple(torch.zeros_like(p) for p in (table, lin1.weight, lin1.bias, lin2.weight, lin2.bias))
+    g_table, g_w1, g_b1, g_w2, g_b2 = into
+    g_table.index_add_(0, flat, row_values[row_of])
+    g_w1.addmm_(w_pre.t(), pooled)
+    g_b1.add_(w_pre.sum(0))
+    g_w2.addmm_(w_logits.t(), hidden)
+    g_b2.add_(w_logits.sum(0))
+    grads = (g_table, g_w1, g_b1, g_w2, g_b2)
     return ClippedBatch(norms=norms, factors=factors, grads=grads, loss=loss)

@@ -133,7 +133,7 @@ def test_help_lists_every_config_group_in_one_line_and_the_composed_config(capsy
     lines = [line for line in out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
     for group in GROUPS:
         assert sum(line.split()[0] == group for line in lines) == 1, group
-    assert "  privacy    client_dpsgd | dpfedavg | dpsgd* | none: " in out  # options, the default starred
+    assert "  privacy    client_dpsgd | dpfedavg | dpftrl | dpsgd* | none: " in out  # options, the default starred
     assert "rounds: 7" in out and "mechanism: dpfedavg" in out  # the overrides applied
 
 

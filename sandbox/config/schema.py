@@ -223,6 +223,8 @@ class SyntheticConfig:
     contact_detail_rate: float = 0.0  # share of messages carrying the user's own e-mail or phone number
     everyday_rate: float = 0.0  # share of filler words drawn from English word frequencies (wordfreq) instead
     everyday_words: int = 5000  # the top words of wordfreq's English list the everyday filler draws from
+    layout: str = "auto"  # columnar: integer columns drawn in chunks of users (sandbox.data.scale) | strings |
+    #                       auto: columnar from 50,000 users (the same corpus below; docs/data.md)
 
     def __post_init__(self) -> None:
         positive = (
@@ -277,6 +279,7 @@ class SyntheticConfig:
             _require(self, name, getattr(self, name) >= 0, "must be >= 0")
         _require(self, "n_users", self.n_users >= self.n_workspaces, "must be >= n_workspaces")
         _require(self, "n_emoji", self.n_emoji >= 2, "must be >= 2")
+        _require(self, "layout", self.layout in ("auto", "columnar", "strings"), "must be auto, columnar or strings")
         _require(self, "canary_format", self.canary_format in ("spaced", "compact"), "must be spaced or compact")
         _require(
             self, "canary_inclusion", self.canary_inclusion in ("fixed", "bernoulli"), "must be fixed or bernoulli"

@@ -77,6 +77,22 @@ def sample_rows(probs: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -
     return np.minimum(position - rows * k, k - 1)
 
 
+@dataclass(frozen=True, eq=False)
+class TokenDraft:
+    """Messages as word ids before their strings are built: message m's words are
+    ``words[tokens[k]]`` for the k with ``owner[k] == m``, in order (``owner`` is sorted)."""
+
+    user: np.ndarray  # int64 [M]
+    channel: np.ndarray  # int64 [M]
+    words: tuple[str, ...]
+    tokens: np.ndarray  # int64 [K]
+    owner: np.ndarray  # int64 [K], non-decreasing
+    reactions: np.ndarray  # int16 [M, 3]: indices into REACTION_EMOJI, primary first, -1 = none
+
+    def texts(self) -> list[str]:
+        return _join_texts(self.words, self.tokens, self.owner, len(self.user))
+
+
 def draft_messages(
     config: SyntheticConfig,
     population: Population,
@@ -86,12 +102,28 @@ def draft_messages(
     ]
     | None = None,
 ) -> MessageDraft:
-    """Draft every user's messages; canaries are added separately.
+    """Draft every user's messages; canaries are added separately (``draft_tokens``, then strings)."""
+    draft = draft_tokens(config, population, rng, extend)
+    return MessageDraft(
+        user=draft.user, channel=draft.channel, texts=draft.texts(), reactions=reaction_tuples(draft.reactions)
+    )
+
+
+def draft_tokens(
+    config: SyntheticConfig,
+    population: Population,
+    rng: np.random.Generator,
+    extend: Callable[
+        [tuple[str, ...], np.ndarray, np.ndarray, np.ndarray], tuple[tuple[str, ...], np.ndarray, np.ndarray]
+    ]
+    | None = None,
+) -> TokenDraft:
+    """Every user's messages as word ids (the draws of ``draft_messages``, in the same order).
 
     ``extend`` (the personal content, ``sandbox.data.personal.personal_extension``) gets
-    (words, token ids, owning message of each token, user of each message) before the texts are
-    joined and returns them extended; it draws from its own stream, so this one's draws (and
-    every message's topic, channel and reactions) are the same with or without it.
+    (words, token ids, owning message of each token, user of each message) before the words are
+    shuffled within their messages and returns them extended; it draws from its own stream, so this
+    one's draws (and every message's topic, channel and reactions) are the same with or without it.
     """
     vocabulary = _build_vocabulary(config.n_emoji)
     user = np.repeat(np.arange(population.n_users), population.user_messages)
@@ -103,10 +135,13 @@ def draft_messages(
     words = vocabulary.words
     if extend is not None:
         words, tokens, owner = extend(words, tokens, owner, user)
-    return MessageDraft(
+    order = np.lexsort((rng.random(len(tokens)), owner))  # shuffle the words within each message
+    return TokenDraft(
         user=user.astype(np.int64),
         channel=channel,
-        texts=_join_texts(words, tokens, owner, len(user), rng),
+        words=words,
+        tokens=tokens[order],
+        owner=owner[order],
         reactions=reactions,
     )
 
@@ -160,12 +195,8 @@ def _zipf(n: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _join_texts(
-    words: tuple[str, ...], tokens: np.ndarray, owner: np.ndarray, n_messages: int, rng: np.random.Generator
-) -> list[str]:
-    """Shuffle tokens within each message and join them with single spaces."""
-    order = np.lexsort((rng.random(len(tokens)), owner))
-    tokens, owner = tokens[order], owner[order]
+def _join_texts(words: tuple[str, ...], tokens: np.ndarray, owner: np.ndarray, n_messages: int) -> list[str]:
+    """Join each message's tokens (grouped by ``owner``, in order) with single spaces."""
     lengths = np.array([len(w) for w in words], dtype=np.int64)[tokens] + 1
     text = " ".join(np.asarray(words, dtype=object)[tokens].tolist()) + " "
     ends = np.cumsum(lengths)
@@ -178,8 +209,8 @@ def _join_texts(
 
 def _draw_reactions(
     config: SyntheticConfig, population: Population, user: np.ndarray, primary: np.ndarray, rng: np.random.Generator
-) -> list[tuple[str, ...]]:
-    """Primary reaction (with prob reaction_rate) plus up to two distinct extra ones."""
+) -> np.ndarray:
+    """Primary reaction (with prob reaction_rate) plus up to two distinct extra ones: int16 [M, 3], -1 = none."""
     n = len(user)
     reacted = rng.random(n) < config.reaction_rate
     second = sample_rows(population.user_emoji_pref, user, rng)
@@ -187,15 +218,12 @@ def _draw_reactions(
     extra = rng.random(n)
     keep_second = reacted & (extra < config.extra_reaction_rate) & (second != primary)
     keep_third = keep_second & (extra < config.extra_reaction_rate**2) & (third != primary) & (third != second)
+    return np.column_stack(
+        [np.where(reacted, primary, -1), np.where(keep_second, second, -1), np.where(keep_third, third, -1)]
+    ).astype(np.int16)
+
+
+def reaction_tuples(codes: np.ndarray) -> list[tuple[str, ...]]:
+    """The reactions of each message as emoji tuples (``codes`` [M, 3] as ``_draw_reactions`` gives them)."""
     emoji = REACTION_EMOJI
-    out: list[tuple[str, ...]] = []
-    for r, p, s, t, k2, k3 in zip(
-        reacted.tolist(), primary.tolist(), second.tolist(), third.tolist(), keep_second.tolist(), keep_third.tolist()
-    ):
-        if not r:
-            out.append(())
-        elif not k2:
-            out.append((emoji[p],))
-        else:
-            out.append((emoji[p], emoji[s], emoji[t]) if k3 else (emoji[p], emoji[s]))
-    return out
+    return [tuple(emoji[c] for c in row if c >= 0) for row in codes.tolist()]

@@ -13,10 +13,13 @@ import numpy as np
 import torch
 
 from sandbox.config.schema import EmojiTaskConfig
+from sandbox.data.columnar import ReactionColumn
+from sandbox.data.lexicon import REACTION_EMOJI
 from sandbox.data.schema import Corpus
 from sandbox.tasks.base import PAD, Examples  # noqa: F401  (re-exported: the names tests and tools know)
 from sandbox.tasks.text import (  # noqa: F401  (re-exported)
     HashedBagModel,
+    LabelCodes,
     MessageTask,
     bucket_of,
     evaluate,
@@ -37,6 +40,11 @@ class EmojiTask(EmojiTaskConfig, MessageTask):
 
     def message_labels(self, corpus: Corpus) -> list[str | None]:
         return [r[0] if r else None for r in corpus.reactions]
+
+    def label_codes(self, corpus) -> LabelCodes:
+        if isinstance(corpus.reactions, ReactionColumn):  # a columnar corpus: its primary reaction codes
+            return LabelCodes(corpus.reactions.primary(), REACTION_EMOJI)
+        return super().label_codes(corpus)
 
     def canary_label(self, canary) -> str | None:
         return canary.reaction

@@ -15,6 +15,7 @@ labelled (``canary_label``); the emoji task is one, and so can a team's own task
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -24,6 +25,7 @@ from torch import nn
 from sandbox.config import ConfigError
 from sandbox.config.schema import DataConfig
 from sandbox.data import corpus_from_config
+from sandbox.data.columnar import TokenTexts
 from sandbox.data.normalize import text_words
 from sandbox.data.partition import split_users
 from sandbox.data.schema import Corpus
@@ -124,18 +126,51 @@ def most_frequent_baseline(train: Examples, test: Examples, *, n_classes: int, k
 
 
 def message_examples(
-    corpus: Corpus, labels: list[str | None], *, users: np.ndarray, classes: tuple[str, ...], config
+    corpus: Corpus, labels: list[str | None] | LabelCodes, *, users: np.ndarray, classes: tuple[str, ...], config
 ) -> Examples:
     """Examples of the given users (indices into ``corpus.user_ids``): their messages that have a label."""
+    codes = labels if isinstance(labels, LabelCodes) else LabelCodes.of(labels)
     in_users = np.zeros(corpus.n_users, dtype=bool)
     in_users[users] = True
-    has_label = np.fromiter((label is not None for label in labels), bool, corpus.n_messages)
-    index = np.flatnonzero(in_users[corpus.message_user] & has_label)
-    class_id = {c: i for i, c in enumerate(classes)}
-    y = np.fromiter((class_id[labels[i]] for i in index), np.int64, len(index))
+    index = np.flatnonzero(in_users[corpus.message_user] & (codes.codes >= 0))
+    class_of_code = np.full(len(codes.names) + 1, -1, dtype=np.int64)  # slot −1: no label (never selected)
+    class_of_code[[codes.names.index(c) for c in classes]] = np.arange(len(classes))
+    y = class_of_code[codes.codes[index]]
     return Examples(
-        tokens=featurize(corpus.texts[index], config=config), labels=torch.from_numpy(y), message_index=index
+        tokens=message_features(corpus, index, config=config), labels=torch.from_numpy(y), message_index=index
     )
+
+
+def message_features(corpus, index: np.ndarray, *, config) -> torch.Tensor:
+    """``featurize`` of the texts of corpus rows ``index``; on a columnar corpus, from its word ids (int32)."""
+    if isinstance(corpus.texts, TokenTexts):
+        n_buckets = config.n_buckets
+        return corpus.texts.features(
+            index,
+            bucket=lambda token: bucket_of(token, n_buckets),
+            max_tokens=config.max_tokens,
+            bigrams=config.bigrams,
+        )
+    return featurize(corpus.texts[index], config=config)
+
+
+@dataclass(frozen=True)
+class LabelCodes:
+    """Each message's label as an index into ``names`` (−1: unlabelled, not an example)."""
+
+    codes: np.ndarray  # int64 [M]
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, labels: list[str | None]) -> LabelCodes:
+        names = tuple(sorted({label for label in labels if label is not None}))
+        index = {name: i for i, name in enumerate(names)}
+        return cls(np.fromiter((-1 if x is None else index[x] for x in labels), np.int64, len(labels)), names)
+
+    def present(self, keep: np.ndarray) -> tuple[str, ...]:
+        """The labels (sorted) of the messages flagged in ``keep``."""
+        used = np.unique(self.codes[keep & (self.codes >= 0)])
+        return tuple(sorted(self.names[c] for c in used.tolist()))
 
 
 class MessageTask:
@@ -151,6 +186,10 @@ class MessageTask:
     def message_labels(self, corpus: Corpus) -> list[str | None]:
         """The label of each corpus message (None: unlabelled, not an example)."""
         raise NotImplementedError
+
+    def label_codes(self, corpus) -> LabelCodes:
+        """``message_labels`` as codes; a task may compute them without a Python object per message."""
+        return LabelCodes.of(self.message_labels(corpus))
 
     def canary_label(self, canary) -> str | None:
         """The label a planted canary is scored with (None: the canary audit does not apply)."""
@@ -170,11 +209,10 @@ class MessageTask:
     def prepare(self, data: DataConfig, rng: np.random.Generator) -> TaskData:
         corpus, manifest = corpus_from_config(data)
         split = split_users(corpus, test_fraction=self.test_fraction, rng=rng)
-        labels = self.message_labels(corpus)
+        labels = self.label_codes(corpus)
         in_split = np.zeros(corpus.n_users, dtype=bool)
         in_split[np.concatenate([split.train_users, split.test_users])] = True
-        keep = in_split[corpus.message_user]
-        classes = tuple(sorted({label for label, k in zip(labels, keep) if k and label is not None}))
+        classes = labels.present(in_split[corpus.message_user])
         train = message_examples(corpus, labels, users=split.train_users, classes=classes, config=self)
         test = message_examples(corpus, labels, users=split.test_users, classes=classes, config=self)
         if len(train) == 0 or len(test) == 0:

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from sandbox.data.lexicon import REACTION_EMOJI
 from sandbox.data.normalize import text_words
@@ -93,9 +92,7 @@ class TokenTexts:
         s = self._subtokens
         return s["ids"], s["offsets"], s["names"]
 
-    def features(
-        self, rows: np.ndarray, *, bucket: Callable[[str], int], max_tokens: int, bigrams: bool
-    ) -> torch.Tensor:
+    def features(self, rows: np.ndarray, *, bucket: Callable[[str], int], max_tokens: int, bigrams: bool) -> np.ndarray:
         """The task's ``featurize(self[rows])`` (words, then bigrams "a b", each hashed by ``bucket``,
         the first ``max_tokens``), computed on the word ids: int32 [len(rows), max_tokens]."""
         sub_ids, sub_offsets, names = self._word_subtokens()
@@ -119,7 +116,7 @@ class TokenTexts:
                 keep = column < max_tokens
                 adjacent, column = adjacent[keep], column[keep]
                 out[start + owner[adjacent], column] = pairs(seq[adjacent], seq[adjacent + 1])
-        return torch.from_numpy(out)
+        return out
 
 
 class _PairBuckets:

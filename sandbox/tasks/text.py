@@ -145,12 +145,13 @@ def message_features(corpus, index: np.ndarray, *, config) -> torch.Tensor:
     """``featurize`` of the texts of corpus rows ``index``; on a columnar corpus, from its word ids (int32)."""
     if isinstance(corpus.texts, TokenTexts):
         n_buckets = config.n_buckets
-        return corpus.texts.features(
+        features = corpus.texts.features(
             index,
             bucket=lambda token: bucket_of(token, n_buckets),
             max_tokens=config.max_tokens,
             bigrams=config.bigrams,
         )
+        return torch.from_numpy(features)
     return featurize(corpus.texts[index], config=config)
 
 

@@ -45,6 +45,26 @@ def csr_gather(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tup
     return values[np.arange(total) + shift], lengths
 
 
+def _hash_array(digest, name: str, array: np.ndarray, dtype, chunk: int = 1 << 22) -> None:
+    """``_hash_section`` of ``array`` as ``dtype`` bytes, converted a chunk at a time (no whole copy)."""
+    flat = array.reshape(-1)
+    itemsize = np.dtype(dtype).itemsize
+    digest.update(f"\x00{name}\x00{len(flat) * itemsize}\x00".encode())
+    for start in range(0, len(flat), chunk):
+        digest.update(np.ascontiguousarray(flat[start : start + chunk].astype(dtype, copy=False)).tobytes())
+
+
+def concatenate_consuming(parts: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate(parts)``, emptying ``parts`` as it copies: peak memory is the result and one part."""
+    out = np.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype)
+    start = 0
+    while parts:
+        part = parts.pop(0)
+        out[start : start + len(part)] = part
+        start += len(part)
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class TokenTexts:
     """Message m's text is ``" ".join(words[t] for t in tokens[offsets[m]:offsets[m+1]])``."""
@@ -263,18 +283,18 @@ class ColumnarCorpus:
                 ("channel_names", self.channels.names.tolist()),
             ):
                 _hash_section(digest, name, json.dumps(strings).encode())
-            for name, array in (
-                ("tokens", self.texts.tokens.astype("<i4")),
-                ("offsets", self.texts.offsets.astype("<i8")),
-                ("channels", self.channels.codes.astype("<i4")),
-                ("reactions", self.reactions.codes.astype("<i2")),
-                ("user_workspace", self.user_workspace.astype("<i8")),
-                ("message_user", self.message_user.astype("<i8")),
-                ("timestamps", self.timestamps.astype("<i8")),
-                ("workspace_opted_out", self.workspace_opted_out.astype(np.uint8)),
-                ("user_opted_out", self.user_opted_out.astype(np.uint8)),
+            for name, array, dtype in (
+                ("tokens", self.texts.tokens, "<i4"),
+                ("offsets", self.texts.offsets, "<i8"),
+                ("channels", self.channels.codes, "<i4"),
+                ("reactions", self.reactions.codes, "<i2"),
+                ("user_workspace", self.user_workspace, "<i8"),
+                ("message_user", self.message_user, "<i8"),
+                ("timestamps", self.timestamps, "<i8"),
+                ("workspace_opted_out", self.workspace_opted_out, np.uint8),
+                ("user_opted_out", self.user_opted_out, np.uint8),
             ):
-                _hash_section(digest, name, memoryview(np.ascontiguousarray(array)).cast("B"))
+                _hash_array(digest, name, array, dtype)
             self._cache["fingerprint"] = digest.hexdigest()
         return self._cache["fingerprint"]
 

@@ -27,6 +27,7 @@ from sandbox.data.columnar import (
     ColumnarCorpus,
     ReactionColumn,
     TokenTexts,
+    concatenate_consuming,
     csr_gather,
 )
 from sandbox.data.lexicon import REACTION_EMOJI
@@ -89,11 +90,13 @@ def generate_columnar_corpus(
         _chunk(config, population, canaries, first, stop, messages[c], layout[c], words)
         for c, (first, stop) in enumerate(zip(bounds[:-1], bounds[1:]))
     ]
-    lengths = np.concatenate([p["lengths"] for p in parts])
+
+    def column(key: str) -> np.ndarray:  # each chunk's part is freed once copied
+        return concatenate_consuming([part.pop(key) for part in parts])
+
+    lengths = column("lengths")
     texts = TokenTexts(
-        words=tuple(words),
-        tokens=np.concatenate([p["tokens"] for p in parts]),
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        words=tuple(words), tokens=column("tokens"), offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     )
     corpus = ColumnarCorpus(
         workspace_ids=np.array([f"ws-{w:04d}" for w in range(population.n_workspaces)], dtype=object),
@@ -101,11 +104,11 @@ def generate_columnar_corpus(
         user_ids=np.array([_user_id(u) for u in range(population.n_users)], dtype=object),
         user_workspace=population.user_workspace,
         user_opted_out=population.user_opted_out,
-        message_user=np.concatenate([p["user"] for p in parts]),
-        channels=CodedStrings(population.channel_names, np.concatenate([p["channel"] for p in parts])),
-        timestamps=np.concatenate([p["timestamps"] for p in parts]),
+        message_user=column("user"),
+        channels=CodedStrings(population.channel_names, column("channel")),
+        timestamps=column("timestamps"),
         texts=texts,
-        reactions=ReactionColumn(np.concatenate([p["reactions"] for p in parts])),
+        reactions=ReactionColumn(column("reactions")),
     )
     return corpus, manifest
 

@@ -60,6 +60,7 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
     check_backend(cfg.tracking.backend)  # a missing optional package stops the run before anything is written
     seeds = Seeds.from_seed(cfg.seed)
     data = prepare(cfg, seeds)
+    data_seconds = time.perf_counter() - started  # the corpus built (or read), split and featurised
     ledger = PrivacyLedger(cfg.ledger.path) if cfg.ledger.path else None
     if ledger is not None:  # before training: refuse a run that could pass the data set's total
         warning = ledger.check(
@@ -99,6 +100,7 @@ def run(cfg: RunConfig, *, out_dir: Path, resolved_config: dict, grid=None) -> d
         "curve": outcome.curve,
         "timing": {
             "seconds": round(time.perf_counter() - started, 2),
+            "data_seconds": round(data_seconds, 2),
             **outcome.timing,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         },

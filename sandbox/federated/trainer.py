@@ -126,6 +126,7 @@ class _FederatedCurve:
         self.eval_model, self.test, self.task, self.every, self.rounds = eval_model, test, task, every, rounds
         self.show = show
         self.points: list[dict] = []
+        self.eval_seconds = 0.0  # wall time of the held-out evaluations (inside training_seconds)
 
     def __call__(self, summary: dict, params) -> None:
         point = dict(summary)
@@ -135,8 +136,11 @@ class _FederatedCurve:
         self.show(summary["round"], self.rounds, summary["train_loss"])
 
     def evaluate(self, params) -> dict:
+        started = time.perf_counter()
         vector_to_parameters(params.clone(), self.eval_model.parameters())
-        return self.task.evaluate(self.eval_model, self.test)
+        metrics = self.task.evaluate(self.eval_model, self.test)
+        self.eval_seconds += time.perf_counter() - started
+        return metrics
 
 
 def run_engine(
@@ -300,6 +304,9 @@ def train_federated(cfg: RunConfig, data: Prepared, seeds: Seeds, *, grid=None) 
         timing={
             "training_seconds": round(seconds, 2),
             "seconds_per_round": round(seconds / max(1, server.round), 4),
+            "eval_seconds": round(curve.eval_seconds, 2),
+            # the rounds alone: without the held-out evaluations (every federation.eval_every rounds)
+            "round_seconds": round((seconds - curve.eval_seconds) / max(1, server.round), 4),
             **engine_timing,
         },
     )

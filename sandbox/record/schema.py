@@ -299,6 +299,9 @@ class CurvePoint(Section):
 @dataclass(frozen=True, kw_only=True)
 class Timing(Section):
     seconds: float = key("number", "wall clock of the run (or re-audit)")
+    data_seconds: float | None = key(
+        "number", "the data prepared: corpus built or read, split, featurised", optional=True
+    )
     peak_rss_mb: float = key("number", "peak resident memory, MB")
     original: Mapping | None = key("mapping", "re-audit: the audited run's timing", null=True, optional=True)
     open_ended = "engine timings (training_seconds, seconds_per_round, …)"

@@ -35,7 +35,7 @@ from sandbox.data.population import Population, draw_population
 from sandbox.data.synthetic import _STREAMS, _canary_drafts, _increasing_timestamps, _user_id, check_lexicon
 from sandbox.data.text import MessageDraft, draft_tokens
 
-CHUNK_USERS = 50_000
+CHUNK_USERS = 25_000  # users drafted at once: bounds the drafting transients (~0.5 GB)
 
 
 def uses_columnar(config: SyntheticConfig) -> bool:

@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.startup
 	$(BIN)/python -m benchmarks.peers
 	$(BIN)/python -m benchmarks.population
+	$(BIN)/python -m benchmarks.shadows
 
 ## pfl-research for the matched-workload comparison (benchmarks.peers) in its own venv: pfl 0.6
 ## pins dp-accounting < 0.6, this project needs 0.6. torch 2.13.0 first, then pfl with torch held

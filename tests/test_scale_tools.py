@@ -52,7 +52,7 @@ def test_the_table_names_the_smallest_population_keeping_ninety_percent(tmp_path
     rows = plot.collect(tmp_path)
     assert list(rows) == [1000, 10000, 100000] and rows[1000]["none"]["clients"] == 200
     text = plot.table(rows)
-    assert "| 1,000 | 200 | 0.600 | 0.400 | — | 67% | 0.360 |" in text  # 0.40 / 0.60
+    assert "| 1,000 | 200 | 0.600 | 0.400 | — | — | 67% | 0.360 |" in text  # 0.40 / 0.60
     assert "from **100,000 users**" in text  # 0.55 / 0.62 = 89% < 90% at 10,000
     plot.plot(rows, tmp_path / "utility.png")
     assert (tmp_path / "utility.png").stat().st_size > 1000

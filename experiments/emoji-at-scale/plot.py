@@ -5,7 +5,7 @@ top-5 accuracy against population for FedAvg, DP-FedAvg and DP-FTRL (ε as recor
 most-frequent baseline, and a Markdown table; the last line names the smallest population at
 which DP-FedAvg keeps ≥ 90% of FedAvg's top-5 (or says that none of the measured ones does).
 
-``python experiments/emoji-at-scale/plot.py ROOT``
+``python experiments/emoji-at-scale/plot.py ROOT [MORE_ROOTS...]`` (writes into ROOT)
 """
 
 from __future__ import annotations
@@ -20,41 +20,51 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LABELS = {"none": "FedAvg(M), not private", "dpfedavg": "DP-FedAvg", "dpftrl": "DP-FTRL"}
+LABELS = {
+    "none": "FedAvg(M), not private",
+    "dpfedavg": "DP-FedAvg (C = 1)",
+    "dpfedavg-adaptive": "DP-FedAvg, adaptive C",
+    "dpftrl": "DP-FTRL",
+}
 SHARE = 0.9  # of FedAvg's top-5 that DP-FedAvg must keep
 
 
-def collect(root: Path) -> dict[int, dict[str, dict]]:
+def collect(*roots: Path) -> dict[int, dict[str, dict]]:
     """{users: {mechanism: {"top5", "baseline", "epsilon", "clients"}}} of the runs under ``root``."""
     rows: dict[int, dict[str, dict]] = defaultdict(dict)
-    for path in sorted(root.glob("*/*/record.json")):
+    for path in sorted(p for root in roots for p in root.glob("*/*/record.json")):
         record = json.loads(path.read_text())
         privacy = record.get("privacy") or {}
         curve = record.get("curve") or [{}]
-        rows[record["data"]["n_users"]][privacy.get("mechanism", "none")] = {
+        key = privacy.get("mechanism", "none") + ("-adaptive" if privacy.get("clipping") == "adaptive" else "")
+        rows[record["data"]["n_users"]][key] = {
             "top5": record["metrics"]["top5"],
             "baseline": record["metrics"]["baseline"]["top5"],
             "epsilon": privacy.get("epsilon"),
             "clients": sum(p.get("clients", 0) for p in curve) / max(1, len(curve)),
         }
     if not rows:
-        raise SystemExit(f"plot.py: no record.json under {root}/*/*/")
+        raise SystemExit(f"plot.py: no record.json under {', '.join(f'{r}/*/*/' for r in roots)}")
     return dict(sorted(rows.items()))
 
 
 def table(rows: dict[int, dict[str, dict]]) -> str:
+    """The Markdown table; the 90% rule reads the better of the DP-FedAvg variants measured."""
+    keys = ("none", "dpfedavg", "dpfedavg-adaptive", "dpftrl")
     lines = [
-        "| users | clients/round | FedAvg top-5 | DP-FedAvg ε = 4 | DP-FTRL ε = 4 | DP-FedAvg / FedAvg | baseline |",
-        "|---|---|---|---|---|---|---|",
+        "| users | clients/round | FedAvg top-5 | DP-FedAvg C = 1 | DP-FedAvg adaptive C | DP-FTRL | "
+        "best DP-FedAvg / FedAvg | baseline |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     smallest = None
     for users, runs in rows.items():
-        fedavg, dp, ftrl = (runs.get(k, {}).get("top5") for k in ("none", "dpfedavg", "dpftrl"))
+        fedavg, fixed, adaptive, ftrl = (runs.get(k, {}).get("top5") for k in keys)
+        dp = max((v for v in (fixed, adaptive) if v is not None), default=None)
         share = dp / fedavg if dp is not None and fedavg else None
         if share is not None and share >= SHARE and smallest is None:
             smallest = users
-        clients = runs.get("dpfedavg", runs.get("none", {})).get("clients", 0)
-        cells = [f"{v:.3f}" if v is not None else "—" for v in (fedavg, dp, ftrl)]
+        clients = next(runs[k]["clients"] for k in (*keys[1:], "none") if k in runs)
+        cells = [f"{v:.3f}" if v is not None else "—" for v in (fedavg, fixed, adaptive, ftrl)]
         baseline = next(iter(runs.values()))["baseline"]
         ratio = f"{share:.0%}" if share is not None else "—"
         lines.append(f"| {users:,} | {clients:,.0f} | {' | '.join(cells)} | {ratio} | {baseline:.3f} |")
@@ -87,10 +97,10 @@ def plot(rows: dict[int, dict[str, dict]], path: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        raise SystemExit("usage: python experiments/emoji-at-scale/plot.py ROOT")
+    if not argv:
+        raise SystemExit("usage: python experiments/emoji-at-scale/plot.py ROOT [MORE_ROOTS...]")
     root = Path(argv[0])
-    rows = collect(root)
+    rows = collect(*(Path(a) for a in argv))
     plot(rows, root / "utility.png")
     text = table(rows)
     (root / "utility.md").write_text(text)

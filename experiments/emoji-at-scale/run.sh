@@ -13,15 +13,17 @@ shift || true
 POPULATIONS=${*:-10000 30000 100000 300000 1000000}
 COHORT=${COHORT:-2000}  # expected sampled users a round (of all users; ~73% of them are training clients)
 ROUNDS=${ROUNDS:-100}
+MECHANISMS=${MECHANISMS:-none,dpfedavg,dpftrl}  # the sweep's privacy= values (runs 0, 1, 2, ...)
+EXTRA=${EXTRA:-}  # more overrides for every run, e.g. "privacy.clipping=adaptive privacy.target_quantile=0.9"
 source experiments/common.sh
 for n in $POPULATIONS; do
   q=$(python3 -c "print(min(0.5, $COHORT / $n))")
   m=$(python3 -c "print(max(2, round(0.733 * $COHORT if $COHORT / $n <= 0.5 else 0.733 * 0.5 * $n)))")
-  OUT="$ROOT/$n"  # runs 0 (FedAvg), 1 (DP-FedAvg), 2 (DP-FTRL)
-  RUNS="0 1 2"
+  OUT="$ROOT/$n"  # run i: the i-th of MECHANISMS
+  RUNS=$(seq 0 $(($(echo "$MECHANISMS" | tr -cd , | wc -c))))
   clear_runs $RUNS
   echo "== $n users: q = $q, DP-FTRL m = $m"
-  "$PY" -m sandbox -m mode=federated privacy=none,dpfedavg,dpftrl \
+  "$PY" -m sandbox -m mode=federated privacy="$MECHANISMS" $EXTRA \
     data.n_users="$n" data.n_workspaces=$((n / 50 > 200 ? n / 50 : 200)) \
     federation.sample_rate="$q" privacy.clients_per_round="$m" federation.rounds="$ROUNDS" federation.eval_every="$ROUNDS" \
     ledger.path="$ROOT/ledger.json" hydra.sweep.dir="$OUT" 'hydra.sweep.subdir=${hydra.job.num}'

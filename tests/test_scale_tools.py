@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _plot_module():
-    spec = importlib.util.spec_from_file_location("scale_plot", ROOT / "experiments/emoji-at-scale/plot.py")
+    spec = importlib.util.spec_from_file_location("scale_plot", ROOT / "scripts/utility_plot.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

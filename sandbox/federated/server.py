@@ -47,6 +47,20 @@ class DPFedAvgSettings:
     stop_at_epsilon: float | None = None  # stop before a round would push ε past this
 
 
+def client_seeds(entropy: int, round_: int, clients: np.ndarray) -> tuple[int, ...]:
+    """Each sampled client's local seed for a round (its shuffles): a function of (entropy, round, client) only.
+
+    Client c's seed is the top 32 bits of the c-th output of Philox keyed by (entropy, round), so it
+    does not depend on who else was sampled (what one ``SeedSequence([entropy, round, c])`` per
+    client gave, at 14 µs a client; this is one vectorized draw of max(clients) + 1 outputs).
+    """
+    clients = np.asarray(clients, dtype=np.int64)
+    if len(clients) == 0:
+        return ()
+    stream = np.random.Philox(key=(int(entropy) << 64) | int(round_)).random_raw(int(clients.max()) + 1)
+    return tuple((stream[clients] >> np.uint64(32)).tolist())
+
+
 @dataclass(frozen=True)
 class RoundPlan:
     round: int  # 1-based
@@ -114,9 +128,7 @@ class FederatedServer:
             return None
         self.round += 1
         clients = poisson_sample_clients(self.n_clients, sample_rate=self.cfg.sample_rate, rng=self.sampling_rng)
-        seeds = tuple(
-            int(np.random.SeedSequence([self.client_entropy, self.round, int(c)]).generate_state(1)[0]) for c in clients
-        )
+        seeds = client_seeds(self.client_entropy, self.round, clients)
         site_clip = self.clip_norm if self.dp and self.dp.clipping_site == "client" else None
         self._reset_sums()
         self._worst_before = int(self.participation.max(initial=0))

@@ -103,6 +103,52 @@ class HashedBagModel(nn.Module):
         hidden = torch.relu(torch.baddbmm(b1.unsqueeze(1), pooled, w1.transpose(1, 2)))
         return torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))
 
+    def pooling_weights(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[N, T] the mean's weight of each position: 1 / length on a message's tokens, 0 on padding."""
+        mask = (tokens != PAD).to(self.embedding.weight.dtype)
+        return mask / mask.sum(-1, keepdim=True).clamp(min=1.0)
+
+    @torch.no_grad()
+    def loss_grads_stacked(
+        self,
+        table: torch.Tensor,
+        dense: list[torch.Tensor],
+        rows: torch.Tensor,
+        pool: torch.Tensor,
+        labels: torch.Tensor,
+        scale: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """``forward_stacked``'s loss and gradients in closed form, without autograd (``federated.batched``).
+
+        ``rows`` [k, B, T] index ``table`` as in ``forward_stacked``; ``pool`` [k, B, T] are their
+        ``pooling_weights`` (a padding position may index any row: its weight is 0). The loss of
+        client c is Σ_b scale[c, b] · CE(logits[c, b], labels[c, b]). Returns (loss [k], row index,
+        row gradient [k·B·T, dim], gradients of ``dense``): the embedding gradient is row-sparse and
+        uncoalesced (a row looked up twice appears twice; ``index_add_`` sums them), as autograd's
+        sparse ``embedding_bag`` gradient is. Equal to autograd through ``forward_stacked`` up to
+        float summation order (a test checks it).
+        """
+        w1, b1, w2, b2 = dense
+        k, batch, width = rows.shape
+        pool = pool.reshape(k * batch, width)
+        pooled = nn.functional.embedding_bag(
+            rows.reshape(k * batch, width), table, mode="sum", per_sample_weights=pool
+        ).view(k, batch, -1)
+        pre = torch.baddbmm(b1.unsqueeze(1), pooled, w1.transpose(1, 2))
+        hidden = pre.clamp(min=0)
+        logits = torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))
+        grad = logits.log_softmax(-1)  # [k, B, classes]: log p, then (p − onehot) · scale
+        at_label = labels.unsqueeze(-1)
+        loss = -(grad.gather(-1, at_label).squeeze(-1) * scale).sum(1)
+        grad.exp_().scatter_add_(-1, at_label, torch.full(at_label.shape, -1.0, dtype=grad.dtype))
+        grad.mul_(scale.unsqueeze(-1))
+        d_w2, d_b2 = torch.bmm(grad.transpose(1, 2), hidden), grad.sum(1)
+        d_pre = torch.bmm(grad, w2).mul_(pre > 0)
+        d_w1, d_b1 = torch.bmm(d_pre.transpose(1, 2), pooled), d_pre.sum(1)
+        d_pooled = torch.bmm(d_pre, w1).view(k * batch, 1, -1)
+        row_grad = (d_pooled * pool.unsqueeze(-1)).view(k * batch * width, -1)
+        return loss, rows.reshape(-1), row_grad, [d_w1, d_b1, d_w2, d_b2]
+
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     """Share of rows whose label is among the k highest logits (ties broken by index)."""

@@ -42,8 +42,11 @@ def _one_by_one(params, datas, local, clip_norm=None):
     ]
 
 
-def _batched(params, datas, local, chunk, clip_norm=None, first_seed=10):
-    trainer = BatchedLocalTrainer(emoji.EmojiModel(config=CFG, n_classes=5), local, chunk=chunk)
+def _batched(params, datas, local, chunk, clip_norm=None, first_seed=10, closed_form=True):
+    trainer = BatchedLocalTrainer(
+        emoji.EmojiModel(config=CFG, n_classes=5), local, chunk=chunk, closed_form=closed_form
+    )
+    assert trainer.closed_form == closed_form  # EmojiModel offers loss_grads_stacked
     trainer.load(params)
     got = list(
         trainer.updates(
@@ -54,13 +57,16 @@ def _batched(params, datas, local, chunk, clip_norm=None, first_seed=10):
     return dict(got)
 
 
+@pytest.mark.parametrize("closed_form", [True, False], ids=["closed-form", "autograd"])
 @pytest.mark.parametrize("chunk", [1, 3, 64])
 @pytest.mark.parametrize("epochs", [1, 3])
-def test_batched_updates_equal_one_client_at_a_time(chunk, epochs):
+def test_batched_updates_equal_one_client_at_a_time(chunk, epochs, closed_form):
+    """Both batched paths (the model's closed-form gradients and autograd) against the loop trainer."""
     params, datas = _params(), _clients()
     before = params.clone()
     local = LocalConfig(epochs=epochs, batch_size=4, lr=0.5)
-    expected, got = _one_by_one(params, datas, local), _batched(params, datas, local, chunk)
+    expected = _one_by_one(params, datas, local)
+    got = _batched(params, datas, local, chunk, closed_form=closed_form)
     for i, ref in enumerate(expected):
         assert torch.equal(got[i].delta.index, ref.delta.index)  # the same coordinates: rows looked up + dense
         torch.testing.assert_close(got[i].delta.values, ref.delta.values, atol=1e-6, rtol=1e-5)
@@ -135,3 +141,65 @@ def test_models_without_a_stacked_forward_are_refused():
                 _clients()[:1], [torch.Generator()]
             )
         )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_closed_form_gradients_equal_autograd_through_forward_stacked(seed):
+    """``loss_grads_stacked`` on random models and batches (padding, empty messages, repeated rows):
+    the loss and every gradient as autograd computes them through ``forward_stacked``."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    k, batch, width, rows_per_client, n_classes = 3, 5, 6, 7, 5
+    model = emoji.EmojiModel(config=CFG, n_classes=n_classes)
+    table = torch.randn(k * rows_per_client, CFG.embedding_dim, generator=g)
+    dense = [
+        p.detach().expand(k, *p.shape).clone() + 0.1 * torch.randn(k, *p.shape, generator=g)
+        for p in list(model.parameters())[1:]
+    ]
+    tokens = torch.randint(1, 64, (k, batch, width), generator=g)
+    lengths = torch.randint(0, width + 1, (k, batch), generator=g)
+    tokens[torch.arange(width) >= lengths.unsqueeze(-1)] = emoji.PAD
+    rows = torch.randint(0, rows_per_client, (k, batch, width), generator=g) + rows_per_client * torch.arange(k).view(
+        k, 1, 1
+    )
+    labels = torch.randint(0, n_classes, (k, batch), generator=g)
+    scale = torch.rand(k, batch, generator=g) * (torch.rand(k, batch, generator=g) > 0.2)
+
+    leaves = [table.clone().requires_grad_(), *(p.clone().requires_grad_() for p in dense)]
+    logits = model.forward_stacked(leaves[0], leaves[1:], rows, tokens)
+    ce = nn.functional.cross_entropy(logits.reshape(k * batch, -1), labels.reshape(-1), reduction="none").view(k, batch)
+    expected_loss = (ce * scale).sum(1)
+    expected = torch.autograd.grad(expected_loss.sum(), leaves)
+
+    loss, index, row_grad, grads = model.loss_grads_stacked(
+        table, dense, rows, model.pooling_weights(tokens.view(k * batch, width)).view(k, batch, width), labels, scale
+    )
+    torch.testing.assert_close(loss, expected_loss.detach(), atol=1e-6, rtol=1e-5)
+    emb_grad = torch.zeros_like(table).index_add_(0, index, row_grad)
+    torch.testing.assert_close(emb_grad, expected[0].to_dense(), atol=1e-6, rtol=1e-5)
+    for got, ref in zip(grads, expected[1:]):
+        torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-5)
+    assert float(emb_grad.abs().max()) > 1e-4 and all(float(r.abs().max()) > 1e-4 for r in expected[1:])
+
+
+def test_partition_datas_equals_data_client_by_client():
+    """The in-process engine's one-gather ``ClientPartition.datas`` against ``data`` one client at a time."""
+    import numpy as np
+
+    from sandbox.federated.clients import ClientPartition
+    from sandbox.tasks.base import Examples
+
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 6, size=9)
+    n = int(sizes.sum())
+    examples = Examples(
+        tokens=torch.randint(0, 64, (n, 4)), labels=torch.randint(0, 5, (n,)), message_index=np.arange(n)
+    )
+    partition = ClientPartition(
+        unit="user", owners=np.arange(9), offsets=np.concatenate([[0], np.cumsum(sizes)]), rows=rng.permutation(n)
+    )
+    clients = np.array([7, 0, 3, 3, 8])
+    for got, c in zip(partition.datas(clients, examples), clients, strict=True):
+        ref = partition.data(int(c), examples)
+        assert torch.equal(got.tokens, ref.tokens) and torch.equal(got.labels, ref.labels)
+    assert partition.datas(np.zeros(0, dtype=np.int64), examples) == []

@@ -105,3 +105,16 @@ def test_same_seed_same_plan():
     a, b = _server(seed=4, q=0.3, n_clients=50), _server(seed=4, q=0.3, n_clients=50)
     pa, pb = a.next_round(), b.next_round()
     assert np.array_equal(pa.clients, pb.clients) and pa.client_seeds == pb.client_seeds
+
+
+def test_client_seeds_depend_on_entropy_round_and_client_only():
+    """A client's local seed does not depend on who else was sampled; it changes with round and entropy."""
+    from sandbox.federated.server import client_seeds
+
+    alone = client_seeds(7, 3, np.array([5]))
+    with_others = client_seeds(7, 3, np.array([900, 5, 0]))
+    assert with_others[1] == alone[0] and client_seeds(7, 3, np.array([5])) == alone  # deterministic
+    assert client_seeds(7, 4, np.array([5])) != alone and client_seeds(8, 3, np.array([5])) != alone
+    many = client_seeds(7, 3, np.arange(10_000))
+    assert len(set(many)) > 9_980 and all(0 <= s < 2**32 for s in many)  # 32-bit seeds, nearly all distinct
+    assert client_seeds(7, 3, np.zeros(0, dtype=np.int64)) == ()

@@ -219,10 +219,12 @@ class BatchedLocalTrainer(ScratchParams):
         global_emb = self._global[: self._emb_size].view(n_buckets, dim)
         start = global_emb[pair_row]
         table = start.clone()
-        dense, offset = [], self._emb_size
+        # the other parameters, one row per client; ``dense`` are views of it in ``parameters()`` order
+        flat = self._global[self._emb_size :].expand(n, -1).clone()
+        dense, offset = [], 0
         for shape in self._dense_shapes:
             size = torch.Size(shape).numel()
-            dense.append(self._global[offset : offset + size].view(shape).expand(n, *shape).clone())
+            dense.append(flat[:, offset : offset + size].view(n, *shape))
             offset += size
         example, weight = self._plan(sizes, first, generators)  # [steps, n, bsz]
         steps = _Steps(example=example, weight=weight, slot=slot, tokens=all_tokens, labels=all_labels)
@@ -234,7 +236,7 @@ class BatchedLocalTrainer(ScratchParams):
                 pair_row=pair_row,
                 block=block,
                 emb_delta=table - start,
-                dense_delta=torch.cat([p.reshape(n, -1) for p in dense], 1) - self._global[self._emb_size :],
+                dense_delta=flat - self._global[self._emb_size :],
                 loss_sum=loss_sum,
                 steps=-(-sizes // bsz) * self.cfg.epochs,
             )

@@ -1,9 +1,11 @@
 """Utility against population (scripts/utility-at-scale): utility.png and utility.md.
 
 Reads every ``ROOT/<users>/<run>/record.json`` and writes, beside them, the plot of held-out
-top-5 accuracy against population for FedAvg, DP-FedAvg and DP-FTRL (ε as recorded), the
-most-frequent baseline, and a Markdown table; the last line names the smallest population at
-which DP-FedAvg keeps ≥ 90% of FedAvg's top-5 (or says that none of the measured ones does).
+utility against population for FedAvg, DP-FedAvg and DP-FTRL (ε as recorded) with the baseline,
+and a Markdown table. Emoji: top-5 accuracy against the most-frequent baseline; the last line
+names the smallest population at which DP-FedAvg keeps ≥ 90% of FedAvg's top-5. Jobs and
+channels: held-out users' recall@k against popularity; the last line names the smallest
+population at which DP-FedAvg beats popularity with its 95% CI above 0 (or says that none does).
 
 ``python scripts/utility_plot.py ROOT [MORE_ROOTS...]`` (writes into ROOT)
 """
@@ -29,8 +31,27 @@ LABELS = {
 SHARE = 0.9  # of FedAvg's top-5 that DP-FedAvg must keep
 
 
+RANKING = ("jobs", "channels")  # recommenders: recall@k of held-out users against popularity
+
+
+def _measure(record: dict) -> dict:
+    """The run's utility: emoji top-5 and its most-frequent baseline; recommenders recall@k of
+    held-out users, popularity's, and the paired 95% CI of the difference (as the run recorded it)."""
+    metrics = record["metrics"]
+    if record.get("task", "emoji") not in RANKING:
+        return {"value": metrics["top5"], "baseline": metrics["baseline"]["top5"], "ci": None, "metric": "top-5"}
+    ranking = metrics["ranking"]
+    name = next(k for k in ranking["held_out_users"] if k.startswith("recall@"))
+    return {
+        "value": ranking["held_out_users"][name],
+        "baseline": ranking["held_out_users_popularity"][name],
+        "ci": tuple(ranking["held_out_users_vs_popularity"][name]["ci"]),
+        "metric": name,
+    }
+
+
 def collect(*roots: Path) -> dict[int, dict[str, dict]]:
-    """{users: {mechanism: {"top5", "baseline", "epsilon", "clients"}}} of the runs under ``root``."""
+    """{users: {mechanism: {"value", "baseline", "ci", "metric", "epsilon", "clients"}}} of the runs under ``roots``."""
     rows: dict[int, dict[str, dict]] = defaultdict(dict)
     for path in sorted(p for root in roots for p in root.glob("*/*/record.json")):
         record = json.loads(path.read_text())
@@ -38,59 +59,79 @@ def collect(*roots: Path) -> dict[int, dict[str, dict]]:
         curve = record.get("curve") or [{}]
         key = privacy.get("mechanism", "none") + ("-adaptive" if privacy.get("clipping") == "adaptive" else "")
         rows[record["data"]["n_users"]][key] = {
-            "top5": record["metrics"]["top5"],
-            "baseline": record["metrics"]["baseline"]["top5"],
+            **_measure(record),
+            "task": record.get("task", "emoji"),
             "epsilon": privacy.get("epsilon"),
             "clients": sum(p.get("clients", 0) for p in curve) / max(1, len(curve)),
         }
     if not rows:
-        raise SystemExit(f"plot.py: no record.json under {', '.join(f'{r}/*/*/' for r in roots)}")
+        raise SystemExit(f"utility_plot.py: no record.json under {', '.join(f'{r}/*/*/' for r in roots)}")
     return dict(sorted(rows.items()))
 
 
 def table(rows: dict[int, dict[str, dict]]) -> str:
-    """The Markdown table; the 90% rule reads the better of the DP-FedAvg variants measured."""
+    """The Markdown table and its verdict line.
+
+    Emoji: the smallest population at which the better measured DP-FedAvg variant keeps ≥ 90% of
+    FedAvg's top-5. Recommenders: the smallest at which it beats popularity with the lower end of
+    its 95% CI above 0."""
     keys = ("none", "dpfedavg", "dpfedavg-adaptive", "dpftrl")
+    first = next(iter(next(iter(rows.values())).values()))
+    ranking, metric = first["task"] in RANKING, first["metric"]
+    last = "best DP-FedAvg − popularity [95% CI]" if ranking else "best DP-FedAvg / FedAvg"
     lines = [
-        "| users | clients/round | FedAvg top-5 | DP-FedAvg C = 1 | DP-FedAvg adaptive C | DP-FTRL | "
-        "best DP-FedAvg / FedAvg | baseline |",
+        f"| users | clients/round | FedAvg {metric} | DP-FedAvg C = 1 | DP-FedAvg adaptive C | DP-FTRL | {last} | "
+        f"{'popularity' if ranking else 'baseline'} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     smallest = None
     for users, runs in rows.items():
-        fedavg, fixed, adaptive, ftrl = (runs.get(k, {}).get("top5") for k in keys)
-        dp = max((v for v in (fixed, adaptive) if v is not None), default=None)
-        share = dp / fedavg if dp is not None and fedavg else None
-        if share is not None and share >= SHARE and smallest is None:
+        fedavg, fixed, adaptive, ftrl = (runs.get(k, {}).get("value") for k in keys)
+        best = max((k for k in keys[1:3] if k in runs), key=lambda k: runs[k]["value"], default=None)
+        if ranking:
+            ci = runs[best]["ci"] if best else None
+            good = ci is not None and ci[0] > 0
+            verdict = f"{runs[best]['value'] - runs[best]['baseline']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "—"
+        else:
+            share = runs[best]["value"] / fedavg if best and fedavg else None
+            good = share is not None and share >= SHARE
+            verdict = f"{share:.0%}" if share is not None else "—"
+        if good and smallest is None:
             smallest = users
         clients = next(runs[k]["clients"] for k in (*keys[1:], "none") if k in runs)
         cells = [f"{v:.3f}" if v is not None else "—" for v in (fedavg, fixed, adaptive, ftrl)]
         baseline = next(iter(runs.values()))["baseline"]
-        ratio = f"{share:.0%}" if share is not None else "—"
-        lines.append(f"| {users:,} | {clients:,.0f} | {' | '.join(cells)} | {ratio} | {baseline:.3f} |")
+        lines.append(f"| {users:,} | {clients:,.0f} | {' | '.join(cells)} | {verdict} | {baseline:.3f} |")
+    rule = "beats popularity (CI above 0)" if ranking else f"keeps ≥ {SHARE:.0%} of FedAvg's {metric}"
     verdict = (
-        f"DP-FedAvg at ε = 4 keeps ≥ {SHARE:.0%} of FedAvg's top-5 from **{smallest:,} users** (the smallest measured)."
+        f"DP-FedAvg at ε = 4 {rule} from **{smallest:,} users** (the smallest measured)."
         if smallest is not None
-        else f"DP-FedAvg at ε = 4 keeps ≥ {SHARE:.0%} of FedAvg's top-5 at none of the measured populations."
+        else f"DP-FedAvg at ε = 4 {rule} at none of the measured populations."
     )
     return "\n".join(lines) + "\n\n" + verdict + "\n"
 
 
 def plot(rows: dict[int, dict[str, dict]], path: Path) -> None:
     users = list(rows)
+    first = next(iter(rows[users[0]].values()))
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
     for key, label in LABELS.items():
-        points = [(u, rows[u][key]["top5"]) for u in users if key in rows[u]]
+        points = [(u, rows[u][key]["value"]) for u in users if key in rows[u]]
         if points:
             axes.plot(*zip(*points), marker="o", label=label)
-    axes.plot(users, [next(iter(rows[u].values()))["baseline"] for u in users], "k:", label="most-frequent baseline")
-    fedavg = [(u, SHARE * rows[u]["none"]["top5"]) for u in users if "none" in rows[u]]
-    if fedavg:
+    axes.plot(
+        users,
+        [next(iter(rows[u].values()))["baseline"] for u in users],
+        "k:",
+        label="popularity" if first["task"] in RANKING else "most-frequent baseline",
+    )
+    fedavg = [(u, SHARE * rows[u]["none"]["value"]) for u in users if "none" in rows[u]]
+    if fedavg and first["task"] not in RANKING:
         axes.plot(*zip(*fedavg), color="grey", linewidth=0.8, linestyle="--", label=f"{SHARE:.0%} of FedAvg")
     axes.set_xscale("log")
     axes.set_xlabel("users in the population")
-    axes.set_ylabel("held-out top-5 accuracy")
-    axes.set_title("Emoji suggestions: utility against population (ε = 4, ~2,000 users a round)")
+    axes.set_ylabel(f"held-out users' {first['metric']}")
+    axes.set_title(f"{first['task']}: utility against population (ε = 4)")
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -65,3 +65,35 @@ def test_no_population_keeping_ninety_percent_is_said(tmp_path):
     assert "at none of the measured populations" in plot.table(plot.collect(tmp_path))
     with pytest.raises(SystemExit, match="no record.json"):
         plot.collect(tmp_path / "empty")
+
+
+def _ranking_record(path: Path, users: int, mechanism: str, recall: float, ci: tuple[float, float]) -> None:
+    path.mkdir(parents=True)
+    privacy = {} if mechanism == "none" else {"mechanism": mechanism, "epsilon": 4.0, "clipping": "adaptive"}
+    ranking = {
+        "held_out_users": {"recall@10": recall, "ndcg@10": 0.0, "n_users": 10},
+        "held_out_users_popularity": {"recall@10": 0.024, "ndcg@10": 0.0},
+        "held_out_users_vs_popularity": {"recall@10": {"difference": recall - 0.024, "ci": list(ci)}},
+    }
+    record = {
+        "task": "jobs",
+        "data": {"n_users": users},
+        "privacy": privacy,
+        "metrics": {"top10": recall, "ranking": ranking},
+        "curve": [{"clients": 50}],
+    }
+    (path / "record.json").write_text(json.dumps(record))
+
+
+def test_for_recommenders_the_table_names_where_dp_beats_popularity_with_its_ci(tmp_path):
+    plot = _plot_module()
+    # 30,000: better than popularity but the CI reaches 0; 100,000: the CI is above 0
+    for users, dp, ci in ((30000, 0.030, (-0.001, 0.012)), (100000, 0.040, (0.010, 0.022))):
+        _ranking_record(tmp_path / str(users) / "0", users, "none", 0.07, (0.04, 0.05))
+        _ranking_record(tmp_path / str(users) / "1", users, "dpfedavg", dp, ci)
+    text = plot.table(plot.collect(tmp_path))
+    assert "| users | clients/round | FedAvg recall@10 |" in text
+    assert "| 30,000 | 50 | 0.070 | — | 0.030 | — | +0.006 [-0.001, +0.012] | 0.024 |" in text
+    assert "beats popularity (CI above 0) from **100,000 users**" in text
+    plot.plot(plot.collect(tmp_path), tmp_path / "utility.png")
+    assert (tmp_path / "utility.png").stat().st_size > 1000

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {
-    "none": "FedAvg(M), not private",
+    "none": "federated, not private",
     "dpfedavg": "DP-FedAvg (C = 1)",
     "dpfedavg-adaptive": "DP-FedAvg, adaptive C",
     "dpftrl": "DP-FTRL",

@@ -38,7 +38,8 @@ class ClientPartition:
     def datas(self, clients, examples: Examples) -> list[ClientData]:
         """``[data(c) for c in clients]`` with one gather for all of them (each client's data a view of it)."""
         clients = np.asarray(clients, dtype=np.int64)
-        starts, sizes = self.offsets[clients], self.sizes()[clients]
+        starts = self.offsets[clients]
+        sizes = self.offsets[clients + 1] - starts
         within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         rows = torch.from_numpy(self.rows[np.repeat(starts, sizes) + within])
         split = sizes.tolist()
